@@ -1,0 +1,15 @@
+"""The ``storage`` fixture: one fresh backend of every kind the test suite knows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from keg_storage.backends.base import StorageBackend
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest) -> Iterator[StorageBackend]:
+    yield request.getfixturevalue(f"backend_{request.param}")
