@@ -1,0 +1,162 @@
+"""Benchmark: keg_storage's AzureStorage against the raw Azure SDK, on a local Azurite.
+
+Not a test. Starts its own Azurite (the same harness the tests use), then runs every case
+``--repeat`` times, each run in a fresh child process so that peak RSS is measured per case,
+and prints medians and ratios. Run from the repository root::
+
+    .venv/bin/python bench/azure.py            # 256 MiB, medians of 5
+    .venv/bin/python bench/azure.py --rss-mib 1024   # plus the peak-RSS check on a 1 GiB blob
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# Run as a script, this file's directory comes first on sys.path and this module, named
+# ``azure``, would shadow the Azure SDK's ``azure`` package: put the repository root there instead.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, run_azurite  # noqa: E402
+
+MIB = 1024 * 1024
+CONTAINER = "bench"
+CONCURRENCY = 4
+STREAM_CHUNK = MIB
+
+
+def _sdk_blob(account_url: str, blob: str):  # type: ignore[no-untyped-def]
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(
+        account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
+    )
+    return service.get_blob_client(CONTAINER, blob)
+
+
+def sdk_upload(account_url: str, blob: str, local: Path) -> None:
+    client = _sdk_blob(account_url, blob)
+    with local.open("rb") as f:
+        client.upload_blob(
+            f, length=local.stat().st_size, overwrite=True, max_concurrency=CONCURRENCY
+        )
+
+
+def sdk_download(account_url: str, blob: str, local: Path) -> None:
+    client = _sdk_blob(account_url, blob)
+    with local.open("wb") as f:
+        client.download_blob(max_concurrency=CONCURRENCY).readinto(f)
+
+
+CASES: dict[str, Callable[[str, str, Path], None]] = {
+    "sdk upload_blob": sdk_upload,
+    "sdk download_blob": sdk_download,
+}
+# (case, baseline, required ratio of throughput case/baseline)
+COMPARISONS: list[tuple[str, str, float]] = []
+
+
+def run_child(case: str, account_url: str, blob: str, local: Path) -> dict[str, float]:
+    """Run one case in a fresh interpreter; return its transfer time and peak RSS."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", case, account_url, blob, str(local)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out.splitlines()[-1]))
+
+
+def child_main(case: str, account_url: str, blob: str, local: str) -> None:
+    func = CASES[case]
+    start = time.perf_counter()
+    func(account_url, blob, Path(local))
+    seconds = time.perf_counter() - start
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib}))
+
+
+def make_source(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        remaining = size
+        while remaining:
+            n = min(remaining, 16 * MIB)
+            f.write(os.urandom(n))
+            remaining -= n
+
+
+def bench(account_url: str, work: Path, size: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Medians of ``repeat`` runs of every case moving ``size`` bytes."""
+    source = work / f"source-{size}"
+    make_source(source, size)
+    # Download cases read a blob the SDK wrote; upload cases write their own blob.
+    sdk_upload(account_url, "source", source)
+    results: dict[str, dict[str, float]] = {}
+    for case in CASES:
+        download = "download" in case or "read" in case
+        blob = "source" if download else f"up-{case.replace(' ', '-')}"
+        local = work / "sink" if download else source
+        runs = [run_child(case, account_url, blob, local) for _ in range(repeat)]
+        results[case] = {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "rss_mib": max(r["rss_mib"] for r in runs),
+        }
+        if download and local.stat().st_size != size:
+            raise SystemExit(f"{case}: downloaded {local.stat().st_size} bytes, expected {size}")
+    source.unlink()
+    return results
+
+
+def print_table(title: str, size: int, results: dict[str, dict[str, float]]) -> None:
+    print(f"\n{title}: {size // MIB} MiB, medians of the runs, peak RSS of the child process")
+    print(f"{'case':<28}{'median s':>10}{'MiB/s':>10}{'peak RSS MiB':>14}")
+    for case, r in results.items():
+        rate = size / MIB / r["seconds"]
+        print(f"{case:<28}{r['seconds']:>10.3f}{rate:>10.1f}{r['rss_mib']:>14.1f}")
+    if COMPARISONS:
+        print(f"\n{'comparison':<48}{'ratio':>8}{'target':>8}")
+        for case, base, target in COMPARISONS:
+            ratio = results[base]["seconds"] / results[case]["seconds"]
+            ok = "ok" if ratio >= target else "MISSED"
+            print(f"{case + ' / ' + base:<48}{ratio:>8.2f}{'>=' + str(target):>8} {ok}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rss-mib", type=int, default=0, help="also check peak RSS at this size")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(*args.child)
+        return
+
+    from azure.storage.blob import BlobServiceClient
+
+    with tempfile.TemporaryDirectory(prefix="bench-azure-") as tmp, run_azurite(
+        Path(tmp) / "azurite"
+    ) as server:
+        BlobServiceClient(
+            server.account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
+        ).create_container(CONTAINER)
+        size = args.size_mib * MIB
+        print_table("throughput", size, bench(server.account_url, Path(tmp), size, args.repeat))
+        if args.rss_mib:
+            rss_size = args.rss_mib * MIB
+            print_table("memory", rss_size, bench(server.account_url, Path(tmp), rss_size, 1))
+
+
+if __name__ == "__main__":
+    main()
