@@ -145,9 +145,10 @@ def main() -> None:
 
     from azure.storage.blob import BlobServiceClient
 
-    with tempfile.TemporaryDirectory(prefix="bench-azure-") as tmp, run_azurite(
-        Path(tmp) / "azurite"
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-azure-") as tmp,
+        run_azurite(Path(tmp) / "azurite") as server,
+    ):
         BlobServiceClient(
             server.account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
         ).create_container(CONTAINER)
