@@ -1,0 +1,606 @@
+"""AzureStorage: Azure Blob Storage (block blobs) through azure-storage-blob.
+
+Three ways to connect, as in keg-storage 0.5: an account name and key plus a container
+(``bucket``), a container SAS URL, or a blob SAS URL (then the backend holds that one blob).
+``account_url`` points the account mode at an emulator (Azurite) or a sovereign cloud.
+
+Reads are ranged GETs of ``chunk_size`` with read-ahead; writes stage blocks of ``chunk_size`` in
+parallel and commit the block list on ``close()``, so a failed or aborted write publishes nothing.
+Clients are built once, share one HTTP connection pool and are safe to use from many threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import arrow
+
+from ..errors import (
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    MissingDependencyError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperationError,
+)
+from .base import (
+    Expiry,
+    FileMode,
+    FileStat,
+    ListEntry,
+    RemoteFile,
+    ShareLinkOperation,
+    StorageBackend,
+    resolve_expiry,
+)
+from .streams import PartUploadWriter, RangeReader
+
+try:
+    import requests
+    from azure.core import MatchConditions
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.storage.blob import (
+        BlobBlock,
+        BlobClient,
+        BlobPrefix,
+        BlobSasPermissions,
+        BlobServiceClient,
+        ContainerClient,
+        ContainerSasPermissions,
+        ContentSettings,
+        ExponentialRetry,
+        generate_blob_sas,
+        generate_container_sas,
+    )
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    _IMPORT_ERROR: ImportError | None = None
+except ImportError as exc:  # the backend is optional: the error surfaces when it is used
+    _IMPORT_ERROR = exc
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "AzureFile", "AzureReader", "AzureStorage", "AzureWriter"]
+
+DEFAULT_CHUNK_SIZE = 5 * 1024 * 1024
+MAX_BLOCK_SIZE = 4000 * 1024 * 1024
+"""The service's limit for one staged block."""
+COPY_POLL_SECONDS = (0.1, 2.0)
+"""First and longest wait between checks of a pending server-side copy."""
+
+_EXTRA_ARG_SETTINGS = {
+    "ContentType": "content_type",
+    "ContentEncoding": "content_encoding",
+    "ContentDisposition": "content_disposition",
+    "ContentLanguage": "content_language",
+    "CacheControl": "cache_control",
+}
+
+
+def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
+    """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, ResourceNotFoundError) and key is not None:
+        code = getattr(exc, "error_code", None)
+        if code not in ("ContainerNotFound",):
+            return FileNotFoundInStorageError(backend, key)
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return StorageConnectionError(
+            f"cannot reach Azure Blob Storage: {type(exc).__name__}", backend=backend, path=key
+        )
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    reason = f"{code or type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+        return StoragePermissionError(f"Azure refused access: {reason}", backend=backend, path=key)
+    if isinstance(exc, ResourceModifiedError):
+        return StorageError(
+            f"the blob changed while it was being read: {reason}", backend=backend, path=key
+        )
+    return StorageError(f"Azure request failed: {reason}", backend=backend, path=key)
+
+
+@contextlib.contextmanager
+def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
+    """Turn SDK errors raised inside the block into keg_storage errors, chained."""
+    try:
+        yield
+    except AzureError as exc:
+        raise _translate(exc, backend, key) from exc
+
+
+def _check_no_backslash(key: str, backend: Any) -> None:
+    """Azure Blob Storage reads ``\\`` in a blob name as ``/``: ``a\\b`` would silently become
+    the file ``b`` in the directory ``a``, so such paths are refused before any request."""
+    if "\\" in key:
+        raise InvalidPathError(
+            "Azure Blob Storage turns '\\' into '/' in blob names: use '/' or another character",
+            backend=backend,
+            path=key,
+        )
+
+
+def _strip_etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else etag
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def content_disposition(filename: str) -> str:
+    """An RFC 6266 ``attachment`` header value naming ``filename``: a quoted ASCII fallback plus
+    ``filename*`` (RFC 5987, UTF-8) when the name is not plain ASCII."""
+    ascii_name = "".join(c if " " <= c < "\x7f" else "_" for c in filename)
+    quoted = ascii_name.replace("\\", "\\\\").replace('"', '\\"')
+    value = f'attachment; filename="{quoted}"'
+    if ascii_name != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+class AzureFile(RemoteFile):
+    """Base of the Azure file objects: one blob, read or written through its ``blob_client``.
+
+    Reading and writing a blob work so differently that each has its own class.
+    """
+
+    blob_client: BlobClient
+    path: str
+    storage: Any
+
+
+class AzureReader(AzureFile, RangeReader):
+    """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
+    sequential reader. Reads are pinned to the blob's ETag at ``open()``: if the blob is replaced
+    meanwhile, reading fails instead of mixing two versions."""
+
+    def __init__(
+        self,
+        mode: FileMode | str,
+        blob_client: BlobClient,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        *,
+        max_concurrency: int = 1,
+        storage: Any = None,
+        path: str | None = None,
+    ) -> None:
+        if FileMode.as_mode(mode) != FileMode.read:
+            raise ValueError("AzureReader reads only: open it with mode 'rb'")
+        self.blob_client = blob_client
+        self.path = path if path is not None else blob_client.blob_name
+        self.storage = storage
+        with _azure_errors(storage, self.path):
+            properties = blob_client.get_blob_properties()
+        self.etag = properties.etag
+        RangeReader.__init__(
+            self, size=properties.size, chunk_size=chunk_size, max_concurrency=max_concurrency
+        )
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        with _azure_errors(self.storage, self.path):
+            stream = self.blob_client.download_blob(
+                offset=start,
+                length=end - start,
+                etag=self.etag,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+            )
+            return stream.readall()
+
+
+class AzureWriter(AzureFile, PartUploadWriter):
+    """Writes a block blob: full blocks of ``chunk_size`` are staged in parallel (at most
+    ``max_concurrency`` in flight, so memory stays bounded) and committed in order by
+    ``close()``. A file smaller than one block, an empty one included, is a single upload.
+
+    An aborted or failed write commits nothing, so the previous blob stays. The service has no
+    call to drop staged blocks; it discards uncommitted blocks itself after a week.
+    """
+
+    def __init__(
+        self,
+        mode: FileMode | str,
+        blob_client: BlobClient,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        *,
+        max_concurrency: int = 1,
+        content_settings: ContentSettings | None = None,
+        metadata: Mapping[str, str] | None = None,
+        storage: Any = None,
+        path: str | None = None,
+    ) -> None:
+        if FileMode.as_mode(mode) != FileMode.write:
+            raise ValueError("AzureWriter writes only: open it with mode 'wb'")
+        if not 0 < chunk_size <= MAX_BLOCK_SIZE:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCK_SIZE} bytes")
+        self.blob_client = blob_client
+        self.path = path if path is not None else blob_client.blob_name
+        self.storage = storage
+        self.content_settings = content_settings
+        self.metadata = dict(metadata) if metadata else None
+        # Every block id of one blob must have the same length; a random prefix keeps the blocks
+        # of concurrent or earlier, aborted writers apart.
+        self._block_prefix = uuid.uuid4().hex
+        PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
+
+    def _upload_part(self, number: int, data: bytes) -> str:
+        block_id = f"{self._block_prefix}{number:08d}"
+        with _azure_errors(self.storage, self.path):
+            self.blob_client.stage_block(block_id, data, length=len(data))
+        return block_id
+
+    def _complete_parts(self, results: list[Any]) -> None:
+        with _azure_errors(self.storage, self.path):
+            self.blob_client.commit_block_list(
+                [BlobBlock(block_id) for block_id in results],
+                content_settings=self.content_settings,
+                metadata=self.metadata,
+            )
+
+    def _put_whole(self, data: bytes) -> None:
+        with _azure_errors(self.storage, self.path):
+            self.blob_client.upload_blob(
+                data,
+                length=len(data),
+                overwrite=True,
+                content_settings=self.content_settings,
+                metadata=self.metadata,
+            )
+
+
+@dataclass
+class _Clients:
+    """The SDK clients of one connection: a container client, or a single blob client."""
+
+    container: ContainerClient | None
+    blob: BlobClient | None
+
+    def close(self) -> None:
+        for client in (self.container, self.blob):
+            if client is not None:
+                client.close()
+
+
+class AzureStorage(StorageBackend):
+    """Azure Blob Storage, with block blobs.
+
+    Connect with ``account``, ``key`` and ``bucket`` (the container), with ``sas_container_url``,
+    or with ``sas_blob_url`` (the backend then holds only that blob: any other path raises
+    :class:`InvalidPathError`). In the account mode ``account_url`` replaces
+    ``https://<account>.blob.core.windows.net`` (emulators, sovereign clouds).
+
+    Keyword options: ``max_concurrency`` (parallel block transfers per file, default 4),
+    ``timeout`` (seconds, or a ``(connect, read)`` pair; default ``(20, 60)`` as the SDK),
+    ``retry`` (None for the SDK's exponential retry policy, an int for that policy with that many
+    retries, or an azure-core retry policy object).
+
+    Links are SAS URLs signed with the account key: download grants ``r``, upload ``cw``, remove
+    ``d``; they can be combined. Without the key (SAS URL modes) ``link_to`` raises
+    :class:`UnsupportedOperationError`.
+    """
+
+    supported_extra_args = frozenset(_EXTRA_ARG_SETTINGS) | {"Metadata"}
+
+    def __init__(
+        self,
+        account: str | None = None,
+        key: str | None = None,
+        bucket: str | None = None,
+        sas_container_url: str | None = None,
+        sas_blob_url: str | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        name: str = "azure",
+        *,
+        account_url: str | None = None,
+        max_concurrency: int = 4,
+        timeout: float | tuple[float, float] = (20.0, 60.0),
+        retry: int | Any | None = None,
+    ) -> None:
+        super().__init__(name)
+        if _IMPORT_ERROR is not None:
+            raise MissingDependencyError(
+                "AzureStorage", "azure", "azure-storage-blob"
+            ) from _IMPORT_ERROR
+        if not 0 < chunk_size <= MAX_BLOCK_SIZE:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCK_SIZE} bytes")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.account = account
+        self.key = key
+        self.bucket = bucket
+        self.sas_container_url = sas_container_url
+        self.sas_blob_url = sas_blob_url
+        self.chunk_size = chunk_size
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retry = retry
+        self.account_url: str | None = None
+        self._account_mode: tuple[str, str, str] | None = None
+        if account and key and bucket:
+            default_url = f"https://{account}.blob.core.windows.net"
+            self.account_url = (account_url or default_url).rstrip("/")
+            self._account_mode = (account, key, bucket)
+        elif not (sas_container_url or sas_blob_url):
+            raise ValueError(
+                "Must provide a sas_container_url, a sas_blob_url, or a combination of account, "
+                "key, and bucket"
+            )
+        self._lock = threading.Lock()
+        self._clients: _Clients | None = None
+        clients = self._connect()
+        self.blob_name = clients.blob.blob_name if clients.blob is not None else None
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
+        session = requests.Session()
+        # The SDK's default pool keeps 10 connections: parallel transfers of several files would
+        # open and drop extra ones. urllib3 must not retry: azure-core's policy does.
+        adapter = HTTPAdapter(
+            pool_maxsize=max(16, 4 * self.max_concurrency),
+            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        transport = RequestsTransport(
+            session=session,
+            session_owner=True,
+            connection_timeout=connect,
+            read_timeout=read,
+            connection_data_block_size=256 * 1024,
+        )
+        options: dict[str, Any] = {"transport": transport}
+        if isinstance(self.retry, int):
+            options["retry_policy"] = ExponentialRetry(
+                retry_total=self.retry,
+                retry_connect=self.retry,
+                retry_read=self.retry,
+                retry_status=self.retry,
+            )
+        elif self.retry is not None:
+            options["retry_policy"] = self.retry
+        return options
+
+    def _connect(self) -> _Clients:
+        """The SDK clients, built on first use (again after :meth:`close`) and then shared."""
+        with self._lock:
+            if self._clients is None:
+                options = self._client_options()
+                if self.account_url is not None and self._account_mode is not None:
+                    account, key, bucket = self._account_mode
+                    service = BlobServiceClient(
+                        self.account_url,
+                        credential={"account_name": account, "account_key": key},
+                        **options,
+                    )
+                    self._clients = _Clients(service.get_container_client(bucket), None)
+                elif self.sas_container_url:
+                    self._clients = _Clients(
+                        ContainerClient.from_container_url(self.sas_container_url, **options),
+                        None,
+                    )
+                else:
+                    assert self.sas_blob_url
+                    self._clients = _Clients(
+                        None, BlobClient.from_blob_url(self.sas_blob_url, **options)
+                    )
+            return self._clients
+
+    def close(self) -> None:
+        """Close the HTTP connections; the next operation opens new ones."""
+        with self._lock:
+            clients, self._clients = self._clients, None
+        if clients is not None:
+            clients.close()
+
+    def _container(self, key: str | None = None) -> ContainerClient:
+        container = self._connect().container
+        if container is None:
+            raise UnsupportedOperationError(
+                "a blob SAS URL gives access to one blob only", backend=self, path=key
+            )
+        return container
+
+    def _blob(self, key: str) -> BlobClient:
+        clients = self._connect()
+        if clients.container is not None:
+            return clients.container.get_blob_client(key)
+        assert clients.blob is not None
+        if key != clients.blob.blob_name:
+            raise InvalidPathError(
+                f"the configured SAS blob URL gives access to {clients.blob.blob_name!r} only",
+                backend=self,
+                path=key,
+            )
+        return clients.blob
+
+    def _file_key(self, path: str) -> str:
+        key = super()._file_key(path)
+        _check_no_backslash(key, self)
+        return key
+
+    # -- primitives --------------------------------------------------------------------------
+
+    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
+        blob = self._blob(key)
+        if mode == FileMode.read:
+            return AzureReader(
+                mode,
+                blob,
+                self.chunk_size,
+                max_concurrency=self.max_concurrency,
+                storage=self,
+                path=key,
+            )
+        settings = {_EXTRA_ARG_SETTINGS[k]: v for k, v in extra_args.items() if k != "Metadata"}
+        return AzureWriter(
+            mode,
+            blob,
+            self.chunk_size,
+            max_concurrency=self.max_concurrency,
+            content_settings=ContentSettings(**settings) if settings else None,
+            metadata=extra_args.get("Metadata"),
+            storage=self,
+            path=key,
+        )
+
+    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+        _check_no_backslash(prefix, self)
+        container = self._container(prefix)
+        with _azure_errors(self, prefix):
+            if recursive:
+                items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
+            else:
+                items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
+            entries = []
+            for item in items:
+                if isinstance(item, BlobPrefix):
+                    entries.append(ListEntry(item.name, None, 0))
+                elif not item.name.endswith("/"):  # folder markers are not files
+                    entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
+        return entries
+
+    def _stat(self, key: str) -> FileStat:
+        blob = self._blob(key)
+        with _azure_errors(self, key):
+            properties = blob.get_blob_properties()
+        return FileStat(
+            size=properties.size,
+            last_modified=arrow.get(properties.last_modified),
+            etag=_strip_etag(properties.etag),
+            content_type=properties.content_settings.content_type,
+        )
+
+    def _delete(self, key: str) -> None:
+        blob = self._blob(key)
+        with contextlib.suppress(FileNotFoundInStorageError), _azure_errors(self, key):
+            blob.delete_blob(delete_snapshots="include")
+
+    def _copy(self, key: str, new_key: str) -> None:
+        """Server-side copy; waits until the service has finished it."""
+        source, target = self._blob(key), self._blob(new_key)
+        try:
+            result = target.start_copy_from_url(source.url)
+        except ResourceNotFoundError as exc:
+            raise _translate(exc, self, key) from exc
+        except AzureError as exc:
+            raise _translate(exc, self, new_key) from exc
+        status = result.get("copy_status")
+        delay, longest = COPY_POLL_SECONDS
+        while status == "pending":
+            time.sleep(delay)
+            delay = min(2 * delay, longest)
+            with _azure_errors(self, new_key):
+                status = target.get_blob_properties().copy.status
+        if status != "success":
+            raise StorageError(
+                f"server-side copy from {key!r} ended {status!r}", backend=self, path=new_key
+            )
+
+    # -- links -------------------------------------------------------------------------------
+
+    def _signing_key(self, key: str | None) -> tuple[str, str]:
+        """The account name and key that sign SAS tokens; a clear error without them."""
+        clients = self._connect()
+        client = clients.container if clients.container is not None else clients.blob
+        account = self.account or getattr(client, "account_name", None)
+        if not (self.key and account):
+            raise UnsupportedOperationError(
+                "SAS links are signed with the storage account key: construct AzureStorage with "
+                "account, key and bucket to create links",
+                backend=self,
+                path=key,
+            )
+        return account, self.key
+
+    def _link_to(
+        self,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+        ip: str | None = None,
+        **options: Any,
+    ) -> str:
+        if options:
+            raise TypeError(f"unsupported link options for Azure: {', '.join(sorted(options))}")
+        blob = self._blob(key)
+        account, account_key = self._signing_key(key)
+        download = ShareLinkOperation.download in operation
+        upload = ShareLinkOperation.upload in operation
+        permission = BlobSasPermissions(
+            read=download,
+            create=upload,
+            write=upload,
+            delete=ShareLinkOperation.remove in operation,
+        )
+        sas = generate_blob_sas(
+            account,
+            blob.container_name,
+            blob.blob_name,
+            account_key=account_key,
+            permission=permission,
+            expiry=expires_at.datetime,
+            ip=ip,
+            content_disposition=content_disposition(output_path)
+            if download and output_path
+            else None,
+            content_type=content_type if download else None,
+        )
+        return f"{_without_query(blob.url)}?{sas}"
+
+    def create_download_url(self, path: str, expire: Expiry) -> str:
+        """Deprecated: use ``link_to(path, 'download', expire)``."""
+        warnings.warn(
+            "create_download_url() is deprecated; use link_to(path, 'download', expire)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.link_to(path, ShareLinkOperation.download, expire)
+
+    def create_upload_url(self, path: str, expire: Expiry) -> str:
+        """Deprecated: use ``link_to(path, 'upload', expire)``. Upload with
+        ``PUT`` and the header ``x-ms-blob-type: BlockBlob``."""
+        warnings.warn(
+            "create_upload_url() is deprecated; use link_to(path, 'upload', expire)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.link_to(path, ShareLinkOperation.upload, expire)
+
+    def create_container_url(self, expire: Expiry, ip: str | None = None) -> str:
+        """A container SAS URL (read, write, delete, list) valid until ``expire``, optionally
+        only from the address or range ``ip``; usable as ``sas_container_url``."""
+        expires_at = resolve_expiry(expire)
+        container = self._container()
+        account, account_key = self._signing_key(None)
+        sas = generate_container_sas(
+            account,
+            container.container_name,
+            account_key=account_key,
+            permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+            expiry=expires_at.datetime,
+            ip=ip,
+        )
+        return f"{_without_query(container.url)}?{sas}"
