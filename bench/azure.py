@@ -59,32 +59,77 @@ def sdk_download(account_url: str, blob: str, local: Path) -> None:
         client.download_blob(max_concurrency=CONCURRENCY).readinto(f)
 
 
+def _keg(account_url: str):  # type: ignore[no-untyped-def]
+    from keg_storage.backends.azure import AzureStorage
+
+    return AzureStorage(
+        ACCOUNT, ACCOUNT_KEY, CONTAINER, account_url=account_url, max_concurrency=CONCURRENCY
+    )
+
+
+def keg_upload(account_url: str, blob: str, local: Path) -> None:
+    with _keg(account_url) as storage, local.open("rb") as f:
+        storage.upload(f, blob)
+
+
+def keg_download(account_url: str, blob: str, local: Path) -> None:
+    with _keg(account_url) as storage, local.open("wb") as f:
+        storage.download(blob, f)
+
+
+def keg_open_write(account_url: str, blob: str, local: Path) -> None:
+    """Stream through ``open(path, 'wb')`` in 1 MiB writes, as an application would."""
+    with _keg(account_url) as storage, local.open("rb") as f, storage.open(blob, "wb") as remote:
+        while chunk := f.read(STREAM_CHUNK):
+            remote.write(chunk)
+
+
+def keg_open_read(account_url: str, blob: str, local: Path) -> None:
+    """Stream through ``open(path, 'rb')`` in 1 MiB reads, as an application would."""
+    with _keg(account_url) as storage, local.open("wb") as f, storage.open(blob, "rb") as remote:
+        while chunk := remote.read(STREAM_CHUNK):
+            f.write(chunk)
+
+
 CASES: dict[str, Callable[[str, str, Path], None]] = {
     "sdk upload_blob": sdk_upload,
+    "keg upload": keg_upload,
+    "keg open wb (stream)": keg_open_write,
     "sdk download_blob": sdk_download,
+    "keg download": keg_download,
+    "keg open rb (stream)": keg_open_read,
 }
-# (case, baseline, required ratio of throughput case/baseline)
-COMPARISONS: list[tuple[str, str, float]] = []
+DOWNLOADS = {sdk_download, keg_download, keg_open_read}
+# (case, baseline, required throughput ratio case/baseline)
+COMPARISONS: list[tuple[str, str, float]] = [
+    ("keg upload", "sdk upload_blob", 1.0),
+    ("keg download", "sdk download_blob", 1.0),
+    ("keg open wb (stream)", "sdk upload_blob", 0.8),
+    ("keg open rb (stream)", "sdk download_blob", 0.8),
+]
 
 
 def run_child(case: str, account_url: str, blob: str, local: Path) -> dict[str, float]:
     """Run one case in a fresh interpreter; return its transfer time and peak RSS."""
-    out = subprocess.run(
+    child = subprocess.run(
         [sys.executable, __file__, "--child", case, account_url, blob, str(local)],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return dict(json.loads(out.splitlines()[-1]))
+    )
+    if child.returncode:
+        raise SystemExit(f"{case} failed:\n{child.stderr}")
+    return dict(json.loads(child.stdout.splitlines()[-1]))
 
 
 def child_main(case: str, account_url: str, blob: str, local: str) -> None:
     func = CASES[case]
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     func(account_url, blob, Path(local))
     seconds = time.perf_counter() - start
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mib": after.ru_maxrss / 1024}))
 
 
 def make_source(path: Path, size: int) -> None:
@@ -102,28 +147,35 @@ def bench(account_url: str, work: Path, size: int, repeat: int) -> dict[str, dic
     make_source(source, size)
     # Download cases read a blob the SDK wrote; upload cases write their own blob.
     sdk_upload(account_url, "source", source)
-    results: dict[str, dict[str, float]] = {}
-    for case in CASES:
-        download = "download" in case or "read" in case
-        blob = "source" if download else f"up-{case.replace(' ', '-')}"
-        local = work / "sink" if download else source
-        runs = [run_child(case, account_url, blob, local) for _ in range(repeat)]
-        results[case] = {
-            "seconds": statistics.median(r["seconds"] for r in runs),
-            "rss_mib": max(r["rss_mib"] for r in runs),
+    runs: dict[str, list[dict[str, float]]] = {case: [] for case in CASES}
+    # Round-robin, so that the emulator's drift (it stores on disk, collects garbage) touches
+    # every case alike.
+    for _ in range(repeat):
+        for case, func in CASES.items():
+            download = func in DOWNLOADS
+            blob = "source" if download else f"up-{case.split()[0]}"
+            local = work / "sink" if download else source
+            runs[case].append(run_child(case, account_url, blob, local))
+            if download and local.stat().st_size != size:
+                raise SystemExit(f"{case}: got {local.stat().st_size} bytes, expected {size}")
+    results = {
+        case: {
+            "seconds": statistics.median(r["seconds"] for r in case_runs),
+            "cpu": statistics.median(r["cpu"] for r in case_runs),
+            "rss_mib": max(r["rss_mib"] for r in case_runs),
         }
-        if download and local.stat().st_size != size:
-            raise SystemExit(f"{case}: downloaded {local.stat().st_size} bytes, expected {size}")
+        for case, case_runs in runs.items()
+    }
     source.unlink()
     return results
 
 
 def print_table(title: str, size: int, results: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}: {size // MIB} MiB, medians of the runs, peak RSS of the child process")
-    print(f"{'case':<28}{'median s':>10}{'MiB/s':>10}{'peak RSS MiB':>14}")
+    print(f"{'case':<28}{'median s':>10}{'MiB/s':>10}{'client CPU s':>14}{'peak RSS MiB':>14}")
     for case, r in results.items():
         rate = size / MIB / r["seconds"]
-        print(f"{case:<28}{r['seconds']:>10.3f}{rate:>10.1f}{r['rss_mib']:>14.1f}")
+        print(f"{case:<28}{r['seconds']:>10.3f}{rate:>10.1f}{r['cpu']:>14.2f}{r['rss_mib']:>14.1f}")
     if COMPARISONS:
         print(f"\n{'comparison':<48}{'ratio':>8}{'target':>8}")
         for case, base, target in COMPARISONS:

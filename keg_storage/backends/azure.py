@@ -97,24 +97,25 @@ def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
     if isinstance(exc, StorageError):
         return exc
-    if isinstance(exc, ResourceNotFoundError) and key is not None:
-        code = getattr(exc, "error_code", None)
-        if code not in ("ContainerNotFound",):
-            return FileNotFoundInStorageError(backend, key)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return StorageConnectionError(
             f"cannot reach Azure Blob Storage: {type(exc).__name__}", backend=backend, path=key
         )
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)
-    reason = f"{code or type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    code = getattr(code, "value", code)  # the SDK gives a StorageErrorCode enum or a str
+    reason = f"{code or type(exc).__name__}" + (f", HTTP {status}" if status else "")
+    if code == "ContainerNotFound":
+        return StorageError(f"the container does not exist ({reason})", backend=backend, path=key)
+    if isinstance(exc, ResourceNotFoundError) and key is not None:
+        return FileNotFoundInStorageError(backend, key)
     if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-        return StoragePermissionError(f"Azure refused access: {reason}", backend=backend, path=key)
+        return StoragePermissionError(f"Azure refused access ({reason})", backend=backend, path=key)
     if isinstance(exc, ResourceModifiedError):
         return StorageError(
-            f"the blob changed while it was being read: {reason}", backend=backend, path=key
+            f"the blob changed while it was being read ({reason})", backend=backend, path=key
         )
-    return StorageError(f"Azure request failed: {reason}", backend=backend, path=key)
+    return StorageError(f"Azure request failed ({reason})", backend=backend, path=key)
 
 
 @contextlib.contextmanager
@@ -242,6 +243,16 @@ class AzureWriter(AzureFile, PartUploadWriter):
         self._block_prefix = uuid.uuid4().hex
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
 
+    def write(self, data: Any) -> int:
+        """Buffer ``data``; a whole block given as ``bytes`` (what ``upload`` reads) is staged
+        as it is, without being copied into the buffer first."""
+        if self._buffer or type(data) is not bytes or len(data) != self.chunk_size:
+            return super().write(data)
+        self._check_writable()
+        self._written += len(data)
+        self._submit(data)
+        return len(data)
+
     def _upload_part(self, number: int, data: bytes) -> str:
         block_id = f"{self._block_prefix}{number:08d}"
         with _azure_errors(self.storage, self.path):
@@ -330,6 +341,9 @@ class AzureStorage(StorageBackend):
         self.sas_container_url = sas_container_url
         self.sas_blob_url = sas_blob_url
         self.chunk_size = chunk_size
+        # upload/download/get/put then move whole blocks, which the reader and writer pass on
+        # without slicing them.
+        self.transfer_chunk_size = chunk_size
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.retry = retry
@@ -526,8 +540,8 @@ class AzureStorage(StorageBackend):
         account = self.account or getattr(client, "account_name", None)
         if not (self.key and account):
             raise UnsupportedOperationError(
-                "SAS links are signed with the storage account key: construct AzureStorage with "
-                "account, key and bucket to create links",
+                "SAS links are signed with the storage account key, which this AzureStorage was "
+                "not given: pass key= (and account=, or a SAS URL naming the account)",
                 backend=self,
                 path=key,
             )
