@@ -1,0 +1,481 @@
+"""Azure-specific behaviour of AzureStorage, checked against Azurite with the plain SDK and a
+plain HTTP client (the conformance suite covers what every backend shares)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
+
+from keg_storage import FileMode, ShareLinkOperation
+from keg_storage.backends.azure import AzureReader, AzureStorage, AzureWriter
+from keg_storage.errors import (
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperationError,
+)
+from tests.servers.azurite import Azurite
+
+KiB = 1024
+BLOCK = 64 * KiB
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+def sas_params(url: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.fixture
+def small_blocks(azurite: Azurite, azure_container: ContainerClient) -> Iterator[AzureStorage]:
+    """A backend with 64 KiB blocks, so that small test files span many blocks."""
+    with AzureStorage(
+        azurite.account,
+        azurite.key,
+        azure_container.container_name,
+        chunk_size=BLOCK,
+        max_concurrency=3,
+        account_url=azurite.account_url,
+    ) as storage:
+        yield storage
+
+
+# -- links ----------------------------------------------------------------------------------
+
+
+def test_download_link_serves_the_blob_with_name_and_type(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"report body"), "reports/2024 q1.csv")
+    url = backend_azure.link_to(
+        "reports/2024 q1.csv",
+        ShareLinkOperation.download,
+        FIVE_MINUTES,
+        output_path="Rapport été.csv",
+        content_type="text/csv",
+    )
+    assert sas_params(url)["sp"] == "r"
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"report body"
+    assert response.headers["Content-Type"] == "text/csv"
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"Rapport _t_.csv\"; filename*=UTF-8''Rapport%20%C3%A9t%C3%A9.csv"
+    )
+
+
+def test_download_link_refuses_upload_and_delete(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"keep me"), "keep.txt")
+    url = backend_azure.link_to("keep.txt", "download", FIVE_MINUTES)
+    put = requests.put(url, data=b"evil", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    assert put.status_code == 403
+    assert requests.delete(url, timeout=10).status_code == 403
+    with backend_azure.open("keep.txt") as file:
+        assert file.read() == b"keep me"
+
+
+def test_upload_link_creates_a_block_blob(backend_azure: AzureStorage) -> None:
+    url = backend_azure.link_to("inbox/upload.bin", ShareLinkOperation.upload, FIVE_MINUTES)
+    assert sas_params(url)["sp"] == "cw"
+    response = requests.put(
+        url, data=b"uploaded by a browser", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10
+    )
+    assert response.status_code == 201
+    with backend_azure.open("inbox/upload.bin") as file:
+        assert file.read() == b"uploaded by a browser"
+    assert requests.get(url, timeout=10).status_code == 403
+
+
+def test_remove_link_deletes_the_blob(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"bye"), "old.txt")
+    url = backend_azure.link_to("old.txt", "remove", FIVE_MINUTES)
+    assert sas_params(url)["sp"] == "d"
+    assert requests.get(url, timeout=10).status_code == 403
+    assert requests.delete(url, timeout=10).status_code == 202
+    assert not backend_azure.exists("old.txt")
+
+
+def test_combined_link_allows_every_operation_it_names(backend_azure: AzureStorage) -> None:
+    url = backend_azure.link_to("all.txt", "dur", FIVE_MINUTES)
+    assert sas_params(url)["sp"] == "rcwd"
+    put = requests.put(url, data=b"v1", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    assert put.status_code == 201
+    assert requests.get(url, timeout=10).content == b"v1"
+    assert requests.delete(url, timeout=10).status_code == 202
+    assert not backend_azure.exists("all.txt")
+
+
+def test_expired_link_is_refused(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"soon gone"), "short.txt")
+    url = backend_azure.link_to("short.txt", "download", timedelta(seconds=1))
+    time.sleep(2)
+    assert requests.get(url, timeout=10).status_code == 403
+
+
+def test_tampered_link_is_refused(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"secret"), "a.txt")
+    backend_azure.upload(io.BytesIO(b"other"), "b.txt")
+    url = backend_azure.link_to("a.txt", "download", FIVE_MINUTES)
+    assert requests.get(url.replace("/a.txt?", "/b.txt?"), timeout=10).status_code == 403
+    assert requests.get(url.replace("sp=r", "sp=rd"), timeout=10).status_code == 403
+
+
+def test_link_escapes_the_blob_name(backend_azure: AzureStorage) -> None:
+    path = "dir with space/ünï #1?.txt"
+    backend_azure.upload(io.BytesIO(b"odd name"), path)
+    url = backend_azure.link_to(path, "download", FIVE_MINUTES)
+    assert "/dir%20with%20space/" in url
+    assert requests.get(url, timeout=10).content == b"odd name"
+
+
+def test_link_ip_restriction_is_signed(backend_azure: AzureStorage) -> None:
+    url = backend_azure.link_to("a.txt", "download", FIVE_MINUTES, ip="10.0.0.0-10.0.0.255")
+    assert sas_params(url)["sip"] == "10.0.0.0-10.0.0.255"
+
+
+def test_deprecated_url_helpers_warn_and_work(backend_azure: AzureStorage) -> None:
+    with pytest.warns(DeprecationWarning, match="link_to"):
+        upload_url = backend_azure.create_upload_url("legacy.txt", FIVE_MINUTES)
+    put = requests.put(
+        upload_url, data=b"legacy", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10
+    )
+    assert put.status_code == 201
+    with pytest.warns(DeprecationWarning, match="link_to"):
+        download_url = backend_azure.create_download_url("legacy.txt", FIVE_MINUTES)
+    assert requests.get(download_url, timeout=10).content == b"legacy"
+
+
+# -- the SAS URL constructor modes ----------------------------------------------------------
+
+
+def test_container_sas_mode(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"shared"), "docs/a.txt")
+    container_url = backend_azure.create_container_url(FIVE_MINUTES)
+    assert sas_params(container_url)["sp"] == "rwdl"
+    with AzureStorage(sas_container_url=container_url) as shared:
+        assert [entry.name for entry in shared.list()] == ["docs/a.txt"]
+        shared.upload(io.BytesIO(b"from the SAS side"), "docs/b.txt")
+        shared.copy("docs/b.txt", "docs/c.txt")
+        with shared.open("docs/c.txt") as file:
+            assert file.read() == b"from the SAS side"
+        shared.delete("docs/a.txt")
+        with pytest.raises(UnsupportedOperationError, match="account key"):
+            shared.link_to("docs/b.txt", "download", FIVE_MINUTES)
+        with pytest.raises(UnsupportedOperationError, match="account key"):
+            shared.create_container_url(FIVE_MINUTES)
+    assert [entry.name for entry in backend_azure.list("docs")] == ["docs/b.txt", "docs/c.txt"]
+
+
+def test_container_sas_mode_with_the_key_can_sign_links(
+    azurite: Azurite, backend_azure: AzureStorage
+) -> None:
+    backend_azure.upload(io.BytesIO(b"linked"), "a.txt")
+    container_url = backend_azure.create_container_url(FIVE_MINUTES)
+    with AzureStorage(key=azurite.key, sas_container_url=container_url) as shared:
+        url = shared.link_to("a.txt", "download", FIVE_MINUTES)
+    assert requests.get(url, timeout=10).content == b"linked"
+
+
+def test_container_sas_ip_restriction_is_signed(backend_azure: AzureStorage) -> None:
+    url = backend_azure.create_container_url(FIVE_MINUTES, ip="192.0.2.1")
+    assert sas_params(url)["sip"] == "192.0.2.1"
+
+
+def test_blob_sas_mode_reaches_only_its_blob(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"v1"), "only/this.txt")
+    blob_url = backend_azure.link_to("only/this.txt", "dur", FIVE_MINUTES)
+    with AzureStorage(sas_blob_url=blob_url) as single:
+        with single.open("/only/this.txt") as file:
+            assert file.read() == b"v1"
+        single.upload(io.BytesIO(b"v2"), "only/this.txt")
+        assert single.stat("only/this.txt").size == 2
+        for call in (
+            lambda: single.open("only/other.txt", "wb"),
+            lambda: single.exists("other.txt"),
+            lambda: single.delete("only/this.txt.bak"),
+            lambda: single.copy("only/this.txt", "copy.txt"),
+        ):
+            with pytest.raises(InvalidPathError, match="only"):
+                call()
+        with pytest.raises(UnsupportedOperationError):
+            single.list()
+        with pytest.raises(UnsupportedOperationError, match="account key"):
+            single.link_to("only/this.txt", "download", FIVE_MINUTES)
+        single.delete("only/this.txt")
+    assert not backend_azure.exists("only/this.txt")
+
+
+def test_read_only_container_sas_refuses_writes(
+    azurite: Azurite, azure_container: ContainerClient, backend_azure: AzureStorage
+) -> None:
+    backend_azure.upload(io.BytesIO(b"old"), "a.txt")
+    sas = generate_container_sas(
+        azurite.account,
+        azure_container.container_name,
+        account_key=azurite.key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(timezone.utc) + FIVE_MINUTES,
+    )
+    with AzureStorage(sas_container_url=f"{azure_container.url}?{sas}") as reader:
+        assert reader.exists("a.txt")
+        with pytest.raises(StoragePermissionError) as raised:
+            reader.upload(io.BytesIO(b"new"), "a.txt")
+        assert "a.txt" in str(raised.value)
+        with pytest.raises(StoragePermissionError):
+            reader.delete("a.txt")
+    with backend_azure.open("a.txt") as file:
+        assert file.read() == b"old"
+
+
+def test_constructor_needs_a_way_to_connect() -> None:
+    with pytest.raises(ValueError, match="sas_container_url"):
+        AzureStorage(account="acct", key="a2V5")
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def test_blocks_are_committed_in_order(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    data = bytes(range(256)) * (BLOCK * 10 // 256) + b"tail"
+    with small_blocks.open("big.bin", "wb") as file:
+        for start in range(0, len(data), 1000):
+            file.write(data[start : start + 1000])
+    blob = azure_container.get_blob_client("big.bin")
+    committed, uncommitted = blob.get_block_list("all")
+    assert [block.size for block in committed] == [BLOCK] * 10 + [4]
+    assert uncommitted == []
+    assert blob.download_blob().readall() == data
+
+
+def test_aborted_write_commits_nothing(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    small_blocks.upload(io.BytesIO(b"previous"), "doc.txt")
+    with pytest.raises(RuntimeError), small_blocks.open("doc.txt", "wb") as file:
+        file.write(b"x" * BLOCK * 5)
+        raise RuntimeError("the application failed halfway")
+    writer = small_blocks.open("new.txt", "wb")
+    writer.write(b"y" * BLOCK * 3)
+    writer.abort()
+    blob = azure_container.get_blob_client("doc.txt")
+    assert blob.download_blob().readall() == b"previous"
+    assert blob.get_block_list("committed")[0] == []  # still the single-request upload
+    assert not azure_container.get_blob_client("new.txt").exists()
+    assert [entry.name for entry in small_blocks.list()] == ["doc.txt"]
+
+
+def test_empty_write_creates_an_empty_blob(
+    backend_azure: AzureStorage, azure_container: ContainerClient
+) -> None:
+    with backend_azure.open("empty.txt", "wb"):
+        pass
+    assert azure_container.get_blob_client("empty.txt").get_blob_properties().size == 0
+
+
+@pytest.mark.parametrize("size", [10, BLOCK * 3 + 1], ids=["single-put", "blocks"])
+def test_extra_args_become_content_settings_and_metadata(
+    small_blocks: AzureStorage, azure_container: ContainerClient, size: int
+) -> None:
+    extra_args = {
+        "ContentType": "application/json",
+        "ContentEncoding": "gzip",
+        "CacheControl": "max-age=60",
+        "ContentDisposition": "inline",
+        "ContentLanguage": "fr",
+        "Metadata": {"owner": "alice", "purpose": "test"},
+    }
+    small_blocks.upload(
+        io.BytesIO(b"{}" * (size // 2) + b"}" * (size % 2)), "a.json", extra_args=extra_args
+    )
+    with small_blocks.open("b.json", "wb", extra_args=extra_args) as file:
+        file.write(b"x" * size)
+    for name in ("a.json", "b.json"):
+        properties = azure_container.get_blob_client(name).get_blob_properties()
+        settings = properties.content_settings
+        assert (settings.content_type, settings.content_encoding) == ("application/json", "gzip")
+        assert (settings.cache_control, settings.content_disposition) == ("max-age=60", "inline")
+        assert settings.content_language == "fr"
+        assert properties.metadata == {"owner": "alice", "purpose": "test"}
+        assert properties.size == size
+    assert small_blocks.stat("a.json").content_type == "application/json"
+
+
+def test_unknown_extra_args_are_refused(backend_azure: AzureStorage) -> None:
+    with pytest.raises(UnsupportedOperationError, match="ACL"):
+        backend_azure.open("a.txt", "wb", extra_args={"ACL": "public-read"})
+
+
+def test_copy_keeps_content_settings(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    small_blocks.upload(
+        io.BytesIO(b"z" * BLOCK * 2),
+        "src.bin",
+        extra_args={"ContentType": "image/png", "Metadata": {"k": "v"}},
+    )
+    small_blocks.copy("src.bin", "dst.bin")
+    properties = azure_container.get_blob_client("dst.bin").get_blob_properties()
+    assert properties.content_settings.content_type == "image/png"
+    assert properties.metadata == {"k": "v"}
+    assert properties.copy.status == "success"
+    with pytest.raises(FileNotFoundInStorageError, match=r"missing\.bin"):
+        small_blocks.copy("missing.bin", "dst.bin")
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def test_reader_is_pinned_to_the_version_it_opened(
+    azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    azure_container.upload_blob("v.bin", b"1" * BLOCK * 3)
+    with (
+        AzureStorage(
+            azurite.account,
+            azurite.key,
+            azure_container.container_name,
+            chunk_size=BLOCK,
+            max_concurrency=1,
+            account_url=azurite.account_url,
+        ) as storage,
+        storage.open("v.bin") as file,
+    ):
+        assert file.read(BLOCK) == b"1" * BLOCK
+        azure_container.upload_blob("v.bin", b"2" * BLOCK * 3, overwrite=True)
+        with pytest.raises(StorageError, match="changed"):
+            file.read()
+
+
+def test_reader_and_writer_keep_their_documented_names(
+    backend_azure: AzureStorage,
+) -> None:
+    with backend_azure.open("a.txt", FileMode.write) as writer:
+        assert isinstance(writer, AzureWriter)
+        writer.write(b"abc")
+    with backend_azure.open("a.txt", FileMode.read) as reader:
+        assert isinstance(reader, AzureReader)
+        reader.seek(-2, io.SEEK_END)
+        assert reader.read() == b"bc"
+
+
+def test_missing_blob_fails_at_open(backend_azure: AzureStorage) -> None:
+    with pytest.raises(FileNotFoundInStorageError, match=r"nope\.txt"):
+        backend_azure.open("nope.txt")
+
+
+# -- paths, errors, sharing -----------------------------------------------------------------
+
+
+def test_backslash_is_refused_because_azure_reads_it_as_slash(
+    backend_azure: AzureStorage,
+) -> None:
+    with pytest.raises(InvalidPathError, match="'/'"):
+        backend_azure.open("a\\b.txt", "wb")
+    assert backend_azure.list() == []
+
+
+def test_folder_marker_blobs_are_not_listed(
+    backend_azure: AzureStorage, azure_container: ContainerClient
+) -> None:
+    azure_container.upload_blob("folder/", b"")
+    azure_container.upload_blob("folder/file.txt", b"1")
+    assert [entry.name for entry in backend_azure.list()] == ["folder/file.txt"]
+    assert [entry.name for entry in backend_azure.list(recursive=False)] == ["folder/"]
+
+
+def test_missing_container_is_named(azurite: Azurite) -> None:
+    with AzureStorage(
+        azurite.account, azurite.key, "no-such-container", account_url=azurite.account_url
+    ) as storage:
+        with pytest.raises(StorageError, match="container does not exist"):
+            storage.list()
+        with pytest.raises(StorageError, match="container does not exist"):
+            storage.upload(io.BytesIO(b"x"), "a.txt")
+
+
+def test_wrong_key_is_a_permission_error(
+    azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    with (
+        AzureStorage(
+            azurite.account,
+            "d3Jvbmcga2V5",
+            azure_container.container_name,
+            account_url=azurite.account_url,
+        ) as storage,
+        pytest.raises(StoragePermissionError) as raised,
+    ):
+        storage.exists("a.txt")
+    assert raised.value.__cause__ is not None
+    assert "d3Jvbmcga2V5" not in str(raised.value) + repr(storage)
+
+
+def test_unreachable_service_is_a_connection_error(azure_container: ContainerClient) -> None:
+    with AzureStorage(
+        "devstoreaccount1",
+        "a2V5",
+        azure_container.container_name,
+        account_url="http://127.0.0.1:9/devstoreaccount1",
+        retry=0,
+        timeout=2,
+    ) as storage:
+        start = time.monotonic()
+        with pytest.raises(StorageConnectionError):
+            storage.exists("a.txt")
+    assert time.monotonic() - start < 5
+
+
+def test_secrets_stay_out_of_repr(azurite: Azurite, backend_azure: AzureStorage) -> None:
+    container_url = backend_azure.create_container_url(FIVE_MINUTES)
+    with AzureStorage(sas_container_url=container_url) as shared:
+        assert sas_params(container_url)["sig"] not in repr(shared)
+    assert azurite.key not in repr(backend_azure)
+
+
+def test_one_backend_serves_many_threads(small_blocks: AzureStorage) -> None:
+    def roundtrip(index: int) -> bytes:
+        data = bytes([index]) * (BLOCK * 2 + index)
+        small_blocks.upload(io.BytesIO(data), f"t/{index}.bin")
+        out = io.BytesIO()
+        small_blocks.download(f"t/{index}.bin", out)
+        return out.getvalue()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(roundtrip, range(16)))
+    assert [len(result) for result in results] == [BLOCK * 2 + index for index in range(16)]
+    assert len(small_blocks.list("t")) == 16
+
+
+def test_close_is_idempotent_and_the_backend_reconnects(backend_azure: AzureStorage) -> None:
+    backend_azure.upload(io.BytesIO(b"a"), "a.txt")
+    backend_azure.close()
+    backend_azure.close()
+    assert backend_azure.exists("a.txt")
+
+
+def test_missing_sdk_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['azure.storage.blob'] = None\n"
+        "from keg_storage.backends.azure import AzureStorage\n"
+        "from keg_storage.errors import MissingDependencyError\n"
+        "try:\n"
+        "    AzureStorage('a', 'k', 'b')\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert 'pip install "keg-storage[azure]"' in out
