@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import shutil
 import stat as stat_module
@@ -35,11 +34,11 @@ from .base import (
     FileStat,
     InternalLinksStorageBackend,
     ListEntry,
-    RemoteFile,
     SecretKey,
     atomic_replace,
     publish_temp_file,
 )
+from .streams import WrappedFile
 
 
 def kernel_copy(source: str, target: str) -> None:
@@ -67,7 +66,7 @@ def _is_temp_file(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
-class LocalFSFile(RemoteFile):
+class LocalFSFile(WrappedFile):
     """A local file: read in place, written through a temp file renamed over the target on
     ``close()``, or changed in place in read|write mode."""
 
@@ -80,34 +79,11 @@ class LocalFSFile(RemoteFile):
             fd, self._temp_path = tempfile.mkstemp(
                 dir=os.path.dirname(self.path), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
             )
-            self.fp: io.BufferedIOBase = os.fdopen(fd, "wb")
+            self.fp = os.fdopen(fd, "wb")
         elif self.mode == FileMode.read:
             self.fp = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         else:
             self.fp = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._checkClosed()
-        return self.fp.seek(offset, whence)
-
-    def tell(self) -> int:
-        self._checkClosed()
-        return self.fp.tell()
-
-    def read(self, size: int | None = -1) -> bytes:
-        self._check_readable()
-        return self.fp.read(-1 if size is None else size)
-
-    def readinto(self, buffer: Any) -> int:
-        self._check_readable()
-        return self.fp.readinto(buffer)
-
-    def write(self, data: Any) -> int:
-        self._check_writable()
-        return self.fp.write(data)
 
     def _finish(self) -> None:
         self.fp.close()
