@@ -95,8 +95,6 @@ _EXTRA_ARG_SETTINGS = {
 
 def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
-    if isinstance(exc, StorageError):
-        return exc
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return StorageConnectionError(
             f"cannot reach Azure Blob Storage: {type(exc).__name__}", backend=backend, path=key
@@ -172,7 +170,8 @@ class AzureFile(RemoteFile):
 class AzureReader(AzureFile, RangeReader):
     """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
     sequential reader. Reads are pinned to the blob's ETag at ``open()``: if the blob is replaced
-    meanwhile, reading fails instead of mixing two versions."""
+    meanwhile, reading fails instead of mixing two versions. A blob stored with a
+    ``Content-Encoding`` reads as its stored bytes (never decompressed)."""
 
     def __init__(
         self,
@@ -204,6 +203,7 @@ class AzureReader(AzureFile, RangeReader):
                 etag=self.etag,
                 match_condition=MatchConditions.IfNotModified,
                 max_concurrency=1,
+                decompress=False,  # the stored bytes, as S3 and the other backends return them
             )
             return stream.readall()
 

@@ -3,6 +3,7 @@ plain HTTP client (the conformance suite covers what every backend shares)."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import subprocess
 import sys
@@ -355,6 +356,19 @@ def test_reader_is_pinned_to_the_version_it_opened(
         azure_container.upload_blob("v.bin", b"2" * BLOCK * 3, overwrite=True)
         with pytest.raises(StorageError, match="changed"):
             file.read()
+
+
+def test_compressed_blobs_read_as_stored(backend_azure: AzureStorage) -> None:
+    stored = gzip.compress(b"hello world " * 1000)
+    backend_azure.upload(io.BytesIO(stored), "a.txt.gz", extra_args={"ContentEncoding": "gzip"})
+    with backend_azure.open("a.txt.gz") as file:
+        assert file.read() == stored
+        file.seek(10)
+        assert file.read(5) == stored[10:15]
+    out = io.BytesIO()
+    backend_azure.download("a.txt.gz", out)
+    assert out.getvalue() == stored
+    assert backend_azure.stat("a.txt.gz").size == len(stored)
 
 
 def test_reader_and_writer_keep_their_documented_names(
