@@ -360,8 +360,7 @@ class AzureStorage(StorageBackend):
             )
         self._lock = threading.Lock()
         self._clients: _Clients | None = None
-        clients = self._connect()
-        self.blob_name = clients.blob.blob_name if clients.blob is not None else None
+        self._connect()  # a malformed URL fails here, not at first use (no request is made)
 
     # -- connection --------------------------------------------------------------------------
 
