@@ -109,8 +109,19 @@ COMPARISONS: list[tuple[str, str, float]] = [
 ]
 
 
-def run_child(case: str, account_url: str, blob: str, local: Path) -> dict[str, float]:
-    """Run one case in a fresh interpreter; return its transfer time and peak RSS."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(
+    case: str, account_url: str, blob: str, local: Path, server_pid: int
+) -> dict[str, float]:
+    """Run one case in a fresh interpreter; return its transfer time, client CPU, peak RSS, and
+    the CPU the emulator spent meanwhile."""
+    server_cpu = process_cpu_seconds(server_pid)
     child = subprocess.run(
         [sys.executable, __file__, "--child", case, account_url, blob, str(local)],
         capture_output=True,
@@ -118,7 +129,20 @@ def run_child(case: str, account_url: str, blob: str, local: Path) -> dict[str, 
     )
     if child.returncode:
         raise SystemExit(f"{case} failed:\n{child.stderr}")
-    return dict(json.loads(child.stdout.splitlines()[-1]))
+    result = dict(json.loads(child.stdout.splitlines()[-1]))
+    result["server_cpu"] = process_cpu_seconds(server_pid) - server_cpu
+    return result
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process image (VmHWM). Not ``ru_maxrss``: Linux folds the parent's peak
+    into a child's ``ru_maxrss`` when the child (forked or vforked) execs, so every case would
+    read at least the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child_main(case: str, account_url: str, blob: str, local: str) -> None:
@@ -129,7 +153,7 @@ def child_main(case: str, account_url: str, blob: str, local: str) -> None:
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mib": after.ru_maxrss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mib": peak_rss_mib()}))
 
 
 def make_source(path: Path, size: int) -> None:
@@ -141,7 +165,9 @@ def make_source(path: Path, size: int) -> None:
             remaining -= n
 
 
-def bench(account_url: str, work: Path, size: int, repeat: int) -> dict[str, dict[str, float]]:
+def bench(
+    account_url: str, server_pid: int, work: Path, size: int, repeat: int
+) -> dict[str, dict[str, float]]:
     """Medians of ``repeat`` runs of every case moving ``size`` bytes."""
     source = work / f"source-{size}"
     make_source(source, size)
@@ -155,13 +181,14 @@ def bench(account_url: str, work: Path, size: int, repeat: int) -> dict[str, dic
             download = func in DOWNLOADS
             blob = "source" if download else f"up-{case.split()[0]}"
             local = work / "sink" if download else source
-            runs[case].append(run_child(case, account_url, blob, local))
+            runs[case].append(run_child(case, account_url, blob, local, server_pid))
             if download and local.stat().st_size != size:
                 raise SystemExit(f"{case}: got {local.stat().st_size} bytes, expected {size}")
     results = {
         case: {
             "seconds": statistics.median(r["seconds"] for r in case_runs),
             "cpu": statistics.median(r["cpu"] for r in case_runs),
+            "server_cpu": statistics.median(r["server_cpu"] for r in case_runs),
             "rss_mib": max(r["rss_mib"] for r in case_runs),
         }
         for case, case_runs in runs.items()
@@ -172,10 +199,16 @@ def bench(account_url: str, work: Path, size: int, repeat: int) -> dict[str, dic
 
 def print_table(title: str, size: int, results: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}: {size // MIB} MiB, medians of the runs, peak RSS of the child process")
-    print(f"{'case':<28}{'median s':>10}{'MiB/s':>10}{'client CPU s':>14}{'peak RSS MiB':>14}")
+    print(
+        f"{'case':<24}{'median s':>9}{'MiB/s':>8}{'client CPU s':>14}{'Azurite CPU s':>15}"
+        f"{'peak RSS MiB':>14}"
+    )
     for case, r in results.items():
         rate = size / MIB / r["seconds"]
-        print(f"{case:<28}{r['seconds']:>10.3f}{rate:>10.1f}{r['cpu']:>14.2f}{r['rss_mib']:>14.1f}")
+        print(
+            f"{case:<24}{r['seconds']:>9.3f}{rate:>8.1f}{r['cpu']:>14.2f}{r['server_cpu']:>15.2f}"
+            f"{r['rss_mib']:>14.1f}"
+        )
     if COMPARISONS:
         print(f"\n{'comparison':<48}{'ratio':>8}{'target':>8}")
         for case, base, target in COMPARISONS:
@@ -204,11 +237,12 @@ def main() -> None:
         BlobServiceClient(
             server.account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
         ).create_container(CONTAINER)
+        where = (server.account_url, server.process.pid, Path(tmp))
         size = args.size_mib * MIB
-        print_table("throughput", size, bench(server.account_url, Path(tmp), size, args.repeat))
+        print_table("throughput", size, bench(*where, size, args.repeat))
         if args.rss_mib:
             rss_size = args.rss_mib * MIB
-            print_table("memory", rss_size, bench(server.account_url, Path(tmp), rss_size, 1))
+            print_table("memory", rss_size, bench(*where, rss_size, 1))
 
 
 if __name__ == "__main__":
