@@ -27,7 +27,7 @@ from keg_storage.errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
-from tests.servers.azurite import Azurite
+from tests.servers.azurite import Azurite, free_port
 
 KiB = 1024
 BLOCK = 64 * KiB
@@ -440,7 +440,7 @@ def test_unreachable_service_is_a_connection_error(azure_container: ContainerCli
         "devstoreaccount1",
         "a2V5",
         azure_container.container_name,
-        account_url="http://127.0.0.1:9/devstoreaccount1",
+        account_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1",
         retry=0,
         timeout=2,
     ) as storage:
