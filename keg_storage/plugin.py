@@ -80,8 +80,7 @@ class _Profile:
 class _AppState:
     """What :class:`Storage` keeps per app in ``app.extensions['keg_storage']``."""
 
-    def __init__(self, storage: Storage, profiles: dict[str, _Profile]) -> None:
-        self.storage = storage
+    def __init__(self, profiles: dict[str, _Profile]) -> None:
         self.profiles = profiles
         self.default: str | None = next(iter(profiles), None)
         self._lock = threading.Lock()
@@ -104,17 +103,18 @@ class _AppState:
                 profile.backend = profile.build()
             return profile.backend
 
-    def built(self) -> list[StorageBackend]:
-        return [p.backend for p in self.profiles.values() if p.backend is not None]
-
     def close(self) -> None:
         """Close every backend built so far; they are built again on next use."""
         with self._lock:
-            backends = self.built()
-            for profile in self.profiles.values():
-                profile.backend = None
-        for backend in backends:
-            backend.close()
+            _close_profiles(self.profiles)
+
+
+def _close_profiles(profiles: dict[str, _Profile]) -> None:
+    backends = [p.backend for p in profiles.values() if p.backend is not None]
+    for profile in profiles.values():
+        profile.backend = None
+    for backend in backends:
+        backend.close()
 
 
 def _parse_profiles(config: Mapping[str, Any]) -> dict[str, _Profile]:
@@ -164,10 +164,11 @@ class Storage:
     def init_app(self, app: flask.Flask) -> None:
         """Read the app's profiles (without connecting anywhere) and add the CLI group."""
         _migrate_deprecated_config(app.config)
-        state = _AppState(self, _parse_profiles(app.config))
+        state = _AppState(_parse_profiles(app.config))
         app.extensions[EXTENSION_KEY] = state
         app.storage = self  # type: ignore[attr-defined]
-        weakref.finalize(app, state.close)
+        # Close the backends with the app (or at exit); the callback must not reference the app.
+        weakref.finalize(app, _close_profiles, state.profiles)
         app.before_request_funcs.setdefault(None, []).insert(0, _exempt_link_views_from_csrf)
         self.init_cli(app)
 
