@@ -56,7 +56,7 @@ def test_no_profiles_initialises_and_get_interface_explains() -> None:
     with app.app_context():
         assert storage.interface is None
         with pytest.raises(
-            ValueError, match="no storage profile is configured.*KEG_STORAGE_PROFILES"
+            ValueError, match=r"no storage profile is configured.*KEG_STORAGE_PROFILES"
         ):
             storage.get_interface()
     empty = app_with([])
@@ -155,7 +155,7 @@ def test_without_an_app_context_the_constructor_app_is_used() -> None:
     storage = Storage(app)
     assert storage.get_interface().name == "solo"
     other = Storage()
-    with pytest.raises(RuntimeError, match="app context|application context"):
+    with pytest.raises(RuntimeError, match=r"app context|application context"):
         other.get_interface()
 
 
