@@ -67,9 +67,7 @@ def test_round_trip_on_the_first_profile(
 
     assert runner.invoke(args=["storage", "copy", "docs/hello.txt", "c.txt"]).exit_code == 0
     assert runner.invoke(args=["storage", "move", "c.txt", "m.txt"]).exit_code == 0
-    assert runner.invoke(args=["storage", "list", "--simple"]).output == (
-        "docs/hello.txt\nm.txt\n"
-    )
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == ("docs/hello.txt\nm.txt\n")
     assert runner.invoke(args=["storage", "delete", "m.txt"]).exit_code == 0
     assert not (roots["first"] / "m.txt").exists()
 

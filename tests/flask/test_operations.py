@@ -33,10 +33,11 @@ class Anywhere(StorageOperations):
 
 
 def test_prefix_path_and_generated_names() -> None:
-    assert StorageOperations.storage_prefix_path(Location.invoices, "a.pdf") == "Invoices/a.pdf"
-    assert StorageOperations.storage_prefix_path(None, "a.pdf") == "a.pdf"
-    assert StorageOperations.storage_prefix_path(Location.archive, ".hidden") == "Archive/Old/hidden"
-    assert StorageOperations.storage_prefix_path("plain", "x") == "plain/x"
+    prefix = StorageOperations.storage_prefix_path
+    assert prefix(Location.invoices, "a.pdf") == "Invoices/a.pdf"
+    assert prefix(None, "a.pdf") == "a.pdf"
+    assert prefix(Location.archive, ".hidden") == "Archive/Old/hidden"
+    assert prefix("plain", "x") == "plain/x"
 
     for filename, suffix in [
         ("report.pdf", r"\.pdf"),
