@@ -48,21 +48,28 @@ document.getElementById("upload-button").addEventListener("click", async () => {
   try {
     const link = await requestUploadLink(file);
     await putFile(link, file);
-    progress.value = 100;
     statusText.textContent = `Uploaded ${link.name}.`;
-    window.location.reload();
+    await refreshFiles();
   } catch (error) {
     statusText.textContent = error.message;
   }
 });
 
-for (const button of document.querySelectorAll("button.delete")) {
-  button.addEventListener("click", async () => {
-    const response = await fetch(button.dataset.url, { method: "DELETE" });
-    if (response.ok) {
-      window.location.reload();
-    } else {
-      statusText.textContent = `delete failed: ${response.status}`;
-    }
-  });
+// Reload the list of files (with fresh links) from the page itself.
+async function refreshFiles() {
+  const response = await fetch(window.location.href, { cache: "no-store" });
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  document.querySelector("#files tbody").replaceWith(page.querySelector("#files tbody"));
 }
+
+document.getElementById("files").addEventListener("click", async (event) => {
+  const button = event.target.closest("button.delete");
+  if (!button) return;
+  const response = await fetch(button.dataset.url, { method: "DELETE" });
+  if (response.ok) {
+    statusText.textContent = `Deleted ${button.closest("tr").dataset.name}.`;
+    await refreshFiles();
+  } else {
+    statusText.textContent = `delete failed: ${response.status}`;
+  }
+});
