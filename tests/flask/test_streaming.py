@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import flask
@@ -15,7 +16,7 @@ import requests
 
 from keg_storage import LocalFSStorage
 
-from .conftest import ServerThread
+from .conftest import ServerThread, make_app
 
 SIZE = 200 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -79,8 +80,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture
 def served(big_file: tuple[Path, str]) -> Iterator[tuple[flask.Flask, ServerThread]]:
-    from .conftest import make_app
-
     root, _ = big_file
     app = make_app(
         [
@@ -101,14 +100,9 @@ def served(big_file: tuple[Path, str]) -> Iterator[tuple[flask.Flask, ServerThre
 
 
 def make_link(app: flask.Flask, path: str, operation: str) -> str:
-    from datetime import timedelta
-
     with app.app_context():
-        return str(
-            app.extensions["keg_storage"].get("files").link_to(
-                path, operation, timedelta(minutes=10)
-            )
-        )
+        backend = app.extensions["keg_storage"].get("files")
+        return str(backend.link_to(path, operation, timedelta(minutes=10)))
 
 
 def test_200_mib_download_in_bounded_memory_and_resume_with_range(
