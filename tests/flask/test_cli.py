@@ -87,6 +87,13 @@ def test_link_is_served_by_the_app(roots: dict[str, Path]) -> None:
         assert response.headers["Content-Disposition"] == 'attachment; filename="nice.txt"'
 
 
+def test_link_without_server_name_explains(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["storage", "link", "l.txt"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: links outside a request need the app's SERVER_NAME")
+    assert "Traceback" not in result.output
+
+
 def test_location_option_and_default_location(roots: dict[str, Path], tmp_path: Path) -> None:
     (roots["second"] / "only-in-second.txt").write_bytes(b"2")
     runner = two_profile_app(roots).test_cli_runner()
