@@ -21,11 +21,17 @@ from typing import IO, Any, cast
 from urllib.parse import quote
 
 import arrow
-import flask
-from flask import current_app, request
-from flask.typing import ResponseReturnValue
-from werkzeug.utils import secure_filename
-from werkzeug.wsgi import wrap_file
+
+from .errors import MissingDependencyError
+
+try:
+    import flask
+    from flask import current_app, request
+    from flask.typing import ResponseReturnValue
+    from werkzeug.utils import secure_filename
+    from werkzeug.wsgi import wrap_file
+except ImportError as exc:  # pragma: no cover - the test extra installs Flask
+    raise MissingDependencyError("keg_storage.Storage", "flask", "flask") from exc
 
 from .backends.base import (
     FileMode,
@@ -250,13 +256,17 @@ def _exempt_from_csrf(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _exempt_link_views_from_csrf() -> None:
-    """Before any other ``before_request`` hook: exempt a marked link view from Flask-WTF's
-    CSRF check, however and whenever it was registered."""
+    """Before any other ``before_request`` hook: exempt a link view from Flask-WTF's CSRF check,
+    however and whenever it was registered (even when a subclass replaced ``decorators``)."""
     csrf = current_app.extensions.get("csrf")
     if csrf is None or request.endpoint is None:
         return
     view = current_app.view_functions.get(request.endpoint)
-    if view is not None and getattr(view, _LINK_VIEW_MARK, False):
+    if view is None:
+        return
+    view_class = getattr(view, "view_class", None)
+    is_link_view = isinstance(view_class, type) and issubclass(view_class, LinkViewMixin)
+    if is_link_view or getattr(view, _LINK_VIEW_MARK, False):
         csrf.exempt(view)
 
 

@@ -209,3 +209,29 @@ def test_builds_once_under_concurrency() -> None:
         thread.join()
     assert len(built) == 1
     assert all(backend is built[0] for backend in seen)
+
+
+def test_without_flask_the_extension_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class NoFlask:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('flask', 'werkzeug'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoFlask())\n"
+        "import keg_storage\n"
+        "keg_storage.LocalFSStorage\n"
+        "try:\n"
+        "    keg_storage.Storage\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "MissingDependencyError keg_storage.Storage needs the 'flask' package: "
+        'pip install "keg-storage[flask]"\n'
+    )
