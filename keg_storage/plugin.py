@@ -29,7 +29,7 @@ try:
     from flask import current_app, request
     from flask.typing import ResponseReturnValue
     from werkzeug.utils import secure_filename
-    from werkzeug.wsgi import wrap_file
+    from werkzeug.wsgi import FileWrapper
 except ImportError as exc:  # pragma: no cover - the test extra installs Flask
     raise MissingDependencyError("keg_storage.Storage", "flask", "flask") from exc
 
@@ -296,6 +296,12 @@ def _strong_etag(value: str | None) -> str | None:
     return value.removeprefix("W/").strip('"') or None
 
 
+def _internal_links(backend: StorageBackend) -> InternalLinksStorageBackend:
+    if not isinstance(backend, InternalLinksStorageBackend):
+        raise TypeError(f"{backend!r} does not use internal links: it cannot serve a link view")
+    return backend
+
+
 class LinkViewMixin:
     """Serves the internal links of LocalFS, SFTP and Memory; mix it into a ``MethodView``,
     before it: ``class LinkView(LinkViewMixin, MethodView)``.
@@ -317,7 +323,9 @@ class LinkViewMixin:
     # -- hooks ---------------------------------------------------------------------------
 
     def get_storage_backend(self) -> InternalLinksStorageBackend:
-        """The backend whose tokens this view serves."""
+        """The backend whose tokens this view serves: the profile named by ``storage_profile``,
+        else the profile whose ``linked_endpoint`` is this endpoint (when several are, the one
+        whose key verifies the request's token)."""
         state = current_app.extensions.get(EXTENSION_KEY)
         if state is None:
             raise NotImplementedError(
@@ -326,22 +334,26 @@ class LinkViewMixin:
             )
         state = cast(_AppState, state)
         if self.storage_profile is not None:
-            backend = state.get(self.storage_profile)
-        else:
-            names = [
-                profile.name
-                for profile in state.profiles.values()
-                if profile.options.get("linked_endpoint") == request.endpoint
-            ]
-            if not names:
-                raise NotImplementedError(
-                    f"{type(self).__name__}: no storage profile has linked_endpoint="
-                    f"{request.endpoint!r}; set storage_profile or override get_storage_backend()"
-                )
-            backend = state.get(names[0])
-        if not isinstance(backend, InternalLinksStorageBackend):
-            raise TypeError(f"{backend!r} does not use internal links")
-        return backend
+            return _internal_links(state.get(self.storage_profile))
+        candidates = [
+            _internal_links(state.get(profile.name))
+            for profile in state.profiles.values()
+            if profile.options.get("linked_endpoint") == request.endpoint
+        ]
+        if not candidates:
+            raise NotImplementedError(
+                f"{type(self).__name__}: no storage profile has linked_endpoint="
+                f"{request.endpoint!r}; set storage_profile or override get_storage_backend()"
+            )
+        token = self.get_request_token()
+        if len(candidates) > 1 and token:
+            for backend in candidates:
+                try:
+                    backend.deserialize_link_token(token)
+                except LinkTokenError:
+                    continue
+                return backend
+        return candidates[0]
 
     def get_request_token(self) -> str | None:
         """The link token of the request (the ``token`` query argument)."""
@@ -383,7 +395,8 @@ class LinkViewMixin:
             flask.abort(404)
         try:
             response = current_app.response_class(
-                wrap_file(request.environ, cast(IO[bytes], remote), self.download_chunk_size),
+                # werkzeug's own wrapper (not the server's wsgi.file_wrapper): it seeks for Range.
+                FileWrapper(cast(IO[bytes], remote), self.download_chunk_size),
                 mimetype=data.content_type or "application/octet-stream",
                 direct_passthrough=True,
             )

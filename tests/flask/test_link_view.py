@@ -430,3 +430,41 @@ def test_memory_backend_is_served_too(
         response.last_modified
         == arrow.get(memory.stat("m/one.txt").last_modified).floor("second").datetime
     )
+
+
+def test_upload_onto_a_directory_is_a_conflict(
+    app: flask.Flask, client: FlaskClient, files: LocalFSStorage, stored: bytes
+) -> None:
+    response = client.put(link(app, files, "docs", "upload"), data=b"x")
+    assert response.status_code == 409
+    assert client.get(link(app, files, "docs", "download")).status_code == 404
+
+
+def test_one_view_serves_several_profiles(tmp_path: Path) -> None:
+    roots = [tmp_path / "a", tmp_path / "b"]
+    for root in roots:
+        root.mkdir()
+    app = make_app(
+        [
+            (
+                LocalFSStorage,
+                {
+                    "name": root.name,
+                    "root": root,
+                    "linked_endpoint": "files_link",
+                    "secret_key": "k",
+                },
+            )
+            for root in roots
+        ]
+        + [(MemoryStorage, {"name": "m", "linked_endpoint": "files_link", "secret_key": "k"})]
+    )
+    (roots[1] / "f.txt").write_bytes(b"from b")
+    with app.app_context():
+        state = app.extensions["keg_storage"]
+        second, memory = state.get("b"), state.get("m")
+    memory.upload(io.BytesIO(b"from memory"), "f.txt")
+    with app.test_client() as client:
+        assert client.get(link(app, second, "f.txt", "download")).data == b"from b"
+        assert client.get(link(app, memory, "f.txt", "download")).data == b"from memory"
+        assert client.get("/files/link?token=garbage").status_code == 400
