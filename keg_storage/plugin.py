@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import io
+import logging
 import threading
 import unicodedata
 import uuid
@@ -49,6 +50,8 @@ from .errors import (
 
 __all__ = ["LinkViewMixin", "Storage", "StorageOperations"]
 
+log = logging.getLogger(__name__)
+
 EXTENSION_KEY = "keg_storage"
 PROFILES_KEY = "KEG_STORAGE_PROFILES"
 DEPRECATED_PROFILES_KEY = "STORAGE_PROFILES"
@@ -66,21 +69,36 @@ class _Profile:
         self.options = options
         self.name: str = options["name"]
         self.backend: StorageBackend | None = None
+        self.lock = threading.Lock()
 
     def build(self) -> StorageBackend:
+        """A new backend from this profile; a bad class or bad options name the profile."""
         from .cli import resolve_backend_class
 
         try:
             factory = resolve_backend_class(self.spec) if isinstance(self.spec, str) else self.spec
             return factory(**self.options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"{PROFILES_KEY}[{self.index}] (profile {self.name!r}): {exc}"
             ) from exc
-        except ValueError as exc:
-            raise ValueError(
-                f"{PROFILES_KEY}[{self.index}] (profile {self.name!r}): {exc}"
-            ) from exc
+
+    def get(self) -> StorageBackend:
+        """The app's shared backend of this profile, built on first use (once, under a lock
+        of its own, so a slow connection does not hold up the other profiles)."""
+        with self.lock:
+            if self.backend is None:
+                self.backend = self.build()
+            return self.backend
+
+    def close(self) -> None:
+        with self.lock:
+            backend, self.backend = self.backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # one failing close must not keep the others open
+                log.exception("closing the backend of storage profile %r failed", self.name)
 
 
 class _AppState:
@@ -89,14 +107,13 @@ class _AppState:
     def __init__(self, profiles: dict[str, _Profile]) -> None:
         self.profiles = profiles
         self.default: str | None = next(iter(profiles), None)
-        self._lock = threading.Lock()
 
     def get(self, name: str | None = None) -> StorageBackend:
         chosen = name or self.default
         if chosen is None:
             raise ValueError(
-                f"no storage profile is configured: add ({PROFILES_KEY!r}, [(BackendClass, "
-                "{'name': ..., ...}), ...]) to the app's config"
+                f"no storage profile is configured: set {PROFILES_KEY} = [(BackendClass, "
+                "{'name': ..., ...}), ...] in the app's config"
             )
         profile = self.profiles.get(chosen)
         if profile is None:
@@ -104,23 +121,16 @@ class _AppState:
                 f"unknown storage profile {chosen!r}; configured: "
                 f"{', '.join(repr(n) for n in self.profiles)}"
             )
-        with self._lock:
-            if profile.backend is None:
-                profile.backend = profile.build()
-            return profile.backend
+        return profile.get()
 
     def close(self) -> None:
         """Close every backend built so far; they are built again on next use."""
-        with self._lock:
-            _close_profiles(self.profiles)
+        _close_profiles(self.profiles)
 
 
 def _close_profiles(profiles: dict[str, _Profile]) -> None:
-    backends = [p.backend for p in profiles.values() if p.backend is not None]
     for profile in profiles.values():
-        profile.backend = None
-    for backend in backends:
-        backend.close()
+        profile.close()
 
 
 def _parse_profiles(config: Mapping[str, Any]) -> dict[str, _Profile]:

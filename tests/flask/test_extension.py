@@ -235,3 +235,22 @@ def test_without_flask_the_extension_names_the_extra() -> None:
         "MissingDependencyError keg_storage.Storage needs the 'flask' package: "
         'pip install "keg-storage[flask]"\n'
     )
+
+
+class FailingClose(MemoryStorage):
+    def close(self) -> None:
+        raise OSError("socket already gone")
+
+
+def test_a_failing_close_is_logged_and_the_others_still_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Closing.closed.clear()
+    app = app_with([(FailingClose, {"name": "bad"}), (Closing, {"name": "good"})])
+    storage = Storage(app)
+    with app.app_context():
+        storage.get_interface("bad")
+        storage.get_interface("good")
+        storage.close()
+    assert Closing.closed == ["good"]
+    assert "closing the backend of storage profile 'bad' failed" in caplog.text
