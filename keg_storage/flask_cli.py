@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
@@ -15,7 +13,7 @@ def make_group(name: str = "storage") -> click.Group:
     """A click group named ``name`` with the storage commands, working on the profile chosen by
     ``--location``, else ``KEG_STORAGE_DEFAULT_LOCATION``, else the app's first profile."""
 
-    @click.group(name, cls=_StorageGroup)
+    @click.group(name, cls=AppGroup)
     @click.option(
         "--location",
         help="Storage profile to use (default: KEG_STORAGE_DEFAULT_LOCATION, else the first).",
@@ -39,22 +37,7 @@ def make_group(name: str = "storage") -> click.Group:
                 f"The location {chosen!r} does not exist; configured: {configured}."
             )
 
-        # A backend of its own, which the command closes when done; the app's shared one stays.
-        set_backend_factory(ctx, state.profiles[chosen].build)
+        # The app's shared backend: the app closes it, not the command.
+        set_backend_factory(ctx, state.profiles[chosen].get, close=False)
 
     return add_storage_commands(group)
-
-
-class _StorageGroup(AppGroup):
-    """Turns Flask's "cannot build URLs outside a request" into a one-line error for ``link``."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RuntimeError as exc:
-            if "SERVER_NAME" not in str(exc):
-                raise
-            raise click.ClickException(
-                "links outside a request need the app's SERVER_NAME (and PREFERRED_URL_SCHEME) "
-                "configured, e.g. SERVER_NAME = 'files.example.com'"
-            ) from exc

@@ -8,7 +8,7 @@ import flask
 import pytest
 from flask.testing import FlaskCliRunner
 
-from keg_storage import LocalFSStorage, Storage
+from keg_storage import LocalFSStorage, MemoryStorage, Storage
 
 from .conftest import make_app
 
@@ -145,3 +145,15 @@ def test_group_name_is_configurable(roots: dict[str, Path]) -> None:
     no_cli = flask.Flask(__name__)
     Storage(no_cli, cli_group_name="")
     assert "storage" not in no_cli.cli.list_commands(None)  # type: ignore[arg-type]
+
+
+def test_commands_share_the_app_backend_and_leave_it_open() -> None:
+    app = make_app([(MemoryStorage, {"name": "mem"})])
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["storage", "put", "-", "shared.txt"], input=b"shared")
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == "shared.txt\n"
+    with app.app_context():
+        backend = app.storage.get_interface("mem")  # type: ignore[attr-defined]
+        with backend.open("shared.txt") as file:
+            assert file.read() == b"shared"
