@@ -96,8 +96,11 @@ _EXTRA_ARG_SETTINGS = {
 def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        # The SDK's message can hold the request URL, and with it a SAS signature: not shown.
         return StorageConnectionError(
-            f"cannot reach Azure Blob Storage: {type(exc).__name__}", backend=backend, path=key
+            f"connection to Azure Blob Storage failed ({type(exc).__name__})",
+            backend=backend,
+            path=key,
         )
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)

@@ -1,0 +1,91 @@
+"""AzureStorage on a failing network: Azurite behind the fault-injecting proxy.
+
+Transient failures are retried by the SDK's retry policy (never by a second layer), timeouts are
+honoured, and what cannot be retried surfaces as StorageConnectionError.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+
+import pytest
+from azure.storage.blob import ContainerClient, LinearRetry
+
+from keg_storage.backends.azure import AzureStorage
+from keg_storage.errors import StorageConnectionError
+from tests.faults.proxy import FaultProxy
+from tests.servers.azurite import Azurite
+
+BLOCK = 64 * 1024
+DATA = bytes(range(256)) * (16 * BLOCK // 256)  # 1 MiB: 16 blocks
+
+
+def quick_retry(total: int) -> LinearRetry:
+    """The SDK's linear retry policy with 0.1 s waits instead of 15 s."""
+    return LinearRetry(backoff=0.1, random_jitter_range=0.05, retry_total=total)
+
+
+@pytest.fixture
+def proxy(azurite: Azurite) -> Iterator[FaultProxy]:
+    with FaultProxy("127.0.0.1", azurite.port) as proxy:
+        yield proxy
+
+
+def through_proxy(
+    proxy: FaultProxy, azurite: Azurite, container: ContainerClient, **options: object
+) -> AzureStorage:
+    return AzureStorage(
+        azurite.account,
+        azurite.key,
+        container.container_name,
+        chunk_size=BLOCK,
+        account_url=f"http://127.0.0.1:{proxy.port}/{azurite.account}",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_download_survives_a_reset_connection(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    azure_container.upload_blob("data.bin", DATA)
+    with through_proxy(proxy, azurite, azure_container, retry=quick_retry(3)) as storage:
+        proxy.cut_after(5 * BLOCK + 100, "downstream")
+        out = io.BytesIO()
+        storage.download("data.bin", out)
+    assert out.getvalue() == DATA
+    assert proxy.stats.resets == 1
+
+
+def test_upload_survives_a_reset_connection(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    with through_proxy(proxy, azurite, azure_container, retry=quick_retry(3)) as storage:
+        proxy.cut_after(7 * BLOCK + 100, "upstream")
+        storage.upload(io.BytesIO(DATA), "data.bin")
+    assert proxy.stats.resets == 1
+    assert azure_container.get_blob_client("data.bin").download_blob().readall() == DATA
+
+
+def test_a_stalled_response_times_out(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    azure_container.upload_blob("data.bin", DATA)
+    with through_proxy(proxy, azurite, azure_container, retry=0, timeout=(2, 0.5)) as storage:
+        proxy.stall_after(1, 3.0, "downstream")
+        start = time.monotonic()
+        with pytest.raises(StorageConnectionError, match=r"data\.bin"):
+            storage.open("data.bin")
+    assert time.monotonic() - start < 2.5
+
+
+def test_retries_are_the_sdk_policy_s_and_no_more(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    with through_proxy(proxy, azurite, azure_container, retry=quick_retry(2)) as storage:
+        proxy.refuse_new = True
+        with pytest.raises(StorageConnectionError) as raised:
+            storage.exists("data.bin")
+    assert raised.value.__cause__ is not None
+    assert proxy.stats.refused == 3  # the first attempt and two retries
