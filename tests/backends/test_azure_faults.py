@@ -1,7 +1,8 @@
-"""AzureStorage on a failing network: Azurite behind the fault-injecting proxy.
+"""AzureStorage on the wire: Azurite behind the fault-injecting proxy.
 
 Transient failures are retried by the SDK's retry policy (never by a second layer), timeouts are
-honoured, and what cannot be retried surfaces as StorageConnectionError.
+honoured, what cannot be retried surfaces as StorageConnectionError, and seeking downloads none of
+the bytes it skips.
 """
 
 from __future__ import annotations
@@ -89,3 +90,18 @@ def test_retries_are_the_sdk_policy_s_and_no_more(
             storage.exists("data.bin")
     assert raised.value.__cause__ is not None
     assert proxy.stats.refused == 3  # the first attempt and two retries
+
+
+def test_seeking_downloads_only_the_chunk_read(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    azure_container.upload_blob("data.bin", DATA)
+    with (
+        through_proxy(proxy, azurite, azure_container) as storage,
+        storage.open("data.bin") as file,
+    ):
+        file.seek(-BLOCK // 2, io.SEEK_END)
+        assert file.read(10) == DATA[-BLOCK // 2 : -BLOCK // 2 + 10]
+        file.seek(3 * BLOCK + 5)
+        assert file.read(10) == DATA[3 * BLOCK + 5 : 3 * BLOCK + 15]
+    assert proxy.stats.downstream_bytes < 2 * BLOCK + 16 * 1024  # two chunks and headers
