@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from keg_storage import LocalFSStorage
 operation, root, source, target = sys.argv[1:5]
 storage = LocalFSStorage(root)
@@ -35,7 +35,9 @@ elif operation == "get":
 else:
     storage.copy(source, target)
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: on Linux a child's ru_maxrss includes its parent's peak from before exec.
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": elapsed, "peak_rss_kib": peak}))
 """
 

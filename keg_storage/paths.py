@@ -16,10 +16,17 @@ from .errors import InvalidPathError
 
 
 def _check_characters(path: str, backend: Any) -> None:
+    refused = getattr(backend, "unsupported_path_characters", "")
     for char in path:
         if unicodedata.category(char) == "Cc":
             raise InvalidPathError(
                 f"control character {char!r} in path", backend=backend, path=path
+            )
+        if char in refused:
+            raise InvalidPathError(
+                f"{char!r} cannot be kept in a name by this backend's service",
+                backend=backend,
+                path=path,
             )
 
 

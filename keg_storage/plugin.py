@@ -12,18 +12,17 @@ import enum
 import io
 import logging
 import threading
-import unicodedata
 import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import IO, Any, cast
-from urllib.parse import quote
 
 import arrow
 
 from .errors import MissingDependencyError
+from .http import content_disposition
 
 try:
     import flask
@@ -278,26 +277,6 @@ def _exempt_link_views_from_csrf() -> None:
     is_link_view = isinstance(view_class, type) and issubclass(view_class, LinkViewMixin)
     if is_link_view or getattr(view, _LINK_VIEW_MARK, False):
         csrf.exempt(view)
-
-
-def content_disposition(filename: str, disposition: str = "attachment") -> str:
-    """A ``Content-Disposition`` value (RFC 6266): ``filename`` in ASCII, plus ``filename*``
-    (RFC 5987) when the name is not ASCII. Only the last path segment is used."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C") or "download"
-    try:
-        name.encode("ascii")
-    except UnicodeEncodeError:
-        simple = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-        simple = simple.strip() or "download"
-        quoted = quote(name, safe="!#$&+-.^_`|~")
-        return f"{disposition}; {_filename_param(simple)}; filename*=UTF-8''{quoted}"
-    return f"{disposition}; {_filename_param(name)}"
-
-
-def _filename_param(name: str) -> str:
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'filename="{escaped}"'
 
 
 def _strong_etag(value: str | None) -> str | None:

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import arrow
 
@@ -32,6 +32,7 @@ from ..errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
+from ..http import content_disposition
 from .base import (
     Expiry,
     FileMode,
@@ -128,17 +129,6 @@ def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
         raise _translate(exc, backend, key) from exc
 
 
-def _check_no_backslash(key: str, backend: Any) -> None:
-    """Azure Blob Storage reads ``\\`` in a blob name as ``/``: ``a\\b`` would silently become
-    the file ``b`` in the directory ``a``, so such paths are refused before any request."""
-    if "\\" in key:
-        raise InvalidPathError(
-            "Azure Blob Storage turns '\\' into '/' in blob names: use '/' or another character",
-            backend=backend,
-            path=key,
-        )
-
-
 def _strip_etag(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
 
@@ -146,17 +136,6 @@ def _strip_etag(etag: str | None) -> str | None:
 def _without_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def content_disposition(filename: str) -> str:
-    """An RFC 6266 ``attachment`` header value naming ``filename``: a quoted ASCII fallback plus
-    ``filename*`` (RFC 5987, UTF-8) when the name is not plain ASCII."""
-    ascii_name = "".join(c if " " <= c < "\x7f" else "_" for c in filename)
-    quoted = ascii_name.replace("\\", "\\\\").replace('"', '\\"')
-    value = f'attachment; filename="{quoted}"'
-    if ascii_name != filename:
-        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return value
 
 
 class AzureFile(RemoteFile):
@@ -313,6 +292,9 @@ class AzureStorage(StorageBackend):
     """
 
     supported_extra_args = frozenset(_EXTRA_ARG_SETTINGS) | {"Metadata"}
+    # The service reads a backslash in a blob name as "/" (a file "x\\y" would silently become
+    # "y" in the directory "x"), so such paths are refused before any request.
+    unsupported_path_characters = "\\"
 
     def __init__(
         self,
@@ -450,11 +432,6 @@ class AzureStorage(StorageBackend):
             )
         return clients.blob
 
-    def _file_key(self, path: str) -> str:
-        key = super()._file_key(path)
-        _check_no_backslash(key, self)
-        return key
-
     # -- primitives --------------------------------------------------------------------------
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
@@ -481,7 +458,6 @@ class AzureStorage(StorageBackend):
         )
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        _check_no_backslash(prefix, self)
         container = self._container(prefix)
         with _azure_errors(self, prefix):
             if recursive:

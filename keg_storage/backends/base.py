@@ -310,6 +310,9 @@ class StorageBackend:
     """``extra_args`` keys the backend accepts; None accepts every key (S3)."""
     supports_read_write = False
     """Whether ``open(path, 'r+')`` works (the service can change a file in place)."""
+    unsupported_path_characters = ""
+    """Characters the service cannot keep in a key (Azure reads ``\\`` as ``/``); a path holding
+    one raises :class:`InvalidPathError` before any I/O."""
     transfer_chunk_size = 8 * 1024 * 1024
     """Bytes per read/write in the generic transfer loops."""
 

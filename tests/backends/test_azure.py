@@ -70,7 +70,7 @@ def test_download_link_serves_the_blob_with_name_and_type(backend_azure: AzureSt
     assert response.content == b"report body"
     assert response.headers["Content-Type"] == "text/csv"
     assert response.headers["Content-Disposition"] == (
-        "attachment; filename=\"Rapport _t_.csv\"; filename*=UTF-8''Rapport%20%C3%A9t%C3%A9.csv"
+        "attachment; filename=\"Rapport ete.csv\"; filename*=UTF-8''Rapport%20%C3%A9t%C3%A9.csv"
     )
 
 
@@ -394,7 +394,7 @@ def test_missing_blob_fails_at_open(backend_azure: AzureStorage) -> None:
 def test_backslash_is_refused_because_azure_reads_it_as_slash(
     backend_azure: AzureStorage,
 ) -> None:
-    with pytest.raises(InvalidPathError, match="'/'"):
+    with pytest.raises(InvalidPathError, match="cannot be kept"):
         backend_azure.open("a\\b.txt", "wb")
     assert backend_azure.list() == []
 
