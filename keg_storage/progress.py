@@ -5,7 +5,7 @@ part uploads). Users' callbacks touch UI state, Flask globals or non-thread-safe
 must run on the thread that called ``upload``/``download``. :func:`relay_progress` runs the
 transfer in a worker and turns the byte increments it reports, from any thread, into cumulative,
 never-decreasing calls on the calling thread that end on the total (an empty transfer reports 0
-once).
+once). A callback that raises stops the transfer at its next chunk and the error propagates.
 """
 
 from __future__ import annotations

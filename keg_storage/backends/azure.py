@@ -225,16 +225,6 @@ class AzureWriter(AzureFile, PartUploadWriter):
         self._block_prefix = uuid.uuid4().hex
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
 
-    def write(self, data: Any) -> int:
-        """Buffer ``data``; a whole block given as ``bytes`` (what ``upload`` reads) is staged
-        as it is, without being copied into the buffer first."""
-        if self._buffer or type(data) is not bytes or len(data) != self.chunk_size:
-            return super().write(data)
-        self._check_writable()
-        self._written += len(data)
-        self._submit(data)
-        return len(data)
-
     def _upload_part(self, number: int, data: bytes) -> str:
         block_id = f"{self._block_prefix}{number:08d}"
         with _azure_errors(self.storage, self.path):
