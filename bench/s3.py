@@ -1,0 +1,181 @@
+"""Benchmark: keg_storage's S3 backend against raw boto3, on a local SeaweedFS.
+
+Run from the repository root: ``.venv/bin/python bench/s3.py [--size-mib 256] [--repeat 5]``.
+It starts its own SeaweedFS (the test harness), runs every case ``--repeat`` times, each run in a
+fresh subprocess so that its peak RSS is its own, and prints medians, ratios against the boto3
+baseline (above 1.0x means faster than boto3) and the peak RSS of a run on a 1 GiB object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers.seaweedfs import SeaweedFS, running_seaweedfs  # noqa: E402
+
+MIB = 1024 * 1024
+BUCKET = "keg-bench"
+SOURCE_KEY = "bench/source.bin"
+
+
+@dataclass(frozen=True)
+class Env:
+    """What a case needs to know, passed to the child process as JSON."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+    source_file: str
+    scratch_dir: str
+    size: int
+
+
+def boto3_client(env: Env) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env.endpoint_url,
+        aws_access_key_id=env.access_key,
+        aws_secret_access_key=env.secret_key,
+        region_name=env.region,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+def case_boto3_upload(env: Env) -> Callable[[], None]:
+    client = boto3_client(env)
+
+    def run() -> None:
+        with open(env.source_file, "rb") as f:
+            client.upload_fileobj(f, BUCKET, "bench/boto3-upload.bin")
+
+    return run
+
+
+def case_boto3_download(env: Env) -> Callable[[], None]:
+    client = boto3_client(env)
+
+    def run() -> None:
+        with open(Path(env.scratch_dir) / "boto3-download.bin", "wb") as f:
+            client.download_fileobj(BUCKET, SOURCE_KEY, f)
+
+    return run
+
+
+# name -> (setup returning the timed callable, baseline case name or None)
+CASES: dict[str, tuple[Callable[[Env], Callable[[], None]], str | None]] = {
+    "boto3 upload_fileobj": (case_boto3_upload, None),
+    "boto3 download_fileobj": (case_boto3_download, None),
+}
+
+
+def child(case: str, env_json: str) -> None:
+    """Run one case once; print its time and this process's peak RSS as JSON."""
+    env = Env(**json.loads(env_json))
+    run = CASES[case][0](env)
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_kib / 1024}))
+
+
+def run_case(case: str, env: Env) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", case, json.dumps(env.__dict__)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
+    return result
+
+
+def make_source(path: Path, size: int) -> None:
+    block = os.urandom(MIB)
+    with open(path, "wb") as f:
+        for offset in range(0, size, MIB):
+            f.write(block[: min(MIB, size - offset)])
+
+
+def prepare(server: SeaweedFS, workdir: Path, size: int) -> Env:
+    source = workdir / f"source-{size}.bin"
+    make_source(source, size)
+    env = Env(
+        endpoint_url=server.endpoint_url,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        region=server.region,
+        source_file=str(source),
+        scratch_dir=str(workdir),
+        size=size,
+    )
+    client = boto3_client(env)
+    client.upload_file(str(source), BUCKET, SOURCE_KEY)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--rss-size-mib", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "ENV"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    with running_seaweedfs() as server, tempfile.TemporaryDirectory(prefix="keg-bench-") as tmp:
+        workdir = Path(tmp)
+        boto3_client(
+            Env(server.endpoint_url, server.access_key, server.secret_key, server.region, "", "", 0)
+        ).create_bucket(Bucket=BUCKET)
+        env = prepare(server, workdir, args.size_mib * MIB)
+        medians: dict[str, float] = {}
+        for case in CASES:
+            times = [run_case(case, env)["seconds"] for _ in range(args.repeat)]
+            medians[case] = statistics.median(times)
+        (workdir / Path(env.source_file).name).unlink()
+        big = prepare(server, workdir, args.rss_size_mib * MIB)
+        peaks = {case: run_case(case, big)["peak_rss_mib"] for case in CASES}
+
+    size_mib = args.size_mib
+    print(
+        f"\n{size_mib} MiB on loopback SeaweedFS, median of {args.repeat}; "
+        f"peak RSS for {args.rss_size_mib} MiB\n"
+    )
+    header = (
+        f"| {'case':<34} | {'median s':>8} | {'MiB/s':>7} | {'vs boto3':>8} | {'peak RSS':>9} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    for case, (_, baseline) in CASES.items():
+        seconds = medians[case]
+        ratio = f"{medians[baseline] / seconds:.2f}x" if baseline else "1.00x"
+        print(
+            f"| {case:<34} | {seconds:>8.2f} | {size_mib / seconds:>7.0f} | {ratio:>8} "
+            f"| {peaks[case]:>5.0f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
