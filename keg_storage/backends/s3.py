@@ -237,33 +237,23 @@ class S3Writer(S3FileBase, PartUploadWriter):
             raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
         self._bind(bucket, filename, client, storage)
         self.extra_args = dict(extra_args or {})
-        self.upload_id: str | None = None
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
+        # Worker threads get a callable that does not hold the writer: an unclosed writer must be
+        # collected (and its upload aborted) on the thread that drops it, not in a worker.
+        self._sender = _PartSender(client, bucket, filename, self.storage)
+        self._upload_part = self._sender.upload  # type: ignore[method-assign]
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload in progress, if one was created."""
+        return self._sender.upload_id
 
     def _start_parts(self) -> None:
         with self._errors():
             response = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.filename, **self.extra_args
             )
-        self.upload_id = response["UploadId"]
-
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
-        if number > MAX_PARTS:
-            raise StorageError(
-                f"more than {MAX_PARTS} parts: open the file with a larger chunk_size",
-                backend=self.storage,
-                path=self.filename,
-            )
-        assert self.upload_id is not None
-        with self._errors():
-            response = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.filename,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-            )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        self._sender.upload_id = response["UploadId"]
 
     def _complete_parts(self, results: list[Any]) -> None:
         assert self.upload_id is not None
@@ -274,12 +264,12 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": results},
             )
-        self.upload_id = None
+        self._sender.upload_id = None
 
     def _abort_parts(self) -> None:
-        if self.upload_id is None:
+        upload_id, self._sender.upload_id = self.upload_id, None
+        if upload_id is None:
             return
-        upload_id, self.upload_id = self.upload_id, None
         with self._errors():
             self.client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.filename, UploadId=upload_id
@@ -290,6 +280,35 @@ class S3Writer(S3FileBase, PartUploadWriter):
             self.client.put_object(
                 Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args
             )
+
+
+class _PartSender:
+    """Uploads one part of a multipart upload; what S3Writer's worker threads run."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, storage: Any) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.storage = storage
+        self.upload_id: str | None = None
+
+    def upload(self, number: int, data: bytes) -> dict[str, Any]:
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"more than {MAX_PARTS} parts: open the file with a larger chunk_size",
+                backend=self.storage,
+                path=self.key,
+            )
+        assert self.upload_id is not None
+        with s3_errors(self.storage, self.key):
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
 
 class _MonotonicCounter:
@@ -383,7 +402,7 @@ class S3Storage(StorageBackend):
             s3={"addressing_style": style},  # type: ignore[arg-type]
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             max_pool_connections=max(10, 2 * max_concurrency),
         )
         if client_config is not None:
@@ -421,7 +440,7 @@ class S3Storage(StorageBackend):
         if not recursive:
             arguments["Delimiter"] = "/"
         entries = []
-        directories = []
+        directories: list[str] = []
         with self._errors(prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
                 for obj in page.get("Contents", []):
