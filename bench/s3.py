@@ -43,6 +43,7 @@ class Env:
     source_file: str
     scratch_dir: str
     size: int
+    keg_options: dict[str, Any]
 
 
 def boto3_client(env: Env) -> Any:
@@ -79,10 +80,70 @@ def case_boto3_download(env: Env) -> Callable[[], None]:
     return run
 
 
+def keg_storage(env: Env) -> Any:
+    from keg_storage.backends.s3 import S3Storage
+
+    return S3Storage(
+        BUCKET,
+        env.region,
+        env.access_key,
+        env.secret_key,
+        endpoint_url=env.endpoint_url,
+        **env.keg_options,
+    )
+
+
+def case_keg_upload(env: Env) -> Callable[[], None]:
+    storage = keg_storage(env)
+
+    def run() -> None:
+        with open(env.source_file, "rb") as f:
+            storage.upload(f, "bench/keg-upload.bin")
+
+    return run
+
+
+def case_keg_download(env: Env) -> Callable[[], None]:
+    storage = keg_storage(env)
+
+    def run() -> None:
+        with open(Path(env.scratch_dir) / "keg-download.bin", "wb") as f:
+            storage.download(SOURCE_KEY, f)
+
+    return run
+
+
+def case_keg_stream_write(env: Env) -> Callable[[], None]:
+    storage = keg_storage(env)
+
+    def run() -> None:
+        with open(env.source_file, "rb") as f, storage.open("bench/keg-stream.bin", "wb") as out:
+            while chunk := f.read(MIB):
+                out.write(chunk)
+
+    return run
+
+
+def case_keg_stream_read(env: Env) -> Callable[[], None]:
+    storage = keg_storage(env)
+
+    def run() -> None:
+        target = Path(env.scratch_dir) / "keg-stream.bin"
+        with storage.open(SOURCE_KEY, "rb") as source, open(target, "wb") as f:
+            while chunk := source.read(MIB):
+                f.write(chunk)
+
+    return run
+
+
 # name -> (setup returning the timed callable, baseline case name or None)
 CASES: dict[str, tuple[Callable[[Env], Callable[[], None]], str | None]] = {
     "boto3 upload_fileobj": (case_boto3_upload, None),
+    "keg upload": (case_keg_upload, "boto3 upload_fileobj"),
+    "keg open('wb').write(1 MiB)": (case_keg_stream_write, "boto3 upload_fileobj"),
     "boto3 download_fileobj": (case_boto3_download, None),
+    "keg download": (case_keg_download, "boto3 download_fileobj"),
+    "keg open('rb').read(1 MiB)": (case_keg_stream_read, "boto3 download_fileobj"),
 }
 
 
@@ -116,7 +177,7 @@ def make_source(path: Path, size: int) -> None:
             f.write(block[: min(MIB, size - offset)])
 
 
-def prepare(server: SeaweedFS, workdir: Path, size: int) -> Env:
+def prepare(server: SeaweedFS, workdir: Path, size: int, keg_options: dict[str, Any]) -> Env:
     source = workdir / f"source-{size}.bin"
     make_source(source, size)
     env = Env(
@@ -127,8 +188,11 @@ def prepare(server: SeaweedFS, workdir: Path, size: int) -> Env:
         source_file=str(source),
         scratch_dir=str(workdir),
         size=size,
+        keg_options=keg_options,
     )
     client = boto3_client(env)
+    if BUCKET not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=BUCKET)
     client.upload_file(str(source), BUCKET, SOURCE_KEY)
     return env
 
@@ -138,6 +202,10 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rss-size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keg-options", type=json.loads, default={}, help="S3Storage keyword options, as JSON"
+    )
+    parser.add_argument("--only", help="run only the cases whose name contains this")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "ENV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -146,31 +214,30 @@ def main() -> None:
 
     with running_seaweedfs() as server, tempfile.TemporaryDirectory(prefix="keg-bench-") as tmp:
         workdir = Path(tmp)
-        boto3_client(
-            Env(server.endpoint_url, server.access_key, server.secret_key, server.region, "", "", 0)
-        ).create_bucket(Bucket=BUCKET)
-        env = prepare(server, workdir, args.size_mib * MIB)
+        env = prepare(server, workdir, args.size_mib * MIB, args.keg_options)
+        cases = [case for case in CASES if not args.only or args.only in case]
         medians: dict[str, float] = {}
-        for case in CASES:
+        for case in cases:
             times = [run_case(case, env)["seconds"] for _ in range(args.repeat)]
             medians[case] = statistics.median(times)
         (workdir / Path(env.source_file).name).unlink()
-        big = prepare(server, workdir, args.rss_size_mib * MIB)
-        peaks = {case: run_case(case, big)["peak_rss_mib"] for case in CASES}
+        big = prepare(server, workdir, args.rss_size_mib * MIB, args.keg_options)
+        peaks = {case: run_case(case, big)["peak_rss_mib"] for case in cases}
 
     size_mib = args.size_mib
     print(
         f"\n{size_mib} MiB on loopback SeaweedFS, median of {args.repeat}; "
-        f"peak RSS for {args.rss_size_mib} MiB\n"
+        f"peak RSS for {args.rss_size_mib} MiB; S3Storage options {args.keg_options or 'default'}\n"
     )
     header = (
         f"| {'case':<34} | {'median s':>8} | {'MiB/s':>7} | {'vs boto3':>8} | {'peak RSS':>9} |"
     )
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
-    for case, (_, baseline) in CASES.items():
+    for case in cases:
+        baseline = CASES[case][1]
         seconds = medians[case]
-        ratio = f"{medians[baseline] / seconds:.2f}x" if baseline else "1.00x"
+        ratio = f"{medians[baseline] / seconds:.2f}x" if baseline in medians else "1.00x"
         print(
             f"| {case:<34} | {seconds:>8.2f} | {size_mib / seconds:>7.0f} | {ratio:>8} "
             f"| {peaks[case]:>5.0f} MiB |"

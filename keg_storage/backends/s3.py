@@ -170,7 +170,7 @@ class S3Reader(S3FileBase, RangeReader):
         client: S3Client,
         *,
         chunk_size: int = 8 * MiB,
-        max_concurrency: int = 8,
+        max_concurrency: int = 4,
         storage: Any = None,
     ) -> None:
         self._bind(bucket, filename, client, storage)
@@ -230,7 +230,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
         chunk_size: int = 10 * MiB,
         extra_args: dict[str, Any] | None = None,
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int = 4,
         storage: Any = None,
     ) -> None:
         if chunk_size < MIN_PART_SIZE:
@@ -341,8 +341,9 @@ class S3Storage(StorageBackend):
       ``endpoint_url`` (what most compatible stores need), else boto3's ``'auto'``;
     - ``connect_timeout``, ``read_timeout`` (seconds) and ``max_attempts`` (total tries of a
       request, with botocore's ``standard`` retry mode and its backoff);
-    - ``chunk_size`` (part and range size, at least 5 MiB), ``max_concurrency`` (parts or ranges
-      in flight per transfer) and ``multipart_threshold`` (from which size ``upload``/``put``
+    - ``chunk_size`` (part and range size, at least 5 MiB; default 8 MiB), ``max_concurrency``
+      (parts or ranges in flight per transfer; default 4, which saturates a local link, raise it
+      for far-away endpoints) and ``multipart_threshold`` (from which size ``upload``/``put``
       use a multipart upload): a transfer holds about ``chunk_size * (max_concurrency + 1)``
       bytes in memory, whatever the file size;
     - ``check_directories``: whether ``list(recursive=False)`` confirms that each directory it
@@ -373,7 +374,7 @@ class S3Storage(StorageBackend):
         read_timeout: float = 60,
         max_attempts: int = 5,
         chunk_size: int = 8 * MiB,
-        max_concurrency: int = 8,
+        max_concurrency: int = 4,
         multipart_threshold: int = 8 * MiB,
         client_config: Any = None,
         check_directories: bool | None = None,
@@ -422,6 +423,8 @@ class S3Storage(StorageBackend):
             max_concurrency=max_concurrency,
             use_threads=True,
         )
+        # Bound what the transfer manager reads ahead of the parts in flight (default 10 parts).
+        self.transfer_config.max_in_memory_upload_chunks = max_concurrency + 1
 
     def __repr__(self) -> str:
         return f"S3Storage(name={self.name!r}, bucket={self.bucket!r})"
@@ -559,14 +562,12 @@ class S3Storage(StorageBackend):
             raise
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
-        with self._errors(key):
-            self.client.download_fileobj(
-                self.bucket,
-                key,
-                file_obj,
-                Callback=_MonotonicCounter(count_bytes),
-                Config=self.transfer_config,
-            )
+        """Parallel ranged GETs written in order: any writable file object works (no seeks),
+        and memory stays at about ``chunk_size * (max_concurrency + 1)``."""
+        with self._open(key, FileMode.read, {}) as source:
+            while chunk := source.read(self.chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
 
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
