@@ -1,8 +1,9 @@
 """S3Storage: Amazon S3 and every S3-compatible store (MinIO, SeaweedFS, R2, ...) through boto3.
 
-Reads are lazy ranged GETs with parallel read-ahead, writes a lazily created multipart upload
-with parallel parts (a single ``put_object`` for small and empty files), whole-file transfers go
-through boto3's transfer manager, copies stay on the server, and links are SigV4 presigned URLs.
+Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
+multipart upload with parallel parts (a single ``put_object`` for small and empty files),
+``upload``/``put`` go through boto3's transfer manager, copies stay on the server, and links are
+SigV4 presigned URLs.
 """
 
 from __future__ import annotations
@@ -408,14 +409,14 @@ class S3Storage(StorageBackend):
         )
         if client_config is not None:
             config = config.merge(client_config)
-        session = boto3.session.Session(
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=aws_profile,
-            region_name=aws_region,
-        )
         with s3_errors(self, None):
+            session = boto3.session.Session(
+                aws_access_key_id=aws_access_key_id,
+                aws_secret_access_key=aws_secret_access_key,
+                aws_session_token=aws_session_token,
+                profile_name=aws_profile,
+                region_name=aws_region,
+            )
             self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.transfer_config = TransferConfig(
             multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
