@@ -64,6 +64,17 @@ _PERMISSION_CODES = frozenset(
         "AccountProblem",
     }
 )
+# Failures while a response body streams in, after botocore's own retries are over.
+_BROKEN_BODY_ERRORS: tuple[type[Exception], ...] = (
+    (
+        botocore.exceptions.ResponseStreamingError,
+        botocore.exceptions.IncompleteReadError,
+        botocore.exceptions.ReadTimeoutError,
+        botocore.exceptions.ConnectionClosedError,
+    )
+    if boto3 is not None
+    else ()
+)
 # Object attributes that a multipart copy has to carry over itself (copy_object keeps them).
 _COPIED_HEAD_FIELDS = (
     "CacheControl",
@@ -172,9 +183,11 @@ class S3Reader(S3FileBase, RangeReader):
         *,
         chunk_size: int = 8 * MiB,
         max_concurrency: int = 4,
+        read_attempts: int = 3,
         storage: Any = None,
     ) -> None:
         self._bind(bucket, filename, client, storage)
+        self.read_attempts = max(1, read_attempts)
         with self._errors():
             head = client.head_object(Bucket=bucket, Key=filename)
         self.etag: str = head["ETag"]
@@ -187,15 +200,28 @@ class S3Reader(S3FileBase, RangeReader):
         )
 
     def _read_range(self, start: int, end: int) -> bytes:
+        """The range; fetched again when the connection breaks while the body streams in.
+
+        botocore retries failed requests itself, but not a body cut short after the response
+        began, so only that phase is retried here (retries never multiply).
+        """
+        attempt = 1
         with self._errors():
-            response = self.client.get_object(
-                Bucket=self.bucket,
-                Key=self.filename,
-                Range=f"bytes={start}-{end - 1}",
-                IfMatch=self.etag,
-            )
-            with contextlib.closing(response["Body"]) as body:
-                data = body.read()
+            while True:
+                response = self.client.get_object(
+                    Bucket=self.bucket,
+                    Key=self.filename,
+                    Range=f"bytes={start}-{end - 1}",
+                    IfMatch=self.etag,
+                )
+                try:
+                    with contextlib.closing(response["Body"]) as body:
+                        data = body.read()
+                    break
+                except _BROKEN_BODY_ERRORS:
+                    if attempt >= self.read_attempts:
+                        raise
+                    attempt += 1
         if len(data) != end - start:
             raise StorageError(
                 f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
@@ -394,6 +420,7 @@ class S3Storage(StorageBackend):
         self.chunk_size = chunk_size
         self.max_concurrency = max_concurrency
         self.multipart_threshold = multipart_threshold
+        self.max_attempts = max_attempts
         self.copy_threshold = MAX_COPY_OBJECT_SIZE
         self.check_directories = (
             endpoint_url is not None if check_directories is None else check_directories
@@ -477,6 +504,7 @@ class S3Storage(StorageBackend):
                 self.client,
                 chunk_size=self.chunk_size,
                 max_concurrency=self.max_concurrency,
+                read_attempts=self.max_attempts,
                 storage=self,
             )
         return S3Writer(

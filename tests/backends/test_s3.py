@@ -28,6 +28,7 @@ from keg_storage import (
     UnsupportedOperationError,
 )
 from keg_storage.backends.s3 import S3Storage, content_disposition
+from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_s3 import make_storage
 from tests.servers.seaweedfs import SeaweedFS, free_ports
 
@@ -423,3 +424,81 @@ class TestConfiguration:
         assert config.s3 == {"addressing_style": "path"}
         parsed = urllib.parse.urlparse(backend_s3.link_to("a.txt", "d", timedelta(minutes=1)))
         assert parsed.path == f"/{backend_s3.bucket}/a.txt"
+
+
+@pytest.fixture
+def through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, FaultProxy]]:
+    """An S3Storage that reaches the server through a fault-injecting proxy."""
+    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
+        storage = S3Storage(
+            s3_bucket,
+            seaweedfs.region,
+            seaweedfs.access_key,
+            seaweedfs.secret_key,
+            endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            chunk_size=5 * MiB,
+            max_attempts=3,
+            connect_timeout=2,
+            read_timeout=5,
+        )
+        with storage:
+            yield storage, proxy
+
+
+class TestFaults:
+    @pytest.mark.parametrize("cut", [1000, 3 * MiB, 7 * MiB])
+    def test_streaming_read_survives_a_cut_body(
+        self, through_proxy: tuple[S3Storage, FaultProxy], cut: int
+    ) -> None:
+        storage, proxy = through_proxy
+        data = data_of(12 * MiB, seed=cut)
+        storage.upload(io.BytesIO(data), "doc.bin")
+        with storage.open("doc.bin") as file:
+            proxy.cut_after(cut, "downstream")
+            assert b"".join(file.iter_chunks(MiB)) == data
+        assert not proxy.armed
+
+    def test_download_survives_a_cut_body(
+        self, through_proxy: tuple[S3Storage, FaultProxy]
+    ) -> None:
+        storage, proxy = through_proxy
+        data = data_of(12 * MiB, seed=7)
+        storage.upload(io.BytesIO(data), "doc.bin")
+        proxy.cut_after(6 * MiB, "downstream")
+        target = io.BytesIO()
+        storage.download("doc.bin", target)
+        assert target.getvalue() == data
+        assert not proxy.armed
+
+    @pytest.mark.parametrize("cut", [200, 2 * MiB, 6 * MiB])
+    def test_cut_write_publishes_whole_or_nothing(
+        self, through_proxy: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
+    ) -> None:
+        storage, proxy = through_proxy
+        new = data_of(11 * MiB, seed=cut)
+        s3_client.put_object(Bucket=storage.bucket, Key="doc.bin", Body=b"old")
+        proxy.cut_after(cut, "upstream")
+        try:
+            with storage.open("doc.bin", "wb") as file:
+                for start in range(0, len(new), MiB):
+                    file.write(new[start : start + MiB])
+        except StorageError:
+            expected = b"old"
+        else:
+            expected = new
+        body = s3_client.get_object(Bucket=storage.bucket, Key="doc.bin")["Body"].read()
+        assert body == expected
+        assert pending_uploads(s3_client, storage.bucket) == []
+
+    def test_refused_connections_are_a_connection_error(
+        self, through_proxy: tuple[S3Storage, FaultProxy]
+    ) -> None:
+        storage, proxy = through_proxy
+        proxy.reset_all()
+        proxy.refuse_new = True
+        with pytest.raises(StorageConnectionError) as info:
+            storage.upload(io.BytesIO(b"x"), "refused.txt")
+        assert storage.name in str(info.value)
+        proxy.clear()
+        storage.upload(io.BytesIO(b"back"), "refused.txt")
+        assert storage.stat("refused.txt").size == 4
