@@ -7,6 +7,7 @@ import io
 import random
 import subprocess
 import sys
+import time
 import urllib.parse
 import warnings
 import zipfile
@@ -122,6 +123,9 @@ class TestPresignedLinks:
         assert requests.get(url, timeout=10).status_code == 200
         tampered = url.replace("/a.txt?", "/b.txt?")
         assert requests.get(tampered, timeout=10).status_code == 403
+        short = backend_s3.link_to("a.txt", "download", timedelta(seconds=1))
+        time.sleep(2.5)
+        assert requests.get(short, timeout=10).status_code == 403
 
     def test_upload_link_requires_the_signed_content_type(
         self, backend_s3: S3Storage, s3_client: S3Client
