@@ -1,0 +1,668 @@
+"""S3Storage: Amazon S3 and every S3-compatible store (MinIO, SeaweedFS, R2, ...) through boto3.
+
+Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
+multipart upload with parallel parts (a single ``put_object`` for small and empty files),
+``upload``/``put`` go through boto3's transfer manager, copies stay on the server, and links are
+SigV4 presigned URLs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any
+
+import arrow
+
+from ..errors import (
+    FileNotFoundInStorageError,
+    MissingDependencyError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperationError,
+)
+from ..progress import ByteCounter
+from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
+from .streams import PartUploadWriter, RangeReader
+
+try:
+    import boto3
+    import botocore.exceptions
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+except ImportError:  # pragma: no cover - exercised by the package tests without the extra
+    boto3 = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+"""S3 refuses parts below 5 MiB, except the last."""
+MAX_PARTS = 10_000
+MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
+"""The largest object ``copy_object`` copies in one request; above it, multipart copy."""
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""SigV4 presigned URLs live at most seven days."""
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PERMISSION_CODES = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "AccountProblem",
+    }
+)
+# Failures while a response body streams in, after botocore's own retries are over.
+_BROKEN_BODY_ERRORS: tuple[type[Exception], ...] = (
+    (
+        botocore.exceptions.ResponseStreamingError,
+        botocore.exceptions.IncompleteReadError,
+        botocore.exceptions.ReadTimeoutError,
+        botocore.exceptions.ConnectionClosedError,
+    )
+    if boto3 is not None
+    else ()
+)
+# Object attributes that a multipart copy has to carry over itself (copy_object keeps them).
+_COPIED_HEAD_FIELDS = (
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "ContentType",
+    "Expires",
+    "Metadata",
+)
+
+
+def _client_error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    if code:
+        return str(code)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(status or "")
+
+
+def map_error(exc: BaseException, backend: Any, key: str | None) -> BaseException:
+    """The keg_storage error for a boto3/botocore exception (the caller chains it), or ``exc``
+    itself when it is no SDK error."""
+    if boto3 is None:
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = _client_error_code(exc)
+        if code in _NOT_FOUND_CODES:
+            return FileNotFoundInStorageError(backend, key or "")
+        if code in _PERMISSION_CODES:
+            return StoragePermissionError(f"S3 refused access ({code})", backend=backend, path=key)
+        if code == "NoSuchBucket":
+            return StorageError("the bucket does not exist", backend=backend, path=key)
+        return StorageError(f"S3 request failed ({code}): {exc}", backend=backend, path=key)
+    if isinstance(
+        exc,
+        (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectionClosedError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ProxyConnectionError,
+        ),
+    ):
+        return StorageConnectionError(f"cannot reach S3: {exc}", backend=backend, path=key)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return StoragePermissionError("no AWS credentials found", backend=backend, path=key)
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return StorageError(f"S3 request failed: {exc}", backend=backend, path=key)
+    return exc
+
+
+@contextlib.contextmanager
+def s3_errors(backend: Any, key: str | None) -> Iterator[None]:
+    """Turn SDK exceptions raised in the block into keg_storage errors, chained."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = map_error(exc, backend, key)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+class S3FileBase(RemoteFile):
+    """What S3 readers and writers share: the bucket, the key, the client and error mapping.
+
+    Read and write operations for S3 are very different so individual subclasses are used for
+    each. Read+write mode is not available for this backend.
+    """
+
+    bucket: str
+    filename: str
+    client: S3Client
+    storage: Any
+
+    @property
+    def path(self) -> str:
+        return self.filename
+
+    def _bind(self, bucket: str, filename: str, client: S3Client, storage: Any) -> None:
+        self.bucket = bucket
+        self.filename = filename
+        self.client = client
+        self.storage = storage if storage is not None else f"S3 bucket {bucket!r}"
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return s3_errors(self.storage, self.filename)
+
+
+class S3Reader(S3FileBase, RangeReader):
+    """A seekable reader: ranged GETs of ``chunk_size``, up to ``max_concurrency`` in flight
+    while reading sequentially, so seeking downloads nothing it skips.
+
+    The object's size and ETag are read at construction (a missing key raises
+    ``FileNotFoundInStorageError`` there); every range is requested ``If-Match`` that ETag, so a
+    reader never mixes two versions of an object that is replaced while it reads.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        filename: str,
+        client: S3Client,
+        *,
+        chunk_size: int = 8 * MiB,
+        max_concurrency: int = 4,
+        read_attempts: int = 3,
+        storage: Any = None,
+    ) -> None:
+        self._bind(bucket, filename, client, storage)
+        self.read_attempts = max(1, read_attempts)
+        with self._errors():
+            head = client.head_object(Bucket=bucket, Key=filename)
+        self.etag: str = head["ETag"]
+        self.content_type: str | None = head.get("ContentType")
+        RangeReader.__init__(
+            self,
+            size=head["ContentLength"],
+            chunk_size=chunk_size,
+            max_concurrency=max_concurrency,
+        )
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        """The range; fetched again when the connection breaks while the body streams in.
+
+        botocore retries failed requests itself, but not a body cut short after the response
+        began, so only that phase is retried here (retries never multiply).
+        """
+        attempt = 1
+        with self._errors():
+            while True:
+                response = self.client.get_object(
+                    Bucket=self.bucket,
+                    Key=self.filename,
+                    Range=f"bytes={start}-{end - 1}",
+                    IfMatch=self.etag,
+                )
+                try:
+                    with contextlib.closing(response["Body"]) as body:
+                        data = body.read()
+                    break
+                except _BROKEN_BODY_ERRORS:
+                    if attempt >= self.read_attempts:
+                        raise
+                    attempt += 1
+        if len(data) != end - start:
+            raise StorageError(
+                f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
+                backend=self.storage,
+                path=self.filename,
+            )
+        return data
+
+
+class S3Writer(S3FileBase, PartUploadWriter):
+    """Writes to S3 are quite a bit more complicated than reads. To support large files, we
+    cannot write in a single operation and the API does not encourage streaming writes, so we
+    make use of the multipart API methods:
+
+    - create a multipart upload and get an upload id to use with subsequent calls;
+    - upload "parts" of the file using the upload id and get back an ETag for each part
+      (here up to ``max_concurrency`` parts at once, from worker threads);
+    - combine the parts using the upload id and all the part ETags.
+
+    Because creating a multipart upload has a cost and nothing may ever be written, the upload
+    is created lazily, when the first part is full; a file smaller than ``chunk_size`` (an empty
+    one included) is stored with a single ``put_object`` on ``close()``. ``abort()``, an
+    exception in a ``with`` block or garbage collection abort the upload: nothing is published
+    and no multipart upload is left behind. ``extra_args`` (``ContentType``, ``Metadata``, ...)
+    go to the request that creates the object.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        filename: str,
+        client: S3Client,
+        chunk_size: int = 10 * MiB,
+        extra_args: dict[str, Any] | None = None,
+        *,
+        max_concurrency: int = 4,
+        storage: Any = None,
+    ) -> None:
+        if chunk_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
+        self._bind(bucket, filename, client, storage)
+        self.extra_args = dict(extra_args or {})
+        PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
+        # Worker threads get a callable that does not hold the writer: an unclosed writer must be
+        # collected (and its upload aborted) on the thread that drops it, not in a worker.
+        self._sender = _PartSender(client, bucket, filename, self.storage)
+        self._upload_part = self._sender.upload  # type: ignore[method-assign]
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload in progress, if one was created."""
+        return self._sender.upload_id
+
+    def _start_parts(self) -> None:
+        with self._errors():
+            response = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.filename, **self.extra_args
+            )
+        self._sender.upload_id = response["UploadId"]
+
+    def _complete_parts(self, results: list[Any]) -> None:
+        assert self.upload_id is not None
+        with self._errors():
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.filename,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": results},
+            )
+        self._sender.upload_id = None
+
+    def _abort_parts(self) -> None:
+        upload_id, self._sender.upload_id = self.upload_id, None
+        if upload_id is None:
+            return
+        with self._errors():
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.filename, UploadId=upload_id
+            )
+
+    def _put_whole(self, data: bytes) -> None:
+        with self._errors():
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args
+            )
+
+
+class _PartSender:
+    """Uploads one part of a multipart upload; what S3Writer's worker threads run."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, storage: Any) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.storage = storage
+        self.upload_id: str | None = None
+
+    def upload(self, number: int, data: bytes) -> dict[str, Any]:
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"more than {MAX_PARTS} parts: open the file with a larger chunk_size",
+                backend=self.storage,
+                path=self.key,
+            )
+        assert self.upload_id is not None
+        with s3_errors(self.storage, self.key):
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+
+class _MonotonicCounter:
+    """Relays boto3 transfer progress, which goes back on retries, as forward-only increments."""
+
+    def __init__(self, count_bytes: ByteCounter) -> None:
+        self._count_bytes = count_bytes
+        self._lock = threading.Lock()
+        self._total = 0
+        self._reported = 0
+
+    def __call__(self, amount: int) -> None:
+        with self._lock:
+            self._total += amount
+            increment = self._total - self._reported
+            if increment <= 0:
+                return
+            self._reported = self._total
+        self._count_bytes(increment)
+
+
+class S3Storage(StorageBackend):
+    """Files in one S3 bucket (AWS or any S3-compatible service via ``endpoint_url``).
+
+    Credentials come from the arguments, else from ``aws_profile``, else from boto3's usual
+    chain (environment, config files, instance roles). Keyword options:
+
+    - ``endpoint_url``: the service's URL for S3-compatible stores (``http://127.0.0.1:8333``);
+    - ``addressing_style``: ``'path'``, ``'virtual'`` or ``'auto'``; default ``'path'`` with an
+      ``endpoint_url`` (what most compatible stores need), else boto3's ``'auto'``;
+    - ``connect_timeout``, ``read_timeout`` (seconds) and ``max_attempts`` (total tries of a
+      request, with botocore's ``standard`` retry mode and its backoff);
+    - ``chunk_size`` (part and range size, at least 5 MiB; default 8 MiB), ``max_concurrency``
+      (parts or ranges in flight per transfer; default 4, which saturates a local link, raise it
+      for far-away endpoints) and ``multipart_threshold`` (from which size ``upload``/``put``
+      use a multipart upload): a transfer holds about ``chunk_size * (max_concurrency + 1)``
+      bytes in memory, whatever the file size;
+    - ``check_directories``: whether ``list(recursive=False)`` confirms that each directory it
+      reports still holds a file. Stores built on a file system (SeaweedFS, ...) keep reporting
+      emptied directories; AWS never does. Default: only with an ``endpoint_url``;
+    - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
+      ``Config``) merged over the settings above.
+
+    One boto3 client is made per instance and shared by all threads that use it. Links are
+    presigned with Signature Version 4.
+    """
+
+    supported_extra_args = None
+
+    def __init__(
+        self,
+        bucket: str,
+        aws_region: str | None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_profile: str | None = None,
+        name: str = "s3",
+        *,
+        endpoint_url: str | None = None,
+        aws_session_token: str | None = None,
+        addressing_style: str | None = None,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        max_attempts: int = 5,
+        chunk_size: int = 8 * MiB,
+        max_concurrency: int = 4,
+        multipart_threshold: int = 8 * MiB,
+        client_config: Any = None,
+        check_directories: bool | None = None,
+    ) -> None:
+        super().__init__(name)
+        if boto3 is None:
+            raise MissingDependencyError("S3Storage", "s3", "boto3")
+        if chunk_size < MIN_PART_SIZE:
+            raise ValueError(f"chunk_size must be at least {MIN_PART_SIZE} bytes (5 MiB)")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if addressing_style not in (None, "auto", "path", "virtual"):
+            raise ValueError(f"unknown addressing_style {addressing_style!r}")
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.chunk_size = chunk_size
+        self.max_concurrency = max_concurrency
+        self.multipart_threshold = multipart_threshold
+        self.max_attempts = max_attempts
+        self.copy_threshold = MAX_COPY_OBJECT_SIZE
+        self.check_directories = (
+            endpoint_url is not None if check_directories is None else check_directories
+        )
+        style = addressing_style or ("path" if endpoint_url else "auto")
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": style},  # type: ignore[arg-type]
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            max_pool_connections=max(10, 2 * max_concurrency),
+        )
+        if client_config is not None:
+            config = config.merge(client_config)
+        with s3_errors(self, None):
+            session = boto3.session.Session(
+                aws_access_key_id=aws_access_key_id,
+                aws_secret_access_key=aws_secret_access_key,
+                aws_session_token=aws_session_token,
+                profile_name=aws_profile,
+                region_name=aws_region,
+            )
+            self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self.transfer_config = TransferConfig(
+            multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
+            multipart_chunksize=chunk_size,
+            max_concurrency=max_concurrency,
+            use_threads=True,
+        )
+        # Bound what the transfer manager reads ahead of the parts in flight (default 10 parts).
+        self.transfer_config.max_in_memory_upload_chunks = max_concurrency + 1
+
+    def __repr__(self) -> str:
+        return f"S3Storage(name={self.name!r}, bucket={self.bucket!r})"
+
+    def close(self) -> None:
+        """Close the client's connection pool (it reopens connections on next use)."""
+        self.client.close()
+
+    def _errors(self, key: str | None) -> contextlib.AbstractContextManager[None]:
+        return s3_errors(self, key)
+
+    # -- primitives --------------------------------------------------------------------------
+
+    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if not recursive:
+            arguments["Delimiter"] = "/"
+        entries = []
+        directories: list[str] = []
+        with self._errors(prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue  # a "folder" marker object, not a file
+                    modified = arrow.get(obj["LastModified"]).to("UTC")
+                    entries.append(ListEntry(obj["Key"], modified, obj["Size"]))
+                directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
+        if directories and self.check_directories:
+            with ThreadPoolExecutor(self.max_concurrency, "keg-storage-list") as executor:
+                holds_files = list(executor.map(self._holds_files, directories))
+            directories = [d for d, keep in zip(directories, holds_files, strict=True) if keep]
+        entries.extend(ListEntry(directory, None, 0) for directory in directories)
+        return entries
+
+    def _holds_files(self, prefix: str) -> bool:
+        """Whether any file (not only folder markers) has a key starting with ``prefix``."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                if any(not obj["Key"].endswith("/") for obj in page.get("Contents", [])):
+                    return True
+        return False
+
+    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
+        if mode == FileMode.read:
+            return S3Reader(
+                self.bucket,
+                key,
+                self.client,
+                chunk_size=self.chunk_size,
+                max_concurrency=self.max_concurrency,
+                read_attempts=self.max_attempts,
+                storage=self,
+            )
+        return S3Writer(
+            self.bucket,
+            key,
+            self.client,
+            self.chunk_size,
+            extra_args,
+            max_concurrency=self.max_concurrency,
+            storage=self,
+        )
+
+    def _stat(self, key: str) -> FileStat:
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        return FileStat(
+            size=head["ContentLength"],
+            last_modified=arrow.get(head["LastModified"]).to("UTC"),
+            etag=head.get("ETag"),
+            content_type=head.get("ContentType"),
+        )
+
+    def _delete(self, key: str) -> None:
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _copy(self, key: str, new_key: str) -> None:
+        """Copy on the server: ``copy_object`` up to 5 GiB, a multipart copy above."""
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        if head["ContentLength"] <= self.copy_threshold:
+            with self._errors(key):
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=new_key,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    CopySourceIfMatch=head["ETag"],
+                )
+            return
+        self._multipart_copy(key, new_key, head)
+
+    def _multipart_copy(self, key: str, new_key: str, head: Any) -> None:
+        size = head["ContentLength"]
+        part_size = max(self.chunk_size, math.ceil(size / MAX_PARTS), MIN_PART_SIZE)
+        ranges = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
+        attributes = {field: head[field] for field in _COPIED_HEAD_FIELDS if field in head}
+        with self._errors(new_key):
+            upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=new_key, **attributes
+            )["UploadId"]
+
+        def copy_part(number: int, start: int, end: int) -> Any:
+            with self._errors(key):
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=new_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    CopySourceRange=f"bytes={start}-{end - 1}",
+                    CopySourceIfMatch=head["ETag"],
+                )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(self.max_concurrency, "keg-storage-copy") as executor:
+                futures = [
+                    executor.submit(copy_part, number, start, end)
+                    for number, (start, end) in enumerate(ranges, start=1)
+                ]
+                parts = [future.result() for future in futures]
+            with self._errors(new_key):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=new_key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=new_key, UploadId=upload_id
+                )
+            raise
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        """Parallel ranged GETs written in order: any writable file object works (no seeks),
+        and memory stays at about ``chunk_size * (max_concurrency + 1)``."""
+        with self._open(key, FileMode.read, {}) as source:
+            while chunk := source.read(self.chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
+
+    def _upload(
+        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+    ) -> None:
+        with self._errors(key):
+            self.client.upload_fileobj(
+                file_obj,
+                self.bucket,
+                key,
+                ExtraArgs=extra_args or None,
+                Callback=_MonotonicCounter(count_bytes),
+                Config=self.transfer_config,
+            )
+
+    def _link_to(
+        self,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+        **options: Any,
+    ) -> str:
+        """A presigned URL for exactly one operation (S3 signs one request per URL)."""
+        content_encoding = options.pop("content_encoding", None)
+        if options:
+            raise TypeError(f"unexpected link options: {', '.join(sorted(options))}")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if operation == ShareLinkOperation.download:
+            method = "get_object"
+            if output_path is not None:
+                params["ResponseContentDisposition"] = content_disposition(output_path)
+            if content_type is not None:
+                params["ResponseContentType"] = content_type
+            if content_encoding is not None:
+                params["ResponseContentEncoding"] = content_encoding
+        elif operation == ShareLinkOperation.upload:
+            method = "put_object"
+            params["ContentType"] = content_type or "application/octet-stream"
+            if content_encoding is not None:
+                params["ContentEncoding"] = content_encoding
+        elif operation == ShareLinkOperation.remove:
+            method = "delete_object"
+        else:
+            raise UnsupportedOperationError(
+                "S3 backends cannot generate a link for multiple operations",
+                backend=self,
+                path=key,
+            )
+        seconds = math.ceil((expires_at - arrow.utcnow()).total_seconds())
+        if seconds > MAX_PRESIGN_SECONDS:
+            raise ValueError("S3 presigned links expire after at most 7 days")
+        with self._errors(key):
+            url: str = self.client.generate_presigned_url(
+                method, Params=params, ExpiresIn=max(1, seconds)
+            )
+        return url
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """A ``Content-Disposition`` value for ``filename`` per RFC 6266: a quoted ASCII fallback
+    plus, when the name is not plain ASCII, the exact name as RFC 5987 ``filename*``."""
+    fallback = "".join(
+        char if 0x20 <= ord(char) < 0x7F and char not in '"\\' else "_" for char in filename
+    )
+    value = f'{disposition}; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+    return value
