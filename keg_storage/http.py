@@ -16,11 +16,16 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
     try:
         name.encode("ascii")
     except UnicodeEncodeError:
-        simple = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-        simple = simple.strip() or "download"
         quoted = quote(name, safe="!#$&+-.^_`|~")
-        return f"{disposition}; {_filename_param(simple)}; filename*=UTF-8''{quoted}"
+        return f"{disposition}; {_filename_param(_ascii_fallback(name))}; filename*=UTF-8''{quoted}"
     return f"{disposition}; {_filename_param(name)}"
+
+
+def _ascii_fallback(name: str) -> str:
+    """For clients without RFC 5987: accents dropped (é → e), other non-ASCII as ``_``."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    kept = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return "".join(ch if ch.isascii() else "_" for ch in kept)
 
 
 def _filename_param(name: str) -> str:

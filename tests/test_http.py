@@ -24,7 +24,7 @@ from keg_storage.http import content_disposition
         ("new\nline.txt", 'attachment; filename="newline.txt"', "newline.txt"),
         (
             "日本.txt",
-            "attachment; filename=\".txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt",
+            "attachment; filename=\"__.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt",
             "日本.txt",
         ),
     ],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from ..errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
+from ..http import content_disposition
 from ..progress import ByteCounter
 from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
 from .streams import PartUploadWriter, RangeReader
@@ -376,6 +376,10 @@ class S3Storage(StorageBackend):
     - ``check_directories``: whether ``list(recursive=False)`` confirms that each directory it
       reports still holds a file. Stores built on a file system (SeaweedFS, ...) keep reporting
       emptied directories; AWS never does. Default: only with an ``endpoint_url``;
+    - ``unsupported_path_characters``: characters refused in paths (``InvalidPathError``)
+      because the store would change them. Default: ``"\\"`` with an ``endpoint_url`` (SeaweedFS
+      and other compatible stores turn ``\\`` into ``/``, which would move the file), else none
+      (AWS keeps every character);
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
       ``Config``) merged over the settings above.
 
@@ -405,6 +409,7 @@ class S3Storage(StorageBackend):
         multipart_threshold: int = 8 * MiB,
         client_config: Any = None,
         check_directories: bool | None = None,
+        unsupported_path_characters: str | None = None,
     ) -> None:
         super().__init__(name)
         if boto3 is None:
@@ -425,6 +430,9 @@ class S3Storage(StorageBackend):
         self.check_directories = (
             endpoint_url is not None if check_directories is None else check_directories
         )
+        if unsupported_path_characters is None:
+            unsupported_path_characters = "\\" if endpoint_url else ""
+        self.unsupported_path_characters = unsupported_path_characters
         style = addressing_style or ("path" if endpoint_url else "auto")
         config = Config(
             signature_version="s3v4",
@@ -654,15 +662,3 @@ class S3Storage(StorageBackend):
                 method, Params=params, ExpiresIn=max(1, seconds)
             )
         return url
-
-
-def content_disposition(filename: str, disposition: str = "attachment") -> str:
-    """A ``Content-Disposition`` value for ``filename`` per RFC 6266: a quoted ASCII fallback
-    plus, when the name is not plain ASCII, the exact name as RFC 5987 ``filename*``."""
-    fallback = "".join(
-        char if 0x20 <= ord(char) < 0x7F and char not in '"\\' else "_" for char in filename
-    )
-    value = f'{disposition}; filename="{fallback}"'
-    if fallback != filename:
-        value += f"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
-    return value

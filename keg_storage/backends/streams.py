@@ -13,6 +13,7 @@ that never fills a part (an empty file included) is stored with a single request
 from __future__ import annotations
 
 import io
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
@@ -199,7 +200,8 @@ class PartUploadWriter(RemoteFile):
         self._buffer += view
         self._written += len(view)
         while len(self._buffer) >= self.chunk_size:
-            part = bytes(self._buffer[: self.chunk_size])
+            with memoryview(self._buffer) as buffered:
+                part = bytes(buffered[: self.chunk_size])
             del self._buffer[: self.chunk_size]
             self._submit(part)
         return len(view)
@@ -242,5 +244,8 @@ class PartUploadWriter(RemoteFile):
 
     def _shutdown(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            # A writer collected while a part is in flight is finalized in that worker thread,
+            # which cannot join itself.
+            in_worker = threading.current_thread().name.startswith("keg-storage-write")
+            self._executor.shutdown(wait=not in_worker, cancel_futures=True)
             self._parts.clear()

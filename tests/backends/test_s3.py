@@ -28,7 +28,7 @@ from keg_storage import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
-from keg_storage.backends.s3 import S3Storage, content_disposition
+from keg_storage.backends.s3 import S3Storage
 from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_s3 import make_storage
 from tests.servers.seaweedfs import SeaweedFS, free_ports
@@ -112,7 +112,7 @@ class TestPresignedLinks:
         assert response.content == b"report body"
         assert response.headers["Content-Type"] == "text/csv"
         assert response.headers["Content-Disposition"] == (
-            'attachment; filename="Rapport ann_e 1 _final_.csv"; '
+            'attachment; filename="Rapport annee 1 \\"final\\".csv"; '
             "filename*=UTF-8''Rapport%20ann%C3%A9e%201%20%22final%22.csv"
         )
 
@@ -164,24 +164,6 @@ class TestPresignedLinks:
     def test_longer_than_seven_days_is_refused(self, backend_s3: S3Storage) -> None:
         with pytest.raises(ValueError, match="7 days"):
             backend_s3.link_to("a.txt", "download", timedelta(days=8))
-
-    @pytest.mark.parametrize(
-        ("name", "expected"),
-        [
-            ("plain.txt", 'attachment; filename="plain.txt"'),
-            ("a;b,c.txt", 'attachment; filename="a;b,c.txt"'),
-            (
-                'q"uo\\te.txt',
-                "attachment; filename=\"q_uo_te.txt\"; filename*=UTF-8''q%22uo%5Cte.txt",
-            ),
-            (
-                "日本.txt",
-                "attachment; filename=\"__.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt",
-            ),
-        ],
-    )
-    def test_content_disposition_is_quoted(self, name: str, expected: str) -> None:
-        assert content_disposition(name) == expected
 
 
 class TestMultipartWrites:
