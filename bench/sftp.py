@@ -1,0 +1,219 @@
+"""SFTP benchmark: OpenSSH's ``sftp -b`` and raw paramiko against keg_storage, side by side.
+
+Starts its own sshd on a free loopback port (the test harness in tests/servers/sshd.py), then
+runs every case ``--runs`` times, each run in a fresh child process so that its peak RSS
+(``ru_maxrss`` from ``os.wait4``) belongs to that case alone. Prints medians and ratios.
+
+    .venv/bin/python bench/sftp.py [--size-mib 256] [--runs 5] [--rss-gib 1]
+
+Not a test: numbers depend on the machine. Targets (issue 5): upload/download >= 0.9x ``sftp -b``
+and >= 1.0x paramiko putfo/getfo; streaming ``open().read(1 MiB)`` >= 0.8x getfo; 1,000
+``exists()`` >= 20x a connection per call; peak RSS < 128 MiB for a 1 GiB file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers.sshd import SSHServer  # noqa: E402
+
+MiB = 1024 * 1024
+Ctx = dict[str, Any]
+CASES: dict[str, Callable[[Ctx], float]] = {}
+
+
+def case(func: Callable[[Ctx], float]) -> Callable[[Ctx], float]:
+    CASES[func.__name__] = func
+    return func
+
+
+# -- raw clients -----------------------------------------------------------------------------
+def paramiko_client(ctx: Ctx) -> Any:
+    """A paramiko SSHClient on a TCP_NODELAY socket, the fastest plain-paramiko setup."""
+    import paramiko
+
+    sock = socket.create_connection(("127.0.0.1", ctx["port"]))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = paramiko.SSHClient()
+    client.load_host_keys(ctx["known_hosts"])
+    client.connect(
+        "127.0.0.1",
+        port=ctx["port"],
+        username="root",
+        key_filename=ctx["key"],
+        sock=sock,
+        allow_agent=False,
+        look_for_keys=False,
+    )
+    return client
+
+
+def run_sftp_batch(ctx: Ctx, command: str) -> float:
+    batch = Path(ctx["tmp"]) / "batch"
+    batch.write_text(command + "\n")
+    args = [
+        "sftp", "-q", "-b", str(batch), "-P", str(ctx["port"]), "-i", ctx["key"],
+        "-o", f"UserKnownHostsFile={ctx['known_hosts']}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "root@127.0.0.1",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+@case
+def sftp_b_put(ctx: Ctx) -> float:
+    return run_sftp_batch(ctx, f'put "{ctx["src"]}" "{ctx["remote_dir"]}/put.bin"')
+
+
+@case
+def sftp_b_get(ctx: Ctx) -> float:
+    return run_sftp_batch(ctx, f'get "{ctx["remote_dir"]}/src.bin" "{ctx["dst"]}"')
+
+
+@case
+def paramiko_putfo(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    client = paramiko_client(ctx)
+    with open(ctx["src"], "rb") as src:
+        client.open_sftp().putfo(src, f"{ctx['remote_dir']}/put.bin")
+    client.close()
+    return time.perf_counter() - start
+
+
+@case
+def paramiko_getfo(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    client = paramiko_client(ctx)
+    with open(ctx["dst"], "wb") as dst:
+        client.open_sftp().getfo(f"{ctx['remote_dir']}/src.bin", dst)
+    client.close()
+    return time.perf_counter() - start
+
+
+@case
+def paramiko_exists_new_connection(ctx: Ctx) -> float:
+    """stat() with a fresh connection per call, as keg-storage 0.5 did (scaled from 50 calls)."""
+    calls = 50
+    start = time.perf_counter()
+    for _ in range(calls):
+        client = paramiko_client(ctx)
+        client.open_sftp().stat(f"{ctx['remote_dir']}/src.bin")
+        client.close()
+    return (time.perf_counter() - start) * ctx["exists_calls"] / calls
+
+
+# -- driver ----------------------------------------------------------------------------------
+def run_case(name: str, ctx: Ctx) -> tuple[float, int]:
+    """Run one case in a child process; return (seconds, peak RSS in KiB of child + its kids)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", name, json.dumps(ctx)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"case {name} failed with exit code {proc.returncode}")
+    result = json.loads(out)
+    return result["seconds"], max(usage.ru_maxrss, result["children_rss_kib"])
+
+
+def child_main(name: str, ctx: Ctx) -> None:
+    import resource
+
+    seconds = CASES[name](ctx)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "children_rss_kib": kids}))
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as out:
+        block = os.urandom(MiB)
+        for i in range(size // MiB):
+            out.write(block[i % 7 :] + block[: i % 7])
+
+
+ROWS: list[tuple[str, str, str, float]] = [
+    # (label, case, baseline case, target ratio)
+    ("upload vs sftp -b put", "sftp_b_put", "sftp_b_put", 0.0),
+    ("download vs sftp -b get", "sftp_b_get", "sftp_b_get", 0.0),
+    ("paramiko putfo", "paramiko_putfo", "sftp_b_put", 0.0),
+    ("paramiko getfo", "paramiko_getfo", "sftp_b_get", 0.0),
+    ("exists x1000, new conn each", "paramiko_exists_new_connection", "", 0.0),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rss-gib", type=int, default=1, help="file size for the RSS cases")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child[0], json.loads(args.child[1]))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="keg-sftp-bench-") as tmp:
+        server = SSHServer(Path(tmp) / "sshd").start()
+        try:
+            report(server, Path(tmp), args)
+        finally:
+            server.stop()
+
+
+def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
+    size = args.size_mib * MiB
+    remote_dir = server.data_dir / "bench"
+    remote_dir.mkdir()
+    src = tmp / "src.bin"
+    write_random(src, size)
+    os.link(src, remote_dir / "src.bin")
+    ctx: Ctx = {
+        "port": server.port,
+        "known_hosts": str(server.known_hosts),
+        "key": str(server.client_key),
+        "remote_dir": str(remote_dir),
+        "src": str(src),
+        "dst": str(tmp / "dst.bin"),
+        "tmp": str(tmp),
+        "size": size,
+        "exists_calls": 1000,
+    }
+    medians: dict[str, float] = {}
+    rss: dict[str, int] = {}
+    for name in CASES:
+        times = []
+        for _ in range(args.runs):
+            seconds, peak = run_case(name, ctx)
+            times.append(seconds)
+            rss[name] = max(rss.get(name, 0), peak)
+        medians[name] = statistics.median(times)
+        print(f"  {name}: {[round(t, 3) for t in times]}", file=sys.stderr)
+    print(f"\n{args.size_mib} MiB on loopback, medians of {args.runs} runs\n")
+    print(f"{'case':34} {'median s':>9} {'MB/s':>8} {'ratio':>7} {'target':>7} {'peak RSS':>9}")
+    for label, name, base, target in ROWS:
+        seconds = medians[name]
+        speed = f"{size / seconds / 1e6:8.1f}" if "exists" not in name else f"{'':8}"
+        ratio = f"{medians[base] / seconds:6.2f}x" if base else f"{'':7}"
+        goal = f"{target:6.2f}x" if target else f"{'':7}"
+        print(f"{label:34} {seconds:9.3f} {speed} {ratio} {goal} {rss[name] / 1024:7.1f}Mi")
+
+
+if __name__ == "__main__":
+    main()
