@@ -1,0 +1,103 @@
+"""keg_storage: one API for storing files on S3, Azure Blob Storage, SFTP or a local directory.
+
+Backends that need an optional SDK (``S3Storage``, ``AzureStorage``, ``SFTPStorage``) and the
+Flask integration (``Storage``, ``LinkViewMixin``, ``StorageOperations``) are imported on first
+use, so ``import keg_storage`` works whatever extras are installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import backends
+from .backends import (
+    FileMode,
+    FileNotFoundInStorageError,
+    FileStat,
+    InternalLinksStorageBackend,
+    InternalLinkTokenData,
+    ListEntry,
+    LocalFSError,
+    LocalFSStorage,
+    MemoryStorage,
+    ProgressCallback,
+    RemoteFile,
+    ShareLinkOperation,
+    StorageBackend,
+    base,
+    filesystem,
+    memory,
+)
+from .errors import (
+    ExpiredLinkTokenError,
+    InvalidPathError,
+    LinkTokenError,
+    MalformedLinkTokenError,
+    MissingDependencyError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperationError,
+)
+from .version import VERSION
+
+__version__ = VERSION
+
+_LAZY = {
+    "S3Storage": "keg_storage.backends.s3",
+    "AzureStorage": "keg_storage.backends.azure",
+    "SFTPStorage": "keg_storage.backends.sftp",
+    "s3": "keg_storage.backends.s3",
+    "azure": "keg_storage.backends.azure",
+    "sftp": "keg_storage.backends.sftp",
+    "Storage": "keg_storage.plugin",
+    "LinkViewMixin": "keg_storage.plugin",
+    "StorageOperations": "keg_storage.plugin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import optional parts on first use (see the module docstring)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    return module if module_name.endswith("." + name) else getattr(module, name)
+
+
+__all__ = [
+    "AzureStorage",
+    "ExpiredLinkTokenError",
+    "FileMode",
+    "FileNotFoundInStorageError",
+    "FileStat",
+    "InternalLinkTokenData",
+    "InternalLinksStorageBackend",
+    "InvalidPathError",
+    "LinkTokenError",
+    "LinkViewMixin",
+    "ListEntry",
+    "LocalFSError",
+    "LocalFSStorage",
+    "MalformedLinkTokenError",
+    "MemoryStorage",
+    "MissingDependencyError",
+    "ProgressCallback",
+    "RemoteFile",
+    "S3Storage",
+    "SFTPStorage",
+    "ShareLinkOperation",
+    "Storage",
+    "StorageBackend",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageOperations",
+    "StoragePermissionError",
+    "UnsupportedOperationError",
+    "__version__",
+    "backends",
+    "base",
+    "filesystem",
+    "memory",
+]

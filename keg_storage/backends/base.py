@@ -1,0 +1,762 @@
+"""The storage API every backend shares (CONTRACT §1, §3, §4, §5).
+
+A backend subclasses :class:`StorageBackend` and implements a few primitives that receive keys
+already normalised by :mod:`keg_storage.paths` (``_open``, ``_list``, ``_stat``, ``_delete`` and,
+for links, ``_link_to``). The public methods here validate paths, parse modes, operations and
+expiries, check ``extra_args``, sort listings and relay progress callbacks, so that every backend
+behaves the same. A backend overrides the other primitives (``_copy``, ``_move``, ``_download``,
+``_upload``, ``_get``, ``_put``, ``_exists``) only where its service does the work better.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import enum
+import hashlib
+import io
+import math
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import IO, Any, NamedTuple, TypeVar, cast
+
+import arrow
+import jwt
+
+from ..errors import (
+    ExpiredLinkTokenError,
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    LinkTokenError,
+    MalformedLinkTokenError,
+    StorageError,
+    UnsupportedOperationError,
+)
+from ..paths import directory_prefix, file_key, glob_parts
+from ..progress import ByteCounter, ProgressCallback, relay_progress
+
+__all__ = [
+    "FileMode",
+    "FileNotFoundInStorageError",
+    "FileStat",
+    "InternalLinkTokenData",
+    "InternalLinksStorageBackend",
+    "ListEntry",
+    "ProgressCallback",
+    "RemoteFile",
+    "ShareLinkOperation",
+    "StorageBackend",
+]
+
+Expiry = arrow.Arrow | datetime | timedelta
+SecretKey = str | bytes | Sequence[str | bytes]
+RemoteFileT = TypeVar("RemoteFileT", bound="RemoteFile")
+
+
+class FileMode(enum.Flag):
+    """How a remote file is opened: ``read``, ``write`` or both (``read | write``)."""
+
+    read = enum.auto()
+    write = enum.auto()
+
+    def __str__(self) -> str:
+        return (
+            ("r" if FileMode.read in self else "") + ("w" if FileMode.write in self else "") + "b"
+        )
+
+    @classmethod
+    def as_mode(cls, obj: FileMode | str) -> FileMode:
+        """Parse ``'r'``, ``'rb'``, ``'wb'``, ``'r+'`` (read|write), ... into a FileMode.
+
+        Only the letters ``r``, ``w``, ``b``, ``t`` and ``+`` are accepted; the string must ask
+        for reading or writing.
+        """
+        if isinstance(obj, FileMode):
+            return obj
+        if not isinstance(obj, str):
+            raise ValueError("as_mode() accepts only FileMode or str arguments")
+        unknown = set(obj) - set("rwbt+")
+        if unknown:
+            raise ValueError(f"unsupported file mode {obj!r}: {''.join(sorted(unknown))!r}")
+        mode = cls(0)
+        if "r" in obj or ("+" in obj and "w" in obj):
+            mode |= cls.read
+        if "w" in obj or ("+" in obj and "r" in obj):
+            mode |= cls.write
+        if not mode:
+            raise ValueError(f"file mode {obj!r} asks neither to read nor to write")
+        return mode
+
+
+class ShareLinkOperation(enum.Flag):
+    """What a link allows: ``download``, ``upload``, ``remove``, or a combination."""
+
+    download = enum.auto()
+    upload = enum.auto()
+    remove = enum.auto()
+
+    def __str__(self) -> str:
+        letters = {ShareLinkOperation.download: "d", ShareLinkOperation.upload: "u"}
+        letters[ShareLinkOperation.remove] = "r"
+        return "".join(letter for flag, letter in letters.items() if flag in self)
+
+    @classmethod
+    def as_operation(cls, obj: ShareLinkOperation | str) -> ShareLinkOperation:
+        """Parse an operation: the flag, letters of ``dur`` (``'du'``), or the words
+        ``download``, ``upload``, ``remove``/``delete`` (combined with ``,`` or ``|``)."""
+        if isinstance(obj, ShareLinkOperation):
+            return obj
+        if not isinstance(obj, str):
+            raise ValueError("as_operation() accepts only ShareLinkOperation or str arguments")
+        words = {
+            "download": cls.download,
+            "upload": cls.upload,
+            "remove": cls.remove,
+            "delete": cls.remove,
+        }
+        letters = {"d": cls.download, "u": cls.upload, "r": cls.remove}
+        operation = cls(0)
+        for token in re.split(r"[\s,|]+", obj.strip().lower()):
+            if token in words:
+                operation |= words[token]
+            elif token and set(token) <= set(letters):
+                for letter in token:
+                    operation |= letters[letter]
+            else:
+                raise ValueError(f"unknown link operation {obj!r}")
+        if not operation:
+            raise ValueError("a link needs at least one operation")
+        return operation
+
+
+class ListEntry(NamedTuple):
+    """One entry of :meth:`StorageBackend.list`: a file, or a directory whose name ends in ``/``
+    (size 0, ``last_modified`` None) in a non-recursive listing."""
+
+    name: str
+    last_modified: arrow.Arrow | None
+    size: int
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What :meth:`StorageBackend.stat` tells about a file; None where the service has none."""
+
+    size: int
+    last_modified: arrow.Arrow
+    etag: str | None = None
+    content_type: str | None = None
+
+
+class RemoteFile(io.RawIOBase):
+    """A remote file opened by :meth:`StorageBackend.open`, a raw binary file object.
+
+    Subclasses implement ``read(size)`` and/or ``write(data)`` (plus ``seek``/``tell`` where they
+    can) and the hooks ``_finish`` (publish what was written, release resources) and ``_discard``
+    (drop what was written, release resources). This class makes writes atomic from the caller's
+    side: ``close()`` publishes, while an exception in a ``with`` block, :meth:`abort` or garbage
+    collection of an unclosed writer (with a ``ResourceWarning``) discard.
+    """
+
+    iter_chunk_size = 5 * 1024 * 1024
+
+    def __init__(self, mode: FileMode | str) -> None:
+        super().__init__()
+        self.mode = FileMode.as_mode(mode)
+
+    def __repr__(self) -> str:
+        path = getattr(self, "path", None)
+        return f"<{type(self).__name__} path={path!r} mode={str(self.mode)!r}>"
+
+    def readable(self) -> bool:
+        return FileMode.read in self.mode
+
+    def writable(self) -> bool:
+        return FileMode.write in self.mode
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left when ``size`` is -1 or None)."""
+        self._check_readable()
+        raise NotImplementedError(f"{type(self).__name__} does not implement read()")
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def write(self, data: Any) -> int:
+        """Write ``data``; it becomes visible only when :meth:`close` succeeds."""
+        self._check_writable()
+        raise NotImplementedError(f"{type(self).__name__} does not implement write()")
+
+    def _check_readable(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if not self.readable():
+            raise io.UnsupportedOperation("File not opened for reading")
+
+    def _check_writable(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if not self.writable():
+            raise io.UnsupportedOperation("File not opened for writing")
+
+    def iter_chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """Yield the rest of the file in chunks of ``chunk_size`` (default ``iter_chunk_size``)."""
+        size = chunk_size or self.iter_chunk_size
+        while chunk := self.read(size):
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._checkClosed()
+        return self.iter_chunks()
+
+    def _finish(self) -> None:
+        """Publish what was written (writers) and release resources."""
+
+    def _discard(self) -> None:
+        """Drop what was written (writers) and release resources."""
+        self._finish()
+
+    def close(self) -> None:
+        """Publish the written data (writers) and release resources; idempotent."""
+        if self.closed:
+            return
+        try:
+            self._finish()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original failure is the one to report
+                self._discard()
+            raise
+        finally:
+            super().close()
+
+    def abort(self) -> None:
+        """Discard everything written: nothing is published, the previous content stays."""
+        if self.closed:
+            return
+        try:
+            self._discard()
+        finally:
+            super().close()
+
+    def __enter__(self: RemoteFileT) -> RemoteFileT:
+        self._checkClosed()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and self.writable():
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self.closed:
+                return
+            if self.writable():
+                warnings.warn(
+                    f"{self!r} was garbage-collected without close(): its writes were discarded",
+                    ResourceWarning,
+                    source=self,
+                    stacklevel=2,
+                )
+                self.abort()
+            else:
+                self.close()
+        except Exception:  # finalizers must not raise; a half-built file has nothing to release
+            pass
+
+
+def resolve_expiry(expire: Expiry) -> arrow.Arrow:
+    """The UTC moment a link expires: an Arrow, a datetime (naive = UTC) or a timedelta from now.
+
+    Raises ValueError for a moment that is not in the future.
+    """
+    now = arrow.utcnow()
+    if isinstance(expire, timedelta):
+        moment = now + expire
+    elif isinstance(expire, (arrow.Arrow, datetime)):
+        moment = arrow.get(expire).to("UTC")
+    else:
+        raise TypeError(f"expire must be an Arrow, a datetime or a timedelta, not {expire!r}")
+    if moment <= now:
+        raise ValueError("Expiration time is in the past")
+    return moment
+
+
+class StorageBackend:
+    """Base class of every backend: the public API built on a few primitives."""
+
+    supported_extra_args: frozenset[str] | None = frozenset(
+        {"ContentType", "ContentEncoding", "Metadata"}
+    )
+    """``extra_args`` keys the backend accepts; None accepts every key (S3)."""
+    supports_read_write = False
+    """Whether ``open(path, 'r+')`` works (the service can change a file in place)."""
+    transfer_chunk_size = 8 * 1024 * 1024
+    """Bytes per read/write in the generic transfer loops."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def close(self) -> None:
+        """Release pools, sockets and clients; idempotent. The backend is unusable afterwards
+        only where a backend says so; most reopen what they need on next use."""
+
+    def __enter__(self: StorageBackendT) -> StorageBackendT:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _file_key(self, path: str) -> str:
+        return file_key(path, self)
+
+    def _not_found(self, key: str) -> FileNotFoundInStorageError:
+        return FileNotFoundInStorageError(self, key)
+
+    def _check_extra_args(self, extra_args: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
+        if not extra_args:
+            return {}
+        if self.supported_extra_args is not None:
+            for arg in sorted(extra_args):
+                if arg not in self.supported_extra_args:
+                    raise UnsupportedOperationError(
+                        f"extra_args key {arg!r} is not supported", backend=self, path=key
+                    )
+        metadata = extra_args.get("Metadata")
+        if metadata is not None and not (
+            isinstance(metadata, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
+            raise StorageError("extra_args Metadata must map str to str", backend=self, path=key)
+        return dict(extra_args)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def list(self, path: str = "", *, recursive: bool = True) -> list[ListEntry]:
+        """The files under the directory ``path`` as full keys, sorted by name.
+
+        ``recursive=False`` lists direct children only, sub-directories as entries ending in
+        ``/``. A missing directory gives ``[]``.
+        """
+        prefix = directory_prefix(path, self)
+        return sorted(self._list(prefix, recursive), key=lambda entry: entry.name)
+
+    def glob(self, pattern: str) -> builtins.list[ListEntry]:
+        """The files whose full key matches ``pattern`` (``*``, ``?``, ``[...]``, ``**``)."""
+        prefix, regex = glob_parts(pattern, self)
+        return [entry for entry in self.list(prefix) if regex.match(entry.name)]
+
+    def open(
+        self,
+        path: str,
+        mode: FileMode | str = FileMode.read,
+        extra_args: Mapping[str, Any] | None = None,
+    ) -> RemoteFile:
+        """Open a remote file; a missing file opened for reading raises at once."""
+        key = self._file_key(path)
+        file_mode = FileMode.as_mode(mode)
+        if file_mode == FileMode.read | FileMode.write and not self.supports_read_write:
+            raise UnsupportedOperationError(
+                "read+write mode is not supported", backend=self, path=key
+            )
+        return self._open(key, file_mode, self._check_extra_args(extra_args, key))
+
+    def stat(self, path: str) -> FileStat:
+        """Size, last modification (UTC), ETag and content type of a file."""
+        return self._stat(self._file_key(path))
+
+    def exists(self, path: str) -> bool:
+        """Whether a file exists at ``path``."""
+        return self._exists(self._file_key(path))
+
+    def delete(self, path: str) -> None:
+        """Delete a file; a missing file is not an error."""
+        self._delete(self._file_key(path))
+
+    def copy(self, path: str, new_path: str) -> None:
+        """Copy a file, server-side where the service can; an existing destination is replaced."""
+        key, new_key = self._file_key(path), self._file_key(new_path)
+        if key == new_key:
+            self._stat(key)
+            return
+        self._copy(key, new_key)
+
+    def move(self, path: str, new_path: str) -> None:
+        """Move a file, server-side where the service can; an existing destination is replaced."""
+        key, new_key = self._file_key(path), self._file_key(new_path)
+        if key == new_key:
+            self._stat(key)
+            return
+        self._move(key, new_key)
+
+    def get(
+        self,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress_callback: ProgressCallback | None = None,
+    ) -> None:
+        """Copy the remote file ``path`` to the local file ``dest`` (replaced whole, or untouched
+        when the transfer fails)."""
+        key = self._file_key(path)
+        relay_progress(lambda count: self._get(key, os.fspath(dest), count), progress_callback)
+
+    def put(
+        self,
+        path: str | os.PathLike[str],
+        dest: str,
+        *,
+        progress_callback: ProgressCallback | None = None,
+        extra_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Copy the local file ``path`` to the remote file ``dest``."""
+        key = self._file_key(dest)
+        extra = self._check_extra_args(extra_args, key)
+        relay_progress(
+            lambda count: self._put(os.fspath(path), key, extra, count), progress_callback
+        )
+
+    def download(
+        self, path: str, file_obj: IO[bytes], *, progress_callback: ProgressCallback | None = None
+    ) -> None:
+        """Write the remote file ``path`` into the binary file object ``file_obj``.
+
+        ``progress_callback`` receives the cumulative byte count on the calling thread.
+        """
+        key = self._file_key(path)
+        relay_progress(lambda count: self._download(key, file_obj, count), progress_callback)
+
+    def upload(
+        self,
+        file_obj: IO[bytes],
+        path: str,
+        *,
+        progress_callback: ProgressCallback | None = None,
+        extra_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store everything ``file_obj`` yields at ``path``, atomically.
+
+        ``progress_callback`` receives the cumulative byte count on the calling thread.
+        """
+        key = self._file_key(path)
+        extra = self._check_extra_args(extra_args, key)
+        relay_progress(lambda count: self._upload(file_obj, key, extra, count), progress_callback)
+
+    def link_to(
+        self,
+        path: str,
+        operation: ShareLinkOperation | str,
+        expire: Expiry,
+        output_path: str | None = None,
+        content_type: str | None = None,
+        **options: Any,
+    ) -> str:
+        """A URL that allows ``operation`` on ``path`` until ``expire``.
+
+        ``output_path`` is the file name a browser saves a download as; ``content_type`` the type
+        served (downloads) or required (S3 uploads).
+        """
+        key = self._file_key(path)
+        parsed = ShareLinkOperation.as_operation(operation)
+        if not parsed:
+            raise ValueError("a link needs at least one operation")
+        return self._link_to(
+            key, parsed, resolve_expiry(expire), output_path, content_type, **options
+        )
+
+    # -- primitives --------------------------------------------------------------------------
+
+    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+        """Entries under ``prefix`` (``''`` or ``'a/b/'``), in any order."""
+        raise NotImplementedError
+
+    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
+        raise NotImplementedError
+
+    def _stat(self, key: str) -> FileStat:
+        raise NotImplementedError
+
+    def _delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def _link_to(
+        self,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+        **options: Any,
+    ) -> str:
+        raise UnsupportedOperationError("links are not supported", backend=self, path=key)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._stat(key)
+        except FileNotFoundInStorageError:
+            return False
+        return True
+
+    def _copy(self, key: str, new_key: str) -> None:
+        """Stream the file through this process (for services without a server-side copy)."""
+        with self._open(key, FileMode.read, {}) as source:
+            self._upload(cast(IO[bytes], source), new_key, {}, _ignore_bytes)
+
+    def _move(self, key: str, new_key: str) -> None:
+        self._copy(key, new_key)
+        self._delete(key)
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        with self._open(key, FileMode.read, {}) as source:
+            while chunk := source.read(self.transfer_chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
+
+    def _upload(
+        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+    ) -> None:
+        with self._open(key, FileMode.write, extra_args) as target:
+            while chunk := file_obj.read(self.transfer_chunk_size):
+                target.write(chunk)
+                count_bytes(len(chunk))
+
+    def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
+        with atomic_replace(dest) as temp_path, open(temp_path, "wb") as local:
+            self._download(key, local, count_bytes)
+
+    def _put(
+        self, source: str, key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+    ) -> None:
+        with open(source, "rb") as local:
+            self._upload(local, key, extra_args, count_bytes)
+
+
+StorageBackendT = TypeVar("StorageBackendT", bound=StorageBackend)
+
+
+def _ignore_bytes(count: int) -> None:
+    """A byte counter for internal transfers nobody watches."""
+
+
+@contextlib.contextmanager
+def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[str]:
+    """Yield a temp path beside ``target``; on success it replaces ``target`` (with the
+    permissions a new file would get), on failure it is removed and ``target`` is untouched."""
+    fd, temp_path = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(target)), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
+    )
+    os.close(fd)
+    try:
+        yield temp_path
+        publish_temp_file(temp_path, target, fsync=fsync)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_path)
+        raise
+
+
+TEMP_PREFIX = ".keg-storage-"
+TEMP_SUFFIX = ".tmp"
+
+
+def publish_temp_file(temp_path: str, target: str, *, fsync: bool) -> None:
+    """Give a finished temp file normal permissions and rename it over ``target``."""
+    os.chmod(temp_path, 0o666 & ~current_umask())
+    if fsync:
+        with open(temp_path, "rb") as written:
+            os.fsync(written.fileno())
+    os.replace(temp_path, target)
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class InternalLinkTokenData(NamedTuple):
+    """What an internal link token allows: the key, the operations and, signed with them, the
+    file name to serve a download as and its content type."""
+
+    path: str
+    operations: ShareLinkOperation
+    output_path: str | None = None
+    content_type: str | None = None
+
+    def serialize(self) -> dict[str, Any]:
+        claims: dict[str, Any] = {"key": self.path, "op": str(self.operations)}
+        if self.output_path is not None:
+            claims["output_path"] = self.output_path
+        if self.content_type is not None:
+            claims["content_type"] = self.content_type
+        return claims
+
+    @classmethod
+    def deserialize(cls, data: Mapping[str, Any]) -> InternalLinkTokenData:
+        return cls(
+            path=data["key"],
+            operations=ShareLinkOperation.as_operation(data["op"]),
+            output_path=data.get("output_path"),
+            content_type=data.get("content_type"),
+        )
+
+    @property
+    def allow_download(self) -> bool:
+        return ShareLinkOperation.download in self.operations
+
+    @property
+    def allow_upload(self) -> bool:
+        return ShareLinkOperation.upload in self.operations
+
+    @property
+    def allow_remove(self) -> bool:
+        return ShareLinkOperation.remove in self.operations
+
+
+class InternalLinksStorageBackend(StorageBackend):
+    """A backend whose links point at the application (``LinkViewMixin``) instead of the service.
+
+    Links carry an HS512 JWT (PyJWT) whose key is derived from ``secret_key`` and the backend's
+    name, so a token made for one backend never works on another. ``secret_key`` may be a str,
+    bytes, or a list of them: the first signs, all verify (key rotation).
+    """
+
+    token_algorithm = "HS512"
+
+    def __init__(
+        self, *, linked_endpoint: str | None, secret_key: SecretKey | None, name: str
+    ) -> None:
+        super().__init__(name)
+        self.linked_endpoint = linked_endpoint
+        self._token_keys = self._derive_token_keys(secret_key)
+
+    def _derive_token_keys(self, secret_key: SecretKey | None) -> list[bytes]:
+        if secret_key is None:
+            return []
+        secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+        keys = []
+        for secret in secrets:
+            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+            if not raw:
+                raise ValueError(f"{self!r}: secret_key must not be empty")
+            keys.append(hashlib.sha512(f"{self.name}signer".encode() + raw).digest())
+        return keys
+
+    def _require_token_keys(self) -> list[bytes]:
+        if not self._token_keys:
+            raise ValueError(f"{self!r} must be configured with secret_key to use links")
+        return self._token_keys
+
+    def create_link_token(
+        self,
+        *,
+        path: str,
+        operation: ShareLinkOperation | str,
+        expire: Expiry,
+        output_path: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """A signed token allowing ``operation`` on ``path`` until ``expire``."""
+        signing_key = self._require_token_keys()[0]
+        parsed = ShareLinkOperation.as_operation(operation)
+        data = InternalLinkTokenData(self._file_key(path), parsed, output_path, content_type)
+        claims = data.serialize()
+        claims["iat"] = int(arrow.utcnow().timestamp())
+        claims["exp"] = math.ceil(resolve_expiry(expire).timestamp())
+        return jwt.encode(claims, signing_key, algorithm=self.token_algorithm)
+
+    def deserialize_link_token(self, token: str | bytes) -> InternalLinkTokenData:
+        """Verify a token and return what it allows.
+
+        Raises :class:`ExpiredLinkTokenError` for an expired token, :class:`MalformedLinkTokenError`
+        for something that is not a JWT, and :class:`LinkTokenError` for any other failure.
+        """
+        keys = self._require_token_keys()
+        claims: dict[str, Any] | None = None
+        for key in keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[self.token_algorithm],
+                    options={"require": ["exp", "key", "op"], "verify_iat": False},
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.ExpiredSignatureError as exc:
+                raise ExpiredLinkTokenError("link token has expired", backend=self) from exc
+            except jwt.InvalidAlgorithmError as exc:
+                raise LinkTokenError("link token uses a refused algorithm", backend=self) from exc
+            except jwt.DecodeError as exc:
+                raise MalformedLinkTokenError("link token is malformed", backend=self) from exc
+            except jwt.InvalidTokenError as exc:
+                raise LinkTokenError(f"link token is invalid: {exc}", backend=self) from exc
+        if claims is None:
+            raise LinkTokenError("link token signature is invalid", backend=self)
+        try:
+            data = InternalLinkTokenData.deserialize(claims)
+            return data._replace(path=self._file_key(data.path))
+        except (ValueError, TypeError, InvalidPathError) as exc:
+            raise LinkTokenError(f"link token claims are invalid: {exc}", backend=self) from exc
+
+    def _link_to(
+        self,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+        **options: Any,
+    ) -> str:
+        try:
+            import flask
+        except ImportError as exc:
+            raise UnsupportedOperationError(
+                'internal links are served by a Flask app: pip install "keg-storage[flask]", '
+                "or override link_to",
+                backend=self,
+                path=key,
+            ) from exc
+        if not self.linked_endpoint:
+            raise ValueError(f"{self!r} must be configured with linked_endpoint to use links")
+        token = self.create_link_token(
+            path=key,
+            operation=operation,
+            expire=expires_at,
+            output_path=output_path,
+            content_type=content_type,
+        )
+        return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)

@@ -1,0 +1,209 @@
+"""Stream machinery shared by the object-store backends (S3, Azure).
+
+:class:`RangeReader` reads an object of known size with ranged requests of ``chunk_size``,
+fetching up to ``max_concurrency`` chunks ahead in parallel once reading is sequential, so that
+streaming is fast, seeking downloads nothing it skips, and memory stays at about
+``chunk_size * (max_concurrency + 1)``.
+
+:class:`PartUploadWriter` buffers writes into parts of ``chunk_size``, uploads full parts in
+parallel with at most ``max_concurrency`` in flight, and publishes them all on ``close()``; a file
+that never fills a part (an empty file included) is stored with a single request instead.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from .base import FileMode, RemoteFile
+
+
+class RangeReader(RemoteFile):
+    """A seekable reader over ``_read_range(start, end)``; subclasses implement that primitive."""
+
+    def __init__(self, *, size: int, chunk_size: int, max_concurrency: int = 1) -> None:
+        super().__init__(FileMode.read)
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        self.size = size
+        self.chunk_size = chunk_size
+        self.max_concurrency = max(1, max_concurrency)
+        self._position = 0
+        self._chunks: dict[int, Future[bytes]] = {}
+        self._last_chunk = -2
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        """Exactly the bytes ``start`` to ``end`` (exclusive) of the object; raise on failure."""
+        raise NotImplementedError
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_readable()
+        remaining = self.size - self._position
+        if size is not None and size >= 0:
+            remaining = min(size, remaining)
+        if remaining <= 0:
+            return b""
+        parts = []
+        while remaining > 0:
+            index, offset = divmod(self._position, self.chunk_size)
+            chunk = self._chunk(index)
+            piece = chunk[offset : offset + remaining]
+            if not piece:
+                raise OSError(f"{self!r}: the object ended early, at byte {self._position}")
+            parts.append(piece)
+            self._position += len(piece)
+            remaining -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _chunk(self, index: int) -> bytes:
+        sequential = index in (self._last_chunk, self._last_chunk + 1)
+        self._last_chunk = index
+        for stale in [i for i in self._chunks if i < index or (not sequential and i != index)]:
+            self._chunks.pop(stale).cancel()
+        if index not in self._chunks:
+            self._chunks[index] = self._fetch(index, in_background=False)
+        if sequential and self.max_concurrency > 1:
+            last = (self.size - 1) // self.chunk_size
+            for ahead in range(index + 1, min(index + self.max_concurrency, last) + 1):
+                if ahead not in self._chunks:
+                    self._chunks[ahead] = self._fetch(ahead, in_background=True)
+        return self._chunks[index].result()
+
+    def _fetch(self, index: int, *, in_background: bool) -> Future[bytes]:
+        start = index * self.chunk_size
+        end = min(start + self.chunk_size, self.size)
+        if in_background:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.max_concurrency - 1, thread_name_prefix="keg-storage-read"
+                )
+            return self._executor.submit(self._read_range, start, end)
+        future: Future[bytes] = Future()
+        try:
+            future.set_result(self._read_range(start, end))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def _finish(self) -> None:
+        for future in self._chunks.values():
+            future.cancel()
+        self._chunks.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+class PartUploadWriter(RemoteFile):
+    """A writer over part primitives; subclasses implement ``_upload_part``, ``_complete_parts``,
+    ``_put_whole`` and, where the service keeps state for started uploads, ``_start_parts`` and
+    ``_abort_parts``."""
+
+    def __init__(self, *, chunk_size: int, max_concurrency: int = 1) -> None:
+        super().__init__(FileMode.write)
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        self.chunk_size = chunk_size
+        self.max_concurrency = max(1, max_concurrency)
+        self._buffer = bytearray()
+        self._parts: list[Future[Any]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._written = 0
+
+    def _start_parts(self) -> None:
+        """Called once, on the writer's thread, before the first part (e.g. create the upload)."""
+
+    def _upload_part(self, number: int, data: bytes) -> Any:
+        """Upload part ``number`` (1-based); runs in a worker thread. The result is kept for
+        ``_complete_parts``."""
+        raise NotImplementedError
+
+    def _complete_parts(self, results: list[Any]) -> None:
+        """Publish the uploaded parts, in order."""
+        raise NotImplementedError
+
+    def _abort_parts(self) -> None:
+        """Drop the parts uploaded so far (only called after ``_start_parts``)."""
+
+    def _put_whole(self, data: bytes) -> None:
+        """Store a file that never filled a part, in one request."""
+        raise NotImplementedError
+
+    def tell(self) -> int:
+        return self._written
+
+    def write(self, data: Any) -> int:
+        self._check_writable()
+        view = memoryview(data).cast("B")
+        self._buffer += view
+        self._written += len(view)
+        while len(self._buffer) >= self.chunk_size:
+            part = bytes(self._buffer[: self.chunk_size])
+            del self._buffer[: self.chunk_size]
+            self._submit(part)
+        return len(view)
+
+    def _submit(self, part: bytes) -> None:
+        if self._executor is None:
+            self._start_parts()
+            self._executor = ThreadPoolExecutor(
+                self.max_concurrency, thread_name_prefix="keg-storage-write"
+            )
+        pending = [future for future in self._parts if not future.done()]
+        while len(pending) >= self.max_concurrency:
+            _, still = wait(pending, return_when=FIRST_COMPLETED)
+            pending = list(still)
+        for future in self._parts:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        self._parts.append(self._executor.submit(self._upload_part, len(self._parts) + 1, part))
+
+    def _finish(self) -> None:
+        if self._executor is None:
+            self._put_whole(bytes(self._buffer))
+            self._buffer.clear()
+            return
+        if self._buffer:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
+        results = [future.result() for future in self._parts]
+        self._shutdown()
+        self._complete_parts(results)
+
+    def _discard(self) -> None:
+        self._buffer.clear()
+        if self._executor is None:
+            return
+        for future in self._parts:
+            future.cancel()
+        self._shutdown()
+        self._abort_parts()
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._parts.clear()

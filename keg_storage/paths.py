@@ -1,0 +1,110 @@
+"""Path rules shared by every backend (CONTRACT §2), in one place.
+
+A path is a ``/``-separated key relative to the backend's root: a leading ``/`` is ignored and
+``a//b`` is ``a/b``. ``.`` and ``..`` segments, control characters and (for file operations) a
+trailing ``/`` are refused with :class:`InvalidPathError` before any I/O happens. Everything else
+is allowed, including spaces and ``*?~[]``: nothing is ever expanded by a shell.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from .errors import InvalidPathError
+
+
+def _check_characters(path: str, backend: Any) -> None:
+    for char in path:
+        if unicodedata.category(char) == "Cc":
+            raise InvalidPathError(
+                f"control character {char!r} in path", backend=backend, path=path
+            )
+
+
+def _segments(path: str, backend: Any) -> list[str]:
+    if not isinstance(path, str):
+        raise InvalidPathError(
+            f"path must be a str, not {type(path).__name__}", backend=backend, path=repr(path)
+        )
+    _check_characters(path, backend)
+    segments = [segment for segment in path.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidPathError("'.' and '..' are not allowed in paths", backend=backend, path=path)
+    return segments
+
+
+def file_key(path: str, backend: Any = None) -> str:
+    """The normalised key of a file: no leading, trailing or doubled ``/``."""
+    segments = _segments(path, backend)
+    if not segments:
+        raise InvalidPathError("a file path cannot be empty", backend=backend, path=path)
+    if path.endswith("/"):
+        raise InvalidPathError("a file path cannot end with '/'", backend=backend, path=path)
+    return "/".join(segments)
+
+
+def directory_prefix(path: str, backend: Any = None) -> str:
+    """The key prefix of a directory: ``''`` for the root, else ``'a/b/'``."""
+    segments = _segments(path, backend)
+    return "".join(segment + "/" for segment in segments)
+
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def glob_parts(pattern: str, backend: Any = None) -> tuple[str, re.Pattern[str]]:
+    """Split a glob into the directory prefix to list and a regex matching full keys.
+
+    ``*``, ``?`` and ``[...]`` match within one segment; a ``**`` segment matches zero or more
+    whole segments, so ``**/a.txt`` matches ``a.txt`` and ``x/y/a.txt``.
+    """
+    segments = _segments(pattern, backend)
+    if not segments or pattern.endswith("/"):
+        raise InvalidPathError("a glob pattern must name files", backend=backend, path=pattern)
+    literal: list[str] = []
+    for segment in segments:
+        if _GLOB_CHARS.search(segment):
+            break
+        literal.append(segment)
+    if len(literal) == len(segments):
+        literal.pop()
+    regex = ""
+    rest = segments[len(literal) :]
+    for index, segment in enumerate(rest):
+        last = index == len(rest) - 1
+        if segment == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+            continue
+        regex += _segment_regex(segment) + ("" if last else "/")
+    prefix = "".join(segment + "/" for segment in literal)
+    return prefix, re.compile(re.escape(prefix) + regex + r"\Z", re.DOTALL)
+
+
+def _segment_regex(segment: str) -> str:
+    """Translate one glob segment; wildcards never cross a ``/``."""
+    out = []
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = segment.find("]", index + 2)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = segment[index + 1 : end]
+                negate = body.startswith("!")
+                if negate:
+                    body = body[1:]
+                body = body.replace("\\", "\\\\").replace("^", "\\^")
+                out.append(f"[{'^/' if negate else ''}{body}]")
+                index = end
+        else:
+            out.append(re.escape(char))
+        index += 1
+    return "".join(out)

@@ -1,0 +1,101 @@
+"""CONTRACT §2: paths are keys relative to the root, validated before any I/O."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from keg_storage import InvalidPathError, StorageBackend
+
+from .helpers import names, read, write
+
+BAD_FILE_PATHS = [
+    "",
+    "/",
+    "../escape.txt",
+    "a/../../escape.txt",
+    "a/./b.txt",
+    "..",
+    "a/..",
+    "nul\x00byte.txt",
+    "new\nline.txt",
+    "tab\there.txt",
+    "bell\x07.txt",
+    "del\x7f.txt",
+    "c1\x85control.txt",
+    "dir/",
+]
+
+FILE_OPERATIONS: dict[str, Callable[[StorageBackend, str], Any]] = {
+    "open-read": lambda s, p: s.open(p, "rb"),
+    "open-write": lambda s, p: s.open(p, "wb"),
+    "stat": lambda s, p: s.stat(p),
+    "exists": lambda s, p: s.exists(p),
+    "delete": lambda s, p: s.delete(p),
+    "copy-source": lambda s, p: s.copy(p, "target.txt"),
+    "copy-target": lambda s, p: s.copy("source.txt", p),
+    "move-source": lambda s, p: s.move(p, "target.txt"),
+    "move-target": lambda s, p: s.move("source.txt", p),
+    "download": lambda s, p: s.download(p, io.BytesIO()),
+    "upload": lambda s, p: s.upload(io.BytesIO(b"x"), p),
+    "link": lambda s, p: s.link_to(p, "d", timedelta(minutes=5)),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(FILE_OPERATIONS))
+@pytest.mark.parametrize("bad_path", BAD_FILE_PATHS)
+def test_bad_file_paths_are_refused_before_any_io(
+    storage: StorageBackend, operation: str, bad_path: str
+) -> None:
+    write(storage, "source.txt", b"source")
+    with pytest.raises(InvalidPathError) as excinfo:
+        FILE_OPERATIONS[operation](storage, bad_path)
+    message = str(excinfo.value)
+    assert storage.name in message
+    assert names(storage) == ["source.txt"]
+    assert read(storage, "source.txt") == b"source"
+
+
+@pytest.mark.parametrize("bad_path", ["..", "a/../..", "x\x00", "a/./b"])
+def test_bad_directory_paths_are_refused_by_list(storage: StorageBackend, bad_path: str) -> None:
+    with pytest.raises(InvalidPathError):
+        storage.list(bad_path)
+
+
+def test_leading_and_doubled_slashes_are_ignored(storage: StorageBackend) -> None:
+    write(storage, "/a//b///c.txt", b"data")
+    assert names(storage) == ["a/b/c.txt"]
+    assert read(storage, "a/b/c.txt") == b"data"
+    assert storage.exists("//a/b/c.txt")
+    assert names(storage, "/a//b/") == ["a/b/c.txt"]
+
+
+def test_root_lists_everything(storage: StorageBackend) -> None:
+    write(storage, "one.txt", b"1")
+    write(storage, "dir/two.txt", b"2")
+    assert names(storage) == names(storage, "/") == ["dir/two.txt", "one.txt"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "with space.txt",
+        "star*question?tilde~[brackets].txt",
+        "ünïcödé/日本語/файл.txt",
+        "emoji 😀.bin",
+        "percent%20and+plus&amp;=.txt",
+        "quote'double\"back\\slash.txt",
+        "$HOME and `cmd` and $(cmd).txt",
+    ],
+)
+def test_any_other_unicode_is_a_plain_name(storage: StorageBackend, path: str) -> None:
+    write(storage, path, path.encode())
+    assert read(storage, path) == path.encode()
+    assert names(storage) == [path]
+    assert storage.stat(path).size == len(path.encode())
+    storage.delete(path)
+    assert names(storage) == []

@@ -1,0 +1,88 @@
+"""The public surface of the package (CONTRACT §1, §6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import keg_storage
+from keg_storage import errors
+from keg_storage.backends import base
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FileMode",
+        "ShareLinkOperation",
+        "ListEntry",
+        "RemoteFile",
+        "StorageBackend",
+        "InternalLinksStorageBackend",
+        "InternalLinkTokenData",
+        "ProgressCallback",
+        "FileNotFoundInStorageError",
+    ],
+)
+def test_base_names(name: str) -> None:
+    assert getattr(base, name) is getattr(keg_storage, name)
+
+
+@pytest.mark.parametrize(
+    ("error", "builtin"),
+    [
+        (errors.FileNotFoundInStorageError, FileNotFoundError),
+        (errors.InvalidPathError, ValueError),
+        (errors.StoragePermissionError, PermissionError),
+        (errors.UnsupportedOperationError, NotImplementedError),
+        (errors.StorageConnectionError, ConnectionError),
+        (errors.LinkTokenError, errors.StorageError),
+        (errors.ExpiredLinkTokenError, errors.LinkTokenError),
+    ],
+)
+def test_error_hierarchy(error: type[Exception], builtin: type[Exception]) -> None:
+    assert issubclass(error, errors.StorageError)
+    assert issubclass(error, builtin)
+    assert getattr(keg_storage, error.__name__) is error
+
+
+def test_not_found_keeps_the_documented_signature() -> None:
+    exc = errors.FileNotFoundInStorageError("S3Storage", "a/b.txt")
+    assert (exc.storage_type, exc.filename) == ("S3Storage", "a/b.txt")
+    assert str(exc) == "File not found (backend S3Storage, path 'a/b.txt')"
+
+
+def test_import_without_optional_sdks() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        for blocked in ("boto3", "botocore", "azure", "paramiko", "flask"):
+            sys.modules[blocked] = None
+        import keg_storage
+        from keg_storage import LocalFSStorage, MemoryStorage, FileMode
+        assert "flask" not in [m for m in sys.modules if sys.modules[m] is not None]
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_backends_never_import_flask_at_module_level() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import keg_storage.backends.base, keg_storage.backends.filesystem
+        import keg_storage.backends.memory
+        print("flask" in sys.modules)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_version() -> None:
+    assert keg_storage.__version__ == keg_storage.version.VERSION
