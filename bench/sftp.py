@@ -117,6 +117,71 @@ def paramiko_exists_new_connection(ctx: Ctx) -> float:
     return (time.perf_counter() - start) * ctx["exists_calls"] / calls
 
 
+# -- keg_storage ----------------------------------------------------------------------------
+def keg_storage(ctx: Ctx) -> Any:
+    from keg_storage.backends.sftp import SFTPStorage
+
+    return SFTPStorage(
+        "127.0.0.1",
+        "root",
+        ctx["key"],
+        ctx["known_hosts"],
+        port=ctx["port"],
+        base_path=ctx["remote_dir"],
+    )
+
+
+@case
+def keg_upload(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage, open(ctx["src"], "rb") as src:
+        storage.upload(src, "put.bin")
+    return time.perf_counter() - start
+
+
+@case
+def keg_download(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage, open(ctx["dst"], "wb") as dst:
+        storage.download("src.bin", dst)
+    return time.perf_counter() - start
+
+
+@case
+def keg_stream_read(ctx: Ctx) -> float:
+    """``open().read(1 MiB)`` to the end, data discarded."""
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage, storage.open("src.bin") as remote:
+        while remote.read(MiB):
+            pass
+    return time.perf_counter() - start
+
+
+@case
+def keg_exists_pooled(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage:
+        for _ in range(ctx["exists_calls"]):
+            storage.exists("src.bin")
+    return time.perf_counter() - start
+
+
+@case
+def keg_upload_big(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage, open(ctx["big"], "rb") as src:
+        storage.upload(src, "big-put.bin")
+    return time.perf_counter() - start
+
+
+@case
+def keg_download_big(ctx: Ctx) -> float:
+    start = time.perf_counter()
+    with keg_storage(ctx) as storage, open(ctx["dst"], "wb") as dst:
+        storage.download("big.bin", dst)
+    return time.perf_counter() - start
+
+
 # -- driver ----------------------------------------------------------------------------------
 def run_case(name: str, ctx: Ctx) -> tuple[float, int]:
     """Run one case in a child process; return (seconds, peak RSS in KiB of child + its kids)."""
@@ -149,13 +214,21 @@ def write_random(path: Path, size: int) -> None:
 
 
 ROWS: list[tuple[str, str, str, float]] = [
-    # (label, case, baseline case, target ratio)
-    ("upload vs sftp -b put", "sftp_b_put", "sftp_b_put", 0.0),
-    ("download vs sftp -b get", "sftp_b_get", "sftp_b_get", 0.0),
-    ("paramiko putfo", "paramiko_putfo", "sftp_b_put", 0.0),
-    ("paramiko getfo", "paramiko_getfo", "sftp_b_get", 0.0),
+    # (label, case, baseline case, target ratio = baseline time / case time)
+    ("sftp -b put", "sftp_b_put", "", 0.0),
+    ("sftp -b get", "sftp_b_get", "", 0.0),
+    ("paramiko putfo (TCP_NODELAY)", "paramiko_putfo", "", 0.0),
+    ("paramiko getfo (TCP_NODELAY)", "paramiko_getfo", "", 0.0),
+    ("keg upload vs sftp -b put", "keg_upload", "sftp_b_put", 0.9),
+    ("keg upload vs putfo", "keg_upload", "paramiko_putfo", 1.0),
+    ("keg download vs sftp -b get", "keg_download", "sftp_b_get", 0.9),
+    ("keg download vs getfo", "keg_download", "paramiko_getfo", 1.0),
+    ("keg open().read(1 MiB) vs getfo", "keg_stream_read", "paramiko_getfo", 0.8),
     ("exists x1000, new conn each", "paramiko_exists_new_connection", "", 0.0),
+    ("keg exists x1000 (pool)", "keg_exists_pooled", "paramiko_exists_new_connection", 20.0),
 ]
+RSS_CASES = ("keg_upload_big", "keg_download_big")
+RSS_LIMIT_MIB = 128
 
 
 def main() -> None:
@@ -163,6 +236,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rss-gib", type=int, default=1, help="file size for the RSS cases")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,6 +258,10 @@ def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
     src = tmp / "src.bin"
     write_random(src, size)
     os.link(src, remote_dir / "src.bin")
+    big = tmp / "big.bin"
+    if "keg_upload_big" in args.cases:
+        write_random(big, args.rss_gib * 1024 * MiB)
+        os.link(big, remote_dir / "big.bin")
     ctx: Ctx = {
         "port": server.port,
         "known_hosts": str(server.known_hosts),
@@ -194,12 +272,13 @@ def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
         "tmp": str(tmp),
         "size": size,
         "exists_calls": 1000,
+        "big": str(big),
     }
     medians: dict[str, float] = {}
     rss: dict[str, int] = {}
-    for name in CASES:
+    for name in args.cases:
         times = []
-        for _ in range(args.runs):
+        for _ in range(1 if name in RSS_CASES else args.runs):
             seconds, peak = run_case(name, ctx)
             times.append(seconds)
             rss[name] = max(rss.get(name, 0), peak)
@@ -208,6 +287,8 @@ def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
     print(f"\n{args.size_mib} MiB on loopback, medians of {args.runs} runs\n")
     print(f"{'case':34} {'median s':>9} {'MB/s':>8} {'ratio':>7} {'target':>7} {'peak RSS':>9}")
     for label, name, base, target in ROWS:
+        if name not in medians or (base and base not in medians):
+            continue
         seconds = medians[name]
         speed = f"{size / seconds / 1e6:8.1f}" if "exists" not in name else f"{'':8}"
         ratio = f"{medians[base] / seconds:6.2f}x" if base else f"{'':7}"

@@ -102,6 +102,18 @@ def _missing_dependency() -> NoReturn:
     raise MissingDependencyError("SFTPStorage", "sftp", "paramiko")
 
 
+class _Secret:
+    """Holds a credential without ever showing it (repr, vars(), tracebacks with locals)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>" if self.value is not None else "None"
+
+
 @dataclass(frozen=True)
 class SFTPLocation:
     """Where a key lives on the server (see :meth:`SFTPStorage.resolve`)."""
@@ -547,10 +559,10 @@ class SFTPStorage(InternalLinksStorageBackend):
         self.timeout = timeout
         self.retry = 1 if retry is None else max(0, int(retry))
         self.max_requests = max_requests
-        self._password = password
-        self._passphrase = passphrase
+        self._password = _Secret(password)
+        self._passphrase = _Secret(passphrase)
         self._pkey = None if pkey is None else _load_pkey(pkey, passphrase)
-        self._connect_kwargs = dict(connect_kwargs or {})
+        self._connect_kwargs = _Secret(dict(connect_kwargs or {}))
         self._host_keys = _HostKeyPolicy(host_key_policy, known_hosts_fpath, known_host_keys)
         self._pool = _Pool(
             self._connect,
@@ -626,8 +638,8 @@ class SFTPStorage(InternalLinksStorageBackend):
             "username": self.username,
             "key_filename": self.key_filename,
             "pkey": self._pkey,
-            "password": self._password,
-            "passphrase": self._passphrase,
+            "password": self._password.value,
+            "passphrase": self._passphrase.value,
             "allow_agent": self.allow_agent,
             "look_for_keys": self.look_for_keys,
             "timeout": self.timeout,
@@ -636,7 +648,7 @@ class SFTPStorage(InternalLinksStorageBackend):
             "sock": sock,
             "transport_factory": transport_factory,
         }
-        kwargs.update(self._connect_kwargs)
+        kwargs.update(self._connect_kwargs.value)
         try:
             client.connect(self.host, port=self.port, **kwargs)
         except StorageConnectionError as exc:  # from the host key check
@@ -656,46 +668,45 @@ class SFTPStorage(InternalLinksStorageBackend):
             raise error from exc
         return client
 
-    @contextlib.contextmanager
-    def _session(self, key: str | None) -> Iterator[_Session]:
-        """Lease a session for one operation; a dropped connection is discarded, not reused."""
+    def _lease(self, key: str | None) -> _Session:
         try:
-            session = self._pool.acquire()
+            return self._pool.acquire()
         except TimeoutError as exc:
             raise StorageConnectionError(str(exc), backend=self, path=key) from exc
-        broken = False
-        try:
-            yield session
-        except BaseException as exc:
-            broken = _is_connection_failure(exc) or not session.usable()
-            raise
-        finally:
-            self._pool.release(session, broken=broken)
 
     def _call(
         self, key: str | None, operation: Callable[[_Session], T], *, idempotent: bool = True
     ) -> T:
         """Run ``operation`` on a leased session, retrying idempotent ones on a dropped
-        connection, and map paramiko's errors to keg_storage's."""
+        connection, and map paramiko's errors to keg_storage's. A session whose connection
+        failed goes back to the pool as broken, so it is replaced, never reused."""
         attempts = self.retry + 1 if idempotent else 1
         for attempt in range(attempts):
+            session = self._lease(key)
             try:
-                with self._session(key) as session:
-                    return operation(session)
+                result = operation(session)
             except StorageError:
+                self._pool.release(session)
                 raise
             except Exception as exc:
-                if _is_connection_failure(exc) and attempt + 1 < attempts:
+                dropped = _is_connection_failure(exc) or not session.usable()
+                self._pool.release(session, broken=dropped)
+                if dropped and attempt + 1 < attempts:
                     log.info("SFTP connection to %s dropped; retrying", self._host_key_name)
                     continue
-                raise self._error(exc, key) from exc
+                raise self._error(exc, key, dropped=dropped) from exc
+            except BaseException:
+                self._pool.release(session, broken=True)
+                raise
+            self._pool.release(session)
+            return result
         raise AssertionError("unreachable")
 
-    def _error(self, exc: BaseException, key: str | None) -> StorageError:
+    def _error(self, exc: BaseException, key: str | None, *, dropped: bool = False) -> StorageError:
         """The keg_storage error for a paramiko/OS error about ``key``."""
         if isinstance(exc, StorageError):
             return exc
-        if _is_connection_failure(exc):
+        if dropped or _is_connection_failure(exc):
             return StorageConnectionError(
                 f"SFTP connection to {self._host_key_name} failed: {exc or type(exc).__name__}",
                 backend=self,
@@ -911,9 +922,9 @@ class SFTPStorage(InternalLinksStorageBackend):
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
         with SFTPRemoteFile(FileMode.read, key, self) as source:
-            for chunk in source.iter_chunks(source.read_ahead_bytes):
-                file_obj.write(chunk)
-                count_bytes(len(chunk))
+            for piece in source.iter_pieces():
+                file_obj.write(piece)
+                count_bytes(len(piece))
 
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
@@ -975,6 +986,11 @@ def _open_handle(sftp: Any, path: str, flags: int) -> bytes:
     if t != CMD_HANDLE:
         raise OSError(f"unexpected SFTP response type {t}")
     return bytes(msg.get_binary())
+
+
+def _remove_quietly(sftp: Any, path: str) -> None:
+    with contextlib.suppress(OSError):
+        sftp.remove(path)
 
 
 def _ignore(count: int) -> None:
@@ -1139,6 +1155,16 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def iter_pieces(self) -> Iterator[bytes]:
+        """The rest of the file, in the pieces the server sent (no copying into chunks)."""
+        self._check_readable()
+        self._flush_writes()
+        try:
+            while piece := self._take(None):
+                yield piece
+        except BaseException as exc:
+            raise self._failure(exc) from exc
+
     def _take(self, limit: int | None) -> bytes:
         """Up to ``limit`` bytes at the current position (b"" at end of file)."""
         start = self._position - self._data_start
@@ -1256,14 +1282,16 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
 
     def flush(self) -> None:
-        if not self.closed and self.writable():
+        """Send buffered bytes and wait for the server to acknowledge every write."""
+        if not self.closed and self.writable() and self._session is not None:
             self._flush_writes()
 
     def _failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, StorageError):
             return exc
-        if isinstance(exc, (OSError, EOFError)) or _is_connection_failure(exc):
-            return self.client._error(exc, self.path)
+        dropped = self._session is not None and not self._session.usable()
+        if isinstance(exc, (OSError, EOFError)) or dropped or _is_connection_failure(exc):
+            return self.client._error(exc, self.path, dropped=dropped)
         return exc
 
     # -- closing ---------------------------------------------------------------------------------
@@ -1291,24 +1319,37 @@ class SFTPRemoteFile(RemoteFile):
     def _discard(self) -> None:
         if self._session is None:
             return
-        broken = False
+        self._buffer.clear()
+        temp, self._temp = self._temp, None
+        broken = not self._session.usable()
+        if broken:
+            self._unacked.clear()
         try:
-            self._buffer.clear()
-            with contextlib.suppress(OSError):
-                while self._unacked:
-                    self._responses.wait_status(self._unacked.popleft())
-            with contextlib.suppress(OSError):
-                self._close_handle()
-            if self._temp is not None:
+            if not broken:
                 with contextlib.suppress(OSError):
-                    self._session.sftp.remove(self._temp)
-                self._temp = None
+                    while self._unacked:
+                        self._responses.wait_status(self._unacked.popleft())
+                with contextlib.suppress(OSError):
+                    self._close_handle()
+                if temp is not None:
+                    with contextlib.suppress(OSError):
+                        self._session.sftp.remove(temp)
+                    temp = None
         except BaseException as exc:
             broken = _is_connection_failure(exc)
             if not broken:
                 raise
         finally:
-            self._release(broken=broken or not self._session.usable())
+            self._release(
+                broken=broken or (self._session is not None and not self._session.usable())
+            )
+        if temp is not None:
+            self._remove_orphan(temp)
+
+    def _remove_orphan(self, temp: str) -> None:
+        """Remove the temp file of a write whose connection died, through a new connection."""
+        with contextlib.suppress(StorageError):
+            self.client._call(self.path, lambda session: _remove_quietly(session.sftp, temp))
 
     def _release(self, *, broken: bool) -> None:
         session, self._session = self._session, None
