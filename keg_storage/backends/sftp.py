@@ -19,7 +19,6 @@ What keg-storage 0.5 lacked, this backend does:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import errno
 import io
@@ -264,7 +263,7 @@ class _Pool:
         self.connections_opened = 0
 
     def acquire(self) -> _Session:
-        deadline = time.monotonic() + max(self.timeout, 1) * 6
+        deadline = time.monotonic() + self.timeout
         with self._cond:
             while True:
                 while self._idle:
@@ -283,7 +282,10 @@ class _Pool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._cond.wait(remaining):
-                    raise TimeoutError("no SFTP session became free in time")
+                    raise TimeoutError(
+                        f"no SFTP session became free within {self.timeout} s (pool_size="
+                        f"{self.size}, sessions_per_connection={self.sessions_per_connection})"
+                    )
         if target is None:
             try:
                 target = _Connection(self._connect())
@@ -343,15 +345,6 @@ class _Pool:
         for conn in connections:
             with contextlib.suppress(Exception):
                 conn.close()
-
-
-_live_pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_pools_at_exit() -> None:
-    for pool in list(_live_pools):
-        pool.close()
 
 
 # -- host keys and credentials --------------------------------------------------------------
@@ -565,13 +558,14 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._connect_kwargs = _Secret(dict(connect_kwargs or {}))
         self._host_keys = _HostKeyPolicy(host_key_policy, known_hosts_fpath, known_host_keys)
         self._pool = _Pool(
-            self._connect,
+            _weak_method(self._connect),
             pool_size,
             sessions_per_connection,
             max(1024, min(max_request_size, MAX_REQUEST_SIZE)),
             timeout,
         )
-        _live_pools.add(self._pool)
+        # Closes the connections when the storage is garbage-collected or the interpreter exits.
+        self._finalizer = weakref.finalize(self, self._pool.close)
 
     def __repr__(self) -> str:
         return (
@@ -944,6 +938,20 @@ class SFTPStorage(InternalLinksStorageBackend):
                 count_bytes(len(chunk))
 
 
+def _weak_method(method: Callable[[], T]) -> Callable[[], T]:
+    """``method`` without a strong reference to its object (the pool must not keep its storage
+    alive, or the storage would never be garbage-collected and its connections closed)."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> T:
+        bound = ref()
+        if bound is None:
+            raise StorageConnectionError("the SFTPStorage was garbage-collected")
+        return bound()
+
+    return call
+
+
 def _is_connection_failure(exc: BaseException) -> bool:
     if paramiko is None:
         return False
@@ -1304,6 +1312,17 @@ class SFTPRemoteFile(RemoteFile):
 
     def _finish(self) -> None:
         if self._session is None:
+            return
+        if not self.writable():  # a reader has nothing to publish: closing never fails
+            broken = False
+            try:
+                self._close_handle()
+            except Exception as exc:
+                broken = _is_connection_failure(exc) or not self._session.usable()
+                if not broken:
+                    self._release(broken=False)
+                    raise self._failure(exc) from exc
+            self._release(broken=broken)
             return
         try:
             if self.writable():

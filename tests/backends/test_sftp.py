@@ -3,6 +3,7 @@ tests/servers/sshd.py): host key policies, authentication, the connection pool, 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
@@ -278,6 +279,48 @@ def test_connections_are_reused(backend_sftp: SFTPStorage) -> None:
     backend_sftp.close()
     assert backend_sftp.exists("f0.txt")  # reconnects after close()
     assert backend_sftp._pool.connections_opened == 2
+
+
+def test_pool_is_bounded(sftp_server: SSHServer, sftp_base_path: str) -> None:
+    with SFTPStorage(
+        "127.0.0.1",
+        "root",
+        str(sftp_server.client_key),
+        str(sftp_server.known_hosts),
+        port=sftp_server.port,
+        base_path=sftp_base_path,
+        pool_size=1,
+        sessions_per_connection=2,
+        timeout=0.5,
+    ) as storage:
+        storage.upload(io.BytesIO(b"x"), "a.txt")
+        first, second = storage.open("a.txt"), storage.open("a.txt")
+        with pytest.raises(StorageConnectionError, match="no SFTP session became free"):
+            storage.exists("a.txt")
+        first.close()
+        assert storage.exists("a.txt")
+        assert second.read() == b"x"
+        second.close()
+        assert storage._pool.connections_opened == 1
+
+
+def test_garbage_collected_storage_closes_its_connections(
+    sftp_server: SSHServer, sftp_base_path: str
+) -> None:
+    storage = SFTPStorage(
+        "127.0.0.1",
+        "root",
+        str(sftp_server.client_key),
+        str(sftp_server.known_hosts),
+        port=sftp_server.port,
+        base_path=sftp_base_path,
+    )
+    assert not storage.exists("a.txt")
+    transport = storage._pool._connections[0].transport
+    assert transport.is_active()
+    del storage
+    gc.collect()
+    assert not transport.is_active()
 
 
 def test_dropped_connection_is_replaced(backend_sftp: SFTPStorage, sftp_server: SSHServer) -> None:
