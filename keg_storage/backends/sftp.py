@@ -1140,22 +1140,28 @@ class SFTPRemoteFile(RemoteFile):
         self._data_start = 0
         self._eof_at: int | None = None
         self._borrowed = session is not None
-        try:
-            if session is None:
-                session = client._pool.acquire()
-            elif self.mode != FileMode.read:
-                raise ValueError("a borrowed session can only be read")
-            self._session = session
-            self._responses = _Responses(session.sftp)
-            self._open_remote()
-        except TimeoutError as exc:
-            self._release(broken=False)
-            super().close()
-            raise StorageConnectionError(str(exc), backend=client, path=path) from exc
-        except BaseException as exc:
-            self._release(broken=_is_connection_failure(exc))
-            super().close()
-            raise client._error(exc, path) from exc
+        if session is not None and self.mode != FileMode.read:
+            raise ValueError("a borrowed session can only be read")
+        attempts = 1 if session is not None else client.retry + 1
+        for attempt in range(attempts):
+            try:
+                self._session = session if session is not None else client._lease(path)
+                self._responses = _Responses(self._session.sftp)
+                self._open_remote()
+                return
+            except Exception as exc:
+                dropped = self._session is not None and (
+                    _is_connection_failure(exc) or not self._session.usable()
+                )
+                self._release(broken=dropped)
+                if dropped and attempt + 1 < attempts:
+                    continue
+                super().close()
+                raise client._error(exc, path, dropped=dropped) from exc
+            except BaseException:
+                self._release(broken=True)
+                super().close()
+                raise
 
     @property
     def sftp(self) -> Any:
