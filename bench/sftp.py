@@ -107,8 +107,8 @@ def paramiko_getfo(ctx: Ctx) -> float:
 
 @case
 def paramiko_exists_new_connection(ctx: Ctx) -> float:
-    """stat() with a fresh connection per call, as keg-storage 0.5 did (scaled from 50 calls)."""
-    calls = 50
+    """stat() with a fresh connection per call, as keg-storage 0.5 did (scaled from 20 calls)."""
+    calls = 20
     start = time.perf_counter()
     for _ in range(calls):
         client = paramiko_client(ctx)
@@ -183,8 +183,8 @@ def keg_download_big(ctx: Ctx) -> float:
 
 
 # -- driver ----------------------------------------------------------------------------------
-def run_case(name: str, ctx: Ctx) -> tuple[float, int]:
-    """Run one case in a child process; return (seconds, peak RSS in KiB of child + its kids)."""
+def run_case(name: str, ctx: Ctx) -> tuple[float, int, float]:
+    """Run one case in a child process; return (seconds, peak RSS in KiB, client CPU seconds)."""
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", name, json.dumps(ctx)], stdout=subprocess.PIPE
     )
@@ -195,7 +195,8 @@ def run_case(name: str, ctx: Ctx) -> tuple[float, int]:
     if proc.returncode:
         raise RuntimeError(f"case {name} failed with exit code {proc.returncode}")
     result = json.loads(out)
-    return result["seconds"], max(usage.ru_maxrss, result["children_rss_kib"])
+    cpu = usage.ru_utime + usage.ru_stime
+    return result["seconds"], max(usage.ru_maxrss, result["children_rss_kib"]), cpu
 
 
 def child_main(name: str, ctx: Ctx) -> None:
@@ -274,18 +275,26 @@ def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
         "exists_calls": 1000,
         "big": str(big),
     }
-    medians: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in args.cases}
+    cpus: dict[str, list[float]] = {name: [] for name in args.cases}
     rss: dict[str, int] = {}
-    for name in args.cases:
-        times = []
-        for _ in range(1 if name in RSS_CASES else args.runs):
-            seconds, peak = run_case(name, ctx)
-            times.append(seconds)
+    # Round-robin, so that load from elsewhere on the machine hits every case alike.
+    for run in range(args.runs):
+        for name in args.cases:
+            if name in RSS_CASES and run:
+                continue
+            seconds, peak, cpu = run_case(name, ctx)
+            times[name].append(seconds)
+            cpus[name].append(cpu)
             rss[name] = max(rss.get(name, 0), peak)
-        medians[name] = statistics.median(times)
-        print(f"  {name}: {[round(t, 3) for t in times]}", file=sys.stderr)
+            print(f"  run {run + 1} {name}: {seconds:.3f} s", file=sys.stderr)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    cpu_medians = {name: statistics.median(values) for name, values in cpus.items()}
     print(f"\n{args.size_mib} MiB on loopback, medians of {args.runs} runs\n")
-    print(f"{'case':34} {'median s':>9} {'MB/s':>8} {'ratio':>7} {'target':>7} {'peak RSS':>9}")
+    print(
+        f"{'case':34} {'median s':>9} {'MB/s':>8} {'ratio':>7} {'target':>7} "
+        f"{'peak RSS':>9} {'client CPU s':>13}"
+    )
     for label, name, base, target in ROWS:
         if name not in medians or (base and base not in medians):
             continue
@@ -293,7 +302,17 @@ def report(server: SSHServer, tmp: Path, args: argparse.Namespace) -> None:
         speed = f"{size / seconds / 1e6:8.1f}" if "exists" not in name else f"{'':8}"
         ratio = f"{medians[base] / seconds:6.2f}x" if base else f"{'':7}"
         goal = f"{target:6.2f}x" if target else f"{'':7}"
-        print(f"{label:34} {seconds:9.3f} {speed} {ratio} {goal} {rss[name] / 1024:7.1f}Mi")
+        print(
+            f"{label:34} {seconds:9.3f} {speed} {ratio} {goal} {rss[name] / 1024:7.1f}Mi "
+            f"{cpu_medians[name]:13.2f}"
+        )
+    for name in RSS_CASES:
+        if name in rss:
+            verdict = "ok" if rss[name] / 1024 < RSS_LIMIT_MIB else "OVER"
+            print(
+                f"{name} ({args.rss_gib} GiB, one run): {medians[name]:.2f} s, peak RSS "
+                f"{rss[name] / 1024:.1f} MiB (limit {RSS_LIMIT_MIB} MiB: {verdict})"
+            )
 
 
 if __name__ == "__main__":
