@@ -423,6 +423,32 @@ def test_no_temp_files_after_aborted_or_failed_writes(
     assert backend_sftp.open("d/doc.bin").read() == b"old"
 
 
+def test_pending_write_is_invisible_to_listings(
+    backend_sftp: SFTPStorage, sftp_base_path: str
+) -> None:
+    backend_sftp.upload(io.BytesIO(b"x"), "dir/old.txt")
+    with backend_sftp.open("dir/new.txt", "wb") as writer:
+        writer.write(b"pending")
+        assert len(temp_files(sftp_base_path)) == 1
+        assert [e.name for e in backend_sftp.list()] == ["dir/old.txt"]
+        assert [e.name for e in backend_sftp.list("dir", recursive=False)] == ["dir/old.txt"]
+        assert backend_sftp.glob("dir/*") == backend_sftp.list("dir")
+    assert [e.name for e in backend_sftp.list()] == ["dir/new.txt", "dir/old.txt"]
+
+
+def test_seek_reads_only_what_is_asked(backend_sftp: SFTPStorage) -> None:
+    data = os.urandom(20 * MiB)
+    backend_sftp.upload(io.BytesIO(data), "big.bin")
+    with backend_sftp.open("big.bin") as remote:
+        for offset in (19 * MiB, 7, 10 * MiB + 3, 0):
+            remote.seek(offset)
+            assert remote.read(1000) == data[offset : offset + 1000]
+        # Random access never grew the read-ahead beyond the one request it needed.
+        assert len(remote._inflight) <= 1
+        remote.seek(-5, io.SEEK_END)
+        assert remote.read() == data[-5:]
+
+
 def test_files_live_under_base_path(backend_sftp: SFTPStorage, sftp_base_path: str) -> None:
     backend_sftp.upload(io.BytesIO(b"here"), "/x//y/z.txt")
     assert Path(sftp_base_path, "x", "y", "z.txt").read_bytes() == b"here"
