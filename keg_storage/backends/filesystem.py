@@ -2,14 +2,14 @@
 
 Every path is resolved (symlinks included) and must stay inside the root. Writes go to a temp
 file in the target directory and are renamed over the target on ``close()``, so readers never see
-a partial file. Whole-file operations (``get``, ``put``, ``copy``) use ``shutil.copyfile``, which
-lets the kernel copy (``sendfile``/``copy_file_range``) instead of a Python read loop.
+a partial file. Whole-file operations (``get``, ``put``, ``copy``) copy inside the kernel
+(``copy_file_range``, as ``cp`` does) instead of a Python read loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import errno
 import os
 import shutil
 import stat as stat_module
@@ -34,11 +34,28 @@ from .base import (
     FileStat,
     InternalLinksStorageBackend,
     ListEntry,
-    RemoteFile,
     SecretKey,
     atomic_replace,
     publish_temp_file,
 )
+from .streams import WrappedFile
+
+
+def kernel_copy(source: str, target: str) -> None:
+    """Copy a file's bytes inside the kernel: ``copy_file_range`` (what ``cp`` uses, and which
+    lets filesystems share or offload the copy), else shutil's ``sendfile`` path."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            while os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
+                pass
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+        shutil.copyfileobj(src, dst)
 
 
 class LocalFSError(StorageError):
@@ -49,7 +66,7 @@ def _is_temp_file(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
-class LocalFSFile(RemoteFile):
+class LocalFSFile(WrappedFile):
     """A local file: read in place, written through a temp file renamed over the target on
     ``close()``, or changed in place in read|write mode."""
 
@@ -62,34 +79,11 @@ class LocalFSFile(RemoteFile):
             fd, self._temp_path = tempfile.mkstemp(
                 dir=os.path.dirname(self.path), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
             )
-            self.fp: io.BufferedIOBase = os.fdopen(fd, "wb")
+            self.fp = os.fdopen(fd, "wb")
         elif self.mode == FileMode.read:
             self.fp = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         else:
             self.fp = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._checkClosed()
-        return self.fp.seek(offset, whence)
-
-    def tell(self) -> int:
-        self._checkClosed()
-        return self.fp.tell()
-
-    def read(self, size: int | None = -1) -> bytes:
-        self._check_readable()
-        return self.fp.read(-1 if size is None else size)
-
-    def readinto(self, buffer: Any) -> int:
-        self._check_readable()
-        return self.fp.readinto(buffer)
-
-    def write(self, data: Any) -> int:
-        self._check_writable()
-        return self.fp.write(data)
 
     def _finish(self) -> None:
         self.fp.close()
@@ -235,7 +229,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self._errors(key):
             target = self._target_path(key)
             with atomic_replace(target, fsync=self.fsync) as temp_path:
-                shutil.copyfile(source, temp_path)
+                kernel_copy(source, temp_path)
             return os.path.getsize(target)
 
     def _copy(self, key: str, new_key: str) -> None:
@@ -258,7 +252,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self._errors(key):
             source = self._file_path(key)
         with atomic_replace(dest) as temp_path:
-            shutil.copyfile(source, temp_path)
+            kernel_copy(source, temp_path)
         count_bytes(os.path.getsize(dest))
 
 

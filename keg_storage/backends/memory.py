@@ -16,9 +16,9 @@ from .base import (
     FileStat,
     InternalLinksStorageBackend,
     ListEntry,
-    RemoteFile,
     SecretKey,
 )
+from .streams import WrappedFile
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class _StoredFile:
         return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
 
 
-class MemoryFile(RemoteFile):
+class MemoryFile(WrappedFile):
     """A file held in memory; writes are published to the store on ``close()``."""
 
     def __init__(
@@ -47,34 +47,16 @@ class MemoryFile(RemoteFile):
         self.storage = storage
         self.path = path
         self.content_type = content_type
-        self._data = io.BytesIO(initial)
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._checkClosed()
-        return self._data.seek(offset, whence)
-
-    def tell(self) -> int:
-        self._checkClosed()
-        return self._data.tell()
-
-    def read(self, size: int | None = -1) -> bytes:
-        self._check_readable()
-        return self._data.read(size)
-
-    def write(self, data: Any) -> int:
-        self._check_writable()
-        return self._data.write(data)
+        self.buffer = io.BytesIO(initial)
+        self.fp = self.buffer
 
     def _finish(self) -> None:
         if self.writable():
-            self.storage._publish(self.path, self._data.getvalue(), self.content_type)
-        self._data = io.BytesIO()
+            self.storage._publish(self.path, self.buffer.getvalue(), self.content_type)
+        self.buffer.close()
 
     def _discard(self) -> None:
-        self._data = io.BytesIO()
+        self.buffer.close()
 
 
 class MemoryStorage(InternalLinksStorageBackend):

@@ -14,9 +14,41 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import IO, Any
 
 from .base import FileMode, RemoteFile
+
+
+class WrappedFile(RemoteFile):
+    """A remote file over a local binary file object ``fp`` (a real file, a ``BytesIO``):
+    reading, writing and seeking go straight to it; subclasses decide in ``_finish`` and
+    ``_discard`` what closing publishes."""
+
+    fp: IO[bytes]
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        return self.fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self.fp.tell()
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_readable()
+        return self.fp.read(-1 if size is None else size)
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_readable()
+        readinto = getattr(self.fp, "readinto", None)
+        return readinto(buffer) if readinto else super().readinto(buffer)
+
+    def write(self, data: Any) -> int:
+        self._check_writable()
+        return self.fp.write(data)
 
 
 class RangeReader(RemoteFile):
