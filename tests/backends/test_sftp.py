@@ -523,3 +523,31 @@ def test_import_without_paramiko_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert 'pip install "keg-storage[sftp]"' in out
+
+
+def test_cli_profile(sftp_server: SSHServer, sftp_base_path: str, tmp_path: Path) -> None:
+    """The ``keg-storage`` command builds SFTPStorage from a TOML profile's keywords."""
+    from click.testing import CliRunner
+
+    from keg_storage.cli import main
+
+    pem = sftp_server.client_key_pem.read_text().replace("\n", " ")  # as a secret store has it
+    config = tmp_path / "storage.toml"
+    config.write_text(
+        "[profiles.remote]\n"
+        'backend = "sftp"\n'
+        'host = "127.0.0.1"\n'
+        f"port = {sftp_server.port}\n"
+        'username = "root"\n'
+        f'pkey = "{pem}"\n'
+        f'known_host_keys = "{sftp_server.host_key_line()}"\n'
+        f'base_path = "{sftp_base_path}"\n'
+    )
+    runner = CliRunner()
+    args = ["--config", str(config)]
+    result = runner.invoke(main, [*args, "put", "-", "docs/a.txt"], input=b"via the CLI")
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(main, [*args, "list", "--simple"]).output == "docs/a.txt\n"
+    assert Path(sftp_base_path, "docs", "a.txt").read_bytes() == b"via the CLI"
+    missing = runner.invoke(main, [*args, "get", "nope.txt", "-"])
+    assert missing.exit_code != 0 and "nope.txt" in missing.output
