@@ -1121,7 +1121,6 @@ class SFTPRemoteFile(RemoteFile):
         super().__init__(mode)
         self.path = path
         self.client = client
-        self.storage = client
         self._session: _Session | None = None
         self._handle: bytes | None = None
         self._temp: str | None = None
@@ -1139,9 +1138,7 @@ class SFTPRemoteFile(RemoteFile):
         self._data = b""
         self._data_start = 0
         self._eof_at: int | None = None
-        self._borrowed = session is not None
-        if session is not None and self.mode != FileMode.read:
-            raise ValueError("a borrowed session can only be read")
+        self._borrowed = session is not None  # a reader on the caller's session (copies)
         attempts = 1 if session is not None else client.retry + 1
         for attempt in range(attempts):
             try:
@@ -1169,12 +1166,8 @@ class SFTPRemoteFile(RemoteFile):
         return self._session.sftp if self._session else None
 
     @property
-    def read_ahead_bytes(self) -> int:
-        assert self._session is not None
-        return self._session.read_size * self.client.max_requests
-
-    @property
     def write_chunk_bytes(self) -> int:
+        """A good size for the caller's writes: 16 requests' worth."""
         assert self._session is not None
         return self._session.write_size * 16
 
