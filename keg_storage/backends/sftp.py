@@ -552,8 +552,8 @@ def _load_pkey(pkey: Any, passphrase: str | None) -> PKey:
     for key_class in key_classes:
         try:
             return key_class.from_private_key(io.StringIO(pem), password=passphrase)
-        except paramiko.PasswordRequiredException:
-            raise
+        except paramiko.PasswordRequiredException as exc:
+            raise ValueError("pkey is encrypted: pass its passphrase=") from exc
         except (paramiko.SSHException, ValueError) as exc:
             errors.append(f"{key_class.__name__}: {exc}")
     raise ValueError("pkey is not a readable private key (" + "; ".join(errors) + ")")

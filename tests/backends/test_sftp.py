@@ -255,6 +255,29 @@ def test_unreadable_pkey_is_refused() -> None:
         )
 
 
+def test_encrypted_pkey_needs_its_passphrase(
+    sftp_server: SSHServer, sftp_base_path: str, tmp_path: Path
+) -> None:
+    encrypted = tmp_path / "id_rsa_encrypted"
+    key = paramiko.RSAKey.from_private_key_file(str(sftp_server.client_key_pem))
+    key.write_private_key_file(str(encrypted), password="open sesame")
+    pem = encrypted.read_text()
+    assert "ENCRYPTED" in pem
+    with pytest.raises(ValueError, match="passphrase"):
+        SFTPStorage("127.0.0.1", pkey=pem)
+    with SFTPStorage(
+        "127.0.0.1",
+        "root",
+        known_hosts_fpath=str(sftp_server.known_hosts),
+        port=sftp_server.port,
+        pkey=pem.replace("\n", " "),
+        passphrase="open sesame",
+        base_path=sftp_base_path,
+    ) as storage:
+        assert storage.list() == []
+        assert "open sesame" not in repr(vars(storage))
+
+
 def test_unreachable_server(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
