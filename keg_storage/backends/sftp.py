@@ -702,6 +702,10 @@ class SFTPStorage(InternalLinksStorageBackend):
             raise error from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # A server that vanished (no FIN, no RST) is noticed in about a minute, not two hours.
+        for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
         known_types = self._host_keys.known_types(name)
 
         def transport_factory(sock: Any, **kwargs: Any) -> Transport:

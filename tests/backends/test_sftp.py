@@ -298,6 +298,9 @@ def test_connections_are_reused(backend_sftp: SFTPStorage) -> None:
         assert backend_sftp.exists(f"f{index}.txt")
     assert len(backend_sftp.list()) == 50
     assert backend_sftp._pool.connections_opened == 1
+    sock = backend_sftp._pool._connections[0].transport.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
     backend_sftp.close()
     backend_sftp.close()
     assert backend_sftp.exists("f0.txt")  # reconnects after close()
