@@ -104,19 +104,23 @@ def default_backend() -> StorageBackend:
     return LocalFSStorage(root)
 
 
-def set_backend_factory(ctx: click.Context, factory: Callable[[], StorageBackend]) -> None:
-    """Tell the storage commands below ``ctx`` how to get their backend."""
-    ctx.meta[BACKEND_FACTORY_KEY] = factory
+def set_backend_factory(
+    ctx: click.Context, factory: Callable[[], StorageBackend], *, close: bool = True
+) -> None:
+    """Tell the storage commands below ``ctx`` how to get their backend; ``close=False`` when
+    the backend belongs to someone else (an app) and must stay open after the command."""
+    ctx.meta[BACKEND_FACTORY_KEY] = (factory, close)
 
 
 def _backend() -> StorageBackend:
     ctx = click.get_current_context()
-    factory = ctx.meta.get(BACKEND_FACTORY_KEY)
-    if factory is None:
+    if BACKEND_FACTORY_KEY not in ctx.meta:
         raise click.UsageError("no storage backend is configured for this command group")
+    factory, close = ctx.meta[BACKEND_FACTORY_KEY]
     with _clean_errors():
         backend = factory()
-    ctx.call_on_close(backend.close)
+    if close:
+        ctx.call_on_close(backend.close)
     return backend
 
 

@@ -37,6 +37,7 @@ from ..errors import (
     MalformedLinkTokenError,
     StorageError,
     UnsupportedOperationError,
+    describe_backend,
 )
 from ..paths import directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, relay_progress
@@ -759,4 +760,10 @@ class InternalLinksStorageBackend(StorageBackend):
             output_path=output_path,
             content_type=content_type,
         )
-        return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)
+        try:
+            return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)
+        except RuntimeError as exc:  # outside a request and without SERVER_NAME
+            raise ValueError(
+                "links outside a request need the app's SERVER_NAME (and PREFERRED_URL_SCHEME) "
+                f"configured (backend {describe_backend(self)}, path {key!r})"
+            ) from exc

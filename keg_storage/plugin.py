@@ -1,0 +1,624 @@
+"""The Flask integration: the ``Storage`` extension, ``LinkViewMixin`` and ``StorageOperations``.
+
+``Storage`` builds the backends an app lists in ``KEG_STORAGE_PROFILES`` (lazily, on first use)
+and adds the ``flask storage`` commands. ``LinkViewMixin`` turns a ``MethodView`` into the
+endpoint that serves the internal links of LocalFS, SFTP and Memory. ``StorageOperations`` is the
+keg-storage 0.5 helper for service classes that store uploads.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import logging
+import threading
+import unicodedata
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import IO, Any, cast
+from urllib.parse import quote
+
+import arrow
+
+from .errors import MissingDependencyError
+
+try:
+    import flask
+    from flask import current_app, request
+    from flask.typing import ResponseReturnValue
+    from werkzeug.utils import secure_filename
+    from werkzeug.wsgi import FileWrapper
+except ImportError as exc:  # pragma: no cover - the test extra installs Flask
+    raise MissingDependencyError("keg_storage.Storage", "flask", "flask") from exc
+
+from .backends.base import (
+    FileMode,
+    InternalLinksStorageBackend,
+    InternalLinkTokenData,
+    ShareLinkOperation,
+    StorageBackend,
+)
+from .errors import (
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    LinkTokenError,
+    MalformedLinkTokenError,
+)
+
+__all__ = ["LinkViewMixin", "Storage", "StorageOperations"]
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "keg_storage"
+PROFILES_KEY = "KEG_STORAGE_PROFILES"
+DEPRECATED_PROFILES_KEY = "STORAGE_PROFILES"
+DEFAULT_LOCATION_KEY = "KEG_STORAGE_DEFAULT_LOCATION"
+
+BackendSpec = type[StorageBackend] | Callable[..., StorageBackend] | str
+
+
+class _Profile:
+    """One entry of ``KEG_STORAGE_PROFILES``: how to build a backend, and the backend once built."""
+
+    def __init__(self, index: int, spec: BackendSpec, options: dict[str, Any]) -> None:
+        self.index = index
+        self.spec = spec
+        self.options = options
+        self.name: str = options["name"]
+        self.backend: StorageBackend | None = None
+        self.lock = threading.Lock()
+
+    def build(self) -> StorageBackend:
+        """A new backend from this profile; a bad class or bad options name the profile."""
+        from .cli import resolve_backend_class
+
+        try:
+            factory = resolve_backend_class(self.spec) if isinstance(self.spec, str) else self.spec
+            return factory(**self.options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{PROFILES_KEY}[{self.index}] (profile {self.name!r}): {exc}"
+            ) from exc
+
+    def get(self) -> StorageBackend:
+        """The app's shared backend of this profile, built on first use (once, under a lock
+        of its own, so a slow connection does not hold up the other profiles)."""
+        with self.lock:
+            if self.backend is None:
+                self.backend = self.build()
+            return self.backend
+
+    def close(self) -> None:
+        with self.lock:
+            backend, self.backend = self.backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # one failing close must not keep the others open
+                log.exception("closing the backend of storage profile %r failed", self.name)
+
+
+class _AppState:
+    """What :class:`Storage` keeps per app in ``app.extensions['keg_storage']``."""
+
+    def __init__(self, profiles: dict[str, _Profile]) -> None:
+        self.profiles = profiles
+        self.default: str | None = next(iter(profiles), None)
+
+    def get(self, name: str | None = None) -> StorageBackend:
+        chosen = name or self.default
+        if chosen is None:
+            raise ValueError(
+                f"no storage profile is configured: set {PROFILES_KEY} = [(BackendClass, "
+                "{'name': ..., ...}), ...] in the app's config"
+            )
+        profile = self.profiles.get(chosen)
+        if profile is None:
+            raise ValueError(
+                f"unknown storage profile {chosen!r}; configured: "
+                f"{', '.join(repr(n) for n in self.profiles)}"
+            )
+        return profile.get()
+
+    def close(self) -> None:
+        """Close every backend built so far; they are built again on next use."""
+        _close_profiles(self.profiles)
+
+
+def _close_profiles(profiles: dict[str, _Profile]) -> None:
+    for profile in profiles.values():
+        profile.close()
+
+
+def _parse_profiles(config: Mapping[str, Any]) -> dict[str, _Profile]:
+    """Check ``KEG_STORAGE_PROFILES`` and say what is wrong, and where, when it is malformed."""
+    raw = config.get(PROFILES_KEY)
+    if raw is None:
+        return {}
+    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+        raise ValueError(
+            f"{PROFILES_KEY} must be a list of (BackendClass, options) pairs, "
+            f"not {type(raw).__name__}"
+        )
+    profiles: dict[str, _Profile] = {}
+    for index, entry in enumerate(raw):
+        where = f"{PROFILES_KEY}[{index}]"
+        if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence) or len(entry) != 2:
+            raise ValueError(f"{where} must be a (BackendClass, options) pair, not {entry!r}")
+        spec, options = entry
+        if not (isinstance(spec, str) or callable(spec)):
+            raise ValueError(f"{where}: the backend must be a class or a dotted path, not {spec!r}")
+        if not isinstance(options, Mapping):
+            raise ValueError(f"{where}: the options must be a dict, not {type(options).__name__}")
+        name = options.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: the options need a 'name' (a non-empty string)")
+        if name in profiles:
+            raise ValueError(f"{where}: the profile name {name!r} is used twice")
+        profiles[name] = _Profile(index, spec, dict(options))
+    return profiles
+
+
+class Storage:
+    """The Flask extension: ``Storage(app)`` or ``storage = Storage(); storage.init_app(app)``.
+
+    One ``Storage`` object can serve several apps; each app keeps its own backends in
+    ``app.extensions['keg_storage']``. ``app.storage`` is set to this object too (keg-storage 0.5
+    compatibility). Backends are built on first use and closed when the app is garbage-collected
+    or the process exits (or explicitly with :meth:`close`).
+    """
+
+    def __init__(self, app: flask.Flask | None = None, cli_group_name: str = "storage") -> None:
+        self.cli_group_name = cli_group_name
+        self.app = app
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Read the app's profiles (without connecting anywhere) and add the CLI group."""
+        _migrate_deprecated_config(app.config)
+        state = _AppState(_parse_profiles(app.config))
+        app.extensions[EXTENSION_KEY] = state
+        app.storage = self  # type: ignore[attr-defined]
+        # Close the backends with the app (or at exit); the callback must not reference the app.
+        weakref.finalize(app, _close_profiles, state.profiles)
+        app.before_request_funcs.setdefault(None, []).insert(0, _exempt_link_views_from_csrf)
+        self.init_cli(app)
+
+    def init_cli(self, app: flask.Flask) -> None:
+        """Add ``flask <cli_group_name>`` (list, get, put, copy, move, delete, stat, link)."""
+        if self.cli_group_name:
+            from .flask_cli import make_group
+
+            app.cli.add_command(make_group(self.cli_group_name))
+
+    def _state(self, app: flask.Flask | None = None) -> _AppState:
+        if app is None:
+            app = (
+                cast(flask.Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+                if flask.has_app_context() or self.app is None
+                else self.app
+            )
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            raise RuntimeError(f"Storage.init_app() was not called for the app {app.name!r}")
+        return cast(_AppState, state)
+
+    @property
+    def interface(self) -> str | None:
+        """The name of the default profile (the first one) of the current app."""
+        return self._state().default
+
+    @property
+    def profile_names(self) -> list[str]:
+        """The configured profile names of the current app, default first."""
+        return list(self._state().profiles)
+
+    def get_interface(self, interface: str | None = None) -> StorageBackend:
+        """The backend of the named profile, or of the default (first) profile.
+
+        Raises ValueError naming the configured profiles when the name is unknown or none is
+        configured.
+        """
+        return self._state().get(interface)
+
+    def close(self, app: flask.Flask | None = None) -> None:
+        """Close the backends of ``app`` (default: the current app); next use reopens them."""
+        self._state(app).close()
+
+
+def _migrate_deprecated_config(config: flask.Config) -> None:
+    if DEPRECATED_PROFILES_KEY not in config:
+        return
+    if PROFILES_KEY in config:
+        warnings.warn(
+            f"Found both {PROFILES_KEY} and deprecated {DEPRECATED_PROFILES_KEY}. "
+            "Please remove the obsolete configuration.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return
+    warnings.warn(
+        f"{DEPRECATED_PROFILES_KEY} is deprecated. Please use {PROFILES_KEY} instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    config[PROFILES_KEY] = config.pop(DEPRECATED_PROFILES_KEY)
+
+
+# -- link view ------------------------------------------------------------------------------
+
+_LINK_VIEW_MARK = "_keg_storage_link_view"
+
+
+def _exempt_from_csrf(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a link view for CSRF exemption, and exempt it now if an app context with
+    Flask-WTF's ``CSRFProtect`` exists (the link's signed token is what authorises a request)."""
+    setattr(view, _LINK_VIEW_MARK, True)
+    if flask.has_app_context():
+        csrf = current_app.extensions.get("csrf")
+        if csrf is not None:
+            csrf.exempt(view)
+    return view
+
+
+def _exempt_link_views_from_csrf() -> None:
+    """Before any other ``before_request`` hook: exempt a link view from Flask-WTF's CSRF check,
+    however and whenever it was registered (even when a subclass replaced ``decorators``)."""
+    csrf = current_app.extensions.get("csrf")
+    if csrf is None or request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if view is None:
+        return
+    view_class = getattr(view, "view_class", None)
+    is_link_view = isinstance(view_class, type) and issubclass(view_class, LinkViewMixin)
+    if is_link_view or getattr(view, _LINK_VIEW_MARK, False):
+        csrf.exempt(view)
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """A ``Content-Disposition`` value (RFC 6266): ``filename`` in ASCII, plus ``filename*``
+    (RFC 5987) when the name is not ASCII. Only the last path segment is used."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C") or "download"
+    try:
+        name.encode("ascii")
+    except UnicodeEncodeError:
+        simple = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+        simple = simple.strip() or "download"
+        quoted = quote(name, safe="!#$&+-.^_`|~")
+        return f"{disposition}; {_filename_param(simple)}; filename*=UTF-8''{quoted}"
+    return f"{disposition}; {_filename_param(name)}"
+
+
+def _filename_param(name: str) -> str:
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'filename="{escaped}"'
+
+
+def _strong_etag(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.removeprefix("W/").strip('"') or None
+
+
+def _internal_links(backend: StorageBackend) -> InternalLinksStorageBackend:
+    if not isinstance(backend, InternalLinksStorageBackend):
+        raise TypeError(f"{backend!r} does not use internal links: it cannot serve a link view")
+    return backend
+
+
+class LinkViewMixin:
+    """Serves the internal links of LocalFS, SFTP and Memory; mix it into a ``MethodView``,
+    before it: ``class LinkView(LinkViewMixin, MethodView)``.
+
+    GET/HEAD download (with ETag, Last-Modified, conditional requests and ``Range``), PUT/POST
+    upload the raw request body (streamed, within ``MAX_CONTENT_LENGTH``), DELETE removes. Status
+    codes: no token 404, malformed token 400, bad signature/expired/wrong operation 403, missing
+    file 404.
+
+    By default the backend is the app's profile whose ``linked_endpoint`` is this view's endpoint
+    (or the profile named by ``storage_profile``); override :meth:`get_storage_backend` to choose
+    otherwise.
+    """
+
+    decorators: Sequence[Callable[..., Any]] = (_exempt_from_csrf,)
+    storage_profile: str | None = None
+    download_chunk_size = 1024 * 1024
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def get_storage_backend(self) -> InternalLinksStorageBackend:
+        """The backend whose tokens this view serves: the profile named by ``storage_profile``,
+        else the profile whose ``linked_endpoint`` is this endpoint (when several are, the one
+        whose key verifies the request's token)."""
+        state = current_app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            raise NotImplementedError(
+                f"{type(self).__name__}: override get_storage_backend() or initialise "
+                "keg_storage.Storage on the app"
+            )
+        state = cast(_AppState, state)
+        if self.storage_profile is not None:
+            return _internal_links(state.get(self.storage_profile))
+        candidates = [
+            _internal_links(state.get(profile.name))
+            for profile in state.profiles.values()
+            if profile.options.get("linked_endpoint") == request.endpoint
+        ]
+        if not candidates:
+            raise NotImplementedError(
+                f"{type(self).__name__}: no storage profile has linked_endpoint="
+                f"{request.endpoint!r}; set storage_profile or override get_storage_backend()"
+            )
+        token = self.get_request_token()
+        if len(candidates) > 1 and token:
+            for backend in candidates:
+                try:
+                    backend.deserialize_link_token(token)
+                except LinkTokenError:
+                    continue
+                return backend
+        return candidates[0]
+
+    def get_request_token(self) -> str | None:
+        """The link token of the request (the ``token`` query argument)."""
+        return request.args.get("token")
+
+    def on_upload_success(self, token_data: InternalLinkTokenData) -> ResponseReturnValue:
+        return "OK"
+
+    def on_delete_success(self, token_data: InternalLinkTokenData) -> ResponseReturnValue:
+        return "OK"
+
+    # -- machinery -----------------------------------------------------------------------
+
+    def get_token_data(
+        self, storage: InternalLinksStorageBackend, operation: ShareLinkOperation | None = None
+    ) -> InternalLinkTokenData:
+        """Verify the request's token (and that it allows ``operation``), or abort."""
+        token = self.get_request_token()
+        if not token:
+            flask.abort(404)
+        try:
+            data = storage.deserialize_link_token(token)
+        except MalformedLinkTokenError:
+            flask.abort(400, "The link token is malformed.")
+        except LinkTokenError:
+            flask.abort(403, "The link is invalid or has expired.")
+        if operation is not None and operation not in data.operations:
+            flask.abort(403, f"The link does not allow {operation.name}.")
+        return data
+
+    def get(self) -> ResponseReturnValue:
+        """Stream the file (GET/HEAD), answering conditional and ``Range`` requests."""
+        storage = self.get_storage_backend()
+        data = self.get_token_data(storage, ShareLinkOperation.download)
+        try:
+            info = storage.stat(data.path)
+            remote = storage.open(data.path, FileMode.read)
+        except FileNotFoundInStorageError:
+            flask.abort(404)
+        try:
+            response = current_app.response_class(
+                # werkzeug's own wrapper (not the server's wsgi.file_wrapper): it seeks for Range.
+                FileWrapper(cast(IO[bytes], remote), self.download_chunk_size),
+                mimetype=data.content_type or "application/octet-stream",
+                direct_passthrough=True,
+            )
+            response.content_length = info.size
+            response.last_modified = info.last_modified.datetime
+            etag = _strong_etag(info.etag) or f"{info.size:x}-{info.last_modified.int_timestamp:x}"
+            response.set_etag(etag)
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            if data.output_path:
+                response.headers["Content-Disposition"] = content_disposition(data.output_path)
+            response.cache_control.private = True
+            response.cache_control.no_cache = True
+            return response.make_conditional(
+                request.environ, accept_ranges=True, complete_length=info.size
+            )
+        except BaseException:
+            remote.close()
+            raise
+
+    def put(self) -> ResponseReturnValue:
+        """Store the raw request body at the link's path, streamed, atomically."""
+        storage = self.get_storage_backend()
+        data = self.get_token_data(storage, ShareLinkOperation.upload)
+        content_type = data.content_type or request.mimetype or None
+        extra_args = {"ContentType": content_type} if content_type else None
+        try:
+            storage.upload(request.stream, data.path, extra_args=extra_args)
+        except InvalidPathError:
+            flask.abort(409, "A directory exists at this path.")
+        return self.on_upload_success(data)
+
+    def post(self) -> ResponseReturnValue:
+        """Same as PUT (the raw body, not a multipart form)."""
+        return self.put()
+
+    def delete(self) -> ResponseReturnValue:
+        """Remove the file at the link's path (a missing file is not an error)."""
+        storage = self.get_storage_backend()
+        data = self.get_token_data(storage, ShareLinkOperation.remove)
+        storage.delete(data.path)
+        return self.on_delete_success(data)
+
+
+# -- StorageOperations ----------------------------------------------------------------------
+
+
+class _Unset(enum.Enum):
+    token = 0
+
+
+_UNSET = _Unset.token
+Location = enum.Enum | str | None
+
+
+class StorageOperations:
+    """Storage helpers for service classes (keg-storage 0.5): every operation is a classmethod
+    that works in ``storage_location`` (an Enum whose value is a folder) on ``storage_profile``
+    (a profile name; the app's default when None), unless given other ones as arguments."""
+
+    storage_location: enum.Enum | None = None
+    storage_profile: str | None = None
+
+    @classmethod
+    def _location(cls, storage_location: Location | _Unset) -> Location:
+        return cls.storage_location if storage_location is _UNSET else storage_location
+
+    @classmethod
+    def _path(cls, storage_location: Location | _Unset, filename: str) -> str:
+        return cls.storage_prefix_path(cls._location(storage_location), filename)
+
+    @classmethod
+    def storage_get_profile(cls, storage_profile: str | None = None) -> StorageBackend:
+        """The backend of ``storage_profile``, else the class's profile, else the app's default."""
+        state = current_app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            raise RuntimeError("keg_storage.Storage is not initialised on this app")
+        return cast(_AppState, state).get(storage_profile or cls.storage_profile)
+
+    @staticmethod
+    def storage_prefix_path(location: Location, filename: str) -> str:
+        """``<location.value>/<filename>`` (one leading ``.`` of filename dropped)."""
+        filename = filename.removeprefix(".")
+        if not location:
+            return filename
+        folder = location.value if isinstance(location, enum.Enum) else location
+        return f"{folder}/{filename}"
+
+    @staticmethod
+    def storage_generate_filename(filename: str) -> str:
+        """A new random name keeping the (sanitised) extension of ``filename``: ``<uuid4>.ext``."""
+        name = str(uuid.uuid4())
+        _, dot, extension = filename.rpartition(".")
+        extension = secure_filename(extension) if dot else ""
+        return f"{name}.{extension}" if extension else name
+
+    @classmethod
+    def storage_upload_file(
+        cls,
+        file_object: IO[bytes],
+        filename: str,
+        preserve_filename: bool = False,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+    ) -> str:
+        """Store ``file_object`` and return the name it was stored under (without location):
+        a random name keeping the extension, or the ``secure_filename`` of ``filename`` when
+        ``preserve_filename`` (a random one when nothing safe is left of it)."""
+        safe_name = secure_filename(filename)
+        if not preserve_filename or not safe_name:
+            safe_name = cls.storage_generate_filename(safe_name or filename)
+        extra_args: dict[str, Any] = {}
+        if content_type:
+            extra_args["ContentType"] = content_type
+        if content_encoding:
+            extra_args["ContentEncoding"] = content_encoding
+        backend = cls.storage_get_profile(storage_profile)
+        backend.upload(file_object, cls._path(storage_location, safe_name), extra_args=extra_args)
+        return safe_name
+
+    @classmethod
+    def storage_upload_form_file(
+        cls,
+        form_field: str,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+    ) -> str:
+        """Store the uploaded file of the form field ``form_field``; returns its stored name."""
+        uploaded = request.files[form_field]
+        return cls.storage_upload_file(
+            uploaded.stream,
+            uploaded.filename or "",
+            storage_location=storage_location,
+            storage_profile=storage_profile,
+            content_type=uploaded.mimetype or None,
+        )
+
+    @classmethod
+    def storage_download_file(
+        cls,
+        filename: str,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+    ) -> io.BytesIO:
+        """The whole file in a ``BytesIO``, rewound."""
+        buffer = io.BytesIO()
+        cls.storage_get_profile(storage_profile).download(
+            cls._path(storage_location, filename), buffer
+        )
+        buffer.seek(0)
+        return buffer
+
+    @classmethod
+    def storage_delete_file(
+        cls,
+        filename: str,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+    ) -> bool:
+        """Delete the file (a missing file is not an error); returns True."""
+        cls.storage_get_profile(storage_profile).delete(cls._path(storage_location, filename))
+        return True
+
+    @classmethod
+    def storage_duplicate_file(
+        cls,
+        filename: str,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+    ) -> str:
+        """Copy the file to a new random name (same extension, same location); returns it."""
+        new_name = cls.storage_generate_filename(filename)
+        cls.storage_get_profile(storage_profile).copy(
+            cls._path(storage_location, filename), cls._path(storage_location, new_name)
+        )
+        return new_name
+
+    @classmethod
+    def storage_get_download_link(
+        cls,
+        filename: str,
+        expire_minutes: int | float,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """A download link valid for ``expire_minutes``; ``kwargs`` go to ``link_to``
+        (``output_path``, ``content_type``, ...)."""
+        return cls.storage_get_profile(storage_profile).link_to(
+            cls._path(storage_location, filename),
+            ShareLinkOperation.download,
+            arrow.utcnow() + timedelta(minutes=expire_minutes),
+            **kwargs,
+        )
+
+    @classmethod
+    def storage_get_upload_link(
+        cls,
+        filename: str,
+        expire_minutes: int | float,
+        storage_location: Location | _Unset = _UNSET,
+        storage_profile: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[str, str]:
+        """An upload link for a new random name keeping the extension of ``filename``;
+        returns ``(url, stored_name)``."""
+        new_name = cls.storage_generate_filename(filename)
+        url = cls.storage_get_profile(storage_profile).link_to(
+            cls._path(storage_location, new_name),
+            ShareLinkOperation.upload,
+            arrow.utcnow() + timedelta(minutes=expire_minutes),
+            **kwargs,
+        )
+        return url, new_name

@@ -1,0 +1,159 @@
+"""``flask storage`` through Flask's CLI runner, on the app's profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flask
+import pytest
+from flask.testing import FlaskCliRunner
+
+from keg_storage import LocalFSStorage, MemoryStorage, Storage
+
+from .conftest import make_app
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> dict[str, Path]:
+    roots = {name: tmp_path / name for name in ("first", "second")}
+    for root in roots.values():
+        root.mkdir()
+    return roots
+
+
+def two_profile_app(roots: dict[str, Path], **config: object) -> flask.Flask:
+    return make_app(
+        [
+            (
+                LocalFSStorage,
+                {
+                    "name": name,
+                    "root": root,
+                    "linked_endpoint": "files_link",
+                    "secret_key": "cli-secret",
+                },
+            )
+            for name, root in roots.items()
+        ],
+        **config,
+    )
+
+
+@pytest.fixture
+def runner(roots: dict[str, Path]) -> FlaskCliRunner:
+    return two_profile_app(roots).test_cli_runner()
+
+
+def test_round_trip_on_the_first_profile(
+    runner: FlaskCliRunner, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tmp_path / "hello.txt"
+    source.write_bytes(b"hello")
+    result = runner.invoke(args=["storage", "put", str(source), "docs/hello.txt"])
+    assert result.exit_code == 0, result.output
+    assert (roots["first"] / "docs" / "hello.txt").read_bytes() == b"hello"
+
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == "docs/hello.txt\n"
+    listing = runner.invoke(args=["storage", "list"])
+    assert listing.output.endswith("\t5B\tdocs/hello.txt\n")
+
+    stat = runner.invoke(args=["storage", "stat", "docs/hello.txt"])
+    assert "size: 5\n" in stat.output
+
+    target = tmp_path / "back.txt"
+    result = runner.invoke(args=["storage", "get", "docs/hello.txt", str(target)])
+    assert result.exit_code == 0
+    assert target.read_bytes() == b"hello"
+
+    assert runner.invoke(args=["storage", "copy", "docs/hello.txt", "c.txt"]).exit_code == 0
+    assert runner.invoke(args=["storage", "move", "c.txt", "m.txt"]).exit_code == 0
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == ("docs/hello.txt\nm.txt\n")
+    assert runner.invoke(args=["storage", "delete", "m.txt"]).exit_code == 0
+    assert not (roots["first"] / "m.txt").exists()
+
+
+def test_link_is_served_by_the_app(roots: dict[str, Path]) -> None:
+    app = two_profile_app(roots, SERVER_NAME="files.example")
+    (roots["first"] / "l.txt").write_bytes(b"linked")
+    result = app.test_cli_runner().invoke(
+        args=["storage", "link", "l.txt", "--output-path", "nice.txt"]
+    )
+    assert result.exit_code == 0, result.output
+    url = result.output.strip()
+    assert url.startswith("http://files.example/files/link?token=")
+    with app.test_client() as client:
+        response = client.get(url)
+        assert response.data == b"linked"
+        assert response.headers["Content-Disposition"] == 'attachment; filename="nice.txt"'
+
+
+def test_link_without_server_name_explains(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["storage", "link", "l.txt"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: links outside a request need the app's SERVER_NAME")
+    assert "Traceback" not in result.output
+
+
+def test_location_option_and_default_location(roots: dict[str, Path], tmp_path: Path) -> None:
+    (roots["second"] / "only-in-second.txt").write_bytes(b"2")
+    runner = two_profile_app(roots).test_cli_runner()
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == ""
+    result = runner.invoke(args=["storage", "--location", "second", "list", "--simple"])
+    assert result.output == "only-in-second.txt\n"
+
+    configured = two_profile_app(roots, KEG_STORAGE_DEFAULT_LOCATION="second").test_cli_runner()
+    assert configured.invoke(args=["storage", "list", "--simple"]).output == (
+        "only-in-second.txt\n"
+    )
+    result = configured.invoke(args=["storage", "--location", "first", "list", "--simple"])
+    assert result.output == ""
+
+
+def test_unknown_location_lists_the_configured_names(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["storage", "--location", "nowhere", "list"])
+    assert result.exit_code != 0
+    assert "'nowhere' does not exist; configured: first, second." in result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, ValueError)
+
+
+def test_errors_are_one_line_without_traceback(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["storage", "get", "missing.txt", "-"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: File not found")
+    assert "Traceback" not in result.output
+    result = runner.invoke(args=["storage", "stat", "../escape"])
+    assert result.exit_code == 1
+    assert "Error:" in result.output
+
+
+def test_no_profiles_says_so() -> None:
+    app = flask.Flask(__name__)
+    Storage(app)
+    result = app.test_cli_runner().invoke(args=["storage", "list"])
+    assert result.exit_code != 0
+    assert "no storage profile is configured" in result.output
+
+
+def test_group_name_is_configurable(roots: dict[str, Path]) -> None:
+    app = flask.Flask(__name__)
+    app.config["KEG_STORAGE_PROFILES"] = [(LocalFSStorage, {"name": "x", "root": roots["first"]})]
+    Storage(app, cli_group_name="files")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["files", "list"]).exit_code == 0
+    assert runner.invoke(args=["storage", "list"]).exit_code != 0
+    no_cli = flask.Flask(__name__)
+    Storage(no_cli, cli_group_name="")
+    assert "storage" not in no_cli.cli.list_commands(None)  # type: ignore[arg-type]
+
+
+def test_commands_share_the_app_backend_and_leave_it_open() -> None:
+    app = make_app([(MemoryStorage, {"name": "mem"})])
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["storage", "put", "-", "shared.txt"], input=b"shared")
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(args=["storage", "list", "--simple"]).output == "shared.txt\n"
+    with app.app_context():
+        backend = app.storage.get_interface("mem")  # type: ignore[attr-defined]
+        with backend.open("shared.txt") as file:
+            assert file.read() == b"shared"
