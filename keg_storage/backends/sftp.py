@@ -1011,27 +1011,69 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._call(key, move, idempotent=False)
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
-        with SFTPRemoteFile(FileMode.read, key, self) as source:
-            for piece in source.iter_pieces():
-                file_obj.write(piece)
-                count_bytes(len(piece))
+        def transfer(count: ByteCounter) -> None:
+            with SFTPRemoteFile(FileMode.read, key, self) as source:
+                for piece in source.iter_pieces():
+                    file_obj.write(piece)
+                    count(len(piece))
+
+        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=True)
 
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
     ) -> None:
-        with SFTPRemoteFile(FileMode.write, key, self) as target:
-            chunk_size = target.write_chunk_bytes
-            readinto = getattr(file_obj, "readinto", None)
-            if readinto is not None and not isinstance(file_obj, io.TextIOBase):
-                buffer = bytearray(chunk_size)
-                view = memoryview(buffer)
-                while count := readinto(view):
-                    target.write(view[:count])
-                    count_bytes(count)
+        def transfer(count: ByteCounter) -> None:
+            with SFTPRemoteFile(FileMode.write, key, self) as target:
+                chunk_size = target.write_chunk_bytes
+                readinto = getattr(file_obj, "readinto", None)
+                if readinto is not None and not isinstance(file_obj, io.TextIOBase):
+                    view = memoryview(bytearray(chunk_size))
+                    while size := readinto(view):
+                        target.write(view[:size])
+                        count(size)
+                    return
+                while chunk := file_obj.read(chunk_size):
+                    target.write(chunk)
+                    count(len(chunk))
+
+        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=False)
+
+    def _transfer_with_retry(
+        self,
+        transfer: Callable[[ByteCounter], None],
+        file_obj: IO[bytes],
+        count_bytes: ByteCounter,
+        *,
+        rewrite: bool,
+    ) -> None:
+        """Run a whole-file transfer; when the connection drops and ``file_obj`` can seek, start
+        over on a new connection (``retry`` times). A write is atomic, so a restarted upload
+        publishes nothing twice; progress resumes counting only past what was reported."""
+        try:
+            start: int | None = file_obj.tell() if file_obj.seekable() else None
+        except (AttributeError, OSError, ValueError):
+            start = None
+        reported = 0
+        for attempt in range(self.retry + 1):
+            done = 0
+
+            def count(size: int) -> None:
+                nonlocal done, reported
+                done += size
+                if done > reported:
+                    count_bytes(done - reported)
+                    reported = done
+
+            try:
+                transfer(count)
                 return
-            while chunk := file_obj.read(chunk_size):
-                target.write(chunk)
-                count_bytes(len(chunk))
+            except StorageConnectionError:
+                if start is None or attempt == self.retry:
+                    raise
+                log.info("SFTP transfer interrupted by a dropped connection; starting over")
+                file_obj.seek(start)
+                if rewrite:
+                    file_obj.truncate()
 
 
 def _weak_method(method: Callable[[], T]) -> Callable[[], T]:
@@ -1249,7 +1291,7 @@ class SFTPRemoteFile(RemoteFile):
         got = 0
         try:
             while want is None or got < want:
-                piece = self._take(None if want is None else want - got)
+                piece = self._take_resuming(None if want is None else want - got)
                 if not piece:
                     break
                 parts.append(piece)
@@ -1263,10 +1305,40 @@ class SFTPRemoteFile(RemoteFile):
         self._check_readable()
         self._flush_writes()
         try:
-            while piece := self._take(None):
+            while piece := self._take_resuming(None):
                 yield piece
         except BaseException as exc:
             raise self._failure(exc) from exc
+
+    def _take_resuming(self, limit: int | None) -> bytes:
+        """``_take``, resuming on a new connection where a dropped one stopped (readers only:
+        reads are idempotent, and the position says where to go on)."""
+        for attempt in range(self.client.retry + 1):
+            try:
+                return self._take(limit)
+            except Exception as exc:
+                dropped = _is_connection_failure(exc) or (
+                    self._session is not None and not self._session.usable()
+                )
+                if not dropped or self.writable() or self._borrowed:
+                    raise
+                if attempt == self.client.retry:
+                    raise
+                log.info(
+                    "SFTP read of %s interrupted; resuming at byte %d", self.path, self._position
+                )
+                self._reopen()
+        raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        """Open the file again on a new session, keeping the position."""
+        self._release(broken=True)
+        self._handle = None
+        self._inflight.clear()
+        self._data = b""
+        self._session = self.client._lease(self.path)
+        self._responses = _Responses(self._session.sftp)
+        self._open_remote()
 
     def _take(self, limit: int | None) -> bytes:
         """Up to ``limit`` bytes at the current position (b"" at end of file)."""

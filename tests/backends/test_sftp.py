@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -23,6 +24,8 @@ from keg_storage import (
     StoragePermissionError,
 )
 from keg_storage.backends.sftp import SFTPLocation, SFTPStorage
+from tests.faults.proxy import FaultProxy
+from tests.fixtures.backend_sftp import make_storage
 from tests.servers.sshd import PASSWORD_USER, SSHServer
 
 MiB = 1024 * 1024
@@ -577,3 +580,77 @@ def test_cli_profile(sftp_server: SSHServer, sftp_base_path: str, tmp_path: Path
     assert Path(sftp_base_path, "docs", "a.txt").read_bytes() == b"via the CLI"
     missing = runner.invoke(main, [*args, "get", "nope.txt", "-"])
     assert missing.exit_code != 0 and "nope.txt" in missing.output
+
+
+# -- faults between the client and the server (tests/faults/proxy.py) ---------------------------
+
+
+@pytest.fixture
+def proxied(
+    sftp_server: SSHServer, sftp_base_path: str
+) -> Iterator[tuple[SFTPStorage, FaultProxy]]:
+    with (
+        FaultProxy("127.0.0.1", sftp_server.port) as proxy,
+        make_storage(sftp_server, sftp_base_path, port=proxy.port) as storage,
+    ):
+        yield storage, proxy
+
+
+def test_transfers_start_over_after_a_dropped_connection(
+    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
+) -> None:
+    storage, proxy = proxied
+    data = os.urandom(7 * MiB + 11)
+    progress: list[int] = []
+    proxy.cut_after(3 * MiB, "upstream")
+    storage.upload(io.BytesIO(data), "doc.bin", progress_callback=progress.append)
+    assert not proxy.armed  # the cut fired, mid-upload
+    assert Path(sftp_base_path, "doc.bin").read_bytes() == data
+    assert progress == sorted(progress) and progress[-1] == len(data)
+    assert temp_files(sftp_base_path) == []
+
+    proxy.cut_after(3 * MiB, "downstream")
+    target = io.BytesIO()
+    storage.download("doc.bin", target)
+    assert not proxy.armed
+    assert target.getvalue() == data
+
+
+def test_streaming_read_resumes_after_a_dropped_connection(
+    proxied: tuple[SFTPStorage, FaultProxy],
+) -> None:
+    storage, proxy = proxied
+    data = os.urandom(7 * MiB + 11)
+    storage.upload(io.BytesIO(data), "doc.bin")
+    with storage.open("doc.bin") as remote:
+        assert remote.read(MiB) == data[:MiB]
+        proxy.cut_after(2 * MiB, "downstream")
+        assert remote.read() == data[MiB:]
+    assert not proxy.armed
+
+
+def test_streaming_write_cut_off_raises_and_publishes_nothing(
+    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
+) -> None:
+    storage, proxy = proxied
+    storage.upload(io.BytesIO(b"old"), "doc.bin")
+    proxy.cut_after(3 * MiB, "upstream")
+    with pytest.raises(StorageConnectionError), storage.open("doc.bin", "wb") as remote:
+        for _ in range(8):
+            remote.write(os.urandom(MiB))
+    assert Path(sftp_base_path, "doc.bin").read_bytes() == b"old"
+    assert temp_files(sftp_base_path) == []
+    storage.upload(io.BytesIO(b"new"), "doc.bin")  # the same instance works on
+    assert storage.open("doc.bin").read() == b"new"
+
+
+def test_refused_connection_is_a_connection_error(
+    proxied: tuple[SFTPStorage, FaultProxy],
+) -> None:
+    storage, proxy = proxied
+    proxy.refuse_new = True
+    with pytest.raises(StorageConnectionError) as excinfo:
+        storage.exists("a.txt")
+    assert "SFTPStorage 'sftp'" in str(excinfo.value)
+    proxy.clear()
+    assert not storage.exists("a.txt")

@@ -106,10 +106,11 @@ class SSHServer:
         self.authorized_keys.write_text("\n".join(pubs) + "\n")
         self.authorized_keys.chmod(0o644)
 
-    def host_key_line(self) -> str:
-        """The ``known_hosts`` line for this server: ``[127.0.0.1]:PORT <type> <base64>``."""
+    def host_key_line(self, port: int | None = None) -> str:
+        """The ``known_hosts`` line for this server: ``[127.0.0.1]:PORT <type> <base64>``;
+        ``port`` names another port that reaches it (a proxy in front of it)."""
         key_type, key_b64 = Path(f"{self.host_key}.pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {key_type} {key_b64}"
+        return f"[127.0.0.1]:{port or self.port} {key_type} {key_b64}"
 
     def _write_config(self) -> None:
         lines = [
