@@ -654,3 +654,24 @@ def test_refused_connection_is_a_connection_error(
     assert "SFTPStorage 'sftp'" in str(excinfo.value)
     proxy.clear()
     assert not storage.exists("a.txt")
+
+
+def test_transfer_survives_a_server_restart(
+    backend_sftp: SFTPStorage, sftp_server: SSHServer, sftp_base_path: str
+) -> None:
+    data = os.urandom(32 * MiB)
+    restarts: list[int] = []
+
+    def restart_once(count: int) -> None:
+        if count >= 2 * MiB and not restarts:
+            restarts.append(count)
+            sftp_server.restart()
+
+    backend_sftp.upload(io.BytesIO(data), "doc.bin", progress_callback=restart_once)
+    assert restarts
+    assert Path(sftp_base_path, "doc.bin").read_bytes() == data
+    restarts.clear()
+    target = io.BytesIO()
+    backend_sftp.download("doc.bin", target, progress_callback=restart_once)
+    assert restarts and target.getvalue() == data
+    assert temp_files(sftp_base_path) == []

@@ -173,6 +173,25 @@ class SSHServer:
             self._terminate()
         raise SSHServerError(f"sshd did not start; log tail:\n{last_error}")
 
+    def restart(self) -> None:
+        """Kill the daemon and every session (SIGKILL, as a crash would) and start it again
+        on the same port with the same keys."""
+        if self.proc is not None:
+            for pid in [self.proc.pid, *self.session_pids()]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(SSHD), "-D", "-e", "-f", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if not self._wait_ready():
+            raise SSHServerError(f"sshd did not restart on port {self.port}")
+
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
