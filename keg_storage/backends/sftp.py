@@ -10,9 +10,11 @@ What keg-storage 0.5 lacked, this backend does:
   reused, checked before reuse without a round trip (``Transport.is_active``), replaced when the
   server dropped them, and closed by :meth:`SFTPStorage.close` or at interpreter exit. Sockets get
   ``TCP_NODELAY`` (without it every synchronous request waits for a delayed ACK) and keepalive.
-  Idempotent operations retry on a dropped connection.
+  Idempotent operations retry on a dropped connection; ``upload``/``download`` of seekable
+  files start over and streaming reads resume at their position on a new connection.
 - **Pipelined transfers**: reads and writes keep up to ``max_requests`` SFTP requests in flight,
-  like OpenSSH's ``sftp``, with request sizes taken from the server's ``limits@openssh.com``.
+  like OpenSSH's ``sftp``, with request sizes taken from the server's ``limits@openssh.com``,
+  and bypass two copying hot spots of paramiko (see ``_ChunkPipe`` and ``send_write``).
 - **Atomic writes** through a temp file in the target directory and ``posix-rename``; copies use
   the server's ``copy-data`` extension when it has one.
 """
