@@ -42,6 +42,11 @@ def plain_client(server: SSHServer, **auth: object) -> paramiko.SSHClient:
     return client
 
 
+def read(storage: SFTPStorage, path: str) -> bytes:
+    with storage.open(path) as remote:
+        return remote.read()
+
+
 def temp_files(directory: str) -> list[str]:
     """Temp files left anywhere under a remote directory, seen on the server's own disk."""
     return [name for _, _, files in os.walk(directory) for name in files if name.startswith(".keg")]
@@ -195,7 +200,7 @@ def test_password_auth_and_the_password_stays_secret(
     secret = sftp_server.password
     with password_storage(sftp_server, secret) as storage:
         storage.upload(io.BytesIO(b"by password"), "pw/file.txt")
-        assert storage.open("pw/file.txt").read() == b"by password"
+        assert read(storage, "pw/file.txt") == b"by password"
         storage.delete("pw/file.txt")
         assert secret not in repr(storage) and secret not in str(storage)
         assert secret not in repr(vars(storage))
@@ -377,7 +382,7 @@ def test_connection_dropped_during_a_write_publishes_nothing(
             writer.write(os.urandom(MiB))
     writer.abort()
     assert writer.closed
-    assert backend_sftp.open("doc.bin").read() == b"old"
+    assert read(backend_sftp, "doc.bin") == b"old"
     # The temp file of the killed session was removed through a new connection.
     assert temp_files(sftp_base_path) == []
     assert [e.name for e in backend_sftp.list()] == ["doc.bin"]
@@ -449,7 +454,7 @@ def test_no_temp_files_after_aborted_or_failed_writes(
     with pytest.raises(OSError, match="source broke"):
         backend_sftp.upload(io.BufferedReader(Broken()), "d/doc.bin")
     assert temp_files(sftp_base_path) == []
-    assert backend_sftp.open("d/doc.bin").read() == b"old"
+    assert read(backend_sftp, "d/doc.bin") == b"old"
 
 
 def test_pending_write_is_invisible_to_listings(
@@ -641,7 +646,7 @@ def test_streaming_write_cut_off_raises_and_publishes_nothing(
     assert Path(sftp_base_path, "doc.bin").read_bytes() == b"old"
     assert temp_files(sftp_base_path) == []
     storage.upload(io.BytesIO(b"new"), "doc.bin")  # the same instance works on
-    assert storage.open("doc.bin").read() == b"new"
+    assert read(storage, "doc.bin") == b"new"
 
 
 def test_refused_connection_is_a_connection_error(
