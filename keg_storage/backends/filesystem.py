@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import shutil
 import stat as stat_module
@@ -58,6 +59,24 @@ def kernel_copy(source: str, target: str) -> None:
         shutil.copyfileobj(src, dst)
 
 
+@contextlib.contextmanager
+def os_errors(backend: Any, key: str) -> Iterator[None]:
+    """Turn OS errors into the CONTRACT's errors, naming backend and path (not the local path,
+    which is the server's business)."""
+    try:
+        yield
+    except (StorageError, io.UnsupportedOperation):
+        raise
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise FileNotFoundInStorageError(backend, key) from exc
+    except PermissionError as exc:
+        raise StoragePermissionError(
+            exc.strerror or "permission denied", backend=backend, path=key
+        ) from exc
+    except OSError as exc:
+        raise StorageError(exc.strerror or str(exc), backend=backend, path=key) from exc
+
+
 class LocalFSError(StorageError):
     """The LocalFS backend is misconfigured (its root is missing or not a directory)."""
 
@@ -68,31 +87,60 @@ def _is_temp_file(name: str) -> bool:
 
 class LocalFSFile(WrappedFile):
     """A local file: read in place, written through a temp file renamed over the target on
-    ``close()``, or changed in place in read|write mode."""
+    ``close()``, or changed in place in read|write mode. OS errors (a full disk, a read-only
+    directory) surface as the CONTRACT's errors naming ``storage`` and ``key``."""
 
-    def __init__(self, path: Path, mode: FileMode, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        mode: FileMode,
+        *,
+        fsync: bool = False,
+        storage: Any = None,
+        key: str | None = None,
+    ) -> None:
         super().__init__(mode)
         self.path = str(path)
         self.fsync = fsync
+        self.storage = storage
+        self.key = key if key is not None else self.path
         self._temp_path: str | None = None
-        if self.mode == FileMode.write:
-            fd, self._temp_path = tempfile.mkstemp(
-                dir=os.path.dirname(self.path), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
-            )
-            self.fp = os.fdopen(fd, "wb")
-        elif self.mode == FileMode.read:
-            self.fp = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        else:
-            self.fp = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+        with self._errors():
+            if self.mode == FileMode.write:
+                fd, self._temp_path = tempfile.mkstemp(
+                    dir=os.path.dirname(self.path), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
+                )
+                self.fp = os.fdopen(fd, "wb")
+            elif self.mode == FileMode.read:
+                self.fp = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            else:
+                self.fp = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return os_errors(self.storage if self.storage is not None else "LocalFSStorage", self.key)
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._errors():
+            return super().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        with self._errors():
+            return super().readinto(buffer)
+
+    def write(self, data: Any) -> int:
+        with self._errors():
+            return super().write(data)
 
     def _finish(self) -> None:
-        self.fp.close()
-        if self._temp_path is not None:
-            publish_temp_file(self._temp_path, self.path, fsync=self.fsync)
-            self._temp_path = None
+        with self._errors():
+            self.fp.close()
+            if self._temp_path is not None:
+                publish_temp_file(self._temp_path, self.path, fsync=self.fsync)
+                self._temp_path = None
 
     def _discard(self) -> None:
-        self.fp.close()
+        with contextlib.suppress(OSError):
+            self.fp.close()
         if self._temp_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._temp_path)
@@ -139,19 +187,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
             raise InvalidPathError("path leads outside the storage root", backend=self, path=key)
         return real
 
-    @contextlib.contextmanager
-    def _errors(self, key: str) -> Iterator[None]:
-        """Turn OS errors into the CONTRACT's errors, naming backend and path."""
-        try:
-            yield
-        except StorageError:
-            raise
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise self._not_found(key) from exc
-        except PermissionError as exc:
-            raise StoragePermissionError(str(exc), backend=self, path=key) from exc
-        except OSError as exc:
-            raise StorageError(f"{exc.strerror or exc}", backend=self, path=key) from exc
+    def _errors(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return os_errors(self, key)
 
     def _file_path(self, key: str) -> str:
         """The local path of an existing regular file."""
@@ -207,7 +244,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> LocalFSFile:
         with self._errors(key):
             path = self._target_path(key) if mode == FileMode.write else self._file_path(key)
-            return LocalFSFile(Path(path), mode, fsync=self.fsync)
+            return LocalFSFile(Path(path), mode, fsync=self.fsync, storage=self, key=key)
 
     def _stat(self, key: str) -> FileStat:
         with self._errors(key):
