@@ -549,7 +549,7 @@ class StorageBackend:
                 count_bytes(len(chunk))
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
-        with atomic_replace(dest) as temp_path, open(temp_path, "wb") as local:
+        with atomic_replace(dest) as local:
             self._download(key, local, count_bytes)
 
     def _put(
@@ -567,15 +567,21 @@ def _ignore_bytes(count: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[str]:
-    """Yield a temp path beside ``target``; on success it replaces ``target`` (with the
-    permissions a new file would get), on failure it is removed and ``target`` is untouched."""
+def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[IO[bytes]]:
+    """Yield a new temp file beside ``target``, open for writing; on success it replaces
+    ``target`` (with the permissions a new file would get), on failure it is removed and
+    ``target`` is untouched.
+
+    The temp file is written through the descriptor that created it: reopening it with
+    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
+    halves the speed of a large copy.
+    """
     fd, temp_path = tempfile.mkstemp(
         dir=os.path.dirname(os.path.abspath(target)), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
     )
-    os.close(fd)
     try:
-        yield temp_path
+        with os.fdopen(fd, "wb") as temp_file:
+            yield temp_file
         publish_temp_file(temp_path, target, fsync=fsync)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

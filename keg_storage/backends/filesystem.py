@@ -17,7 +17,7 @@ import stat as stat_module
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import arrow
 
@@ -42,10 +42,11 @@ from .base import (
 from .streams import WrappedFile
 
 
-def kernel_copy(source: str, target: str) -> None:
-    """Copy a file's bytes inside the kernel: ``copy_file_range`` (what ``cp`` uses, and which
-    lets filesystems share or offload the copy), else shutil's ``sendfile`` path."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
+def kernel_copy(source: str, dst: IO[bytes]) -> None:
+    """Copy a file's bytes into the new, empty file ``dst`` inside the kernel:
+    ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload the
+    copy), else a plain copy loop."""
+    with open(source, "rb") as src:
         try:
             while os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
                 pass
@@ -265,8 +266,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
         """Copy a local file to ``key`` with the kernel's copy, atomically; returns its size."""
         with self._errors(key):
             target = self._target_path(key)
-            with atomic_replace(target, fsync=self.fsync) as temp_path:
-                kernel_copy(source, temp_path)
+            with atomic_replace(target, fsync=self.fsync) as temp_file:
+                kernel_copy(source, temp_file)
             return os.path.getsize(target)
 
     def _copy(self, key: str, new_key: str) -> None:
@@ -288,8 +289,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with self._errors(key):
             source = self._file_path(key)
-        with atomic_replace(dest) as temp_path:
-            kernel_copy(source, temp_path)
+        with atomic_replace(dest) as temp_file:
+            kernel_copy(source, temp_file)
         count_bytes(os.path.getsize(dest))
 
 
