@@ -30,6 +30,7 @@ ROOT = HERE.parent
 # ``azure``, would shadow the Azure SDK's ``azure`` package: put the repository root there instead.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from bench.rss import peak_rss_mib  # noqa: E402
 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, run_azurite  # noqa: E402
 
 MIB = 1024 * 1024
@@ -134,17 +135,6 @@ def run_child(
     result = dict(json.loads(child.stdout.splitlines()[-1]))
     result["server_cpu"] = process_cpu_seconds(server_pid) - server_cpu
     return result
-
-
-def peak_rss_mib() -> float:
-    """Peak RSS of this process image (VmHWM). Not ``ru_maxrss``: Linux folds the parent's peak
-    into a child's ``ru_maxrss`` when the child (forked or vforked) execs, so every case would
-    read at least the parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child_main(case: str, account_url: str, blob: str, local: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.rss import peak_rss_mib  # noqa: E402
 from tests.servers.seaweedfs import SeaweedFS, running_seaweedfs  # noqa: E402
 
 MIB = 1024 * 1024
@@ -158,7 +159,7 @@ def child(case: str, env_json: str) -> None:
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    result = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": after.ru_maxrss / 1024}
+    result = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib()}
     print(json.dumps(result))
 
 
