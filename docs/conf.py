@@ -11,3 +11,5 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+# Names every doctest and testcode block may use.
+doctest_global_setup = "import io\n__name__ = \"keg_storage_docs\"  # Flask(__name__) needs an importable-looking name"
