@@ -11,5 +11,8 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-# Names every doctest and testcode block may use.
-doctest_global_setup = "import io\n__name__ = \"keg_storage_docs\"  # Flask(__name__) needs an importable-looking name"
+# Names every doctest and testcode block may use; Flask(__name__) needs a module-like name.
+doctest_global_setup = """
+import io
+__name__ = "keg_storage_docs"
+"""
