@@ -11,3 +11,8 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+# Names every doctest and testcode block may use; Flask(__name__) needs a module-like name.
+doctest_global_setup = """
+import io
+__name__ = "keg_storage_docs"
+"""

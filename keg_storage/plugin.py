@@ -307,7 +307,10 @@ class LinkViewMixin:
 
     decorators: Sequence[Callable[..., Any]] = (_exempt_from_csrf,)
     storage_profile: str | None = None
+    """The profile whose links this view serves; None: the one whose ``linked_endpoint`` is
+    this view's endpoint."""
     download_chunk_size = 1024 * 1024
+    """Bytes per chunk of a streamed download."""
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -349,9 +352,12 @@ class LinkViewMixin:
         return request.args.get("token")
 
     def on_upload_success(self, token_data: InternalLinkTokenData) -> ResponseReturnValue:
+        """The response to a successful upload (default: ``OK``, 200); override to record the
+        file or answer JSON."""
         return "OK"
 
     def on_delete_success(self, token_data: InternalLinkTokenData) -> ResponseReturnValue:
+        """The response to a successful delete (default: ``OK``, 200)."""
         return "OK"
 
     # -- machinery -----------------------------------------------------------------------

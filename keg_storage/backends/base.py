@@ -166,6 +166,7 @@ class RemoteFile(io.RawIOBase):
     """
 
     iter_chunk_size = 5 * 1024 * 1024
+    """Default chunk size of :meth:`iter_chunks` and of iterating over the file (5 MiB)."""
 
     def __init__(self, mode: FileMode | str) -> None:
         super().__init__()
@@ -626,6 +627,7 @@ class InternalLinkTokenData(NamedTuple):
     content_type: str | None = None
 
     def serialize(self) -> dict[str, Any]:
+        """The token's claims: ``key``, ``op`` and, when set, ``output_path``, ``content_type``."""
         claims: dict[str, Any] = {"key": self.path, "op": str(self.operations)}
         if self.output_path is not None:
             claims["output_path"] = self.output_path
@@ -635,6 +637,7 @@ class InternalLinkTokenData(NamedTuple):
 
     @classmethod
     def deserialize(cls, data: Mapping[str, Any]) -> InternalLinkTokenData:
+        """The data of verified token claims (the inverse of :meth:`serialize`)."""
         return cls(
             path=data["key"],
             operations=ShareLinkOperation.as_operation(data["op"]),
@@ -644,14 +647,17 @@ class InternalLinkTokenData(NamedTuple):
 
     @property
     def allow_download(self) -> bool:
+        """Whether the token allows ``download``."""
         return ShareLinkOperation.download in self.operations
 
     @property
     def allow_upload(self) -> bool:
+        """Whether the token allows ``upload``."""
         return ShareLinkOperation.upload in self.operations
 
     @property
     def allow_remove(self) -> bool:
+        """Whether the token allows ``remove``."""
         return ShareLinkOperation.remove in self.operations
 
 
