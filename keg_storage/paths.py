@@ -108,7 +108,9 @@ def _segment_regex(segment: str) -> str:
                 negate = body.startswith("!")
                 if negate:
                     body = body[1:]
-                body = body.replace("\\", "\\\\").replace("^", "\\^")
+                # Only ranges (a-z) keep a meaning inside the set; escape what regex sets treat
+                # specially, or would one day (nested sets, set operations).
+                body = "".join("\\" + ch if ch in "\\^[]&~|" else ch for ch in body)
                 out.append(f"[{'^/' if negate else ''}{body}]")
                 index = end
         else:
