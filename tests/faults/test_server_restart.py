@@ -200,7 +200,8 @@ class Crash:
             self.restarted.set()
 
     def join(self) -> None:
-        """Wait for the restart; fails if the crash never came or the server did not return."""
+        """Wait for the restart (crashing now if the transfer ended first); fails if the server
+        did not come back."""
         self.reached.set()
         self._thread.join(60)
         assert self.restarted.is_set(), "the restart did not finish"
