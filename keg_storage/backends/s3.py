@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
@@ -51,6 +52,8 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most seven days."""
+ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+"""Pauses between further tries of an abort whose connection failed (about 4 s in all)."""
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PERMISSION_CODES = frozenset(
@@ -294,13 +297,33 @@ class S3Writer(S3FileBase, PartUploadWriter):
         self._sender.upload_id = None
 
     def _abort_parts(self) -> None:
+        """Abort the multipart upload, trying again for a few seconds if the connection fails.
+
+        An abort mostly follows a failed part, often because the server or the network went
+        away, and it is then sent at once, while they are still away. A multipart upload that
+        is never aborted keeps its parts stored (and billed) with no end, invisible to listings,
+        so the abort outlasts a short outage such as a server restart.
+        """
         upload_id, self._sender.upload_id = self.upload_id, None
         if upload_id is None:
             return
-        with self._errors():
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.filename, UploadId=upload_id
-            )
+        for attempt, delay in enumerate((*ABORT_RETRY_DELAYS, None)):
+            try:
+                with self._errors():
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=self.filename, UploadId=upload_id
+                    )
+                return
+            except StorageConnectionError:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+            except StorageError as exc:
+                # An earlier try may have reached the server before its connection broke.
+                cause = exc.__cause__
+                if attempt and cause is not None and _client_error_code(cause) == "NoSuchUpload":
+                    return
+                raise
 
     def _put_whole(self, data: bytes) -> None:
         with self._errors():

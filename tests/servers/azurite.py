@@ -69,7 +69,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Azurite:
     """A running emulator: where to reach it and how to authenticate."""
 
@@ -88,6 +88,53 @@ class Azurite:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={self.account};"
             f"AccountKey={self.key};BlobEndpoint={self.account_url};"
+        )
+
+    def restart(self, graceful: bool = False) -> None:
+        """Kill Azurite with SIGKILL, as a crash would, and start it again on the same port and
+        the same data directory; returns once the port accepts connections.
+
+        Azurite saves its metadata database only every 5 s (LokiJS autosave), so changes made
+        in the last seconds before a SIGKILL are lost, exactly as on a real crash.
+        ``graceful=True`` stops it with SIGTERM instead, on which it saves everything.
+        """
+        if graceful:
+            stop_process(self.process)
+        elif self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self.process = _launch(self.port, self.location)
+            if _wait_for_port(self.process, self.port, deadline):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Azurite did not restart on port {self.port}; its output is in "
+                    f"{self.location / 'azurite.log'}"
+                )
+            time.sleep(0.2)
+
+
+def _launch(port: int, location: Path) -> subprocess.Popen[bytes]:
+    """Start ``azurite-blob`` on ``port`` with its data under ``location``."""
+    with (location / "azurite.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                str(azurite_binary()),
+                "--blobHost",
+                HOST,
+                "--blobPort",
+                str(port),
+                "--location",
+                str(location / "data"),
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--silent",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -110,35 +157,18 @@ def run_azurite(location: Path, attempts: int = 3) -> Iterator[Azurite]:
     the start is retried on a new port. The TCP port is open before this yields, so the first
     SDK request never hits the Azure SDK's slow retry path for a refused connection.
     """
-    binary = azurite_binary()
+    azurite_binary()
     location.mkdir(parents=True, exist_ok=True)
     log_path = location / "azurite.log"
     for _ in range(attempts):
         port = free_port()
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    str(binary),
-                    "--blobHost",
-                    HOST,
-                    "--blobPort",
-                    str(port),
-                    "--location",
-                    str(location / "data"),
-                    "--skipApiVersionCheck",
-                    "--disableTelemetry",
-                    "--silent",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        server = Azurite(port=port, location=location, process=_launch(port, location))
         try:
-            if _wait_for_port(process, port, time.monotonic() + START_TIMEOUT):
-                yield Azurite(port=port, location=location, process=process)
+            if _wait_for_port(server.process, port, time.monotonic() + START_TIMEOUT):
+                yield server
                 return
         finally:
-            stop_process(process)
+            stop_process(server.process)
     raise RuntimeError(
         f"Azurite did not start after {attempts} attempts; its output is in {log_path}:\n"
         + log_path.read_text(errors="replace")[-2000:]

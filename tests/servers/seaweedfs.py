@@ -77,6 +77,7 @@ class SeaweedFS:
     secret_key: str = SECRET_KEY
     region: str = REGION
     socket_files: list[Path] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
 
     @property
     def endpoint_url(self) -> str:
@@ -145,16 +146,9 @@ class SeaweedFS:
             f"-filer.localSocket={filer_sock}",
             f"-s3.localSocket={s3_sock}",
         ]
-        with open(workdir / "weed.out", "wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = cls(process=process, workdir=workdir, ports=ports)
+        server = cls(
+            process=_launch(command, workdir), workdir=workdir, ports=ports, command=command
+        )
         server.socket_files = [filer_sock, s3_sock] + [
             Path(f"/tmp/seaweedfs-{role}-grpc-{ports[f'{role}.port.grpc']}.sock")
             for role in ("master", "volume", "filer", "s3", "admin")
@@ -165,6 +159,53 @@ class SeaweedFS:
             server.stop()
             raise
         return server
+
+    def restart(self, timeout: float = 30) -> None:
+        """Kill weed with SIGKILL, as a crash would, and start it again on the same ports and
+        the same data directory; returns once the S3 gateway serves requests again."""
+        self.kill()
+        for path in self.socket_files:
+            path.unlink(missing_ok=True)
+        self.process = _launch(self.command, self.workdir)
+        deadline = time.monotonic() + timeout
+        self._wait_healthy(timeout)
+        self._wait_volumes_known(deadline)
+
+    def kill(self) -> None:
+        """SIGKILL weed's whole process group and reap it; nothing is flushed or closed."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def _wait_volumes_known(self, deadline: float) -> None:
+        """Wait until the master knows every volume on disk again.
+
+        The S3 gateway answers ``/healthz`` before the volume server has sent the master its
+        first heartbeat; until then reads of existing objects fail with ``InternalError``
+        ("volume id N not found"), for up to about 5 s.
+        """
+        on_disk = len(list((self.workdir / "data").glob("**/*.dat")))
+        url = f"http://127.0.0.1:{self.ports['master.port']}/vol/status"
+        known = -1
+        while True:
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    data_centers = json.load(response)["Volumes"].get("DataCenters") or {}
+                known = sum(
+                    len(volumes)
+                    for racks in data_centers.values()
+                    for nodes in racks.values()
+                    for volumes in nodes.values()
+                )
+                if known >= on_disk:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"SeaweedFS master knows {known} of the {on_disk} volumes on disk after "
+                    f"a restart:\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
 
     def _wait_healthy(self, timeout: float) -> None:
         url = f"{self.endpoint_url}/healthz"
@@ -201,6 +242,20 @@ class SeaweedFS:
         for path in self.socket_files:
             path.unlink(missing_ok=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _launch(command: list[str], workdir: Path) -> subprocess.Popen[bytes]:
+    """Start weed in its own session (so it can be killed as a group), output appended to
+    ``weed.out`` so a restart keeps the log of the crashed run."""
+    with open(workdir / "weed.out", "ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @contextlib.contextmanager
