@@ -262,10 +262,12 @@ class S3Writer(S3FileBase, PartUploadWriter):
         *,
         max_concurrency: int = 4,
         storage: Any = None,
+        abort_client: S3Client | None = None,
     ) -> None:
         if chunk_size < MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
         self._bind(bucket, filename, client, storage)
+        self.abort_client = abort_client if abort_client is not None else client
         self.extra_args = dict(extra_args or {})
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
         # Worker threads get a callable that does not hold the writer: an unclosed writer must be
@@ -302,7 +304,9 @@ class S3Writer(S3FileBase, PartUploadWriter):
         An abort mostly follows a failed part, often because the server or the network went
         away, and it is then sent at once, while they are still away. A multipart upload that
         is never aborted keeps its parts stored (and billed) with no end, invisible to listings,
-        so the abort outlasts a short outage such as a server restart.
+        so the abort outlasts a short outage such as a server restart. The pauses are ours, not
+        botocore's (whose backoff cannot be bounded per call, and can reach 20 s a try), and
+        ``abort_client`` makes one try per call, so retries do not multiply.
         """
         upload_id, self._sender.upload_id = self.upload_id, None
         if upload_id is None:
@@ -310,7 +314,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
         for attempt, delay in enumerate((*ABORT_RETRY_DELAYS, None)):
             try:
                 with self._errors():
-                    self.client.abort_multipart_upload(
+                    self.abort_client.abort_multipart_upload(
                         Bucket=self.bucket, Key=self.filename, UploadId=upload_id
                     )
                 return
@@ -476,6 +480,13 @@ class S3Storage(StorageBackend):
                 region_name=aws_region,
             )
             self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+            # For the writer's abort, which retries on its own (see S3Writer._abort_parts):
+            # one try per call here, so that retries never multiply.
+            self.single_try_client: S3Client = session.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                config=config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})),
+            )
         self.transfer_config = TransferConfig(
             multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
             multipart_chunksize=chunk_size,
@@ -489,8 +500,9 @@ class S3Storage(StorageBackend):
         return f"S3Storage(name={self.name!r}, bucket={self.bucket!r})"
 
     def close(self) -> None:
-        """Close the client's connection pool (it reopens connections on next use)."""
+        """Close the clients' connection pools (they reopen connections on next use)."""
         self.client.close()
+        self.single_try_client.close()
 
     def _errors(self, key: str | None) -> contextlib.AbstractContextManager[None]:
         return s3_errors(self, key)
@@ -546,6 +558,7 @@ class S3Storage(StorageBackend):
             extra_args,
             max_concurrency=self.max_concurrency,
             storage=self,
+            abort_client=self.single_try_client,
         )
 
     def _stat(self, key: str) -> FileStat:
