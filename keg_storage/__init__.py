@@ -8,6 +8,7 @@ use, so ``import keg_storage`` works whatever extras are installed.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from . import backends
@@ -76,7 +77,6 @@ __all__ = [
     "InternalLinksStorageBackend",
     "InvalidPathError",
     "LinkTokenError",
-    "LinkViewMixin",
     "ListEntry",
     "LocalFSError",
     "LocalFSStorage",
@@ -88,11 +88,9 @@ __all__ = [
     "S3Storage",
     "SFTPStorage",
     "ShareLinkOperation",
-    "Storage",
     "StorageBackend",
     "StorageConnectionError",
     "StorageError",
-    "StorageOperations",
     "StoragePermissionError",
     "UnsupportedOperationError",
     "__version__",
@@ -101,3 +99,7 @@ __all__ = [
     "filesystem",
     "memory",
 ]
+
+# ``from keg_storage import *`` gives the Flask integration only where Flask is installed.
+if importlib.util.find_spec("flask") is not None:
+    __all__ += ["LinkViewMixin", "Storage", "StorageOperations"]

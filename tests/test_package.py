@@ -63,6 +63,11 @@ def test_import_without_optional_sdks() -> None:
             sys.modules[blocked] = None
         import keg_storage
         from keg_storage import LocalFSStorage, MemoryStorage, FileMode
+        from keg_storage import *
+        try:
+            S3Storage("bucket", "eu-west-1")
+        except MissingDependencyError as exc:
+            assert 'keg-storage[s3]' in str(exc)
         assert "flask" not in [m for m in sys.modules if sys.modules[m] is not None]
         print("ok")
         """
