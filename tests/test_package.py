@@ -68,6 +68,8 @@ def test_import_without_optional_sdks() -> None:
             S3Storage("bucket", "eu-west-1")
         except MissingDependencyError as exc:
             assert 'keg-storage[s3]' in str(exc)
+        else:
+            raise AssertionError("S3Storage without boto3 raised nothing")
         assert "flask" not in [m for m in sys.modules if sys.modules[m] is not None]
         print("ok")
         """
