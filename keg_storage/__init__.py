@@ -100,6 +100,14 @@ __all__ = [
     "memory",
 ]
 
+
+def _flask_installed() -> bool:
+    try:
+        return importlib.util.find_spec("flask") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it, or a stubbed module
+        return False
+
+
 # ``from keg_storage import *`` gives the Flask integration only where Flask is installed.
-if importlib.util.find_spec("flask") is not None:
+if _flask_installed():
     __all__ += ["LinkViewMixin", "Storage", "StorageOperations"]
