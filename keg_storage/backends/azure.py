@@ -6,19 +6,21 @@ Three ways to connect, as in keg-storage 0.5: an account name and key plus a con
 
 Reads are ranged GETs of ``chunk_size`` with read-ahead; writes stage blocks of ``chunk_size`` in
 parallel and commit the block list on ``close()``, so a failed or aborted write publishes nothing.
+``upload`` and ``put`` of a local file stage larger blocks streamed straight from the file.
 Clients are built once, share one HTTP connection pool and are safe to use from many threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import arrow
@@ -33,6 +35,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from ..http import content_disposition
+from ..progress import ByteCounter
 from .base import (
     Expiry,
     FileMode,
@@ -43,7 +46,7 @@ from .base import (
     StorageBackend,
     resolve_expiry,
 )
-from .streams import PartUploadWriter, RangeReader
+from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
 try:
     import requests
@@ -82,6 +85,13 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "AzureFile", "AzureReader", "AzureStorage", "Az
 DEFAULT_CHUNK_SIZE = 5 * 1024 * 1024
 MAX_BLOCK_SIZE = 4000 * 1024 * 1024
 """The service's limit for one staged block."""
+MAX_BLOCKS = 50_000
+"""The service's limit for the blocks of one blob."""
+STREAMED_BLOCK_SIZE = 16 * 1024 * 1024
+"""The block size ``upload`` aims at for a local file. Streamed from the file, a block costs no
+memory, and fewer requests are faster: 16 MiB blocks uploaded about 10 % faster than 4 MiB ones
+on Azurite (bench/azure.py), and the service serves blocks above 4 MiB on its high-throughput
+path."""
 COPY_POLL_SECONDS = (0.1, 2.0)
 """First and longest wait between checks of a pending server-side copy."""
 
@@ -225,7 +235,27 @@ class AzureWriter(AzureFile, PartUploadWriter):
         self._block_prefix = uuid.uuid4().hex
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
 
-    def _upload_part(self, number: int, data: bytes) -> str:
+    def stage_local_file(
+        self, fd: int, start: int, size: int, block_size: int, count_bytes: ByteCounter
+    ) -> None:
+        """Stage ``size`` bytes of the open file ``fd`` from offset ``start``, in blocks of
+        ``block_size`` each streamed from the file (:class:`FileSlice`), so memory stays small
+        whatever the block size. Only on a fresh writer; ``close()`` commits as usual."""
+        if self.tell() or self._buffer:
+            raise ValueError("stage_local_file needs a writer nothing was written to")
+        for offset in range(start, start + size, block_size):
+            length = min(block_size, start + size - offset)
+            self._submit(FileSlice(fd, offset, length, backend=self.storage, path=self.path))
+            self._written += length
+            count_bytes(length)
+
+    def _upload_part(self, number: int, data: bytes | FileSlice) -> str:
+        if number > MAX_BLOCKS:
+            raise StorageError(
+                f"a blob holds at most {MAX_BLOCKS} blocks: write it with a larger chunk_size",
+                backend=self.storage,
+                path=self.path,
+            )
         block_id = f"{self._block_prefix}{number:08d}"
         with _azure_errors(self.storage, self.path):
             self.blob_client.stage_block(block_id, data, length=len(data))
@@ -445,6 +475,41 @@ class AzureStorage(StorageBackend):
             metadata=extra_args.get("Metadata"),
             storage=self,
             path=key,
+        )
+
+    def _upload(
+        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+    ) -> None:
+        """A local file larger than one chunk is staged in blocks streamed from the file (see
+        :data:`STREAMED_BLOCK_SIZE`); anything else goes through the writer. Either way the
+        file object ends at its end, as if it had been read."""
+        extent = local_file_extent(file_obj)
+        if extent is None or extent[2] <= self.chunk_size:
+            super()._upload(file_obj, key, extra_args, count_bytes)
+            return
+        fd, start, size = extent
+        block_size = self._upload_block_size(size)
+        if block_size > MAX_BLOCK_SIZE:
+            raise StorageError(
+                f"{size} bytes is more than a blob holds ({MAX_BLOCKS} blocks of "
+                f"{MAX_BLOCK_SIZE} bytes)",
+                backend=self,
+                path=key,
+            )
+        with self._open(key, FileMode.write, extra_args) as target:
+            assert isinstance(target, AzureWriter)
+            target.stage_local_file(fd, start, size, block_size, count_bytes)
+        file_obj.seek(start + size)
+
+    def _upload_block_size(self, size: int) -> int:
+        """At least ``chunk_size``; ``STREAMED_BLOCK_SIZE`` when the file fills one such block
+        per parallel transfer (smaller blocks otherwise, so that every transfer has one); and
+        large enough that ``size`` fits in ``MAX_BLOCKS`` blocks."""
+        per_transfer = math.ceil(size / self.max_concurrency)
+        return max(
+            self.chunk_size,
+            min(STREAMED_BLOCK_SIZE, per_transfer),
+            math.ceil(size / MAX_BLOCKS),
         )
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:

@@ -8,15 +8,21 @@ streaming is fast, seeking downloads nothing it skips, and memory stays at about
 :class:`PartUploadWriter` buffers writes into parts of ``chunk_size``, uploads full parts in
 parallel with at most ``max_concurrency`` in flight, and publishes them all on ``close()``; a file
 that never fills a part (an empty file included) is stored with a single request instead.
+
+:class:`FileSlice` is a block of a local file as a request body: streamed from the file rather
+than held in memory, and rewindable for a retry.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
+from ..errors import StorageError
 from .base import FileMode, RemoteFile
 
 
@@ -151,6 +157,96 @@ class RangeReader(RemoteFile):
             self._executor = None
 
 
+class FileSlice(io.RawIOBase):
+    """Bytes ``[start, start + length)`` of the open file descriptor ``fd`` as a read-only,
+    seekable stream: a request body that streams one block of a local file instead of holding it
+    in memory, and that the SDK's retry policy can rewind. Reads use ``os.pread``, so slices of
+    one file are read from many threads at once without sharing a file position.
+
+    A file that shrinks under the slice raises :class:`StorageError` (naming ``backend`` and
+    ``path``, the upload's target) rather than sending a short body.
+    """
+
+    def __init__(
+        self, fd: int, start: int, length: int, *, backend: Any = None, path: str | None = None
+    ) -> None:
+        super().__init__()
+        self.fd = fd
+        self.start = start
+        self.length = length
+        self.backend = backend
+        self.path = path
+        self._position = 0
+
+    def __len__(self) -> int:
+        # What HTTP clients (requests' super_len) take for the Content-Length.
+        return self.length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = self.length - self._position
+        if size is not None and size >= 0:
+            wanted = min(wanted, size)
+        if wanted <= 0:
+            return b""
+        data = os.pread(self.fd, wanted, self.start + self._position)
+        if not data:
+            raise StorageError(
+                f"the local file ended at byte {self.start + self._position} while it was being "
+                f"uploaded (it was {self.start + self.length} bytes or more when the upload began)",
+                backend=self.backend,
+                path=self.path,
+            )
+        self._position += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+def local_file_extent(file_obj: IO[bytes]) -> tuple[int, int, int] | None:
+    """``(fd, position, bytes left)`` when ``file_obj`` is a binary file that Python's ``open``
+    made on a regular file, so that its remaining bytes can be read by offset instead of
+    through it; None for anything else.
+
+    The exact type is checked on purpose: wrappers such as ``gzip.GzipFile`` have a
+    ``fileno()`` whose bytes are not what they yield, and pipes or sockets cannot be read by offset.
+    """
+    if type(file_obj) not in (io.FileIO, io.BufferedReader, io.BufferedRandom):
+        return None
+    try:
+        if file_obj.writable():
+            file_obj.flush()
+        position = file_obj.tell()
+        fd = file_obj.fileno()
+        info = os.fstat(fd)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return fd, position, max(0, info.st_size - position)
+
+
 class PartUploadWriter(RemoteFile):
     """A writer over part primitives; subclasses implement ``_upload_part``, ``_complete_parts``,
     ``_put_whole`` and, where the service keeps state for started uploads, ``_start_parts`` and
@@ -170,9 +266,9 @@ class PartUploadWriter(RemoteFile):
     def _start_parts(self) -> None:
         """Called once, on the writer's thread, before the first part (e.g. create the upload)."""
 
-    def _upload_part(self, number: int, data: bytes) -> Any:
-        """Upload part ``number`` (1-based); runs in a worker thread. The result is kept for
-        ``_complete_parts``."""
+    def _upload_part(self, number: int, data: Any) -> Any:
+        """Upload part ``number`` (1-based), ``bytes`` or, for writers that accept them, a
+        :class:`FileSlice`; runs in a worker thread. The result is kept for ``_complete_parts``."""
         raise NotImplementedError
 
     def _complete_parts(self, results: list[Any]) -> None:
@@ -206,7 +302,7 @@ class PartUploadWriter(RemoteFile):
             self._submit(part)
         return len(view)
 
-    def _submit(self, part: bytes) -> None:
+    def _submit(self, part: bytes | FileSlice) -> None:
         if self._executor is None:
             self._start_parts()
             self._executor = ThreadPoolExecutor(

@@ -7,10 +7,12 @@ import gzip
 import io
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,6 +20,7 @@ import requests
 from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
 
 from keg_storage import FileMode, ShareLinkOperation
+from keg_storage.backends import azure as azure_backend
 from keg_storage.backends.azure import AzureReader, AzureStorage, AzureWriter
 from keg_storage.errors import (
     FileNotFoundInStorageError,
@@ -30,6 +33,7 @@ from keg_storage.errors import (
 from tests.servers.azurite import Azurite, free_port
 
 KiB = 1024
+MiB = 1024 * KiB
 BLOCK = 64 * KiB
 FIVE_MINUTES = timedelta(minutes=5)
 
@@ -286,7 +290,7 @@ def test_empty_write_creates_an_empty_blob(
 
 @pytest.mark.parametrize("size", [10, BLOCK * 3 + 1], ids=["single-put", "blocks"])
 def test_extra_args_become_content_settings_and_metadata(
-    small_blocks: AzureStorage, azure_container: ContainerClient, size: int
+    small_blocks: AzureStorage, azure_container: ContainerClient, size: int, tmp_path: Path
 ) -> None:
     extra_args = {
         "ContentType": "application/json",
@@ -301,7 +305,10 @@ def test_extra_args_become_content_settings_and_metadata(
     )
     with small_blocks.open("b.json", "wb", extra_args=extra_args) as file:
         file.write(b"x" * size)
-    for name in ("a.json", "b.json"):
+    local = tmp_path / "c.json"
+    local.write_bytes(b"z" * size)
+    small_blocks.put(str(local), "c.json", extra_args=extra_args)
+    for name in ("a.json", "b.json", "c.json"):
         properties = azure_container.get_blob_client(name).get_blob_properties()
         settings = properties.content_settings
         assert (settings.content_type, settings.content_encoding) == ("application/json", "gzip")
@@ -310,6 +317,84 @@ def test_extra_args_become_content_settings_and_metadata(
         assert properties.metadata == {"owner": "alice", "purpose": "test"}
         assert properties.size == size
     assert small_blocks.stat("a.json").content_type == "application/json"
+
+
+def test_local_file_is_staged_in_large_streamed_blocks(
+    small_blocks: AzureStorage, azure_container: ContainerClient, tmp_path: Path
+) -> None:
+    """A local file needs no buffering, so ``upload`` stages fewer, larger blocks than
+    ``chunk_size``: one per parallel transfer here (64 KiB chunks, 3 transfers)."""
+    data = bytes(range(256)) * (BLOCK * 12 // 256) + b"end"
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    with local.open("rb") as file:
+        small_blocks.upload(file, "big.bin")
+        assert file.tell() == len(data)
+    blob = azure_container.get_blob_client("big.bin")
+    committed, uncommitted = blob.get_block_list("all")
+    block = -(-len(data) // 3)
+    assert [b.size for b in committed] == [block, block, len(data) - 2 * block]
+    assert uncommitted == []
+    assert blob.download_blob().readall() == data
+
+
+def test_temporary_file_written_then_rewound_uploads_whole(
+    small_blocks: AzureStorage, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * (BLOCK * 5 // 256)
+    with tempfile.TemporaryFile(dir=tmp_path) as scratch:
+        scratch.write(data)
+        scratch.seek(0)
+        small_blocks.upload(scratch, "scratch.bin")
+    assert small_blocks.open("scratch.bin", "rb").read() == data
+
+
+def test_file_that_shrinks_while_staged_commits_nothing(
+    small_blocks: AzureStorage, azure_container: ContainerClient, tmp_path: Path
+) -> None:
+    """Staging reads the file by offset: a file cut short meanwhile (here, one shorter than the
+    size the upload started with) fails with the path named, and the old blob stays."""
+    small_blocks.upload(io.BytesIO(b"previous"), "doc.bin")
+    local = tmp_path / "doc.bin"
+    local.write_bytes(b"x" * BLOCK * 2)
+    with (
+        local.open("rb") as file,
+        pytest.raises(StorageError, match=r"doc\.bin") as failure,
+        small_blocks.open("doc.bin", "wb") as writer,
+    ):
+        assert isinstance(writer, AzureWriter)
+        writer.stage_local_file(file.fileno(), 0, BLOCK * 4, BLOCK, lambda count: None)
+    assert "ended at byte 131072" in str(failure.value)
+    blob = azure_container.get_blob_client("doc.bin")
+    assert blob.download_blob().readall() == b"previous"
+
+
+def test_writer_refuses_more_blocks_than_a_blob_holds(
+    small_blocks: AzureStorage, azure_container: ContainerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's limit is 50,000 blocks; lowered here so that a small write reaches it."""
+    monkeypatch.setattr(azure_backend, "MAX_BLOCKS", 3)
+    small_blocks.upload(io.BytesIO(b"previous"), "doc.bin")
+    with (
+        pytest.raises(StorageError, match=r"at most 3 blocks.*doc\.bin"),
+        small_blocks.open("doc.bin", "wb") as writer,
+    ):
+        writer.write(b"x" * BLOCK * 5)
+    assert azure_container.get_blob_client("doc.bin").download_blob().readall() == b"previous"
+
+
+@pytest.mark.parametrize(
+    ("size", "block"),
+    [
+        (12 * MiB, 5 * MiB),  # chunk_size at least
+        (40 * MiB, 10 * MiB),  # one block per parallel transfer
+        (256 * MiB, 16 * MiB),  # STREAMED_BLOCK_SIZE at most...
+        (1024**4, -(-(1024**4) // 50_000)),  # ...unless 50,000 blocks need more
+    ],
+)
+def test_upload_block_size_follows_the_file_size(size: int, block: int) -> None:
+    storage = AzureStorage("account", "a2V5", "container", max_concurrency=4)
+    assert storage._upload_block_size(size) == block
 
 
 def test_unknown_extra_args_are_refused(backend_azure: AzureStorage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import threading
 from pathlib import Path
@@ -42,6 +43,33 @@ def test_upload_and_download_with_progress(storage: StorageBackend) -> None:
     storage.download("up/load.bin", target, progress_callback=download_log)
     download_log.check(len(data))
     assert target.getvalue() == data
+
+
+def test_upload_of_a_local_file_stores_the_rest_from_its_position(
+    storage: StorageBackend, tmp_path: Path
+) -> None:
+    data = payload(21 * MiB + 5, seed=13)
+    local = tmp_path / "local.bin"
+    local.write_bytes(data)
+    log = ProgressLog()
+    with local.open("rb") as file:
+        file.seek(1000)
+        storage.upload(file, "from/file.bin", progress_callback=log)
+    log.check(len(data) - 1000)
+    assert read(storage, "from/file.bin") == data[1000:]
+
+
+def test_upload_of_a_file_wrapper_stores_what_it_yields(
+    storage: StorageBackend, tmp_path: Path
+) -> None:
+    """A GzipFile's fileno() is the compressed file: what is stored must be what it reads."""
+    data = payload(7 * MiB, seed=14) * 2
+    local = tmp_path / "local.gz"
+    with gzip.open(local, "wb") as compressed:
+        compressed.write(data)
+    with gzip.open(local, "rb") as file:
+        storage.upload(file, "unzipped.bin")
+    assert read(storage, "unzipped.bin") == data
 
 
 def test_empty_transfers_report_zero_once(storage: StorageBackend) -> None:
