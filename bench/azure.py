@@ -222,6 +222,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rss-mib", type=int, default=0, help="also check peak RSS at this size")
+    parser.add_argument(
+        "--server-dir",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        help="where Azurite stores blobs (default: /dev/shm, a tmpfs, so that the VM disk's "
+        "writeback does not time the emulator instead of the clients)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -232,7 +238,8 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-azure-") as tmp,
-        run_azurite(Path(tmp) / "azurite") as server,
+        tempfile.TemporaryDirectory(prefix="bench-azurite-", dir=args.server_dir) as server_dir,
+        run_azurite(Path(server_dir)) as server,
     ):
         BlobServiceClient(
             server.account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}

@@ -215,9 +215,6 @@ class FileSlice(io.RawIOBase):
         self._position += len(data)
         return data
 
-    def readall(self) -> bytes:
-        return self.read()
-
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(memoryview(buffer)))
         memoryview(buffer).cast("B")[: len(data)] = data
