@@ -261,20 +261,22 @@ def works_again(crashable: Crashable) -> None:
     assert sha(crashable.read("after.bin")) == sha(data)
 
 
-def test_upload_when_the_server_dies(crashable: Crashable) -> None:
-    old = put_old_version(crashable, "doc.bin")
-    new = random.Random("new").randbytes(SIZE)
-    crash = Crash(crashable.restart)
+def fails(transfer: Callable[[], object]) -> bool:
+    """Run ``transfer``; True if it failed with a typed StorageError (printed for the log)."""
     try:
-        crashable.storage.upload(
-            cast(IO[bytes], Paced(io.BytesIO(new))), "doc.bin", progress_callback=crash.progress
-        )
+        transfer()
     except StorageError as exc:
-        failed = True
         print(f"failed with {exc!r}")
-    else:
-        failed = False
-        print("succeeded")
+        return True
+    print("succeeded")
+    return False
+
+
+def check_write_outcome(
+    crashable: Crashable, crash: Crash, failed: bool, old: bytes, new: bytes
+) -> None:
+    """A write the server died under left the old version if it failed, the new one if it
+    succeeded, never a mix; nothing is left behind and the backend works again."""
     assert crash.reached.is_set(), "the transfer ended before the crash"
     assert not (failed and crashable.must_complete(writing=True)), "did not ride out the restart"
     crash.join()
@@ -282,31 +284,33 @@ def test_upload_when_the_server_dies(crashable: Crashable) -> None:
     assert sha(stored) in ({sha(old)} if failed else {sha(new)}), "partial or lost object"
     _check_leftovers(crashable, "doc.bin")
     works_again(crashable)
+
+
+def test_upload_when_the_server_dies(crashable: Crashable) -> None:
+    old = put_old_version(crashable, "doc.bin")
+    new = random.Random("new").randbytes(SIZE)
+    crash = Crash(crashable.restart)
+    failed = fails(
+        lambda: crashable.storage.upload(
+            cast(IO[bytes], Paced(io.BytesIO(new))), "doc.bin", progress_callback=crash.progress
+        )
+    )
+    check_write_outcome(crashable, crash, failed, old, new)
 
 
 def test_streaming_write_when_the_server_dies(crashable: Crashable) -> None:
     old = put_old_version(crashable, "doc.bin")
     new = random.Random("new").randbytes(SIZE)
     crash = Crash(crashable.restart)
-    try:
+
+    def stream() -> None:
         with crashable.storage.open("doc.bin", "wb") as file:
             source = Paced(io.BytesIO(new))
             while chunk := source.read(MiB):
                 file.write(chunk)
                 crash.progress(file.tell())
-    except StorageError as exc:
-        failed = True
-        print(f"failed with {exc!r}")
-    else:
-        failed = False
-        print("succeeded")
-    assert crash.reached.is_set(), "the transfer ended before the crash"
-    assert not (failed and crashable.must_complete(writing=True)), "did not ride out the restart"
-    crash.join()
-    stored = crashable.read("doc.bin")
-    assert sha(stored) in ({sha(old)} if failed else {sha(new)}), "partial or lost object"
-    _check_leftovers(crashable, "doc.bin")
-    works_again(crashable)
+
+    check_write_outcome(crashable, crash, fails(stream), old, new)
 
 
 def _check_leftovers(crashable: Crashable, key: str) -> None:
@@ -332,15 +336,13 @@ def test_download_when_the_server_dies(crashable: Crashable) -> None:
     crashable.make_durable()
     crash = Crash(crashable.restart)
     target = io.BytesIO()
-    try:
-        crashable.storage.download(
+    if fails(
+        lambda: crashable.storage.download(
             "doc.bin", cast(IO[bytes], Paced(target)), progress_callback=crash.progress
         )
-    except StorageError as exc:
+    ):
         assert not crashable.must_complete(writing=False), "did not ride out the restart"
-        print(f"failed with {exc!r}")
     else:
-        print("succeeded")
         assert sha(target.getvalue()) == sha(data), "short or corrupt download"
     assert crash.reached.is_set(), "the transfer ended before the crash"
     crash.join()
@@ -353,16 +355,16 @@ def test_streaming_read_when_the_server_dies(crashable: Crashable) -> None:
     crashable.make_durable()
     crash = Crash(crashable.restart)
     received = Paced(io.BytesIO())
-    try:
+
+    def stream() -> None:
         with crashable.storage.open("doc.bin") as file:
             for chunk in file.iter_chunks(MiB):
                 received.write(chunk)
                 crash.progress(received.inner.tell())
-    except StorageError as exc:
+
+    if fails(stream):
         assert not crashable.must_complete(writing=False), "did not ride out the restart"
-        print(f"failed with {exc!r}")
     else:
-        print("succeeded")
         assert sha(received.inner.getvalue()) == sha(data), "short or corrupt read"
     assert crash.reached.is_set(), "the read ended before the crash"
     crash.join()
