@@ -42,6 +42,16 @@ def test_slice_works_behind_a_buffered_reader(local: Path) -> None:
         assert buffered.read() == DATA[10:110]
 
 
+def test_slice_counts_each_byte_once_across_a_rewind(local: Path) -> None:
+    counted: list[int] = []
+    with local.open("rb") as file:
+        piece = FileSlice(file.fileno(), 0, 1000, count_bytes=counted.append)
+        piece.read(600)
+        piece.seek(0)  # a retry sends the body again
+        piece.read()
+    assert counted == [600, 400]
+
+
 def test_slices_of_one_file_do_not_share_a_position(local: Path) -> None:
     with local.open("rb") as file:
         first, second = FileSlice(file.fileno(), 0, 100), FileSlice(file.fileno(), 100, 100)

@@ -240,14 +240,17 @@ class AzureWriter(AzureFile, PartUploadWriter):
     ) -> None:
         """Stage ``size`` bytes of the open file ``fd`` from offset ``start``, in blocks of
         ``block_size`` each streamed from the file (:class:`FileSlice`), so memory stays small
-        whatever the block size. Only on a fresh writer; ``close()`` commits as usual."""
+        whatever the block size; ``count_bytes`` follows the bytes as they are sent. Only on a
+        fresh writer; ``close()`` commits as usual."""
         if self.tell() or self._buffer:
             raise ValueError("stage_local_file needs a writer nothing was written to")
         for offset in range(start, start + size, block_size):
             length = min(block_size, start + size - offset)
-            self._submit(FileSlice(fd, offset, length, backend=self.storage, path=self.path))
+            block = FileSlice(
+                fd, offset, length, count_bytes=count_bytes, backend=self.storage, path=self.path
+            )
+            self._submit(block)
             self._written += length
-            count_bytes(length)
 
     def _upload_part(self, number: int, data: bytes | FileSlice) -> str:
         if number > MAX_BLOCKS:

@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from ..errors import StorageError
+from ..progress import ByteCounter
 from .base import FileMode, RemoteFile
 
 
@@ -163,20 +164,31 @@ class FileSlice(io.RawIOBase):
     in memory, and that the SDK's retry policy can rewind. Reads use ``os.pread``, so slices of
     one file are read from many threads at once without sharing a file position.
 
-    A file that shrinks under the slice raises :class:`StorageError` (naming ``backend`` and
-    ``path``, the upload's target) rather than sending a short body.
+    ``count_bytes`` hears of each byte the first time it is read, so that progress follows what
+    the HTTP client sends and a resend after a rewind is not counted twice. A file that shrinks
+    under the slice raises :class:`StorageError` (naming ``backend`` and ``path``, the upload's
+    target) rather than sending a short body.
     """
 
     def __init__(
-        self, fd: int, start: int, length: int, *, backend: Any = None, path: str | None = None
+        self,
+        fd: int,
+        start: int,
+        length: int,
+        *,
+        count_bytes: ByteCounter | None = None,
+        backend: Any = None,
+        path: str | None = None,
     ) -> None:
         super().__init__()
         self.fd = fd
         self.start = start
         self.length = length
+        self.count_bytes = count_bytes
         self.backend = backend
         self.path = path
         self._position = 0
+        self._counted = 0
 
     def __len__(self) -> int:
         # What HTTP clients (requests' super_len) take for the Content-Length.
@@ -213,6 +225,9 @@ class FileSlice(io.RawIOBase):
                 path=self.path,
             )
         self._position += len(data)
+        if self.count_bytes is not None and self._position > self._counted:
+            self.count_bytes(self._position - self._counted)
+            self._counted = self._position
         return data
 
     def readinto(self, buffer: Any) -> int:

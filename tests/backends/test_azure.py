@@ -338,6 +338,28 @@ def test_local_file_is_staged_in_large_streamed_blocks(
     assert blob.download_blob().readall() == data
 
 
+def test_progress_of_a_local_file_follows_the_bytes_sent(
+    small_blocks: AzureStorage, azure_container: ContainerClient, tmp_path: Path
+) -> None:
+    """Streamed blocks report bytes as they are sent, not all at once when queued; a callback
+    that raises stops the upload and the old blob stays."""
+    data = bytes(range(256)) * (16 * MiB // 256)  # long enough that a cancel comes in time
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    seen: list[int] = []
+    small_blocks.put(str(local), "big.bin", progress_callback=seen.append)
+    assert seen == sorted(seen) and seen[-1] == len(data)
+    assert len(seen) > 3  # finer than the three blocks
+    small_blocks.upload(io.BytesIO(b"previous"), "doc.bin")
+
+    def cancel(count: int) -> None:
+        raise KeyboardInterrupt("user cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        small_blocks.put(str(local), "doc.bin", progress_callback=cancel)
+    assert azure_container.get_blob_client("doc.bin").download_blob().readall() == b"previous"
+
+
 def test_temporary_file_written_then_rewound_uploads_whole(
     small_blocks: AzureStorage, tmp_path: Path
 ) -> None:
