@@ -29,7 +29,7 @@ def relay_progress(
 ) -> T:
     """Run ``transfer(count_bytes)`` and report its progress to ``progress_callback``."""
     if progress_callback is None:
-        return transfer(_ignore)
+        return transfer(ignore_bytes)
     increments: queue.SimpleQueue[int] = queue.SimpleQueue()
     outcome: dict[str, object] = {}
     cancelled = threading.Event()
@@ -80,5 +80,5 @@ class TransferCancelledError(Exception):
     """Raised inside a transfer's worker to stop it after the progress callback failed."""
 
 
-def _ignore(count: int) -> None:
+def ignore_bytes(count: int) -> None:
     """A byte counter for transfers nobody watches."""

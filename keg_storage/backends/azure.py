@@ -242,7 +242,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
         ``block_size`` each streamed from the file (:class:`FileSlice`), so memory stays small
         whatever the block size; ``count_bytes`` follows the bytes as they are sent. Only on a
         fresh writer; ``close()`` commits as usual."""
-        if self.tell() or self._buffer:
+        if self.tell():
             raise ValueError("stage_local_file needs a writer nothing was written to")
         for offset in range(start, start + size, block_size):
             length = min(block_size, start + size - offset)

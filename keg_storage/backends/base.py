@@ -40,7 +40,7 @@ from ..errors import (
     describe_backend,
 )
 from ..paths import directory_prefix, file_key, glob_parts
-from ..progress import ByteCounter, ProgressCallback, relay_progress
+from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 
 __all__ = [
     "FileMode",
@@ -529,7 +529,7 @@ class StorageBackend:
     def _copy(self, key: str, new_key: str) -> None:
         """Stream the file through this process (for services without a server-side copy)."""
         with self._open(key, FileMode.read, {}) as source:
-            self._upload(cast(IO[bytes], source), new_key, {}, _ignore_bytes)
+            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes)
 
     def _move(self, key: str, new_key: str) -> None:
         self._copy(key, new_key)
@@ -561,10 +561,6 @@ class StorageBackend:
 
 
 StorageBackendT = TypeVar("StorageBackendT", bound=StorageBackend)
-
-
-def _ignore_bytes(count: int) -> None:
-    """A byte counter for internal transfers nobody watches."""
 
 
 @contextlib.contextmanager

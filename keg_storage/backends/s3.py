@@ -450,6 +450,9 @@ class S3Storage(StorageBackend):
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.chunk_size = chunk_size
+        # download/get then read whole ranges from the reader (parallel ranged GETs, written in
+        # order, so any writable file object works and memory stays bounded).
+        self.transfer_chunk_size = chunk_size
         self.max_concurrency = max_concurrency
         self.multipart_threshold = multipart_threshold
         self.max_attempts = max_attempts
@@ -633,14 +636,6 @@ class S3Storage(StorageBackend):
                     Bucket=self.bucket, Key=new_key, UploadId=upload_id
                 )
             raise
-
-    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
-        """Parallel ranged GETs written in order: any writable file object works (no seeks),
-        and memory stays at about ``chunk_size * (max_concurrency + 1)``."""
-        with self._open(key, FileMode.read, {}) as source:
-            while chunk := source.read(self.chunk_size):
-                file_obj.write(chunk)
-                count_bytes(len(chunk))
 
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter

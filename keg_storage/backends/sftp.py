@@ -50,7 +50,7 @@ from ..errors import (
     StorageError,
     StoragePermissionError,
 )
-from ..progress import ByteCounter
+from ..progress import ByteCounter, ignore_bytes
 from .base import (
     FileMode,
     FileStat,
@@ -992,7 +992,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         """Copy through this process: read and write on separate SFTP sessions (pipelined
         writes interleaved with reads on one session can deadlock paramiko)."""
         with SFTPRemoteFile(FileMode.read, key, self, session=session) as source:
-            self._upload(cast(IO[bytes], source), new_key, {}, _ignore)
+            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes)
 
     def _move(self, key: str, new_key: str) -> None:
         def move(session: _Session) -> None:
@@ -1139,10 +1139,6 @@ def _open_handle(sftp: Any, path: str, flags: int) -> bytes:
 def _remove_quietly(sftp: Any, path: str) -> None:
     with contextlib.suppress(OSError):
         sftp.remove(path)
-
-
-def _ignore(count: int) -> None:
-    """A byte counter for internal transfers nobody watches."""
 
 
 # -- remote files ---------------------------------------------------------------------------

@@ -272,6 +272,7 @@ class PartUploadWriter(RemoteFile):
         self.max_concurrency = max(1, max_concurrency)
         self._buffer = bytearray()
         self._parts: list[Future[Any]] = []
+        self._in_flight: set[Future[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._written = 0
 
@@ -320,14 +321,20 @@ class PartUploadWriter(RemoteFile):
             self._executor = ThreadPoolExecutor(
                 self.max_concurrency, thread_name_prefix="keg-storage-write"
             )
-        pending = [future for future in self._parts if not future.done()]
-        while len(pending) >= self.max_concurrency:
-            _, still = wait(pending, return_when=FIRST_COMPLETED)
-            pending = list(still)
-        for future in self._parts:
-            if future.done() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-        self._parts.append(self._executor.submit(self._upload_part, len(self._parts) + 1, part))
+        # Only the parts in flight are looked at, so each part costs the same however many
+        # were sent before it; a failed part stops the writer at its next part.
+        while True:
+            done = {future for future in self._in_flight if future.done()}
+            for future in done:
+                if future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            self._in_flight -= done
+            if len(self._in_flight) < self.max_concurrency:
+                break
+            wait(self._in_flight, return_when=FIRST_COMPLETED)
+        future = self._executor.submit(self._upload_part, len(self._parts) + 1, part)
+        self._parts.append(future)
+        self._in_flight.add(future)
 
     def _finish(self) -> None:
         if self._executor is None:
@@ -357,3 +364,4 @@ class PartUploadWriter(RemoteFile):
             in_worker = threading.current_thread().name.startswith("keg-storage-write")
             self._executor.shutdown(wait=not in_worker, cancel_futures=True)
             self._parts.clear()
+            self._in_flight.clear()
