@@ -923,17 +923,6 @@ class SFTPStorage(InternalLinksStorageBackend):
         attr = self._call(key, lambda session: self._stat_attr(session, key))
         return FileStat(size=attr.st_size or 0, last_modified=_mtime(attr))
 
-    def _exists(self, key: str) -> bool:
-        def exists(session: _Session) -> bool:
-            try:
-                return not stat_module.S_ISDIR(session.sftp.stat(self._remote(key)).st_mode or 0)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    return False
-                raise
-
-        return self._call(key, exists)
-
     def _delete(self, key: str) -> None:
         log.info("Deleting remote file '%s'", key)
 
@@ -955,21 +944,19 @@ class SFTPStorage(InternalLinksStorageBackend):
         return SFTPRemoteFile(mode, key, self)
 
     def _copy(self, key: str, new_key: str) -> None:
-        def copy(session: _Session) -> None:
-            if "copy-data" in session.extensions:
-                self._copy_data(session, key, new_key)
-            else:
-                self._copy_stream(session, key, new_key)
+        self._call(key, lambda session: self._copy_on(session, key, new_key))
 
-        self._call(key, copy)
+    def _copy_on(self, session: _Session, key: str, new_key: str) -> None:
+        """Copy on the server where it can (``copy-data``), else through this process."""
+        if "copy-data" in session.extensions:
+            self._copy_data(session, key, new_key)
+        else:
+            self._copy_stream(session, key, new_key)
 
     def _copy_data(self, session: _Session, key: str, new_key: str) -> None:
         """Server-side copy with the ``copy-data`` extension, into a temp file then renamed."""
         sftp = session.sftp
-        try:
-            source = _open_handle(sftp, self._remote(key), _READ)
-        except OSError as exc:
-            raise self._error(exc, key) from exc
+        source = _open_handle(sftp, self._remote(key), _READ)
         temp = None
         try:
             temp, target = self._open_temp(sftp, posixpath.dirname(self._remote(new_key)))
@@ -998,15 +985,22 @@ class SFTPStorage(InternalLinksStorageBackend):
         def move(session: _Session) -> None:
             sftp = session.sftp
             source, target = self._remote(key), self._remote(new_key)
+            # A missing source (or a directory) fails here, so a rename's ENOENT is about the
+            # target's directory: created then, not checked before every move.
             self._stat_attr(session, key)
-            self._makedirs(sftp, posixpath.dirname(target))
             try:
-                self._publish(session, source, target)
+                try:
+                    self._publish(session, source, target)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+                    self._makedirs(sftp, posixpath.dirname(target))
+                    self._publish(session, source, target)
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
                     raise
                 log.info("rename of %s failed (%s); copying instead", key, exc)
-                self._copy(key, new_key)
+                self._copy_on(session, key, new_key)
                 sftp.remove(source)
             self._prune(sftp, key)
 
@@ -1028,7 +1022,7 @@ class SFTPStorage(InternalLinksStorageBackend):
             with SFTPRemoteFile(FileMode.write, key, self) as target:
                 chunk_size = target.write_chunk_bytes
                 readinto = getattr(file_obj, "readinto", None)
-                if readinto is not None and not isinstance(file_obj, io.TextIOBase):
+                if readinto is not None:
                     view = memoryview(bytearray(chunk_size))
                     while size := readinto(view):
                         target.write(view[:size])
@@ -1341,17 +1335,13 @@ class SFTPRemoteFile(RemoteFile):
     def _take(self, limit: int | None) -> bytes:
         """Up to ``limit`` bytes at the current position (b"" at end of file)."""
         start = self._position - self._data_start
-        if 0 <= start < len(self._data):
-            end = len(self._data) if limit is None else start + limit
-            piece = self._data[start:end]
-            self._position += len(piece)
-            return piece
-        if self._eof_at is not None and self._position >= self._eof_at:
-            return b""
-        self._fetch(limit)
-        start = self._position - self._data_start
         if not 0 <= start < len(self._data):
-            return b""
+            if self._eof_at is not None and self._position >= self._eof_at:
+                return b""
+            self._fetch(limit)
+            start = self._position - self._data_start
+            if not 0 <= start < len(self._data):
+                return b""
         end = len(self._data) if limit is None else start + limit
         piece = self._data[start:end]
         self._position += len(piece)
@@ -1494,8 +1484,7 @@ class SFTPRemoteFile(RemoteFile):
             self._release(broken=broken)
             return
         try:
-            if self.writable():
-                self._flush_writes()
+            self._flush_writes()
             self._close_handle()
             if self._temp is not None:
                 self.client._publish(self._session, self._temp, self._target)
@@ -1528,9 +1517,7 @@ class SFTPRemoteFile(RemoteFile):
             if not broken:
                 raise
         finally:
-            self._release(
-                broken=broken or (self._session is not None and not self._session.usable())
-            )
+            self._release(broken=broken)  # the pool also drops a session that is no longer usable
         if temp is not None:
             self._remove_orphan(temp)
 
