@@ -32,7 +32,6 @@ import jwt
 from ..errors import (
     ExpiredLinkTokenError,
     FileNotFoundInStorageError,
-    InvalidPathError,
     LinkTokenError,
     MalformedLinkTokenError,
     StorageError,
@@ -110,8 +109,11 @@ class ShareLinkOperation(enum.Flag):
     @classmethod
     def as_operation(cls, obj: ShareLinkOperation | str) -> ShareLinkOperation:
         """Parse an operation: the flag, letters of ``dur`` (``'du'``), or the words
-        ``download``, ``upload``, ``remove``/``delete`` (combined with ``,`` or ``|``)."""
+        ``download``, ``upload``, ``remove``/``delete`` (combined with ``,`` or ``|``). An
+        empty operation, however given, raises ``ValueError``."""
         if isinstance(obj, ShareLinkOperation):
+            if not obj:
+                raise ValueError("a link needs at least one operation")
             return obj
         if not isinstance(obj, str):
             raise ValueError("as_operation() accepts only ShareLinkOperation or str arguments")
@@ -487,8 +489,6 @@ class StorageBackend:
         """
         key = self._file_key(path)
         parsed = ShareLinkOperation.as_operation(operation)
-        if not parsed:
-            raise ValueError("a link needs at least one operation")
         return self._link_to(
             key, parsed, resolve_expiry(expire), output_path, content_type, **options
         )
@@ -701,12 +701,27 @@ class InternalLinksStorageBackend(StorageBackend):
         content_type: str | None = None,
     ) -> str:
         """A signed token allowing ``operation`` on ``path`` until ``expire``."""
+        return self._sign_token(
+            self._file_key(path),
+            ShareLinkOperation.as_operation(operation),
+            resolve_expiry(expire),
+            output_path,
+            content_type,
+        )
+
+    def _sign_token(
+        self,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+    ) -> str:
+        """The token for arguments already validated (by ``create_link_token`` or ``link_to``)."""
         signing_key = self._require_token_keys()[0]
-        parsed = ShareLinkOperation.as_operation(operation)
-        data = InternalLinkTokenData(self._file_key(path), parsed, output_path, content_type)
-        claims = data.serialize()
+        claims = InternalLinkTokenData(key, operation, output_path, content_type).serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
-        claims["exp"] = math.ceil(resolve_expiry(expire).timestamp())
+        claims["exp"] = math.ceil(expires_at.timestamp())
         return jwt.encode(claims, signing_key, algorithm=self.token_algorithm)
 
     def deserialize_link_token(self, token: str | bytes) -> InternalLinkTokenData:
@@ -741,7 +756,7 @@ class InternalLinksStorageBackend(StorageBackend):
         try:
             data = InternalLinkTokenData.deserialize(claims)
             return data._replace(path=self._file_key(data.path))
-        except (ValueError, TypeError, InvalidPathError) as exc:
+        except (ValueError, TypeError) as exc:  # InvalidPathError is a ValueError
             raise LinkTokenError(f"link token claims are invalid: {exc}", backend=self) from exc
 
     def _link_to(
@@ -764,13 +779,7 @@ class InternalLinksStorageBackend(StorageBackend):
             ) from exc
         if not self.linked_endpoint:
             raise ValueError(f"{self!r} must be configured with linked_endpoint to use links")
-        token = self.create_link_token(
-            path=key,
-            operation=operation,
-            expire=expires_at,
-            output_path=output_path,
-            content_type=content_type,
-        )
+        token = self._sign_token(key, operation, expires_at, output_path, content_type)
         try:
             return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)
         except RuntimeError as exc:  # outside a request and without SERVER_NAME

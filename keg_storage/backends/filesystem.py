@@ -42,15 +42,16 @@ from .base import (
 from .streams import WrappedFile
 
 
-def kernel_copy(source: str, dst: IO[bytes]) -> None:
+def kernel_copy(source: str, dst: IO[bytes]) -> int:
     """Copy a file's bytes into the new, empty file ``dst`` inside the kernel:
     ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload the
-    copy), else a plain copy loop."""
+    copy), else a plain copy loop. Returns the number of bytes copied."""
     with open(source, "rb") as src:
         try:
-            while os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
-                pass
-            return
+            copied = 0
+            while count := os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
+                copied += count
+            return copied
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
@@ -58,6 +59,7 @@ def kernel_copy(source: str, dst: IO[bytes]) -> None:
         dst.seek(0)
         dst.truncate()
         shutil.copyfileobj(src, dst)
+        return dst.tell()
 
 
 @contextlib.contextmanager
@@ -191,16 +193,18 @@ class LocalFSStorage(InternalLinksStorageBackend):
     def _errors(self, key: str) -> contextlib.AbstractContextManager[None]:
         return os_errors(self, key)
 
+    def _file_stat(self, key: str) -> tuple[str, os.stat_result]:
+        """The local path and status of an existing regular file (a missing one raises
+        FileNotFoundError, which the caller's ``_errors`` turns into the CONTRACT's error)."""
+        real = self._real_path(key)
+        info = os.stat(real)
+        if not stat_module.S_ISREG(info.st_mode):
+            raise self._not_found(key)
+        return real, info
+
     def _file_path(self, key: str) -> str:
         """The local path of an existing regular file."""
-        real = self._real_path(key)
-        try:
-            is_file = stat_module.S_ISREG(os.stat(real).st_mode)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise self._not_found(key) from exc
-        if not is_file:
-            raise self._not_found(key)
-        return real
+        return self._file_stat(key)[0]
 
     def _target_path(self, key: str) -> str:
         """The local path to write ``key`` to, its directory created."""
@@ -249,7 +253,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
 
     def _stat(self, key: str) -> FileStat:
         with self._errors(key):
-            info = os.stat(self._file_path(key))
+            _, info = self._file_stat(key)
         etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
         return FileStat(info.st_size, arrow.get(info.st_mtime), etag, None)
 
@@ -267,8 +271,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self._errors(key):
             target = self._target_path(key)
             with atomic_replace(target, fsync=self.fsync) as temp_file:
-                kernel_copy(source, temp_file)
-            return os.path.getsize(target)
+                return kernel_copy(source, temp_file)
 
     def _copy(self, key: str, new_key: str) -> None:
         with self._errors(key):
@@ -290,8 +293,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self._errors(key):
             source = self._file_path(key)
         with atomic_replace(dest) as temp_file:
-            kernel_copy(source, temp_file)
-        count_bytes(os.path.getsize(dest))
+            copied = kernel_copy(source, temp_file)
+        count_bytes(copied)
 
 
 __all__ = ["FileNotFoundInStorageError", "LocalFSError", "LocalFSFile", "LocalFSStorage"]
