@@ -121,6 +121,12 @@ def test_token_with_bad_claims_is_refused(claims: dict[str, object]) -> None:
         backend().deserialize_link_token(token)
 
 
+@pytest.mark.parametrize("operation", [ShareLinkOperation(0), ""])
+def test_token_for_no_operation_is_never_made(operation: ShareLinkOperation | str) -> None:
+    with pytest.raises(ValueError, match="operation"):
+        backend().create_link_token(path="a", operation=operation, expire=timedelta(minutes=1))
+
+
 def test_token_of_another_backend_is_refused() -> None:
     token = backend("other").create_link_token(path="a", operation="d", expire=timedelta(minutes=1))
     with pytest.raises(LinkTokenError):
