@@ -143,12 +143,13 @@ def _human_size(size: int) -> str:
 
 
 @contextlib.contextmanager
-def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+def _progress(total: Callable[[], int], label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise (and then ``total``,
+    which may cost a request, is not asked for)."""
     if not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(length=total or 0, label=label, file=sys.stderr) as bar:
+    with click.progressbar(length=total(), label=label, file=sys.stderr) as bar:
         done = 0
 
         def update(count: int) -> None:
@@ -208,7 +209,7 @@ def get_command(path: str, file: str | None) -> None:
             with click.open_file("-", "wb") as stdout:
                 backend.download(path, stdout)
             return
-        with _progress(backend.stat(path).size, f"get {path}") as progress:
+        with _progress(lambda: backend.stat(path).size, f"get {path}") as progress:
             backend.get(path, target, progress_callback=progress)
     click.echo(f"Downloaded {path} to {target}.", err=True)
 
@@ -226,7 +227,7 @@ def put_command(file: str, key: str, content_type: str | None) -> None:
             with click.open_file("-", "rb") as stdin:
                 backend.upload(stdin, key, extra_args=extra_args)
         else:
-            with _progress(os.path.getsize(file), f"put {key}") as progress:
+            with _progress(lambda: os.path.getsize(file), f"put {key}") as progress:
                 backend.put(file, key, progress_callback=progress, extra_args=extra_args)
     click.echo(f"Uploaded {file} to {key}.", err=True)
 
@@ -282,7 +283,11 @@ def stat_command(path: str) -> None:
 @click.option(
     "-e", "--expiration", default=3600, show_default=True, help="Seconds the link stays valid."
 )
-@click.option("--download/--no-download", default=True, show_default=True)
+@click.option(
+    "--download/--no-download",
+    default=None,
+    help="Allow downloads [default: on unless --upload or --delete is given].",
+)
 @click.option("--upload/--no-upload", default=False, show_default=True)
 @click.option("--delete/--no-delete", default=False, show_default=True)
 @click.option("--output-path", help="File name a browser saves the download as.")
@@ -290,7 +295,7 @@ def stat_command(path: str) -> None:
 def link_command(
     path: str,
     expiration: int,
-    download: bool,
+    download: bool | None,
     upload: bool,
     delete: bool,
     output_path: str | None,
@@ -298,6 +303,8 @@ def link_command(
 ) -> None:
     """Print a link allowing the chosen operations on PATH."""
     backend = _backend()
+    if download is None:
+        download = not (upload or delete)
     operation = ShareLinkOperation(0)
     for wanted, flag in (
         (download, ShareLinkOperation.download),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import flask
 import pytest
 from flask.testing import FlaskCliRunner
 
-from keg_storage import LocalFSStorage, MemoryStorage, Storage
+from keg_storage import LocalFSStorage, MemoryStorage, ShareLinkOperation, Storage
 
 from .conftest import make_app
 
@@ -85,6 +86,29 @@ def test_link_is_served_by_the_app(roots: dict[str, Path]) -> None:
         response = client.get(url)
         assert response.data == b"linked"
         assert response.headers["Content-Disposition"] == 'attachment; filename="nice.txt"'
+
+
+@pytest.mark.parametrize(
+    ("flags", "allowed"),
+    [
+        ([], ShareLinkOperation.download),
+        (["--upload"], ShareLinkOperation.upload),
+        (["--delete"], ShareLinkOperation.remove),
+        (["--download", "--upload"], ShareLinkOperation.download | ShareLinkOperation.upload),
+    ],
+)
+def test_link_allows_what_its_flags_name(
+    roots: dict[str, Path], flags: list[str], allowed: ShareLinkOperation
+) -> None:
+    """Download is the default only when no other operation is asked for (an upload link that
+    also downloads would be refused by S3, which signs one operation per link)."""
+    app = two_profile_app(roots, SERVER_NAME="files.example")
+    result = app.test_cli_runner().invoke(args=["storage", "link", "l.txt", *flags])
+    assert result.exit_code == 0, result.output
+    token = parse_qs(urlsplit(result.output.strip()).query)["token"][0]
+    with app.app_context():
+        backend = app.extensions["keg_storage"].get("first")
+        assert backend.deserialize_link_token(token).operations == allowed
 
 
 def test_link_without_server_name_explains(runner: FlaskCliRunner) -> None:
