@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import IO, Any, cast
 
-import arrow
-
 from .errors import MissingDependencyError
 from .http import content_disposition
 
@@ -124,12 +122,8 @@ class _AppState:
 
     def close(self) -> None:
         """Close every backend built so far; they are built again on next use."""
-        _close_profiles(self.profiles)
-
-
-def _close_profiles(profiles: dict[str, _Profile]) -> None:
-    for profile in profiles.values():
-        profile.close()
+        for profile in self.profiles.values():
+            profile.close()
 
 
 def _parse_profiles(config: Mapping[str, Any]) -> dict[str, _Profile]:
@@ -182,8 +176,8 @@ class Storage:
         state = _AppState(_parse_profiles(app.config))
         app.extensions[EXTENSION_KEY] = state
         app.storage = self  # type: ignore[attr-defined]
-        # Close the backends with the app (or at exit); the callback must not reference the app.
-        weakref.finalize(app, _close_profiles, state.profiles)
+        # Close the backends with the app (or at exit); the state holds no reference to the app.
+        weakref.finalize(app, state.close)
         app.before_request_funcs.setdefault(None, []).insert(0, _exempt_link_views_from_csrf)
         self.init_cli(app)
 
@@ -584,7 +578,7 @@ class StorageOperations:
         return cls.storage_get_profile(storage_profile).link_to(
             cls._path(storage_location, filename),
             ShareLinkOperation.download,
-            arrow.utcnow() + timedelta(minutes=expire_minutes),
+            timedelta(minutes=expire_minutes),
             **kwargs,
         )
 
@@ -603,7 +597,7 @@ class StorageOperations:
         url = cls.storage_get_profile(storage_profile).link_to(
             cls._path(storage_location, new_name),
             ShareLinkOperation.upload,
-            arrow.utcnow() + timedelta(minutes=expire_minutes),
+            timedelta(minutes=expire_minutes),
             **kwargs,
         )
         return url, new_name
