@@ -1,20 +1,27 @@
 """LocalFSStorage: files in a directory of the local disk.
 
-Every path is resolved (symlinks included) and must stay inside the root. Writes go to a temp
-file in the target directory and are renamed over the target on ``close()``, so readers never see
-a partial file. Whole-file operations (``get``, ``put``, ``copy``) copy inside the kernel
-(``copy_file_range``, as ``cp`` does) instead of a Python read loop.
+Confinement holds while other processes change the tree: every path is resolved from a descriptor
+of the root, one component at a time, with ``O_NOFOLLOW|O_DIRECTORY``, and every create, rename,
+unlink and rmdir names its entry relative to a held directory descriptor (``dir_fd``), never by a
+full path after a check. A symlink is never followed, only regular files are opened
+(``O_NOFOLLOW|O_NONBLOCK`` then ``fstat``: a FIFO, device or socket is refused and never blocks),
+and ``r+`` refuses a file with more than one hard link.
+
+Writes go to a temp file in the target directory and are renamed over the target on ``close()``,
+so readers never see a partial file. Whole-file operations (``get``, ``put``, ``copy``) copy
+inside the kernel (``copy_file_range``, as ``cp`` does) instead of a Python read loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
+import secrets
 import shutil
 import stat as stat_module
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -37,29 +44,32 @@ from .base import (
     ListEntry,
     SecretKey,
     atomic_replace,
-    publish_temp_file,
+    current_umask,
 )
 from .streams import WrappedFile
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
-def kernel_copy(source: str, dst: IO[bytes]) -> int:
-    """Copy a file's bytes into the new, empty file ``dst`` inside the kernel:
-    ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload the
-    copy), else a plain copy loop. Returns the number of bytes copied."""
-    with open(source, "rb") as src:
-        try:
-            copied = 0
-            while count := os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
-                copied += count
-            return copied
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-        src.seek(0)
-        dst.seek(0)
-        dst.truncate()
-        shutil.copyfileobj(src, dst)
-        return dst.tell()
+
+def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
+    """Copy the bytes of the open file ``source`` into the new, empty file ``dst`` inside the
+    kernel: ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload
+    the copy), else a plain copy loop. Returns the number of bytes copied."""
+    try:
+        copied = 0
+        while count := os.copy_file_range(source.fileno(), dst.fileno(), 1 << 30):
+            copied += count
+        return copied
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    source.seek(0)
+    dst.seek(0)
+    dst.truncate()
+    shutil.copyfileobj(source, dst)
+    return dst.tell()
 
 
 @contextlib.contextmanager
@@ -77,6 +87,14 @@ def os_errors(backend: Any, key: str) -> Iterator[None]:
             exc.strerror or "permission denied", backend=backend, path=key
         ) from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidPathError(
+                "a symlink in the path is not followed", backend=backend, path=key
+            ) from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidPathError(
+                "a name in the path is too long for the file system", backend=backend, path=key
+            ) from exc
         raise StorageError(exc.strerror or str(exc), backend=backend, path=key) from exc
 
 
@@ -88,39 +106,154 @@ def _is_temp_file(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
+def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_result]:
+    """Open the regular file ``name`` of the directory ``dir_fd`` without following a symlink or
+    blocking: anything else (a FIFO, a device, a socket, a directory) raises FileNotFoundError,
+    as if nothing were there, since the store holds only files."""
+    try:
+        fd = os.open(name, flags | _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing without a reader
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", name) from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat_module.S_ISREG(info.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", name)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
+    """A new temp file (``.keg-storage-*.tmp``, mode 0600) in the directory ``dir_fd``."""
+    while True:
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        return name, os.fdopen(fd, "wb")
+
+
+def _publish_temp(temp: IO[bytes], dir_fd: int, temp_name: str, name: str, *, fsync: bool) -> None:
+    """Give a written temp file the permissions a new file gets (umask), flush it, close it and
+    rename it over ``name`` in the same directory. The temp file is written and flushed through
+    the descriptor that created it: reopening it with ``O_TRUNC`` would make ext4 flush it on
+    close (its replace-by-truncate heuristic), which halves the speed of a large copy."""
+    temp.flush()
+    os.fchmod(temp.fileno(), 0o666 & ~current_umask())
+    if fsync:
+        os.fsync(temp.fileno())
+    temp.close()
+    os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    if fsync:
+        os.fsync(dir_fd)
+
+
+def _remove_temp(temp: IO[bytes], dir_fd: int, temp_name: str) -> None:
+    """Close and remove an unpublished temp file."""
+    with contextlib.suppress(OSError):
+        temp.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp_name, dir_fd=dir_fd)
+
+
+@contextlib.contextmanager
+def _atomic_file(dir_fd: int, name: str, *, fsync: bool) -> Iterator[IO[bytes]]:
+    """Yield a new temp file in the directory ``dir_fd``; on success it replaces ``name`` there,
+    on failure it is removed and ``name`` is untouched."""
+    temp_name, temp = _create_temp(dir_fd)
+    try:
+        yield temp
+        _publish_temp(temp, dir_fd, temp_name, name, fsync=fsync)
+    except BaseException:
+        _remove_temp(temp, dir_fd, temp_name)
+        raise
+
+
+def _scan(dir_fd: int, base: str) -> tuple[list[ListEntry], list[str]]:
+    """The files (not symlinks, FIFOs or temp files) and sub-directory names of ``dir_fd``."""
+    files, subdirs = [], []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            if _is_temp_file(entry.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed since it was listed
+                    continue
+                files.append(ListEntry(base + entry.name, arrow.get(info.st_mtime), info.st_size))
+    return files, subdirs
+
+
 class LocalFSFile(WrappedFile):
     """A local file: read in place, written through a temp file renamed over the target on
     ``close()``, or changed in place in read|write mode. OS errors (a full disk, a read-only
-    directory) surface as the CONTRACT's errors naming ``storage`` and ``key``."""
+    directory) surface as the CONTRACT's errors naming ``storage`` and ``key``.
+
+    ``dir_fd``, when given, is an open descriptor of the directory holding the file, whose name
+    there is ``path``'s last component; the file owns it from then on. Without it, the directory
+    is opened by path.
+    """
 
     def __init__(
         self,
-        path: Path,
-        mode: FileMode,
+        path: str | os.PathLike[str],
+        mode: FileMode | str,
         *,
         fsync: bool = False,
         storage: Any = None,
         key: str | None = None,
+        dir_fd: int | None = None,
     ) -> None:
         super().__init__(mode)
-        self.path = str(path)
+        self.path = os.fspath(path)
         self.fsync = fsync
         self.storage = storage
         self.key = key if key is not None else self.path
-        self._temp_path: str | None = None
-        with self._errors():
-            if self.mode == FileMode.write:
-                fd, self._temp_path = tempfile.mkstemp(
-                    dir=os.path.dirname(self.path), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
-                )
-                self.fp = os.fdopen(fd, "wb")
-            elif self.mode == FileMode.read:
-                self.fp = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-            else:
-                self.fp = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+        self._dir_fd: int | None = dir_fd
+        self._temp_name: str | None = None
+        self._name = name = os.path.basename(self.path)
+        try:
+            with self._errors():
+                if self._dir_fd is None:
+                    self._dir_fd = os.open(os.path.dirname(self.path) or ".", _DIR_FLAGS)
+                if self.mode == FileMode.write:
+                    self._temp_name, self.fp = _create_temp(self._dir_fd)
+                    return
+                if self.mode == FileMode.read:
+                    fd, _ = _open_regular(self._dir_fd, name, os.O_RDONLY)
+                    self.fp = os.fdopen(fd, "rb")
+                else:
+                    fd, info = _open_regular(self._dir_fd, name, os.O_RDWR)
+                    self.fp = os.fdopen(fd, "r+b")
+                    if info.st_nlink > 1:
+                        raise StoragePermissionError(
+                            "a file with more than one hard link is not changed in place",
+                            backend=self._backend(),
+                            path=self.key,
+                        )
+        except BaseException:
+            self.abort()
+            raise
+        self._close_dir()  # readers need the directory no more
+
+    def _backend(self) -> Any:
+        return self.storage if self.storage is not None else "LocalFSStorage"
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return os_errors(self.storage if self.storage is not None else "LocalFSStorage", self.key)
+        return os_errors(self._backend(), self.key)
+
+    def _close_dir(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def read(self, size: int | None = -1) -> bytes:
         with self._errors():
@@ -136,28 +269,41 @@ class LocalFSFile(WrappedFile):
 
     def _finish(self) -> None:
         with self._errors():
-            self.fp.close()
-            if self._temp_path is not None:
-                publish_temp_file(self._temp_path, self.path, fsync=self.fsync)
-                self._temp_path = None
+            if self._temp_name is None:
+                self.fp.close()
+            else:
+                assert self._dir_fd is not None
+                _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
+                self._temp_name = None
+            self._close_dir()
 
     def _discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.fp.close()
-        if self._temp_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._temp_path)
-            self._temp_path = None
+        fp = getattr(self, "fp", None)
+        if fp is not None:
+            with contextlib.suppress(OSError):
+                fp.close()
+        if self._temp_name is not None and self._dir_fd is not None and fp is not None:
+            _remove_temp(fp, self._dir_fd, self._temp_name)
+            self._temp_name = None
+        self._close_dir()
 
 
 class LocalFSStorage(InternalLinksStorageBackend):
     """Files under ``root`` on the local disk; links are internal links (``LinkViewMixin``).
 
-    ``fsync=True`` flushes every written file to disk before it is published, for durability
-    across power loss, at the cost of write speed.
+    ``fsync=True`` flushes every written file (and its directory) to disk before it is published,
+    for durability across power loss, at the cost of write speed.
+
+    Keys longer than the file system allows (``max_segment_bytes`` for a name, ``max_key_bytes``
+    for the whole key, in UTF-8, read from the root's file system) raise
+    :class:`InvalidPathError` before any I/O.
     """
 
     supports_read_write = True
+    max_segment_bytes = 255
+    """The longest name of one path segment, in bytes (the root file system's ``NAME_MAX``)."""
+    max_key_bytes = 4095
+    """The longest key, in bytes: what fits in ``PATH_MAX`` after the root's own path."""
 
     def __init__(
         self,
@@ -179,120 +325,272 @@ class LocalFSStorage(InternalLinksStorageBackend):
             )
         self.fsync = fsync
         self._root = str(self.root)
+        self.max_segment_bytes = os.pathconf(self._root, "PC_NAME_MAX")
+        path_max = os.pathconf(self._root, "PC_PATH_MAX")
+        self.max_key_bytes = path_max - len(os.fsencode(self._root)) - 2  # the '/' and the NUL
 
     def __repr__(self) -> str:
         return f"LocalFSStorage(root={self._root!r}, name={self.name!r})"
 
-    def _real_path(self, key: str) -> str:
-        """The resolved local path of ``key``; refuses anything that leads outside the root."""
-        real = os.path.realpath(os.path.join(self._root, key))
-        if real != self._root and not real.startswith(self._root + os.sep):
-            raise InvalidPathError("path leads outside the storage root", backend=self, path=key)
-        return real
-
     def _errors(self, key: str) -> contextlib.AbstractContextManager[None]:
         return os_errors(self, key)
 
-    def _file_stat(self, key: str) -> tuple[str, os.stat_result]:
-        """The local path and status of an existing regular file (a missing one raises
-        FileNotFoundError, which the caller's ``_errors`` turns into the CONTRACT's error)."""
-        real = self._real_path(key)
-        info = os.stat(real)
+    def _file_key(self, path: str) -> str:
+        key = super()._file_key(path)
+        self._check_length(key)
+        return key
+
+    def _check_length(self, key: str) -> None:
+        """Refuse a key (or ``a/b/`` prefix) too long for the file system, before any I/O."""
+        if len(os.fsencode(key.rstrip("/"))) > self.max_key_bytes:
+            raise InvalidPathError(
+                f"path longer than {self.max_key_bytes} bytes", backend=self, path=key
+            )
+        for segment in key.split("/"):
+            if len(os.fsencode(segment)) > self.max_segment_bytes:
+                raise InvalidPathError(
+                    f"a path segment is longer than {self.max_segment_bytes} bytes",
+                    backend=self,
+                    path=key,
+                )
+
+    def _open_dir(self, names: list[str], key: str, *, create: bool = False) -> int:
+        """A new descriptor of the directory ``root/names...``, each component opened relative to
+        its parent's descriptor without following symlinks (``create`` makes missing ones). A
+        symlink or (when creating) a file in the way raises InvalidPathError."""
+        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in names:
+                try:
+                    child = self._open_child_dir(fd, name, create=create)
+                except NotADirectoryError:
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat_module.S_ISLNK(info.st_mode):
+                        raise InvalidPathError(
+                            "a symlink in the path is not followed", backend=self, path=key
+                        ) from None
+                    if create:
+                        raise InvalidPathError(
+                            "a file exists where the path needs a directory", backend=self, path=key
+                        ) from None
+                    raise
+                parent, fd = fd, child
+                os.close(parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def _open_child_dir(parent: int, name: str, *, create: bool) -> int:
+        """The directory ``name`` of ``parent``, made first when ``create`` and missing."""
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o777, dir_fd=parent)
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+
+    def _open_parent(self, key: str, *, create: bool = False) -> tuple[int, str]:
+        """A descriptor of the directory holding the file ``key``, and the file's name in it."""
+        *names, name = key.split("/")
+        return self._open_dir(names, key, create=create), name
+
+    def _lstat_file(self, dir_fd: int, name: str, key: str) -> os.stat_result:
+        """The status of the regular file ``name`` in ``dir_fd`` (a symlink is an
+        InvalidPathError, anything else not a file a FileNotFoundError)."""
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat_module.S_ISLNK(info.st_mode):
+            raise InvalidPathError("a symlink is not followed", backend=self, path=key)
         if not stat_module.S_ISREG(info.st_mode):
             raise self._not_found(key)
-        return real, info
+        return info
 
-    def _file_path(self, key: str) -> str:
-        """The local path of an existing regular file."""
-        return self._file_stat(key)[0]
-
-    def _target_path(self, key: str) -> str:
-        """The local path to write ``key`` to, its directory created."""
-        real = self._real_path(key)
-        if os.path.isdir(real):
+    def _check_target(self, dir_fd: int, name: str, key: str) -> None:
+        """Refuse to write over a directory or a symlink."""
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat_module.S_ISDIR(info.st_mode):
             raise InvalidPathError("a directory exists at this path", backend=self, path=key)
-        os.makedirs(os.path.dirname(real), exist_ok=True)
-        return real
+        if stat_module.S_ISLNK(info.st_mode):
+            raise InvalidPathError("a symlink is not written through", backend=self, path=key)
 
-    def _prune_empty_parents(self, real: str) -> None:
-        """Remove directories left empty by a delete or move, up to the root, so that listings
-        look the same as on object stores, which have no empty directories."""
-        directory = os.path.dirname(real)
-        while directory != self._root and directory.startswith(self._root + os.sep):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                return
-            directory = os.path.dirname(directory)
+    def _open_source(self, key: str) -> IO[bytes]:
+        """The regular file ``key``, open for reading."""
+        dir_fd, name = self._open_parent(key)
+        try:
+            fd, _ = _open_regular(dir_fd, name, os.O_RDONLY)
+        finally:
+            os.close(dir_fd)
+        return os.fdopen(fd, "rb")
+
+    def _prune_empty_parents(self, dir_fd: int, names: list[str]) -> None:
+        """Remove directories left empty by a delete or move, from ``dir_fd`` (the directory
+        ``names``) up to the root, so that listings look the same as on object stores, which
+        have no empty directories. It climbs through ``..`` of held descriptors and stops at the
+        root, so it removes only empty directories inside the root, whatever was renamed; it is
+        best effort and stops at the first failure."""
+        root = os.stat(self._root)
+        current = dir_fd
+        try:
+            for name in reversed(names):
+                parent = os.open("..", _DIR_FLAGS, dir_fd=current)
+                if current != dir_fd:
+                    os.close(current)
+                current = parent
+                os.rmdir(name, dir_fd=current)
+                info = os.fstat(current)
+                if (info.st_dev, info.st_ino) == (root.st_dev, root.st_ino):
+                    return
+        except OSError:
+            return
+        finally:
+            if current != dir_fd:
+                os.close(current)
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         with self._errors(prefix):
-            base = self._real_path(prefix) if prefix else self._root
-            if not os.path.isdir(base):
+            self._check_length(prefix)
+            try:
+                fd = self._open_dir(prefix.split("/")[:-1], prefix)
+            except (FileNotFoundError, NotADirectoryError):
                 return []
-            return list(self._walk(base, prefix, recursive))
+            try:
+                return self._walk(fd, prefix, recursive)
+            finally:
+                os.close(fd)
 
-    def _walk(self, base: str, prefix: str, recursive: bool) -> Iterator[ListEntry]:
-        for entry in os.scandir(base):
-            if entry.is_symlink() or _is_temp_file(entry.name):
-                continue
-            name = prefix + entry.name
-            if entry.is_dir():
-                if recursive:
-                    yield from self._walk(entry.path, name + "/", recursive)
-                else:
-                    yield ListEntry(name + "/", None, 0)
-            elif entry.is_file():
-                info = entry.stat()
-                yield ListEntry(name, arrow.get(info.st_mtime), info.st_size)
+    @staticmethod
+    def _walk(top: int, prefix: str, recursive: bool) -> list[ListEntry]:
+        """Every entry under the directory ``top``, depth first through descriptors (one held per
+        level), never following a symlink."""
+        entries, subdirs = _scan(top, prefix)
+        if not recursive:
+            return entries + [ListEntry(f"{prefix}{name}/", None, 0) for name in subdirs]
+        stack = [(top, prefix, iter(subdirs))]
+        try:
+            while stack:
+                parent, base, pending = stack[-1]
+                name = next(pending, None)
+                if name is None:
+                    stack.pop()
+                    if parent != top:
+                        os.close(parent)
+                    continue
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=parent)
+                except (FileNotFoundError, NotADirectoryError):  # gone, or swapped for a symlink
+                    continue
+                try:
+                    files, children = _scan(child, f"{base}{name}/")
+                except BaseException:
+                    os.close(child)
+                    raise
+                entries += files
+                stack.append((child, f"{base}{name}/", iter(children)))
+        finally:
+            for parent, _, _ in stack:
+                if parent != top:
+                    os.close(parent)
+        return entries
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> LocalFSFile:
         with self._errors(key):
-            path = self._target_path(key) if mode == FileMode.write else self._file_path(key)
-            return LocalFSFile(Path(path), mode, fsync=self.fsync, storage=self, key=key)
+            dir_fd, name = self._open_parent(key, create=mode == FileMode.write)
+            try:
+                if mode == FileMode.write:
+                    self._check_target(dir_fd, name, key)
+            except BaseException:
+                os.close(dir_fd)
+                raise
+        return LocalFSFile(
+            os.path.join(self._root, key),
+            mode,
+            fsync=self.fsync,
+            storage=self,
+            key=key,
+            dir_fd=dir_fd,
+        )
 
     def _stat(self, key: str) -> FileStat:
         with self._errors(key):
-            _, info = self._file_stat(key)
+            dir_fd, name = self._open_parent(key)
+            try:
+                info = self._lstat_file(dir_fd, name, key)
+            finally:
+                os.close(dir_fd)
         etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
         return FileStat(info.st_size, arrow.get(info.st_mtime), etag, None)
 
     def _delete(self, key: str) -> None:
         with self._errors(key):
-            real = self._real_path(key)
             try:
-                os.unlink(real)
+                dir_fd, name = self._open_parent(key)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            try:
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat_module.S_ISLNK(info.st_mode):
+                    raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
+                os.unlink(name, dir_fd=dir_fd)
+                self._prune_empty_parents(dir_fd, key.split("/")[:-1])
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return
-            self._prune_empty_parents(real)
+            finally:
+                os.close(dir_fd)
 
-    def _copy_to(self, source: str, key: str) -> int:
-        """Copy a local file to ``key`` with the kernel's copy, atomically; returns its size."""
+    def _copy_to(self, source: IO[bytes], key: str) -> int:
+        """Copy an open local file to ``key`` with the kernel's copy, atomically; returns its
+        size."""
         with self._errors(key):
-            target = self._target_path(key)
-            with atomic_replace(target, fsync=self.fsync) as temp_file:
-                return kernel_copy(source, temp_file)
+            dir_fd, name = self._open_parent(key, create=True)
+            try:
+                self._check_target(dir_fd, name, key)
+                with _atomic_file(dir_fd, name, fsync=self.fsync) as temp_file:
+                    return kernel_copy(source, temp_file)
+            finally:
+                os.close(dir_fd)
 
     def _copy(self, key: str, new_key: str) -> None:
         with self._errors(key):
-            source = self._file_path(key)
-        self._copy_to(source, new_key)
+            source = self._open_source(key)
+        with source:
+            self._copy_to(source, new_key)
 
     def _move(self, key: str, new_key: str) -> None:
         with self._errors(key):
-            source = self._file_path(key)
-            os.replace(source, self._target_path(new_key))
-            self._prune_empty_parents(source)
+            dir_fd, name = self._open_parent(key)
+        try:
+            with self._errors(key):
+                self._lstat_file(dir_fd, name, key)
+            with self._errors(new_key):
+                new_dir_fd, new_name = self._open_parent(new_key, create=True)
+                try:
+                    self._check_target(new_dir_fd, new_name, new_key)
+                    os.replace(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
+                finally:
+                    os.close(new_dir_fd)
+            with self._errors(key):
+                self._prune_empty_parents(dir_fd, key.split("/")[:-1])
+        finally:
+            os.close(dir_fd)
 
     def _put(
         self, source: str, key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
     ) -> None:
-        count_bytes(self._copy_to(source, key))
+        with self._errors(key):
+            local = open(source, "rb")  # noqa: SIM115 - closed below
+        with local:
+            count_bytes(self._copy_to(local, key))
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with self._errors(key):
-            source = self._file_path(key)
-        with atomic_replace(dest) as temp_file:
+            source = self._open_source(key)
+        with source, atomic_replace(dest) as temp_file:
             copied = kernel_copy(source, temp_file)
         count_bytes(copied)
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from keg_storage import InvalidPathError, LocalFSError, LocalFSStorage
+from keg_storage import (
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    LocalFSError,
+    LocalFSStorage,
+    StorageError,
+    StoragePermissionError,
+)
 
 
 @pytest.fixture
@@ -137,3 +148,143 @@ def test_fsync_option_publishes_the_same_bytes(tmp_path: Path) -> None:
     with storage.open("durable.bin", "wb") as file:
         file.write(b"durable")
     assert (tmp_path / "durable.bin").read_bytes() == b"durable"
+
+
+def bounded(action: Callable[[], object], seconds: float = 5) -> BaseException | None:
+    """Run ``action`` on a daemon thread; the error it raised (None if none). Fails the test if
+    it has not returned within ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{action} blocked"
+    return outcome[0]
+
+
+def test_fifo_at_a_key_is_refused_without_blocking(
+    layout: tuple[LocalFSStorage, Path], tmp_path: Path
+) -> None:
+    storage, _ = layout
+    os.mkfifo(storage.root / "pipe.bin")
+    try:
+        for action in (
+            lambda: storage.open("pipe.bin").read(),
+            lambda: storage.open("pipe.bin", "r+").read(),
+            lambda: storage.get("pipe.bin", tmp_path / "got.bin"),
+            lambda: storage.copy("pipe.bin", "copy.bin"),
+            lambda: storage.download("pipe.bin", io.BytesIO()),
+            lambda: storage.stat("pipe.bin"),
+            lambda: storage.move("pipe.bin", "moved.bin"),
+        ):
+            assert isinstance(bounded(action), FileNotFoundInStorageError)
+        assert not storage.exists("pipe.bin")
+        assert storage.list() == []
+    finally:  # wake a reader stuck in open() when the test fails
+        with contextlib.suppress(OSError):
+            os.close(os.open(storage.root / "pipe.bin", os.O_WRONLY | os.O_NONBLOCK))
+    assert sorted(p.name for p in storage.root.iterdir()) == ["pipe.bin"]
+
+
+def test_read_write_refuses_a_hard_linked_file(layout: tuple[LocalFSStorage, Path]) -> None:
+    storage, outside = layout
+    os.link(outside / "secret.txt", storage.root / "linked.txt")
+    with pytest.raises(StoragePermissionError, match="hard link") as excinfo:
+        storage.open("linked.txt", "r+")
+    assert "linked.txt" in str(excinfo.value) and storage.name in str(excinfo.value)
+    with storage.open("linked.txt", "wb") as file:  # replaces the link, not the file
+        file.write(b"replaced")
+    assert (outside / "secret.txt").read_bytes() == b"secret"
+    assert storage.open("linked.txt").read() == b"replaced"
+
+
+@pytest.mark.parametrize(
+    "path", ["a" * 256, "dir/" + "é" * 128 + "/file.txt", "/".join(["d" * 200] * 25)]
+)
+def test_names_too_long_for_the_file_system_are_invalid(
+    layout: tuple[LocalFSStorage, Path], tmp_path: Path, path: str
+) -> None:
+    storage, _ = layout
+    local = tmp_path / "local.bin"
+    local.write_bytes(b"x")
+    for action in (
+        lambda: storage.open(path, "wb"),
+        lambda: storage.open(path),
+        lambda: storage.upload(io.BytesIO(b"x"), path),
+        lambda: storage.put(local, path),
+        lambda: storage.get(path, tmp_path / "got.bin"),
+        lambda: storage.stat(path),
+        lambda: storage.exists(path),
+        lambda: storage.delete(path),
+        lambda: storage.copy("any.txt", path),
+        lambda: storage.list(path),
+    ):
+        with pytest.raises(InvalidPathError, match="longer than"):
+            action()
+    assert storage.list() == []
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_descriptor_leaks(layout: tuple[LocalFSStorage, Path], tmp_path: Path) -> None:
+    storage, outside = layout
+    local = tmp_path / "local.bin"
+    local.write_bytes(b"local")
+    os.symlink(outside, storage.root / "link")
+    os.mkfifo(storage.root / "fifo")
+    os.link(outside / "secret.txt", storage.root / "hard.txt")
+
+    def aborted_write() -> None:
+        with storage.open("a/b/aborted.txt", "wb") as file:
+            file.write(b"x")
+            raise RuntimeError
+
+    def read_write() -> None:
+        with storage.open("a/b/c.txt", "r+") as file:
+            file.write(file.read())
+
+    operations: list[Callable[[], object]] = [
+        lambda: storage.upload(io.BytesIO(b"data"), "a/b/c.txt"),
+        read_write,
+        lambda: storage.open("a/b/c.txt").read(),
+        lambda: storage.put(local, "a/b/put.txt"),
+        lambda: storage.get("a/b/put.txt", tmp_path / "got.bin"),
+        lambda: storage.download("a/b/c.txt", io.BytesIO()),
+        lambda: storage.copy("a/b/c.txt", "x/y/copy.txt"),
+        lambda: storage.move("x/y/copy.txt", "z/moved.txt"),
+        lambda: storage.stat("z/moved.txt"),
+        lambda: storage.list(),
+        lambda: storage.list("a", recursive=False),
+        lambda: storage.glob("**/*.txt"),
+        lambda: storage.delete("z/moved.txt"),
+        aborted_write,
+        lambda: storage.open("missing/file.txt"),
+        lambda: storage.open("link/secret.txt"),
+        lambda: storage.open("link/new.txt", "wb"),
+        lambda: storage.open("fifo"),
+        lambda: storage.open("hard.txt", "r+"),
+        lambda: storage.open("a/b/c.txt/under-a-file", "wb"),
+        lambda: storage.copy("fifo", "copy.txt"),
+        lambda: storage.move("missing.txt", "moved.txt"),
+        lambda: storage.open("n" * 300),
+        lambda: storage.put(tmp_path / "missing.bin", "p.txt"),
+    ]
+    for operation in operations:  # warm up: imports and caches open their own files once
+        with contextlib.suppress(StorageError, RuntimeError):
+            operation()
+    before = open_descriptors()
+    for _ in range(20):
+        for operation in operations:
+            with contextlib.suppress(StorageError, RuntimeError):
+                operation()
+    assert open_descriptors() == before
