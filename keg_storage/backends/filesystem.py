@@ -41,6 +41,9 @@ from .base import (
 )
 from .streams import WrappedFile
 
+PATH_MAX_BYTES = 4095
+"""The longest local path (Linux's PATH_MAX less the terminating NUL)."""
+
 
 def kernel_copy(source: str, dst: IO[bytes]) -> int:
     """Copy a file's bytes into the new, empty file ``dst`` inside the kernel:
@@ -158,6 +161,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
     """
 
     supports_read_write = True
+    max_segment_bytes = 255  # NAME_MAX of Linux file systems
 
     def __init__(
         self,
@@ -179,6 +183,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             )
         self.fsync = fsync
         self._root = str(self.root)
+        self.max_key_bytes = PATH_MAX_BYTES - len(os.fsencode(self._root)) - 1
 
     def __repr__(self) -> str:
         return f"LocalFSStorage(root={self._root!r}, name={self.name!r})"
