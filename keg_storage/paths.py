@@ -3,7 +3,9 @@
 A path is a ``/``-separated key relative to the backend's root: a leading ``/`` is ignored and
 ``a//b`` is ``a/b``. ``.`` and ``..`` segments, control characters and (for file operations) a
 trailing ``/`` are refused with :class:`InvalidPathError` before any I/O happens. Everything else
-is allowed, including spaces and ``*?~[]``: nothing is ever expanded by a shell.
+is allowed, including spaces and ``*?~[]``: nothing is ever expanded by a shell. A backend
+limits the length of keys (``max_key_bytes``) and of their segments (``max_segment_bytes``), in
+bytes of UTF-8, to what its service keeps; longer paths are refused the same way.
 """
 
 from __future__ import annotations
@@ -39,7 +41,32 @@ def _segments(path: str, backend: Any) -> list[str]:
     segments = [segment for segment in path.split("/") if segment]
     if any(segment in (".", "..") for segment in segments):
         raise InvalidPathError("'.' and '..' are not allowed in paths", backend=backend, path=path)
+    _check_length(segments, backend, path)
     return segments
+
+
+def _check_length(segments: list[str], backend: Any, path: str) -> None:
+    """Refuse keys and segments longer (in UTF-8) than the backend's service keeps."""
+    max_segment = getattr(backend, "max_segment_bytes", None)
+    if max_segment is not None:
+        for segment in segments:
+            if len(segment.encode("utf-8", "surrogatepass")) > max_segment:
+                raise InvalidPathError(
+                    f"a path segment is longer than this backend allows ({max_segment} bytes "
+                    "of UTF-8)",
+                    backend=backend,
+                    path=path,
+                )
+    max_key = getattr(backend, "max_key_bytes", None)
+    if max_key is not None:
+        size = sum(len(segment.encode("utf-8", "surrogatepass")) for segment in segments)
+        size += max(len(segments) - 1, 0)
+        if size > max_key:
+            raise InvalidPathError(
+                f"the path is {size} bytes of UTF-8, longer than this backend allows ({max_key})",
+                backend=backend,
+                path=path,
+            )
 
 
 def file_key(path: str, backend: Any = None) -> str:

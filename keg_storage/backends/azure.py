@@ -318,6 +318,7 @@ class AzureStorage(StorageBackend):
     # The service reads a backslash in a blob name as "/" (a file "x\\y" would silently become
     # "y" in the directory "x"), so such paths are refused before any request.
     unsupported_path_characters = "\\"
+    max_key_bytes = 1024
 
     def __init__(
         self,

@@ -316,6 +316,11 @@ class StorageBackend:
     unsupported_path_characters = ""
     """Characters the service cannot keep in a key (Azure reads ``\\`` as ``/``); a path holding
     one raises :class:`InvalidPathError` before any I/O."""
+    max_key_bytes: int | None = None
+    """The longest key (bytes of UTF-8) the service keeps; a longer path raises
+    :class:`InvalidPathError` before any I/O. None: no limit."""
+    max_segment_bytes: int | None = None
+    """The longest segment (file or directory name, bytes of UTF-8) the service keeps."""
     transfer_chunk_size = 8 * 1024 * 1024
     """Bytes per read/write in the generic transfer loops."""
 

@@ -48,6 +48,9 @@ from .base import (
 )
 from .streams import WrappedFile
 
+PATH_MAX_BYTES = 4095
+"""The longest local path (Linux's PATH_MAX less the terminating NUL)."""
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -223,7 +226,8 @@ class LocalFSFile(WrappedFile):
         try:
             with self._errors():
                 if self._dir_fd is None:
-                    self._dir_fd = os.open(os.path.dirname(self.path) or ".", _DIR_FLAGS)
+                    directory = os.path.dirname(self.path) or "."
+                    self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 if self.mode == FileMode.write:
                     self._temp_name, self.fp = _create_temp(self._dir_fd)
                     return
@@ -295,15 +299,12 @@ class LocalFSStorage(InternalLinksStorageBackend):
     for durability across power loss, at the cost of write speed.
 
     Keys longer than the file system allows (``max_segment_bytes`` for a name, ``max_key_bytes``
-    for the whole key, in UTF-8, read from the root's file system) raise
-    :class:`InvalidPathError` before any I/O.
+    for the whole key after the root's own path, in UTF-8) raise :class:`InvalidPathError`
+    before any I/O.
     """
 
     supports_read_write = True
-    max_segment_bytes = 255
-    """The longest name of one path segment, in bytes (the root file system's ``NAME_MAX``)."""
-    max_key_bytes = 4095
-    """The longest key, in bytes: what fits in ``PATH_MAX`` after the root's own path."""
+    max_segment_bytes = 255  # NAME_MAX of Linux file systems
 
     def __init__(
         self,
@@ -325,34 +326,13 @@ class LocalFSStorage(InternalLinksStorageBackend):
             )
         self.fsync = fsync
         self._root = str(self.root)
-        self.max_segment_bytes = os.pathconf(self._root, "PC_NAME_MAX")
-        path_max = os.pathconf(self._root, "PC_PATH_MAX")
-        self.max_key_bytes = path_max - len(os.fsencode(self._root)) - 2  # the '/' and the NUL
+        self.max_key_bytes = PATH_MAX_BYTES - len(os.fsencode(self._root)) - 1
 
     def __repr__(self) -> str:
         return f"LocalFSStorage(root={self._root!r}, name={self.name!r})"
 
     def _errors(self, key: str) -> contextlib.AbstractContextManager[None]:
         return os_errors(self, key)
-
-    def _file_key(self, path: str) -> str:
-        key = super()._file_key(path)
-        self._check_length(key)
-        return key
-
-    def _check_length(self, key: str) -> None:
-        """Refuse a key (or ``a/b/`` prefix) too long for the file system, before any I/O."""
-        if len(os.fsencode(key.rstrip("/"))) > self.max_key_bytes:
-            raise InvalidPathError(
-                f"path longer than {self.max_key_bytes} bytes", backend=self, path=key
-            )
-        for segment in key.split("/"):
-            if len(os.fsencode(segment)) > self.max_segment_bytes:
-                raise InvalidPathError(
-                    f"a path segment is longer than {self.max_segment_bytes} bytes",
-                    backend=self,
-                    path=key,
-                )
 
     def _open_dir(self, names: list[str], key: str, *, create: bool = False) -> int:
         """A new descriptor of the directory ``root/names...``, each component opened relative to
@@ -434,6 +414,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
         have no empty directories. It climbs through ``..`` of held descriptors and stops at the
         root, so it removes only empty directories inside the root, whatever was renamed; it is
         best effort and stops at the first failure."""
+        if not names:
+            return
         root = os.stat(self._root)
         current = dir_fd
         try:
@@ -454,7 +436,6 @@ class LocalFSStorage(InternalLinksStorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         with self._errors(prefix):
-            self._check_length(prefix)
             try:
                 fd = self._open_dir(prefix.split("/")[:-1], prefix)
             except (FileNotFoundError, NotADirectoryError):

@@ -20,6 +20,7 @@ import arrow
 
 from ..errors import (
     FileNotFoundInStorageError,
+    InvalidPathError,
     MissingDependencyError,
     StorageConnectionError,
     StorageError,
@@ -110,6 +111,8 @@ def map_error(exc: BaseException, backend: Any, key: str | None) -> BaseExceptio
             return FileNotFoundInStorageError(backend, key or "")
         if code in _PERMISSION_CODES:
             return StoragePermissionError(f"S3 refused access ({code})", backend=backend, path=key)
+        if code == "KeyTooLongError":
+            return InvalidPathError("the store refuses a key this long", backend=backend, path=key)
         if code == "NoSuchBucket":
             return StorageError("the bucket does not exist", backend=backend, path=key)
         return StorageError(f"S3 request failed ({code}): {exc}", backend=backend, path=key)
@@ -406,7 +409,8 @@ class S3Storage(StorageBackend):
     - ``unsupported_path_characters``: characters refused in paths (``InvalidPathError``)
       because the store would change them. Default: ``"\\"`` with an ``endpoint_url`` (SeaweedFS
       and other compatible stores turn ``\\`` into ``/``, which would move the file), else none
-      (AWS keeps every character);
+      (AWS keeps every character). Keys longer than 1,024 bytes of UTF-8 are refused the same
+      way, and with an ``endpoint_url`` also names (segments) longer than 255 bytes;
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
       ``Config``) merged over the settings above.
 
@@ -415,6 +419,7 @@ class S3Storage(StorageBackend):
     """
 
     supported_extra_args = None
+    max_key_bytes = 1024
 
     def __init__(
         self,
@@ -463,6 +468,8 @@ class S3Storage(StorageBackend):
         if unsupported_path_characters is None:
             unsupported_path_characters = "\\" if endpoint_url else ""
         self.unsupported_path_characters = unsupported_path_characters
+        # Stores built on a file system (SeaweedFS, MinIO) keep names of at most 255 bytes.
+        self.max_segment_bytes = 255 if endpoint_url else None
         style = addressing_style or ("path" if endpoint_url else "auto")
         config = Config(
             signature_version="s3v4",

@@ -98,6 +98,8 @@ DEFAULT_REQUEST_SIZE = 32 * 1024
 MAX_REQUEST_SIZE = 255 * 1024
 WINDOW_SIZE = 8 * 1024 * 1024
 """SSH channel window: how much the server may send before we acknowledge (bounds memory)."""
+PATH_MAX_BYTES = 4095
+"""The longest remote path (Linux's PATH_MAX less the terminating NUL)."""
 
 # SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02)
 _READ, _WRITE, _CREATE, _TRUNC, _EXCL = 0x01, 0x02, 0x08, 0x10, 0x20
@@ -592,6 +594,9 @@ class SFTPStorage(InternalLinksStorageBackend):
     """
 
     supports_read_write = True
+    # The limits of the file systems OpenSSH serves (NAME_MAX, PATH_MAX): longer paths are
+    # refused before a request instead of failing on the server with a bare "failure".
+    max_segment_bytes = 255
 
     def __init__(
         self,
@@ -642,6 +647,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         self.allow_agent = allow_agent
         self.look_for_keys = look_for_keys
         self.base_path = _normalise_base(base_path)
+        self.max_key_bytes = PATH_MAX_BYTES - len(self.base_path.encode()) - 1
         self.host_key_policy = host_key_policy
         self.timeout = timeout
         self.retry = 1 if retry is None else max(0, int(retry))

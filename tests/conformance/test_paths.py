@@ -104,3 +104,64 @@ def test_any_other_unicode_is_a_plain_name(storage: StorageBackend, path: str) -
     assert storage.stat(path).size == len(path.encode())
     storage.delete(path)
     assert names(storage) == []
+
+
+def _key_of(size: int, segment_bytes: int) -> str:
+    """A key of exactly ``size`` bytes whose segments are at most ``segment_bytes`` long and
+    whose file name is long (longer than a temp file's name beside it)."""
+    segments = []
+    left = size
+    while left > segment_bytes + 1:
+        segments.append("d" * (segment_bytes - 1))
+        left -= segment_bytes
+    segments.append("f" * left)
+    return "/".join(segments)
+
+
+@pytest.mark.parametrize("operation", sorted(FILE_OPERATIONS))
+def test_thousands_of_segments_are_refused_or_kept_never_a_recursion(
+    storage: StorageBackend, operation: str
+) -> None:
+    deep = "a/" * 3000 + "b"
+    write(storage, "source.txt", b"source")
+    if storage.max_key_bytes is None:
+        write(storage, deep, b"deep")
+        assert read(storage, deep) == b"deep"
+        return
+    with pytest.raises(InvalidPathError) as excinfo:
+        FILE_OPERATIONS[operation](storage, deep)
+    assert storage.name in str(excinfo.value)
+    assert "longer than this backend allows" in str(excinfo.value)
+    assert names(storage) == ["source.txt"]
+
+
+def test_the_longest_key_a_backend_allows_works_and_one_byte_more_is_refused(
+    storage: StorageBackend,
+) -> None:
+    if storage.max_key_bytes is None:  # Memory keeps any key
+        write(storage, "k" * 100_000, b"long")
+        assert names(storage) == ["k" * 100_000]
+        return
+    longest = _key_of(storage.max_key_bytes, storage.max_segment_bytes or 255)
+    write(storage, longest, b"long")
+    assert read(storage, longest) == b"long"
+    assert names(storage) == [longest]
+    with pytest.raises(InvalidPathError, match="longer than this backend allows"):
+        write(storage, longest + "x", b"longer")
+    storage.delete(longest)
+    assert names(storage) == []
+
+
+def test_a_name_longer_than_the_file_system_keeps_is_refused(storage: StorageBackend) -> None:
+    if storage.max_segment_bytes is None:  # object stores: any name up to the key limit
+        name = "é" * 300
+        write(storage, f"dir/{name}", b"fits")
+        assert names(storage) == [f"dir/{name}"]
+        return
+    name = "é" * (storage.max_segment_bytes // 2) + "xy"  # one byte over, two-byte characters
+    with pytest.raises(InvalidPathError, match="segment is longer"):
+        write(storage, f"dir/{name}", b"x")
+    with pytest.raises(InvalidPathError, match="segment is longer"):
+        storage.list(name)
+    write(storage, f"dir/{name[:-1]}", b"fits")
+    assert names(storage) == [f"dir/{name[:-1]}"]
