@@ -282,13 +282,13 @@ class LocalFSFile(WrappedFile):
             self._close_dir()
 
     def _discard(self) -> None:
-        fp = getattr(self, "fp", None)
-        if fp is not None:
-            with contextlib.suppress(OSError):
-                fp.close()
-        if self._temp_name is not None and self._dir_fd is not None and fp is not None:
+        fp = getattr(self, "fp", None)  # None when opening failed
+        if fp is not None and self._temp_name is not None and self._dir_fd is not None:
             _remove_temp(fp, self._dir_fd, self._temp_name)
             self._temp_name = None
+        elif fp is not None:
+            with contextlib.suppress(OSError):
+                fp.close()
         self._close_dir()
 
 
