@@ -256,6 +256,7 @@ def _migrate_deprecated_config(config: flask.Config) -> None:
 # -- link view ------------------------------------------------------------------------------
 
 _LINK_VIEW_MARK = "_keg_storage_link_view"
+_CSRF_WRAPPER_MARK = "_keg_storage_skips_link_views"
 _csrf_lock = threading.Lock()
 
 
@@ -282,7 +283,7 @@ def _install_csrf_exemption() -> None:
         return
     with _csrf_lock:
         protect = CSRFProtect.protect
-        if getattr(protect, _LINK_VIEW_MARK, False):
+        if getattr(protect, _CSRF_WRAPPER_MARK, False):
             return
 
         @functools.wraps(protect)
@@ -291,7 +292,7 @@ def _install_csrf_exemption() -> None:
                 return None
             return protect(self, *args, **kwargs)
 
-        setattr(protect_unless_link_view, _LINK_VIEW_MARK, True)
+        setattr(protect_unless_link_view, _CSRF_WRAPPER_MARK, True)
         CSRFProtect.protect = protect_unless_link_view
 
 
@@ -350,7 +351,8 @@ _transfer_slots_lock = threading.Lock()
 
 def _slots_of(backend: StorageBackend) -> _TransferSlots:
     """One count per connection pool (backends sharing a pool share it), else per backend."""
-    owner = getattr(backend, "_pool", None) or backend
+    pool = getattr(backend, "_pool", None)
+    owner = backend if pool is None else pool
     with _transfer_slots_lock:
         slots = _transfer_slots.get(owner)
         if slots is None:
