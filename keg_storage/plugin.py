@@ -8,16 +8,20 @@ keg-storage 0.5 helper for service classes that store uploads.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import io
 import logging
+import queue
+import socket
 import threading
 import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import IO, Any, cast
+from typing import IO, Any, NoReturn, cast
 
 from .errors import MissingDependencyError
 from .http import content_disposition
@@ -26,6 +30,7 @@ try:
     import flask
     from flask import current_app, request
     from flask.typing import ResponseReturnValue
+    from werkzeug.http import parse_options_header
     from werkzeug.utils import secure_filename
     from werkzeug.wsgi import FileWrapper
 except ImportError as exc:  # pragma: no cover - the test extra installs Flask
@@ -53,6 +58,12 @@ EXTENSION_KEY = "keg_storage"
 PROFILES_KEY = "KEG_STORAGE_PROFILES"
 DEPRECATED_PROFILES_KEY = "STORAGE_PROFILES"
 DEFAULT_LOCATION_KEY = "KEG_STORAGE_DEFAULT_LOCATION"
+LINK_MAX_TRANSFERS_KEY = "KEG_STORAGE_LINK_MAX_TRANSFERS"
+LINK_IDLE_TIMEOUT_KEY = "KEG_STORAGE_LINK_IDLE_TIMEOUT"
+DEFAULT_LINK_MAX_TRANSFERS = 16
+"""Concurrent link transfers per backend that has no connection pool (LocalFS, Memory)."""
+DEFAULT_LINK_IDLE_TIMEOUT = 30.0
+"""Seconds an upload body may stop arriving before the upload is aborted (408)."""
 
 BackendSpec = type[StorageBackend] | Callable[..., StorageBackend] | str
 
@@ -178,7 +189,7 @@ class Storage:
         app.storage = self  # type: ignore[attr-defined]
         # Close the backends with the app (or at exit); the state holds no reference to the app.
         weakref.finalize(app, state.close)
-        app.before_request_funcs.setdefault(None, []).insert(0, _exempt_link_views_from_csrf)
+        _install_csrf_exemption()
         self.init_cli(app)
 
     def init_cli(self, app: flask.Flask) -> None:
@@ -245,32 +256,217 @@ def _migrate_deprecated_config(config: flask.Config) -> None:
 # -- link view ------------------------------------------------------------------------------
 
 _LINK_VIEW_MARK = "_keg_storage_link_view"
+_CSRF_WRAPPER_MARK = "_keg_storage_skips_link_views"
+_csrf_lock = threading.Lock()
 
 
-def _exempt_from_csrf(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a link view for CSRF exemption, and exempt it now if an app context with
-    Flask-WTF's ``CSRFProtect`` exists (the link's signed token is what authorises a request)."""
-    setattr(view, _LINK_VIEW_MARK, True)
-    if flask.has_app_context():
-        csrf = current_app.extensions.get("csrf")
-        if csrf is not None:
-            csrf.exempt(view)
-    return view
-
-
-def _exempt_link_views_from_csrf() -> None:
-    """Before any other ``before_request`` hook: exempt a link view from Flask-WTF's CSRF check,
-    however and whenever it was registered (even when a subclass replaced ``decorators``)."""
-    csrf = current_app.extensions.get("csrf")
-    if csrf is None or request.endpoint is None:
-        return
+def _is_link_view_request() -> bool:
+    """Whether the current request is routed to a view function made by
+    :meth:`LinkViewMixin.as_view` (that very object, not one with the same name)."""
+    if request.endpoint is None:
+        return False
     view = current_app.view_functions.get(request.endpoint)
-    if view is None:
+    return getattr(view, _LINK_VIEW_MARK, False) is True
+
+
+def _install_csrf_exemption() -> None:
+    """Make Flask-WTF's ``CSRFProtect.protect`` (its ``before_request`` check, and any call an
+    app makes itself) skip requests routed to a link view: the link's signed token is what
+    authorises them.
+
+    Flask-WTF's own ``exempt`` records ``module.function`` and would also exempt every other
+    view of that module and name; this checks the view object itself, for every app, with or
+    without :class:`Storage`. Idempotent; nothing happens when Flask-WTF is not installed."""
+    try:
+        from flask_wtf.csrf import CSRFProtect
+    except ImportError:
         return
-    view_class = getattr(view, "view_class", None)
-    is_link_view = isinstance(view_class, type) and issubclass(view_class, LinkViewMixin)
-    if is_link_view or getattr(view, _LINK_VIEW_MARK, False):
-        csrf.exempt(view)
+    with _csrf_lock:
+        protect = CSRFProtect.protect
+        if getattr(protect, _CSRF_WRAPPER_MARK, False):
+            return
+
+        @functools.wraps(protect)
+        def protect_unless_link_view(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _is_link_view_request():
+                return None
+            return protect(self, *args, **kwargs)
+
+        setattr(protect_unless_link_view, _CSRF_WRAPPER_MARK, True)
+        CSRFProtect.protect = protect_unless_link_view
+
+
+_ACTIVE_SUBTYPE_PARTS = ("html", "xml", "script", "xsl")
+_ACTIVE_TYPES = frozenset(
+    {"application/x-shockwave-flash", "multipart/x-mixed-replace", "text/vnd.wap.wml"}
+)
+
+
+def runs_in_browser(content_type: str) -> bool:
+    """Whether a browser may run content of this type: HTML, XHTML, SVG, XML (and every
+    ``+xml`` type), XSLT, JavaScript/ECMAScript and other ``*script`` types, Flash and
+    ``multipart/x-mixed-replace``. The link view serves these only as attachments."""
+    essence = parse_options_header(content_type)[0].strip().lower()
+    subtype = essence.partition("/")[2]
+    return essence in _ACTIVE_TYPES or any(part in subtype for part in _ACTIVE_SUBTYPE_PARTS)
+
+
+def _secure_link_response(response: flask.Response) -> flask.Response:
+    """Headers on every link-view response (errors too): no type sniffing, no Referer (the
+    page's URL holds the token), and a sandbox for anything a browser renders."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response
+
+
+class _TransferSlots:
+    """The link transfers a backend (or the connection pool it shares) serves right now."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+
+    def take(self, limit: int) -> Callable[[], None] | None:
+        """A slot (its release function, which may be called more than once), or None when
+        ``limit`` transfers are running."""
+        with self.lock:
+            if self.active >= limit:
+                return None
+            self.active += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self.lock:
+                if not released.is_set():
+                    released.set()
+                    self.active -= 1
+
+        return release
+
+
+_transfer_slots: weakref.WeakKeyDictionary[Any, _TransferSlots] = weakref.WeakKeyDictionary()
+_transfer_slots_lock = threading.Lock()
+
+
+def _slots_of(backend: StorageBackend) -> _TransferSlots:
+    """One count per connection pool (backends sharing a pool share it), else per backend."""
+    pool = getattr(backend, "_pool", None)
+    owner = backend if pool is None else pool
+    with _transfer_slots_lock:
+        slots = _transfer_slots.get(owner)
+        if slots is None:
+            slots = _transfer_slots[owner] = _TransferSlots()
+        return slots
+
+
+def default_max_transfers(backend: StorageBackend) -> int:
+    """The default cap on concurrent link transfers of ``backend``: half its connection pool
+    (SFTP's ``pool_size``), so link holders can never take every connection; else
+    :data:`DEFAULT_LINK_MAX_TRANSFERS`."""
+    size = getattr(getattr(backend, "_pool", None), "size", None)
+    if isinstance(size, int) and size > 0:
+        return max(1, size // 2)
+    return DEFAULT_LINK_MAX_TRANSFERS
+
+
+class _LinkFileWrapper(FileWrapper):
+    """werkzeug's file wrapper (not the server's ``wsgi.file_wrapper``: it seeks for Range)
+    whose ``close``, which every server calls when the response ends or the client goes
+    away, also frees the transfer slot."""
+
+    def __init__(self, file: IO[bytes], buffer_size: int, release: Callable[[], None]) -> None:
+        super().__init__(file, buffer_size)
+        self._release = release
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+class _IdleBodyTimeout(TimeoutError):
+    pass
+
+
+class _IdleTimeoutBody(io.RawIOBase):
+    """A request body that raises :class:`TimeoutError` when no data arrives for
+    ``idle_timeout`` seconds, on any WSGI server.
+
+    A helper thread reads the server's input stream (a blocking read with no timeout of its own)
+    and hands over chunks through a one-slot queue, so at most three chunks are held; the
+    request thread waits for each with the timeout. On a timeout the read side of the
+    connection is shut down where the server exposes its socket (werkzeug's
+    ``werkzeug.socket``, gunicorn's ``gunicorn.socket``), which ends the helper's read;
+    elsewhere the helper ends when the client sends more or disconnects."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        idle_timeout: float,
+        chunk_size: int,
+        connection: socket.socket | None,
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._idle_timeout = idle_timeout
+        self._chunk_size = chunk_size
+        self._connection = connection
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=1)
+        self._stopped = threading.Event()
+        self._pending = memoryview(b"")
+        self._ended = False
+        self.timed_out = False
+        threading.Thread(target=self._pump, name="keg-storage-link-body", daemon=True).start()
+
+    def _pump(self) -> None:
+        while not self._stopped.is_set():
+            item: bytes | BaseException
+            try:
+                item = self._stream.read(self._chunk_size)
+            except BaseException as exc:  # handed to the request thread, which raises it
+                item = exc
+            self._chunks.put(item)
+            if not isinstance(item, bytes) or not item:
+                return
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            if self._ended:
+                return 0
+            try:
+                item = self._chunks.get(timeout=self._idle_timeout)
+            except queue.Empty:
+                self._time_out()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                return 0
+            self._pending = memoryview(item)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def _time_out(self) -> NoReturn:
+        self.timed_out = self._ended = True
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.shutdown(socket.SHUT_RD)
+        raise _IdleBodyTimeout(f"no request body arrived for {self._idle_timeout} s")
+
+    def close(self) -> None:
+        """Stop the helper: it ends after its current read (never blocked on the queue)."""
+        self._stopped.set()
+        with contextlib.suppress(queue.Empty):
+            self._chunks.get_nowait()
+        super().close()
 
 
 def _strong_etag(value: str | None) -> str | None:
@@ -292,19 +488,48 @@ class LinkViewMixin:
     GET/HEAD download (with ETag, Last-Modified, conditional requests and ``Range``), PUT/POST
     upload the raw request body (streamed, within ``MAX_CONTENT_LENGTH``), DELETE removes. Status
     codes: no token 404, malformed token 400, bad signature/expired/wrong operation 403, missing
-    file 404.
+    file 404, too many transfers at once 503 (with ``Retry-After``), an upload body that stopped
+    arriving 408.
+
+    Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
+    and ``Content-Security-Policy: sandbox``; a type a browser would run (:func:`runs_in_browser`)
+    is always served as an attachment. The view is exempt from Flask-WTF's CSRF check (the
+    token authorises the request), that view object only.
 
     By default the backend is the app's profile whose ``linked_endpoint`` is this view's endpoint
     (or the profile named by ``storage_profile``); override :meth:`get_storage_backend` to choose
     otherwise.
     """
 
-    decorators: Sequence[Callable[..., Any]] = (_exempt_from_csrf,)
+    decorators: Sequence[Callable[..., Any]] = ()
     storage_profile: str | None = None
     """The profile whose links this view serves; None: the one whose ``linked_endpoint`` is
     this view's endpoint."""
-    download_chunk_size = 1024 * 1024
-    """Bytes per chunk of a streamed download."""
+    download_chunk_size = 256 * 1024
+    """Bytes per chunk of a streamed download (and of an upload body handed over)."""
+    max_transfers: int | None = None
+    """Concurrent downloads and uploads per backend; None: the app's
+    ``KEG_STORAGE_LINK_MAX_TRANSFERS``, else :func:`default_max_transfers` (half of SFTP's
+    ``pool_size``, 16 for backends without a pool). Beyond it: 503 with ``Retry-After``."""
+    idle_timeout: float | None = None
+    """Seconds an upload body may stop arriving before the upload is aborted (nothing is
+    published, 408); None: the app's ``KEG_STORAGE_LINK_IDLE_TIMEOUT``, else 30."""
+    retry_after = 5
+    """The ``Retry-After`` seconds of a 503."""
+
+    @classmethod
+    def as_view(cls, name: str, *class_args: Any, **class_kwargs: Any) -> Callable[..., Any]:
+        """The view function, marked so that exactly it is exempt from Flask-WTF's CSRF
+        check (whatever ``decorators`` a subclass sets)."""
+        view = cast(Any, super()).as_view(name, *class_args, **class_kwargs)
+        setattr(view, _LINK_VIEW_MARK, True)
+        _install_csrf_exemption()
+        return cast(Callable[..., Any], view)
+
+    def dispatch_request(self, **kwargs: Any) -> ResponseReturnValue:
+        """Dispatch by method; every response, errors included, gets the link headers."""
+        flask.after_this_request(_secure_link_response)
+        return cast(ResponseReturnValue, cast(Any, super()).dispatch_request(**kwargs))
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -356,6 +581,32 @@ class LinkViewMixin:
 
     # -- machinery -----------------------------------------------------------------------
 
+    def take_transfer_slot(self, storage: InternalLinksStorageBackend) -> Callable[[], None]:
+        """A slot for one transfer (its release function), or abort with 503 and
+        ``Retry-After`` when the backend already serves its cap of link transfers."""
+        limit = self.max_transfers
+        if limit is None:
+            limit = current_app.config.get(LINK_MAX_TRANSFERS_KEY)
+        if limit is None:
+            limit = default_max_transfers(storage)
+        release = _slots_of(storage).take(int(limit))
+        if release is None:
+            response = current_app.response_class(
+                "Too many transfers at once; retry later.", 503, mimetype="text/plain"
+            )
+            response.headers["Retry-After"] = str(self.retry_after)
+            response.headers["Connection"] = "close"  # the request body is left unread
+            flask.abort(response)
+        return release
+
+    def get_idle_timeout(self) -> float:
+        """Seconds an upload body may stop arriving (``idle_timeout``, else the app's
+        ``KEG_STORAGE_LINK_IDLE_TIMEOUT``, else 30)."""
+        timeout = self.idle_timeout
+        if timeout is None:
+            timeout = current_app.config.get(LINK_IDLE_TIMEOUT_KEY, DEFAULT_LINK_IDLE_TIMEOUT)
+        return float(timeout)
+
     def get_token_data(
         self, storage: InternalLinksStorageBackend, operation: ShareLinkOperation | None = None
     ) -> InternalLinkTokenData:
@@ -377,32 +628,41 @@ class LinkViewMixin:
         """Stream the file (GET/HEAD), answering conditional and ``Range`` requests."""
         storage = self.get_storage_backend()
         data = self.get_token_data(storage, ShareLinkOperation.download)
+        release = self.take_transfer_slot(storage)
         try:
-            info = storage.stat(data.path)
-            remote = storage.open(data.path, FileMode.read)
-        except FileNotFoundInStorageError:
-            flask.abort(404)
-        try:
-            response = current_app.response_class(
-                # werkzeug's own wrapper (not the server's wsgi.file_wrapper): it seeks for Range.
-                FileWrapper(cast(IO[bytes], remote), self.download_chunk_size),
-                mimetype=data.content_type or "application/octet-stream",
-                direct_passthrough=True,
-            )
-            response.content_length = info.size
-            response.last_modified = info.last_modified.datetime
-            etag = _strong_etag(info.etag) or f"{info.size:x}-{info.last_modified.int_timestamp:x}"
-            response.set_etag(etag)
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            if data.output_path:
-                response.headers["Content-Disposition"] = content_disposition(data.output_path)
-            response.cache_control.private = True
-            response.cache_control.no_cache = True
-            return response.make_conditional(
-                request.environ, accept_ranges=True, complete_length=info.size
-            )
+            try:
+                info = storage.stat(data.path)
+                remote = storage.open(data.path, FileMode.read)
+            except FileNotFoundInStorageError:
+                flask.abort(404)
+            try:
+                mimetype = data.content_type or "application/octet-stream"
+                response = current_app.response_class(
+                    _LinkFileWrapper(cast(IO[bytes], remote), self.download_chunk_size, release),
+                    mimetype=mimetype,
+                    direct_passthrough=True,
+                )
+                response.content_length = info.size
+                response.last_modified = info.last_modified.datetime
+                etag = (
+                    _strong_etag(info.etag) or f"{info.size:x}-{info.last_modified.int_timestamp:x}"
+                )
+                response.set_etag(etag)
+                filename = data.output_path
+                if not filename and runs_in_browser(mimetype):
+                    filename = data.path  # its last segment
+                if filename:
+                    response.headers["Content-Disposition"] = content_disposition(filename)
+                response.cache_control.private = True
+                response.cache_control.no_cache = True
+                return response.make_conditional(
+                    request.environ, accept_ranges=True, complete_length=info.size
+                )
+            except BaseException:
+                remote.close()
+                raise
         except BaseException:
-            remote.close()
+            release()
             raise
 
     def put(self) -> ResponseReturnValue:
@@ -411,10 +671,31 @@ class LinkViewMixin:
         data = self.get_token_data(storage, ShareLinkOperation.upload)
         content_type = data.content_type or request.mimetype or None
         extra_args = {"ContentType": content_type} if content_type else None
+        release = self.take_transfer_slot(storage)
+        connection = request.environ.get("werkzeug.socket") or request.environ.get(
+            "gunicorn.socket"
+        )
+        body = _IdleTimeoutBody(
+            request.stream,
+            self.get_idle_timeout(),
+            self.download_chunk_size,
+            connection if isinstance(connection, socket.socket) else None,
+        )
         try:
-            storage.upload(request.stream, data.path, extra_args=extra_args)
+            storage.upload(cast(IO[bytes], body), data.path, extra_args=extra_args)
         except InvalidPathError:
             flask.abort(409, "A directory exists at this path.")
+        except Exception:
+            if body.timed_out:  # whatever the backend made of the TimeoutError
+                response = current_app.response_class(
+                    "The request body stopped arriving.", 408, mimetype="text/plain"
+                )
+                response.headers["Connection"] = "close"
+                flask.abort(response)
+            raise
+        finally:
+            body.close()
+            release()
         return self.on_upload_success(data)
 
     def post(self) -> ResponseReturnValue:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import tempfile
+import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -494,6 +495,7 @@ class StorageBackend:
         """
         key = self._file_key(path)
         parsed = ShareLinkOperation.as_operation(operation)
+        check_link_header_values(output_path, content_type)
         return self._link_to(
             key, parsed, resolve_expiry(expire), output_path, content_type, **options
         )
@@ -618,6 +620,18 @@ def current_umask() -> int:
     return mask
 
 
+def check_link_header_values(output_path: Any, content_type: Any) -> None:
+    """Refuse an ``output_path`` or ``content_type`` that is not a str or holds a control
+    character (CR, LF, ...): both become HTTP header values of every download."""
+    for name, value in (("output_path", output_path), ("content_type", content_type)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a str, not {type(value).__name__}")
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            raise ValueError(f"{name} must not hold control characters: {value!r}")
+
+
 class InternalLinkTokenData(NamedTuple):
     """What an internal link token allows: the key, the operations and, signed with them, the
     file name to serve a download as and its content type."""
@@ -638,12 +652,24 @@ class InternalLinkTokenData(NamedTuple):
 
     @classmethod
     def deserialize(cls, data: Mapping[str, Any]) -> InternalLinkTokenData:
-        """The data of verified token claims (the inverse of :meth:`serialize`)."""
+        """The data of verified token claims (the inverse of :meth:`serialize`).
+
+        Claims of the wrong type (``key`` and ``op`` must be strings, ``output_path`` and
+        ``content_type`` strings without control characters when present) raise
+        :class:`MalformedLinkTokenError`: the link view answers 400, never 500."""
+        for claim in ("key", "op"):
+            if not isinstance(data.get(claim), str):
+                raise MalformedLinkTokenError(f"link token claim {claim!r} must be a string")
+        output_path, content_type = data.get("output_path"), data.get("content_type")
+        try:
+            check_link_header_values(output_path, content_type)
+        except ValueError as exc:
+            raise MalformedLinkTokenError(f"link token claims are invalid: {exc}") from exc
         return cls(
             path=data["key"],
             operations=ShareLinkOperation.as_operation(data["op"]),
-            output_path=data.get("output_path"),
-            content_type=data.get("content_type"),
+            output_path=output_path,
+            content_type=content_type,
         )
 
     @property
@@ -706,13 +732,10 @@ class InternalLinksStorageBackend(StorageBackend):
         content_type: str | None = None,
     ) -> str:
         """A signed token allowing ``operation`` on ``path`` until ``expire``."""
-        return self._sign_token(
-            self._file_key(path),
-            ShareLinkOperation.as_operation(operation),
-            resolve_expiry(expire),
-            output_path,
-            content_type,
-        )
+        key = self._file_key(path)
+        parsed = ShareLinkOperation.as_operation(operation)
+        check_link_header_values(output_path, content_type)
+        return self._sign_token(key, parsed, resolve_expiry(expire), output_path, content_type)
 
     def _sign_token(
         self,
@@ -761,6 +784,8 @@ class InternalLinksStorageBackend(StorageBackend):
         try:
             data = InternalLinkTokenData.deserialize(claims)
             return data._replace(path=self._file_key(data.path))
+        except MalformedLinkTokenError as exc:
+            raise MalformedLinkTokenError(str(exc), backend=self) from exc
         except (ValueError, TypeError) as exc:  # InvalidPathError is a ValueError
             raise LinkTokenError(f"link token claims are invalid: {exc}", backend=self) from exc
 

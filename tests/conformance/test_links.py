@@ -61,3 +61,13 @@ def test_operation_parsing(text: str, expected: ShareLinkOperation) -> None:
 def test_operation_parsing_refuses_anything_else(bad: object) -> None:
     with pytest.raises(ValueError):
         ShareLinkOperation.as_operation(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["output_path", "content_type"])
+@pytest.mark.parametrize("value", ["text/plain\r\nX: y", "a\nb", "a\x00b", "a\x7f"])
+def test_control_characters_in_headers_are_refused_at_signing(
+    storage: StorageBackend, field: str, value: str
+) -> None:
+    # Both end up as HTTP header values of every download: such a link could only fail.
+    with pytest.raises(ValueError, match=field):
+        storage.link_to("file.txt", "download", timedelta(minutes=5), **{field: value})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,46 +16,13 @@ import requests
 from keg_storage import LocalFSStorage
 
 from .conftest import ServerThread, make_app
+from .helpers import PeakRSS
 
 SIZE = 200 * 1024 * 1024
 CHUNK = 1024 * 1024
 MAX_RSS_GROWTH = 32 * 1024 * 1024
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 pytestmark = pytest.mark.slow
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE
-
-
-class PeakRSS:
-    """Samples this process's resident set every few milliseconds; ``growth`` is the peak above
-    the level when sampling started."""
-
-    def __init__(self) -> None:
-        self.baseline = rss()
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss())
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def pattern_chunks() -> Iterator[bytes]:
