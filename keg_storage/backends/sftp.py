@@ -60,6 +60,7 @@ from .base import (
     RemoteFile,
     SecretKey,
 )
+from .forks import PerProcess
 
 try:
     import paramiko
@@ -72,7 +73,6 @@ try:
         CMD_LSTAT,
         CMD_OPEN,
         CMD_READ,
-        CMD_STAT,
         CMD_STATUS,
         CMD_VERSION,
         CMD_WRITE,
@@ -664,15 +664,20 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._pkey = None if pkey is None else _load_pkey(pkey, passphrase)
         self._connect_kwargs = _Secret(dict(connect_kwargs or {}))
         self._host_keys = _HostKeyPolicy(host_key_policy, known_hosts_fpath, known_host_keys)
-        self._pool = _Pool(
-            _weak_method(self._connect),
-            pool_size,
-            sessions_per_connection,
-            max(1024, min(max_request_size, MAX_REQUEST_SIZE)),
-            timeout,
+        # One pool per process: a forked child opens its own connections on first use there
+        # (see keg_storage.backends.forks).
+        self._pools = PerProcess(
+            functools.partial(
+                _Pool,
+                _weak_method(self._connect),
+                pool_size,
+                sessions_per_connection,
+                max(1024, min(max_request_size, MAX_REQUEST_SIZE)),
+                timeout,
+            )
         )
         # Closes the connections when the storage is garbage-collected or the interpreter exits.
-        self._finalizer = weakref.finalize(self, self._pool.close)
+        self._finalizer = weakref.finalize(self, _close_pool, self._pools)
 
     def __repr__(self) -> str:
         return (
@@ -680,9 +685,13 @@ class SFTPStorage(InternalLinksStorageBackend):
             f"base_path={self.base_path!r}, name={self.name!r})"
         )
 
+    @property
+    def _pool(self) -> _Pool:
+        return self._pools.get()
+
     def close(self) -> None:
         """Close every pooled connection; idempotent. The storage reconnects on next use."""
-        self._pool.close()
+        _close_pool(self._pools)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -1164,6 +1173,13 @@ class SFTPStorage(InternalLinksStorageBackend):
                 file_obj.seek(start)
                 if rewrite:
                     file_obj.truncate()
+
+
+def _close_pool(pools: PerProcess[_Pool]) -> None:
+    """Close this process's connections, never those a forked child inherited."""
+    pool = pools.current()
+    if pool is not None:
+        pool.close()
 
 
 def _weak_method(method: Callable[[], T]) -> Callable[[], T]:
