@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 import uuid
 import warnings
@@ -46,6 +45,7 @@ from .base import (
     StorageBackend,
     resolve_expiry,
 )
+from .forks import PerProcess
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
 try:
@@ -367,9 +367,9 @@ class AzureStorage(StorageBackend):
                 "Must provide a sas_container_url, a sas_blob_url, or a combination of account, "
                 "key, and bucket"
             )
-        self._lock = threading.Lock()
-        self._clients: _Clients | None = None
-        self._connect()  # a malformed URL fails here, not at first use (no request is made)
+        # Built again by a forked child on first use there (see keg_storage.backends.forks);
+        # eager: a malformed URL fails here, not at first use (no request is made).
+        self._clients = PerProcess(self._make_clients, eager=True)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -404,34 +404,31 @@ class AzureStorage(StorageBackend):
         return options
 
     def _connect(self) -> _Clients:
-        """The SDK clients, built on first use (again after :meth:`close`) and then shared."""
-        with self._lock:
-            if self._clients is None:
-                options = self._client_options()
-                if self.account_url is not None and self._account_mode is not None:
-                    account, key, bucket = self._account_mode
-                    service = BlobServiceClient(
-                        self.account_url,
-                        credential={"account_name": account, "account_key": key},
-                        **options,
-                    )
-                    self._clients = _Clients(service.get_container_client(bucket), None)
-                elif self.sas_container_url:
-                    self._clients = _Clients(
-                        ContainerClient.from_container_url(self.sas_container_url, **options),
-                        None,
-                    )
-                else:
-                    assert self.sas_blob_url
-                    self._clients = _Clients(
-                        None, BlobClient.from_blob_url(self.sas_blob_url, **options)
-                    )
-            return self._clients
+        """This process's SDK clients, built on first use (again after :meth:`close`) and then
+        shared by its threads."""
+        return self._clients.get()
+
+    def _make_clients(self) -> _Clients:
+        options = self._client_options()
+        if self.account_url is not None and self._account_mode is not None:
+            account, key, bucket = self._account_mode
+            service = BlobServiceClient(
+                self.account_url,
+                credential={"account_name": account, "account_key": key},
+                **options,
+            )
+            return _Clients(service.get_container_client(bucket), None)
+        if self.sas_container_url:
+            return _Clients(
+                ContainerClient.from_container_url(self.sas_container_url, **options), None
+            )
+        assert self.sas_blob_url
+        return _Clients(None, BlobClient.from_blob_url(self.sas_blob_url, **options))
 
     def close(self) -> None:
-        """Close the HTTP connections; the next operation opens new ones."""
-        with self._lock:
-            clients, self._clients = self._clients, None
+        """Close the HTTP connections; the next operation opens new ones. A forked child never
+        closes its parent's."""
+        clients = self._clients.discard()
         if clients is not None:
             clients.close()
 

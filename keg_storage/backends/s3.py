@@ -9,6 +9,7 @@ SigV4 presigned URLs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import time
@@ -30,6 +31,7 @@ from ..errors import (
 from ..http import content_disposition
 from ..progress import ByteCounter
 from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
+from .forks import PerProcess
 from .streams import PartUploadWriter, RangeReader
 
 try:
@@ -387,6 +389,15 @@ class _MonotonicCounter:
         self._count_bytes(increment)
 
 
+def _make_clients(session: Any, endpoint_url: str | None, config: Any) -> tuple[S3Client, S3Client]:
+    """The client of every request, and one that makes a single try per call."""
+    single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    return (
+        session.client("s3", endpoint_url=endpoint_url, config=config),
+        session.client("s3", endpoint_url=endpoint_url, config=single_try),
+    )
+
+
 class S3Storage(StorageBackend):
     """Files in one S3 bucket (AWS or any S3-compatible service via ``endpoint_url``).
 
@@ -414,7 +425,8 @@ class S3Storage(StorageBackend):
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
       ``Config``) merged over the settings above.
 
-    One boto3 client is made per instance and shared by all threads that use it. Links are
+    One boto3 client is made per instance and process, shared by all threads that use it (a
+    forked child makes its own on first use). Links are
     presigned with Signature Version 4.
     """
 
@@ -489,13 +501,9 @@ class S3Storage(StorageBackend):
                 profile_name=aws_profile,
                 region_name=aws_region,
             )
-            self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
-            # For the writer's abort, which retries on its own (see S3Writer._abort_parts):
-            # one try per call here, so that retries never multiply.
-            self.single_try_client: S3Client = session.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                config=config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})),
+            # Built again by a forked child on first use there (see keg_storage.backends.forks).
+            self._clients = PerProcess(
+                functools.partial(_make_clients, session, endpoint_url, config), eager=True
             )
         self.transfer_config = TransferConfig(
             multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
@@ -509,10 +517,22 @@ class S3Storage(StorageBackend):
     def __repr__(self) -> str:
         return f"S3Storage(name={self.name!r}, bucket={self.bucket!r})"
 
+    @property
+    def client(self) -> S3Client:
+        """This process's boto3 client, shared by its threads."""
+        return self._clients.get()[0]
+
+    @property
+    def single_try_client(self) -> S3Client:
+        """For the writer's abort, which retries on its own (see S3Writer._abort_parts): one
+        try per call here, so that retries never multiply."""
+        return self._clients.get()[1]
+
     def close(self) -> None:
-        """Close the clients' connection pools (they reopen connections on next use)."""
-        self.client.close()
-        self.single_try_client.close()
+        """Close the clients' connection pools (they reopen connections on next use); a forked
+        child never closes its parent's."""
+        for client in self._clients.current() or ():
+            client.close()
 
     def _errors(self, key: str | None) -> contextlib.AbstractContextManager[None]:
         return s3_errors(self, key)

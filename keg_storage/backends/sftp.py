@@ -45,6 +45,7 @@ import arrow
 
 from ..errors import (
     FileNotFoundInStorageError,
+    InvalidPathError,
     MissingDependencyError,
     StorageConnectionError,
     StorageError,
@@ -59,6 +60,7 @@ from .base import (
     RemoteFile,
     SecretKey,
 )
+from .forks import PerProcess
 
 try:
     import paramiko
@@ -68,9 +70,9 @@ try:
         CMD_EXTENDED,
         CMD_EXTENDED_REPLY,
         CMD_HANDLE,
+        CMD_LSTAT,
         CMD_OPEN,
         CMD_READ,
-        CMD_STAT,
         CMD_STATUS,
         CMD_VERSION,
         CMD_WRITE,
@@ -100,6 +102,11 @@ WINDOW_SIZE = 8 * 1024 * 1024
 """SSH channel window: how much the server may send before we acknowledge (bounds memory)."""
 PATH_MAX_BYTES = 4095
 """The longest remote path (Linux's PATH_MAX less the terminating NUL)."""
+
+DIR_CHECK_TTL = 5.0
+"""Seconds a directory found to resolve inside ``base_path`` is trusted without asking again."""
+DIR_CHECK_ENTRIES = 1024
+"""The most directories remembered as checked (the memory is cleared when it is full)."""
 
 # SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02)
 _READ, _WRITE, _CREATE, _TRUNC, _EXCL = 0x01, 0x02, 0x08, 0x10, 0x20
@@ -578,7 +585,9 @@ class SFTPStorage(InternalLinksStorageBackend):
     - ``pkey``: a ``paramiko.PKey`` or private key text; PEMs whose line breaks were lost in a
       secret store are repaired.
     - ``base_path``: the remote directory that is the root of every key; nothing above it is
-      reachable.
+      reachable, symlinks on the server included: a key whose resolution on the server leaves
+      ``base_path`` is refused with :class:`~keg_storage.errors.InvalidPathError` (a user who
+      races symlinks on the server itself is held only by the server's ``ChrootDirectory``).
     - ``host_key_policy``: ``'strict'`` (refuse unknown hosts), ``'tofu'`` (trust and record
       the first key seen in ``known_hosts_fpath``) or ``'auto_add'`` (accept unknown keys, with a
       warning on every connection). A changed key is refused under every policy.
@@ -648,6 +657,10 @@ class SFTPStorage(InternalLinksStorageBackend):
         self.look_for_keys = look_for_keys
         self.base_path = _normalise_base(base_path)
         self.max_key_bytes = PATH_MAX_BYTES - len(self.base_path.encode()) - 1
+        # base_path as the server resolves it, and the directories found to resolve inside it
+        # (remote path -> monotonic expiry); a plain dict, whose single operations need no lock.
+        self._base_real: str | None = None
+        self._checked_dirs: dict[str, float] = {}
         self.host_key_policy = host_key_policy
         self.timeout = timeout
         self.retry = 1 if retry is None else max(0, int(retry))
@@ -657,15 +670,20 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._pkey = None if pkey is None else _load_pkey(pkey, passphrase)
         self._connect_kwargs = _Secret(dict(connect_kwargs or {}))
         self._host_keys = _HostKeyPolicy(host_key_policy, known_hosts_fpath, known_host_keys)
-        self._pool = _Pool(
-            _weak_method(self._connect),
-            pool_size,
-            sessions_per_connection,
-            max(1024, min(max_request_size, MAX_REQUEST_SIZE)),
-            timeout,
+        # One pool per process: a forked child opens its own connections on first use there
+        # (see keg_storage.backends.forks).
+        self._pools = PerProcess(
+            functools.partial(
+                _Pool,
+                _weak_method(self._connect),
+                pool_size,
+                sessions_per_connection,
+                max(1024, min(max_request_size, MAX_REQUEST_SIZE)),
+                timeout,
+            )
         )
         # Closes the connections when the storage is garbage-collected or the interpreter exits.
-        self._finalizer = weakref.finalize(self, self._pool.close)
+        self._finalizer = weakref.finalize(self, _close_pool, self._pools)
 
     def __repr__(self) -> str:
         return (
@@ -673,9 +691,13 @@ class SFTPStorage(InternalLinksStorageBackend):
             f"base_path={self.base_path!r}, name={self.name!r})"
         )
 
+    @property
+    def _pool(self) -> _Pool:
+        return self._pools.get()
+
     def close(self) -> None:
         """Close every pooled connection; idempotent. The storage reconnects on next use."""
-        self._pool.close()
+        _close_pool(self._pools)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -834,6 +856,81 @@ class SFTPStorage(InternalLinksStorageBackend):
             self.host, self.port, self._remote(self._file_key(path)), self.base_path or "."
         )
 
+    # -- confinement: symlinks on the server ------------------------------------------------
+
+    def _outside(self, key: str | None) -> InvalidPathError:
+        return InvalidPathError(
+            f"the path resolves outside base_path {self.base_path or '.'!r} on the server "
+            "(a symlink)",
+            backend=self,
+            path=key,
+        )
+
+    def _inside(self, sftp: Any, real: str) -> bool:
+        """Whether the resolved remote path ``real`` is ``base_path`` or below it."""
+        base = self._base_real
+        if base is None:
+            try:
+                base = self._base_real = sftp.normalize(self.base_path or ".")
+            except OSError as exc:  # base_path and its parent are missing: compare as written
+                if exc.errno != errno.ENOENT:
+                    raise
+                base = posixpath.join(sftp.normalize("."), self.base_path)
+        return real == base or real.startswith(base.rstrip("/") + "/")
+
+    def _check_dir(self, sftp: Any, remote_dir: str, key: str | None) -> None:
+        """Refuse ``key`` if ``remote_dir`` resolves outside ``base_path`` on the server.
+
+        One REALPATH round trip (the server resolves every symlink), remembered for
+        ``DIR_CHECK_TTL`` seconds. A directory missing with its parent is judged by its nearest
+        ancestor that resolves: whatever is created below it is a real directory.
+        """
+        if self._checked_dirs.get(remote_dir, 0.0) > time.monotonic():
+            return
+        try:
+            real = sftp.normalize(remote_dir or ".")
+        except OSError as exc:
+            parent = posixpath.dirname(remote_dir)
+            if exc.errno != errno.ENOENT or parent == remote_dir:
+                raise
+            self._check_dir(sftp, parent, key)
+            return
+        if not self._inside(sftp, real):
+            raise self._outside(key)
+        if len(self._checked_dirs) >= DIR_CHECK_ENTRIES:
+            self._checked_dirs.clear()
+        self._checked_dirs[remote_dir] = time.monotonic() + DIR_CHECK_TTL
+
+    def _check_link(self, sftp: Any, remote: str, key: str) -> None:
+        """Refuse ``key``, a symlink on the server, if it resolves outside ``base_path``."""
+        if not self._inside(sftp, sftp.normalize(remote)):
+            raise self._outside(key)
+
+    def _checked_attr(self, sftp: Any, key: str) -> Any:
+        """The attributes of ``key`` (``OSError`` ENOENT when missing), refusing a path that
+        leaves ``base_path``; a symlink that stays inside gives its target's attributes."""
+        remote = self._remote(key)
+        self._check_dir(sftp, posixpath.dirname(remote), key)
+        attr = sftp.lstat(remote)
+        if stat_module.S_ISLNK(attr.st_mode or 0):
+            self._check_link(sftp, remote, key)
+            attr = sftp.stat(remote)
+        return attr
+
+    def _check_target(self, sftp: Any, key: str) -> None:
+        """Refuse writing ``key`` through a directory or over a symlink that leaves
+        ``base_path`` (a missing target is fine)."""
+        remote = self._remote(key)
+        self._check_dir(sftp, posixpath.dirname(remote), key)
+        try:
+            attr = sftp.lstat(remote)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return
+            raise
+        if stat_module.S_ISLNK(attr.st_mode or 0):
+            self._check_link(sftp, remote, key)
+
     def _makedirs(self, sftp: Any, remote_dir: str) -> None:
         """Create ``remote_dir`` and its missing parents (tolerating concurrent creation)."""
         if remote_dir in ("", "/", "."):
@@ -860,10 +957,12 @@ class SFTPStorage(InternalLinksStorageBackend):
         """Remove the directories ``key`` leaves empty, up to the root (as object stores do)."""
         parent = posixpath.dirname(key)
         while parent:
+            remote = self._remote(parent)
             try:
-                sftp.rmdir(self._remote(parent))
+                sftp.rmdir(remote)
             except OSError:
                 return
+            self._checked_dirs.pop(remote, None)  # whatever appears there next is checked anew
             parent = posixpath.dirname(parent)
 
     def _open_temp(self, sftp: Any, remote_dir: str) -> tuple[str, bytes]:
@@ -896,6 +995,8 @@ class SFTPStorage(InternalLinksStorageBackend):
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         def walk(session: _Session) -> list[ListEntry]:
             entries: list[ListEntry] = []
+            # Directories found below are real ones (the listing's attributes are lstat's).
+            self._check_dir(session.sftp, self._remote(prefix), prefix or None)
             pending = deque([prefix])
             while pending:
                 directory = pending.popleft()
@@ -920,7 +1021,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         return self._call(prefix or None, walk)
 
     def _stat_attr(self, session: _Session, key: str) -> Any:
-        attr = session.sftp.stat(self._remote(key))
+        attr = self._checked_attr(session.sftp, key)
         if stat_module.S_ISDIR(attr.st_mode or 0):
             raise FileNotFoundInStorageError(self, key)
         return attr
@@ -934,13 +1035,12 @@ class SFTPStorage(InternalLinksStorageBackend):
 
         def delete(session: _Session) -> None:
             try:
+                if stat_module.S_ISDIR(self._checked_attr(session.sftp, key).st_mode or 0):
+                    return  # a directory is not a file: nothing to do
                 session.sftp.remove(self._remote(key))
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
                     return
-                with contextlib.suppress(OSError):  # a directory is not a file: nothing to do
-                    if stat_module.S_ISDIR(session.sftp.stat(self._remote(key)).st_mode or 0):
-                        return
                 raise
             self._prune(session.sftp, key)
 
@@ -962,6 +1062,8 @@ class SFTPStorage(InternalLinksStorageBackend):
     def _copy_data(self, session: _Session, key: str, new_key: str) -> None:
         """Server-side copy with the ``copy-data`` extension, into a temp file then renamed."""
         sftp = session.sftp
+        self._checked_attr(sftp, key)
+        self._check_target(sftp, new_key)
         source = _open_handle(sftp, self._remote(key), _READ)
         temp = None
         try:
@@ -994,6 +1096,7 @@ class SFTPStorage(InternalLinksStorageBackend):
             # A missing source (or a directory) fails here, so a rename's ENOENT is about the
             # target's directory: created then, not checked before every move.
             self._stat_attr(session, key)
+            self._check_target(sftp, new_key)
             try:
                 try:
                     self._publish(session, source, target)
@@ -1076,6 +1179,13 @@ class SFTPStorage(InternalLinksStorageBackend):
                 file_obj.seek(start)
                 if rewrite:
                     file_obj.truncate()
+
+
+def _close_pool(pools: PerProcess[_Pool]) -> None:
+    """Close this process's connections, never those a forked child inherited."""
+    pool = pools.current()
+    if pool is not None:
+        pool.close()
 
 
 def _weak_method(method: Callable[[], T]) -> Callable[[], T]:
@@ -1218,20 +1328,37 @@ class SFTPRemoteFile(RemoteFile):
     def _open_remote(self) -> None:
         assert self._session is not None
         sftp = self._session.sftp
+        client, directory = self.client, posixpath.dirname(self._target)
+        client._check_dir(sftp, directory, self.path)
+        # LSTAT pipelined with the OPEN: one round trip for both.
+        stat_num = self._responses.send(CMD_LSTAT, self._target)
         if self.mode == FileMode.write:
-            self._temp, self._handle = self.client._open_temp(sftp, posixpath.dirname(self._target))
+            try:
+                self._temp, self._handle = client._open_temp(sftp, directory)
+            except BaseException:
+                self._responses.forget([stat_num])
+                raise
+            try:
+                attr = self._wait_attr(stat_num)
+                if stat_module.S_ISLNK(attr.st_mode or 0):
+                    client._check_link(sftp, self._target, self.path)
+            except (OSError, InvalidPathError) as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+                    return  # a new file
+                self._close_handle()
+                _remove_quietly(sftp, self._temp)
+                self._temp = None
+                raise
             return
-        # STAT and OPEN pipelined: one round trip for both.
-        stat_num = self._responses.send(CMD_STAT, self._target)
         flags = _READ | (_WRITE if self.writable() else 0)
         open_num = self._responses.send(CMD_OPEN, self._target, flags, SFTPAttributes())
         attr = stat_error = handle = open_error = None
-        t, msg = self._responses.wait(stat_num)
         try:
-            if t == CMD_STATUS:
-                _raise_status(msg.get_int(), msg.get_text())
-            attr = cast(Any, SFTPAttributes)._from_msg(msg)
-        except OSError as exc:
+            attr = self._wait_attr(stat_num)
+            if stat_module.S_ISLNK(attr.st_mode or 0):
+                client._check_link(sftp, self._target, self.path)
+                attr = sftp.stat(self._target)
+        except (OSError, InvalidPathError) as exc:
             stat_error = exc
         try:
             handle = self._responses.wait_handle(open_num)
@@ -1249,6 +1376,13 @@ class SFTPRemoteFile(RemoteFile):
         assert attr is not None
         self._handle = handle
         self._size = attr.st_size or 0
+
+    def _wait_attr(self, num: int) -> Any:
+        """The attributes answered to the (L)STAT request ``num``."""
+        t, msg = self._responses.wait(num)
+        if t == CMD_STATUS:
+            _raise_status(msg.get_int(), msg.get_text())
+        return cast(Any, SFTPAttributes)._from_msg(msg)
 
     # -- reading ---------------------------------------------------------------------------------
 

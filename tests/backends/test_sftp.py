@@ -8,11 +8,13 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
@@ -20,6 +22,7 @@ import pytest
 
 from keg_storage import (
     FileNotFoundInStorageError,
+    InvalidPathError,
     StorageConnectionError,
     StoragePermissionError,
 )
@@ -682,3 +685,119 @@ def test_transfer_survives_a_server_restart(
     backend_sftp.download("doc.bin", target, progress_callback=restart_once)
     assert restarts and target.getvalue() == data
     assert temp_files(sftp_base_path) == []
+
+
+# -- symlinks on the server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(sftp_server: SSHServer, sftp_base_path: str) -> Iterator[tuple[Path, Path]]:
+    """base_path holding symlinks made on the server: ``out`` and ``out.txt`` lead to a
+    directory and a file outside base_path, ``in`` and ``in.txt`` to ones inside."""
+    base = Path(sftp_base_path)
+    outside = Path(tempfile.mkdtemp(dir=sftp_server.data_dir, prefix="outside-"))
+    (outside / "secret.txt").write_bytes(b"secret")
+    (outside / "sub").mkdir()
+    (outside / "sub" / "deep.txt").write_bytes(b"deep")
+    (base / "real").mkdir()
+    (base / "real" / "a.txt").write_bytes(b"inside")
+    (base / "mine.txt").write_bytes(b"mine")
+    os.symlink(outside, base / "out")
+    os.symlink(outside / "secret.txt", base / "out.txt")
+    os.symlink(base / "real", base / "in")
+    os.symlink(base / "real" / "a.txt", base / "in.txt")
+    try:
+        yield base, outside
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def tree(directory: Path) -> dict[str, bytes | None]:
+    """Every entry under ``directory``, with the content of its files."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes() if path.is_file() else None
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+Operation = Callable[[SFTPStorage, Path], object]
+ESCAPES: dict[str, Operation] = {
+    "read through dir": lambda s, _: read(s, "out/secret.txt"),
+    "read through file": lambda s, _: read(s, "out.txt"),
+    "read+write through file": lambda s, _: s.open("out.txt", "r+").write(b"X"),
+    "stat through dir": lambda s, _: s.stat("out/secret.txt"),
+    "stat through file": lambda s, _: s.stat("out.txt"),
+    "exists through dir": lambda s, _: s.exists("out/secret.txt"),
+    "exists through file": lambda s, _: s.exists("out.txt"),
+    "write into dir": lambda s, _: s.upload(io.BytesIO(b"new"), "out/new.txt"),
+    "write into missing dirs": lambda s, _: s.upload(io.BytesIO(b"new"), "out/x/y/new.txt"),
+    "overwrite through dir": lambda s, _: s.upload(io.BytesIO(b"new"), "out/secret.txt"),
+    "overwrite file link": lambda s, _: s.upload(io.BytesIO(b"new"), "out.txt"),
+    "open w file link": lambda s, _: s.open("out.txt", "w").close(),
+    "delete through dir": lambda s, _: s.delete("out/secret.txt"),
+    "delete file link": lambda s, _: s.delete("out.txt"),
+    "delete prunes through dir": lambda s, _: s.delete("out/sub/deep.txt"),
+    "move from dir": lambda s, _: s.move("out/secret.txt", "stolen.txt"),
+    "move from file link": lambda s, _: s.move("out.txt", "stolen.txt"),
+    "move into dir": lambda s, _: s.move("mine.txt", "out/secret.txt"),
+    "move over file link": lambda s, _: s.move("mine.txt", "out.txt"),
+    "copy from dir": lambda s, _: s.copy("out/secret.txt", "stolen.txt"),
+    "copy from file link": lambda s, _: s.copy("out.txt", "stolen.txt"),
+    "copy into dir": lambda s, _: s.copy("mine.txt", "out/secret.txt"),
+    "copy over file link": lambda s, _: s.copy("mine.txt", "out.txt"),
+    "list dir": lambda s, _: s.list("out"),
+    "list dir one level": lambda s, _: s.list("out/", recursive=False),
+    "list below dir": lambda s, _: s.list("out/sub"),
+    "get through file": lambda s, tmp: s.get("out.txt", str(tmp / "got")),
+    "put into dir": lambda s, tmp: s.put(str(tmp / "local"), "out/put.txt"),
+    "download through dir": lambda s, _: s.download("out/secret.txt", io.BytesIO()),
+}
+
+
+@pytest.mark.parametrize("operation", list(ESCAPES), ids=list(ESCAPES))
+def test_symlinks_leaving_base_path_are_refused(
+    backend_sftp: SFTPStorage, linked: tuple[Path, Path], tmp_path: Path, operation: str
+) -> None:
+    base, outside = linked
+    (tmp_path / "local").write_bytes(b"local")
+    before, before_base = tree(outside), tree(base)
+    with pytest.raises(InvalidPathError) as excinfo:
+        ESCAPES[operation](backend_sftp, tmp_path)
+    assert "SFTPStorage 'sftp'" in str(excinfo.value) and "path 'out" in str(excinfo.value)
+    assert tree(outside) == before
+    assert tree(base) == before_base  # links and files in place, no temp file left
+    assert not (tmp_path / "got").exists()
+
+
+def test_symlinks_inside_base_path_keep_working(
+    backend_sftp: SFTPStorage, linked: tuple[Path, Path]
+) -> None:
+    base, _ = linked
+    assert read(backend_sftp, "in.txt") == b"inside"
+    assert read(backend_sftp, "in/a.txt") == b"inside"
+    assert backend_sftp.stat("in.txt").size == 6 and backend_sftp.exists("in/a.txt")
+    backend_sftp.upload(io.BytesIO(b"via link"), "in/new.txt")
+    assert (base / "real" / "new.txt").read_bytes() == b"via link"
+    assert [e.name for e in backend_sftp.list("in")] == ["in/a.txt", "in/new.txt"]
+    backend_sftp.copy("in.txt", "copied.txt")
+    assert (base / "copied.txt").read_bytes() == b"inside"
+    backend_sftp.move("in/new.txt", "moved.txt")
+    assert (base / "moved.txt").read_bytes() == b"via link"
+    backend_sftp.delete("in.txt")  # the link goes, its target stays
+    assert not (base / "in.txt").is_symlink() and (base / "real" / "a.txt").exists()
+
+
+def test_symlink_planted_later_is_refused_after_the_check_expires(
+    backend_sftp: SFTPStorage, linked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, outside = linked
+    monkeypatch.setattr("keg_storage.backends.sftp.DIR_CHECK_TTL", 0.0)  # expires at once
+    (base / "d").mkdir()
+    (base / "d" / "f.txt").write_bytes(b"ok")
+    assert read(backend_sftp, "d/f.txt") == b"ok"
+    (base / "d" / "f.txt").unlink()
+    (base / "d").rmdir()
+    os.symlink(outside, base / "d")
+    (outside / "f.txt").write_bytes(b"outside")
+    with pytest.raises(InvalidPathError):
+        read(backend_sftp, "d/f.txt")
