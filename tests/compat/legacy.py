@@ -69,7 +69,9 @@ class LegacyStorage(StorageBackend):
         ]
         return sorted(entries, key=lambda entry: entry.name)
 
-    def open(self, path: str, mode: FileMode | str, extra_args: typing.Any = None) -> RemoteFile:
+    def open(  # type: ignore[override]
+        self, path: str, mode: FileMode | str, extra_args: typing.Any = None
+    ) -> RemoteFile:
         return LegacyFile(self.root / path.strip("/"), self.temp_dir, FileMode.as_mode(mode))
 
     def delete(self, path: str) -> None:
