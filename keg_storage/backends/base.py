@@ -343,7 +343,8 @@ class StorageBackend:
         """Adapt a keg-storage 0.5 style subclass, once per class: one that implements the public
         ``open``, ``list``, ``delete`` or ``copy`` instead of the primitive gets that primitive
         routed to its override, so the operations derived from it (``get``, ``put``,
-        ``download``, ``upload``, ``copy``, ``move``, ``exists``, ``stat``) use the override."""
+        ``download``, ``upload``, ``copy``, ``move``, ``exists``, ``stat``) use the override, and
+        a ``list(path)`` override without ``recursive`` is given that argument."""
         super().__init_subclass__(**kwargs)
         for public, primitive, adapter in _LEGACY_PRIMITIVES:
             overridden = getattr(cls, public) is not getattr(StorageBackend, public)
@@ -602,14 +603,21 @@ def _legacy_open(
     self: StorageBackend, key: str, mode: FileMode, extra_args: dict[str, Any]
 ) -> RemoteFile:
     """The primitive ``_open`` through a public ``open`` override (0.5's may lack extra_args)."""
-    try:
+    with _typed_not_found(self, key):
         if extra_args:
             return self.open(key, mode, extra_args=extra_args)
         return self.open(key, mode)
+
+
+@contextlib.contextmanager
+def _typed_not_found(backend: StorageBackend, key: str) -> Iterator[None]:
+    """A plain ``FileNotFoundError`` from a 0.5 override as ``FileNotFoundInStorageError``."""
+    try:
+        yield
     except FileNotFoundInStorageError:
         raise
     except FileNotFoundError as exc:
-        raise self._not_found(key) from exc
+        raise backend._not_found(key) from exc
 
 
 def _legacy_list(self: StorageBackend, prefix: str, recursive: bool) -> Iterable[ListEntry]:
@@ -656,12 +664,8 @@ def _legacy_delete(self: StorageBackend, key: str) -> None:
 
 
 def _legacy_copy(self: StorageBackend, key: str, new_key: str) -> None:
-    try:
+    with _typed_not_found(self, key):
         self.copy(key, new_key)
-    except FileNotFoundInStorageError:
-        raise
-    except FileNotFoundError as exc:
-        raise self._not_found(key) from exc
 
 
 _LEGACY_PRIMITIVES: tuple[tuple[str, str, Any], ...] = (
