@@ -52,6 +52,8 @@ _LAZY = {
     "s3": "keg_storage.backends.s3",
     "azure": "keg_storage.backends.azure",
     "sftp": "keg_storage.backends.sftp",
+    "plugin": "keg_storage.plugin",
+    "cli": "keg_storage.cli",
     "Storage": "keg_storage.plugin",
     "LinkViewMixin": "keg_storage.plugin",
     "StorageOperations": "keg_storage.plugin",

@@ -22,18 +22,19 @@ app's profiles.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
 from .backends.base import ShareLinkOperation, StorageBackend
-from .errors import StorageError
+from .errors import FileNotFoundInStorageError, StorageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -355,3 +356,47 @@ def main(ctx: click.Context, config_path: str | None, profile: str | None) -> No
 
 
 add_storage_commands(main)
+
+
+# -- keg-storage 0.5's names ----------------------------------------------------------------
+
+storage_list = list_command
+storage_get = get_command
+storage_put = put_command
+storage_copy = copy_command
+storage_delete = delete_command
+storage_link_for = link_command
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_not_found(func: F) -> F:
+    """Turn :class:`FileNotFoundInStorageError` into click's ``FileError`` (0.5's decorator)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FileNotFoundInStorageError as exc:
+            raise click.FileError(exc.filename, hint=f"Not found in {exc.storage_type}.") from exc
+
+    return cast(F, wrapper)
+
+
+def add_cli_to_app(app: Any, cli_group_name: str) -> None:
+    """Add the ``flask storage`` commands to a Flask app as ``cli_group_name`` (0.5's helper;
+    ``Storage.init_app`` adds them as ``storage`` already)."""
+    from .flask_cli import make_group
+
+    app.cli.add_command(make_group(cli_group_name))
+
+
+def __getattr__(name: str) -> Any:
+    """``storage``: 0.5's click group of the Flask commands, built on first use (it needs
+    Flask, which the standalone command does not)."""
+    if name != "storage":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .flask_cli import make_group
+
+    group = globals()["storage"] = make_group("_storage")
+    return group

@@ -209,6 +209,9 @@ class AzureWriter(AzureFile, PartUploadWriter):
     call to drop staged blocks; it discards uncommitted blocks itself after a week.
     """
 
+    max_block_size = MAX_BLOCK_SIZE
+    """The largest block (``chunk_size``) the service accepts (0.5's name; now 4,000 MiB)."""
+
     def __init__(
         self,
         mode: FileMode | str,
@@ -223,8 +226,8 @@ class AzureWriter(AzureFile, PartUploadWriter):
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.write:
             raise ValueError("AzureWriter writes only: open it with mode 'wb'")
-        if not 0 < chunk_size <= MAX_BLOCK_SIZE:
-            raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCK_SIZE} bytes")
+        if not 0 < chunk_size <= self.max_block_size:
+            raise ValueError(f"chunk_size must be between 1 and {self.max_block_size} bytes")
         self.blob_client = blob_client
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage

@@ -13,7 +13,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import functools
 import hashlib
+import inspect
 import io
 import math
 import os
@@ -21,7 +23,7 @@ import re
 import tempfile
 import unicodedata
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -305,8 +307,18 @@ def resolve_expiry(expire: Expiry) -> arrow.Arrow:
     return moment
 
 
+def expire_time_to_seconds(expire_time: Expiry) -> float:
+    """Seconds from now until ``expire_time`` (keg-storage 0.5's helper, kept for its users);
+    ``ValueError`` for a moment that is not in the future."""
+    return (resolve_expiry(expire_time) - arrow.utcnow()).total_seconds()
+
+
 class StorageBackend:
-    """Base class of every backend: the public API built on a few primitives."""
+    """Base class of every backend: the public API built on a few primitives.
+
+    Subclasses written for keg-storage 0.5, which implement the public ``open``, ``list``,
+    ``delete`` (and ``copy``) instead, keep working: see :meth:`__init_subclass__`.
+    """
 
     supported_extra_args: frozenset[str] | None = frozenset(
         {"ContentType", "ContentEncoding", "Metadata"}
@@ -327,6 +339,22 @@ class StorageBackend:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Adapt a keg-storage 0.5 style subclass, once per class: one that implements the public
+        ``open``, ``list``, ``delete`` or ``copy`` instead of the primitive gets that primitive
+        routed to its override, so the operations derived from it (``get``, ``put``,
+        ``download``, ``upload``, ``copy``, ``move``, ``exists``, ``stat``) use the override, and
+        a ``list(path)`` override without ``recursive`` is given that argument."""
+        super().__init_subclass__(**kwargs)
+        for public, primitive, adapter in _LEGACY_PRIMITIVES:
+            overridden = getattr(cls, public) is not getattr(StorageBackend, public)
+            if overridden and getattr(cls, primitive) is getattr(StorageBackend, primitive):
+                setattr(cls, primitive, adapter)
+                if primitive == "_list" and cls._stat is StorageBackend._stat:
+                    cls._stat = _legacy_stat  # type: ignore[method-assign]
+        if "list" in cls.__dict__ and "recursive" not in inspect.signature(cls.list).parameters:
+            cls.list = _with_recursive(cls.__dict__["list"])  # type: ignore[method-assign]
 
     def __str__(self) -> str:
         return type(self).__name__
@@ -570,6 +598,86 @@ class StorageBackend:
 StorageBackendT = TypeVar("StorageBackendT", bound=StorageBackend)
 
 
+# -- keg-storage 0.5 subclasses (see StorageBackend.__init_subclass__) ----------------------------
+
+
+def _legacy_open(
+    self: StorageBackend, key: str, mode: FileMode, extra_args: dict[str, Any]
+) -> RemoteFile:
+    """The primitive ``_open`` through a public ``open`` override (0.5's may lack extra_args)."""
+    with _typed_not_found(self, key):
+        if extra_args:
+            return self.open(key, mode, extra_args=extra_args)
+        return self.open(key, mode)
+
+
+@contextlib.contextmanager
+def _typed_not_found(backend: StorageBackend, key: str) -> Iterator[None]:
+    """A plain ``FileNotFoundError`` from a 0.5 override as ``FileNotFoundInStorageError``."""
+    try:
+        yield
+    except FileNotFoundInStorageError:
+        raise
+    except FileNotFoundError as exc:
+        raise backend._not_found(key) from exc
+
+
+def _legacy_list(self: StorageBackend, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+    """The primitive ``_list`` through a public ``list(path)`` override that returns the full
+    keys of every file under ``path`` (as 0.5's LocalFS and S3 did)."""
+    entries = [e for e in self.list(prefix) if e.name.lstrip("/").startswith(prefix)]
+    if recursive:
+        return entries
+    children: dict[str, ListEntry] = {}
+    for entry in entries:
+        head, slash, _ = entry.name.lstrip("/")[len(prefix) :].partition("/")
+        name = prefix + head + slash
+        children.setdefault(name, ListEntry(name, None, 0) if slash else entry._replace(name=name))
+    return children.values()
+
+
+def _legacy_stat(self: StorageBackend, key: str) -> FileStat:
+    """``stat`` from the listing of the file's directory (0.5 backends have no ``stat``)."""
+    parent = key.rpartition("/")[0]
+    for entry in self._list(f"{parent}/" if parent else "", False):
+        if entry.name == key and entry.last_modified is not None:
+            return FileStat(size=entry.size, last_modified=arrow.get(entry.last_modified))
+    raise self._not_found(key)
+
+
+def _with_recursive(legacy_list: Callable[[Any, str], builtins.list[ListEntry]]) -> Any:
+    """A 0.5 ``list(path)`` override that also takes today's ``recursive`` (and a default path):
+    ``recursive=False`` folds its listing into direct children."""
+
+    @functools.wraps(legacy_list)
+    def list(
+        self: StorageBackend, path: str = "", *, recursive: bool = True
+    ) -> builtins.list[ListEntry]:
+        if recursive:
+            return legacy_list(self, path)
+        prefix = directory_prefix(path, self)
+        return sorted(_legacy_list(self, prefix, False), key=lambda entry: entry.name)
+
+    return list
+
+
+def _legacy_delete(self: StorageBackend, key: str) -> None:
+    self.delete(key)
+
+
+def _legacy_copy(self: StorageBackend, key: str, new_key: str) -> None:
+    with _typed_not_found(self, key):
+        self.copy(key, new_key)
+
+
+_LEGACY_PRIMITIVES: tuple[tuple[str, str, Any], ...] = (
+    ("open", "_open", _legacy_open),
+    ("list", "_list", _legacy_list),
+    ("delete", "_delete", _legacy_delete),
+    ("copy", "_copy", _legacy_copy),
+)
+
+
 @contextlib.contextmanager
 def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[IO[bytes]]:
     """Yield a new temp file beside ``target``, open for writing; on success it replaces
@@ -722,6 +830,11 @@ class InternalLinksStorageBackend(StorageBackend):
             raise ValueError(f"{self!r} must be configured with secret_key to use links")
         return self._token_keys
 
+    def get_token_signing_key(self) -> bytes:
+        """The HS512 key new tokens are signed with (the first of ``secret_key``'s); override
+        to sign with a key of your own, which then also verifies tokens."""
+        return self._require_token_keys()[0]
+
     def create_link_token(
         self,
         *,
@@ -746,7 +859,7 @@ class InternalLinksStorageBackend(StorageBackend):
         content_type: str | None,
     ) -> str:
         """The token for arguments already validated (by ``create_link_token`` or ``link_to``)."""
-        signing_key = self._require_token_keys()[0]
+        signing_key = self.get_token_signing_key()
         claims = InternalLinkTokenData(key, operation, output_path, content_type).serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
         claims["exp"] = math.ceil(expires_at.timestamp())
@@ -758,7 +871,7 @@ class InternalLinksStorageBackend(StorageBackend):
         Raises :class:`ExpiredLinkTokenError` for an expired token, :class:`MalformedLinkTokenError`
         for something that is not a JWT, and :class:`LinkTokenError` for any other failure.
         """
-        keys = self._require_token_keys()
+        keys = [self.get_token_signing_key(), *self._require_token_keys()[1:]]
         claims: dict[str, Any] | None = None
         for key in keys:
             try:

@@ -305,6 +305,9 @@ class LocalFSStorage(InternalLinksStorageBackend):
 
     supports_read_write = True
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
+    disallowed_path_chars: frozenset[str] = frozenset()
+    """Characters a subclass refuses in paths (``InvalidPathError``), beyond the control
+    characters every backend refuses. 0.5's name; 0.5 refused ``~?*`` and whitespace here."""
 
     def __init__(
         self,
@@ -325,6 +328,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
                 "Storage root does not exist or is not a directory", backend=self, path=str(given)
             )
         self.fsync = fsync
+        self.unsupported_path_characters = "".join(sorted(self.disallowed_path_chars))
         self._root = str(self.root)
         self.max_key_bytes = PATH_MAX_BYTES - len(os.fsencode(self._root)) - 1
 

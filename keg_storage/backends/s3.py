@@ -31,6 +31,7 @@ from ..errors import (
 from ..http import content_disposition
 from ..progress import ByteCounter
 from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
+from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .forks import PerProcess
 from .streams import PartUploadWriter, RangeReader
 
@@ -605,6 +606,23 @@ class S3Storage(StorageBackend):
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def copy(
+        self,
+        path: str | None = None,
+        new_path: str | None = None,
+        *,
+        current_file: str | None = None,
+        new_file: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Copy a file on the server; 0.5 documented the keywords ``current_file`` and
+        ``new_file``, which are accepted as well as ``path`` and ``new_path``."""
+        super().copy(
+            _one_argument("path", path, "current_file", current_file),
+            _one_argument("new_path", new_path, "new_file", new_file),
+            **options,
+        )
+
     def _copy(self, key: str, new_key: str) -> None:
         """Copy on the server: ``copy_object`` up to 5 GiB, a multipart copy above."""
         with self._errors(key):
@@ -720,3 +738,10 @@ class S3Storage(StorageBackend):
                 method, Params=params, ExpiresIn=max(1, seconds)
             )
         return url
+
+
+def _one_argument(name: str, value: str | None, old_name: str, old_value: str | None) -> str:
+    """The argument given under its name or under its 0.5 name, never both or neither."""
+    if (value is None) == (old_value is None):
+        raise TypeError(f"copy() needs exactly one of {name!r} and {old_name!r}")
+    return value if value is not None else old_value  # type: ignore[return-value]

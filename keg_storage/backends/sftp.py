@@ -699,6 +699,30 @@ class SFTPStorage(InternalLinksStorageBackend):
         """Close every pooled connection; idempotent. The storage reconnects on next use."""
         _close_pool(self._pools)
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[SFTPClient]:
+        """Lease a pooled, health-checked paramiko ``SFTPClient`` for what this API lacks; it
+        returns to the pool when the block ends (closed instead if its connection failed).
+
+        Paths are the server's, not relative to ``base_path``. Do not close the client or keep
+        it after the block: it serves other operations next.
+        """
+        session = self._lease(None)
+        broken = False
+        try:
+            yield session.sftp
+        except BaseException as exc:
+            broken = _is_connection_failure(exc) or not session.usable()
+            raise
+        finally:
+            session.sftp.chdir(None)  # the pool's operations rely on the default directory
+            self._pool.release(session, broken=broken)
+
+    def create_client(self) -> SSHClient:
+        """A new connected, authenticated paramiko ``SSHClient`` (host key checked as for the
+        pool), owned by the caller, who closes it; ``open_sftp()`` gives its SFTP client."""
+        return self._connect()
+
     # -- connections --------------------------------------------------------------------------
 
     @property
