@@ -387,14 +387,18 @@ class _Pool:
         if target is None:
             try:
                 target = _Connection(self._connect())
-            finally:
+            except BaseException:
                 with self._cond:
                     self._pending -= 1
                     self._cond.notify()
+                raise
             target.sessions = 1
             with self._cond:
+                # One step, so a waiter never counts the connection neither pending nor open.
+                self._pending -= 1
                 self._connections.append(target)
                 self.connections_opened += 1
+                self._cond.notify_all()  # its other session slots are free for waiters
         try:
             return self._open_session(target)
         except BaseException:

@@ -3,6 +3,7 @@ tests/servers/sshd.py): host key policies, authentication, the connection pool, 
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import hashlib
 import io
@@ -339,6 +340,37 @@ def test_pool_is_bounded(sftp_server: SSHServer, sftp_base_path: str) -> None:
         assert second.read() == b"x"
         second.close()
         assert storage._pool.connections_opened == 1
+
+
+def test_threads_waiting_for_a_connection_share_its_sessions(
+    sftp_server: SSHServer, sftp_base_path: str
+) -> None:
+    """8 threads at once on 2 connections of 4 sessions: each opened connection's free sessions
+    go to the waiting threads at once, and the pool never opens more than its size."""
+    with SFTPStorage(
+        "127.0.0.1",
+        "root",
+        str(sftp_server.client_key),
+        str(sftp_server.known_hosts),
+        port=sftp_server.port,
+        base_path=sftp_base_path,
+        pool_size=2,
+        sessions_per_connection=4,
+        timeout=10,
+    ) as storage:
+        storage.upload(io.BytesIO(b"x"), "a.txt")
+        storage.close()
+        all_open = threading.Barrier(8, timeout=8)
+
+        def hold_a_session() -> None:
+            with storage.open("a.txt") as file:
+                all_open.wait()
+                assert file.read() == b"x"
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for future in [pool.submit(hold_a_session) for _ in range(8)]:
+                future.result(timeout=20)
+        assert storage._pool.connections_opened - 1 <= 2  # one before close(), then at most 2
 
 
 def test_garbage_collected_storage_closes_its_connections(
