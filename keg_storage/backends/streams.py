@@ -18,12 +18,12 @@ from __future__ import annotations
 import io
 import os
 import stat
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from ..errors import StorageError
 from ..progress import ByteCounter
+from . import cleanup
 from .base import FileMode, RemoteFile
 
 
@@ -275,6 +275,7 @@ class PartUploadWriter(RemoteFile):
         self._in_flight: set[Future[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._written = 0
+        self._opened_in = cleanup.prepare()
 
     def _start_parts(self) -> None:
         """Called once, on the writer's thread, before the first part (e.g. create the upload)."""
@@ -357,11 +358,13 @@ class PartUploadWriter(RemoteFile):
         self._shutdown()
         self._abort_parts()
 
+    def _collected(self) -> None:
+        """Collected unclosed: abort on the cleanup thread (parts in flight and the abort
+        request are network waits, and a finalizer must not make them)."""
+        cleanup.discard_later(self.abort, self._opened_in)
+
     def _shutdown(self) -> None:
         if self._executor is not None:
-            # A writer collected while a part is in flight is finalized in that worker thread,
-            # which cannot join itself.
-            in_worker = threading.current_thread().name.startswith("keg-storage-write")
-            self._executor.shutdown(wait=not in_worker, cancel_futures=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._parts.clear()
             self._in_flight.clear()
