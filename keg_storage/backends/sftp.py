@@ -218,7 +218,7 @@ def _session_class() -> Any:
             a packet, so the session is marked failed and every later request fails at once
             instead of waiting for an answer that cannot come."""
             if self.failed:
-                raise EOFError("this SFTP session was interrupted in the middle of a packet")
+                raise paramiko.SSHException("this SFTP session was interrupted mid-packet")
             try:
                 yield
             except BaseException:
@@ -882,8 +882,11 @@ class SFTPStorage(InternalLinksStorageBackend):
         if isinstance(exc, StorageError):
             return exc
         if dropped or _is_connection_failure(exc):
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.timeout} s"
             return StorageConnectionError(
-                f"SFTP connection to {self._host_key_name} failed: {exc or type(exc).__name__}",
+                f"SFTP connection to {self._host_key_name} failed: {reason}",
                 backend=self,
                 path=key,
             )
@@ -943,10 +946,12 @@ class SFTPStorage(InternalLinksStorageBackend):
                 return
             parent = posixpath.dirname(parent)
 
-    def _open_temp(self, sftp: Any, remote_dir: str) -> tuple[str, bytes]:
-        """Create an empty temp file in ``remote_dir`` (creating the directory); its handle."""
+    def _open_temp(self, sftp: Any, remote_dir: str, temp: str | None = None) -> tuple[str, bytes]:
+        """Create an empty temp file in ``remote_dir`` (creating the directory); its handle.
+        ``temp`` names it (from :func:`_temp_path`) for a caller that must know the name even
+        when the server's answer never comes."""
+        temp = temp or _temp_path(remote_dir)
         for attempt in range(3):
-            temp = posixpath.join(remote_dir, f".keg-storage-{secrets.token_hex(8)}.part")
             try:
                 return temp, _open_handle(sftp, temp, _WRITE | _CREATE | _EXCL)
             except OSError as exc:
@@ -1213,6 +1218,11 @@ def _open_handle(sftp: Any, path: str, flags: int) -> bytes:
     return bytes(msg.get_binary())
 
 
+def _temp_path(remote_dir: str) -> str:
+    """A new temp file path in ``remote_dir`` (listings hide it, see TEMP_NAME)."""
+    return posixpath.join(remote_dir, f".keg-storage-{secrets.token_hex(8)}.part")
+
+
 def _remove_quietly(sftp: Any, path: str) -> None:
     with _refusals_ignored():
         sftp.remove(path)
@@ -1284,12 +1294,14 @@ class SFTPRemoteFile(RemoteFile):
                     _is_connection_failure(exc) or not self._session.usable()
                 )
                 self._release(broken=dropped)
+                self._drop_unanswered_temp(created=dropped)
                 if dropped and attempt + 1 < attempts:
                     continue
                 super().close()
                 raise client._error(exc, path, dropped=dropped) from exc
             except BaseException:
                 self._release(broken=True)
+                self._drop_unanswered_temp(created=True)
                 super().close()
                 raise
 
@@ -1308,7 +1320,12 @@ class SFTPRemoteFile(RemoteFile):
         assert self._session is not None
         sftp = self._session.sftp
         if self.mode == FileMode.write:
-            self._temp, self._handle = self.client._open_temp(sftp, posixpath.dirname(self._target))
+            # Named first: a temp file the server created but whose handle never arrived is
+            # still removed (see __init__).
+            self._temp = _temp_path(posixpath.dirname(self._target))
+            self._handle = self.client._open_temp(
+                sftp, posixpath.dirname(self._target), self._temp
+            )[1]
             return
         # STAT and OPEN pipelined: one round trip for both.
         stat_num = self._responses.send(CMD_STAT, self._target)
@@ -1631,6 +1648,13 @@ class SFTPRemoteFile(RemoteFile):
         if self._session is not None and self._session.usable():
             self._responses.expect(self._unacked)
         super()._collected()
+
+    def _drop_unanswered_temp(self, *, created: bool) -> None:
+        """After a failed open: forget the temp file, removing it (through another session)
+        when the server may have ``created`` it without its answer arriving."""
+        temp, self._temp = self._temp, None
+        if temp is not None and created:
+            self._remove_orphan(temp)
 
     def _remove_orphan(self, temp: str) -> None:
         """Remove the temp file of a write whose connection died, through a new connection."""
