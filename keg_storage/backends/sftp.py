@@ -656,7 +656,9 @@ class SFTPStorage(InternalLinksStorageBackend):
       the first key seen in ``known_hosts_fpath``) or ``'auto_add'`` (accept unknown keys, with a
       warning on every connection). A changed key is refused under every policy.
     - ``known_host_keys``: known_hosts lines as a string, in addition to the file.
-    - ``timeout``: seconds for connecting, the SSH banner and authentication.
+    - ``timeout``: seconds any wait on the server may last: connecting, the SSH banner,
+      authentication, opening a session and every SFTP request; a server that stops answering
+      gives :class:`StorageConnectionError`, and the session is never used again.
     - ``connect_kwargs``: extra arguments for ``paramiko.SSHClient.connect``.
     - ``retry``: how many times an idempotent operation is retried on a dropped connection, and
       a connection attempt on failure to connect (default 1).
