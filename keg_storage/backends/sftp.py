@@ -1284,6 +1284,7 @@ class SFTPRemoteFile(RemoteFile):
         self._eof_at: int | None = None
         self._borrowed = session is not None  # a reader on the caller's session (copies)
         self._opened_in = cleanup.prepare()
+        self._write_failed = False
         attempts = 1 if session is not None else client.retry + 1
         for attempt in range(attempts):
             try:
@@ -1533,6 +1534,7 @@ class SFTPRemoteFile(RemoteFile):
                 done += size
             self._buffer += view[done:]
         except BaseException as exc:
+            self._write_failed = True  # close() must not publish a file with a hole
             raise self._failure(exc) from exc
         return count
 
@@ -1596,6 +1598,12 @@ class SFTPRemoteFile(RemoteFile):
         if self._session is None:
             return
         try:
+            if self._write_failed:
+                raise StorageError(
+                    "a write failed earlier: nothing was published",
+                    backend=self.client,
+                    path=self.path,
+                )
             if self.writable():
                 self._flush_writes()
             self._close_handle()

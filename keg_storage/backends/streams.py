@@ -276,6 +276,7 @@ class PartUploadWriter(RemoteFile):
         self._executor: ThreadPoolExecutor | None = None
         self._written = 0
         self._opened_in = cleanup.prepare()
+        self._failed = False
 
     def _start_parts(self) -> None:
         """Called once, on the writer's thread, before the first part (e.g. create the upload)."""
@@ -301,6 +302,13 @@ class PartUploadWriter(RemoteFile):
 
     def write(self, data: Any) -> int:
         self._check_writable()
+        try:
+            return self._write(data)
+        except BaseException:
+            self._failed = True  # the parts are incomplete: close() must not publish them
+            raise
+
+    def _write(self, data: Any) -> int:
         if not self._buffer and type(data) is bytes and len(data) == self.chunk_size:
             # A whole part given as bytes (what the transfer loops read) goes out uncopied.
             self._written += len(data)
@@ -338,6 +346,12 @@ class PartUploadWriter(RemoteFile):
         self._in_flight.add(future)
 
     def _finish(self) -> None:
+        if self._failed:
+            raise StorageError(
+                "a write failed earlier: nothing was published",
+                backend=getattr(self, "storage", None),
+                path=getattr(self, "path", None),
+            )
         if self._executor is None:
             self._put_whole(bytes(self._buffer))
             self._buffer.clear()

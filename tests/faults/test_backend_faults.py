@@ -148,6 +148,18 @@ def _stalled_close(storage: StorageBackend, new: bytes, stall: Callable[[], None
         stall()
 
 
+def _failed_write_then_close(
+    storage: StorageBackend, new: bytes, stall: Callable[[], None]
+) -> None:
+    """close() after a write() that raised (no ``with``): must not publish the rest."""
+    file = storage.open("doc.bin", "wb")
+    stall()
+    try:
+        file.write(new)
+    finally:
+        file.close()
+
+
 def lasting_leftovers(target: FaultTarget) -> list[str]:
     """Leftovers but Azure's uncommitted blocks, which the service keeps by design (CONTRACT §3)."""
     return [name for name in target.leftovers() if not name.startswith("uncommitted block")]
@@ -159,8 +171,9 @@ def lasting_leftovers(target: FaultTarget) -> list[str]:
         (_stalled_read, "downstream", MiB),
         (_stalled_write, "upstream", MiB),
         (_stalled_close, "downstream", 1),
+        (_failed_write_then_close, "upstream", MiB),
     ],
-    ids=["read", "write", "close"],
+    ids=["read", "write", "close", "failed-write-close"],
 )
 def test_stalled_server_gives_up_within_the_timeout(
     fault_target: FaultTarget,
@@ -180,7 +193,10 @@ def test_stalled_server_gives_up_within_the_timeout(
         result = operation(
             storage, new, lambda: fault_target.proxy.stall_after(after, STALL, direction)
         )
-    except StorageConnectionError:
+    except StorageError as exc:  # a close() after a failed write names that failure as context
+        assert isinstance(exc, StorageConnectionError) or isinstance(
+            exc.__context__, StorageConnectionError
+        ), exc
         result = None
     assert time.monotonic() - start < BOUND
     assert not fault_target.proxy.armed, "the stall never came: the test proved nothing"
