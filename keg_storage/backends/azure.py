@@ -13,6 +13,7 @@ Clients are built once, share one HTTP connection pool and are safe to use from 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import uuid
@@ -237,6 +238,11 @@ class AzureWriter(AzureFile, PartUploadWriter):
         # of concurrent or earlier, aborted writers apart.
         self._block_prefix = uuid.uuid4().hex
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
+        # Worker threads get a callable that does not hold the writer, so that an unclosed
+        # writer is collected when its caller drops it, not later in a worker.
+        self._upload_part = functools.partial(  # type: ignore[method-assign]
+            _stage_block, blob_client, self._block_prefix, storage, self.path
+        )
 
     def stage_local_file(
         self, fd: int, start: int, size: int, block_size: int, count_bytes: ByteCounter
@@ -255,18 +261,6 @@ class AzureWriter(AzureFile, PartUploadWriter):
             self._submit(block)
             self._written += length
 
-    def _upload_part(self, number: int, data: bytes | FileSlice) -> str:
-        if number > MAX_BLOCKS:
-            raise StorageError(
-                f"a blob holds at most {MAX_BLOCKS} blocks: write it with a larger chunk_size",
-                backend=self.storage,
-                path=self.path,
-            )
-        block_id = f"{self._block_prefix}{number:08d}"
-        with _azure_errors(self.storage, self.path):
-            self.blob_client.stage_block(block_id, data, length=len(data))
-        return block_id
-
     def _complete_parts(self, results: list[Any]) -> None:
         with _azure_errors(self.storage, self.path):
             self.blob_client.commit_block_list(
@@ -284,6 +278,22 @@ class AzureWriter(AzureFile, PartUploadWriter):
                 content_settings=self.content_settings,
                 metadata=self.metadata,
             )
+
+
+def _stage_block(
+    blob_client: BlobClient, prefix: str, storage: Any, path: str, number: int, data: Any
+) -> str:
+    """Stage block ``number`` (1-based) of an :class:`AzureWriter`; what its workers run."""
+    if number > MAX_BLOCKS:
+        raise StorageError(
+            f"a blob holds at most {MAX_BLOCKS} blocks: write it with a larger chunk_size",
+            backend=storage,
+            path=path,
+        )
+    block_id = f"{prefix}{number:08d}"
+    with _azure_errors(storage, path):
+        blob_client.stage_block(block_id, data, length=len(data))
+    return block_id
 
 
 @dataclass

@@ -283,11 +283,18 @@ class RemoteFile(io.RawIOBase):
                     source=self,
                     stacklevel=2,
                 )
-                self.abort()
-            else:
-                self.close()
+            self._collected()
         except Exception:  # finalizers must not raise; a half-built file has nothing to release
             pass
+
+    def _collected(self) -> None:
+        """What garbage collection does with a file left open: a writer discards, a reader
+        closes. Network files queue this on the cleanup thread instead (:mod:`.cleanup`), so that
+        a finalizer never waits on the network."""
+        if self.writable():
+            self.abort()
+        else:
+            self.close()
 
 
 def resolve_expiry(expire: Expiry) -> arrow.Arrow:

@@ -52,6 +52,7 @@ from ..errors import (
     StoragePermissionError,
 )
 from ..progress import ByteCounter, ignore_bytes
+from . import cleanup
 from .base import (
     FileMode,
     FileStat,
@@ -170,8 +171,18 @@ class _Responses:
         length = len(data)
         header = struct.pack(">IBII", 21 + len(handle) + length, CMD_WRITE, num, len(handle))
         packet = b"".join((header, handle, struct.pack(">QI", offset, length), data))
-        sftp.sock.sendall(memoryview(packet))
+        with sftp.stepping():
+            sftp.sock.sendall(memoryview(packet))
         return num
+
+    def expect(self, nums: Iterable[int]) -> None:
+        """Collect the responses to ``nums`` again. paramiko holds the collector of each pending
+        request weakly, and a cyclic garbage collection clears those references before the
+        finalizer of the file that owns this object runs: without this its responses would be
+        dropped on arrival, and waited for forever."""
+        with self.sftp._lock:
+            for num in nums:
+                self.sftp._expecting[num] = self
 
     def wait(self, num: int) -> tuple[int, Any]:
         """The response to request ``num``, reading others that arrive first."""
@@ -203,15 +214,39 @@ class _Responses:
 @functools.cache
 def _session_class() -> Any:
     class _SFTPSession(paramiko.SFTPClient):
-        """An SFTP client that keeps the extensions the server announces (paramiko drops them)."""
+        """An SFTP client that keeps the extensions the server announces (paramiko drops them)
+        and that fails for good once a packet was interrupted (see :meth:`stepping`)."""
 
         extensions: dict[str, bytes]
+        failed = False
+
+        @contextlib.contextmanager
+        def stepping(self) -> Iterator[None]:
+            """Around sending or reading one packet: if that is interrupted (a timeout, a
+            dropped connection, KeyboardInterrupt), the stream may have stopped in the middle of
+            a packet, so the session is marked failed and every later request fails at once
+            instead of waiting for an answer that cannot come."""
+            if self.failed:
+                raise paramiko.SSHException("this SFTP session was interrupted mid-packet")
+            try:
+                yield
+            except BaseException:
+                self.failed = True
+                raise
+
+        def _send_packet(self, t: int, packet: Any) -> None:
+            with self.stepping():
+                super()._send_packet(t, packet)  # type: ignore[misc]
+
+        def _read_packet(self) -> tuple[int, bytes]:
+            with self.stepping():
+                return super()._read_packet()  # type: ignore[misc]
 
         def _send_version(self) -> int:
             msg = paramiko.Message()
             msg.add_int(3)
-            self._send_packet(1, msg)  # type: ignore[attr-defined]  # SSH_FXP_INIT
-            t, data = self._read_packet()  # type: ignore[attr-defined]
+            self._send_packet(1, msg)  # SSH_FXP_INIT
+            t, data = self._read_packet()
             if t != CMD_VERSION:
                 raise paramiko.SFTPError("Incompatible sftp protocol")
             reply = paramiko.Message(data)
@@ -326,11 +361,41 @@ class _Session:
 
     def usable(self) -> bool:
         channel = self.sftp.get_channel()
-        return self.conn.alive() and not channel.closed and not channel.eof_received
+        return (
+            not self.sftp.failed
+            and self.conn.alive()
+            and not channel.closed
+            and not channel.eof_received
+        )
+
+    def fail(self) -> None:
+        """Mark the session out of step with the server (never reused, nothing waited for)."""
+        self.sftp.failed = True
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.sftp.close()
+
+
+class _PoolTimeout(TimeoutError):
+    """No session of the pool became free in time."""
+
+
+def _invoke_subsystem(channel: Any, name: str, timeout: float) -> None:
+    """``channel.invoke_subsystem(name)``, waiting at most ``timeout`` for the server's reply
+    (paramiko's ``Channel._wait_for_event`` waits with no timeout)."""
+    request = paramiko.Message()
+    request.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    request.add_int(channel.remote_chanid)
+    request.add_string("subsystem")
+    request.add_boolean(True)
+    request.add_string(name)
+    channel._event_pending()
+    channel.transport._send_user_message(request)
+    if not channel.event.wait(timeout):
+        raise TimeoutError(f"no answer to the {name} subsystem request within {timeout} s")
+    if not channel.event_ready:
+        raise channel.transport.get_exception() or paramiko.SSHException("Channel closed.")
 
 
 class _Pool:
@@ -380,7 +445,7 @@ class _Pool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._cond.wait(remaining):
-                    raise TimeoutError(
+                    raise _PoolTimeout(
                         f"no SFTP session became free within {self.timeout} s (pool_size="
                         f"{self.size}, sessions_per_connection={self.sessions_per_connection})"
                     )
@@ -401,18 +466,28 @@ class _Pool:
                 self._cond.notify_all()  # its other session slots are free for waiters
         try:
             return self._open_session(target)
-        except BaseException:
+        except BaseException as exc:
+            # A session that could not open in time (or was interrupted half-open) leaves its
+            # connection in doubt: closed, so that no one waits on it again.
+            suspect = not isinstance(exc, Exception) or _is_connection_failure(exc)
             with self._cond:
                 target.sessions -= 1
+                if suspect:
+                    self._connections = [c for c in self._connections if c is not target]
                 self._cond.notify()
+            if suspect:
+                target.close()
             raise
 
     def _open_session(self, conn: _Connection) -> _Session:
+        """A new SFTP session; every wait on it (here and later) ends after ``timeout``."""
         channel = conn.transport.open_session(
-            window_size=WINDOW_SIZE, max_packet_size=MAX_REQUEST_SIZE + 1024
+            window_size=WINDOW_SIZE, max_packet_size=MAX_REQUEST_SIZE + 1024, timeout=self.timeout
         )
         channel.in_buffer = _chunk_pipe_class()()  # before any data arrives
-        channel.invoke_subsystem("sftp")
+        # Without a timeout paramiko waits for every response forever (Channel.recv).
+        channel.settimeout(self.timeout)
+        _invoke_subsystem(channel, "sftp", self.timeout)
         sftp = _session_class()(channel)
         read_size = write_size = DEFAULT_REQUEST_SIZE
         if "limits@openssh.com" in sftp.extensions:
@@ -596,7 +671,9 @@ class SFTPStorage(InternalLinksStorageBackend):
       the first key seen in ``known_hosts_fpath``) or ``'auto_add'`` (accept unknown keys, with a
       warning on every connection). A changed key is refused under every policy.
     - ``known_host_keys``: known_hosts lines as a string, in addition to the file.
-    - ``timeout``: seconds for connecting, the SSH banner and authentication.
+    - ``timeout``: seconds any wait on the server may last: connecting, the SSH banner,
+      authentication, opening a session and every SFTP request; a server that stops answering
+      gives :class:`StorageConnectionError`, and the session is never used again.
     - ``connect_kwargs``: extra arguments for ``paramiko.SSHClient.connect``.
     - ``retry``: how many times an idempotent operation is retried on a dropped connection, and
       a connection attempt on failure to connect (default 1).
@@ -778,6 +855,8 @@ class SFTPStorage(InternalLinksStorageBackend):
                 ordered += [k for k in options.key_types if k not in known_types]
                 options.key_types = tuple(ordered)
             transport.set_keepalive(30)
+            # Waits for a key re-exchange to end before sending (30 s by default).
+            transport.clear_to_send_timeout = self.timeout
             return transport
 
         client = paramiko.SSHClient()
@@ -819,8 +898,14 @@ class SFTPStorage(InternalLinksStorageBackend):
     def _lease(self, key: str | None) -> _Session:
         try:
             return self._pool.acquire()
-        except TimeoutError as exc:
+        except _PoolTimeout as exc:
             raise StorageConnectionError(str(exc), backend=self, path=key) from exc
+        except StorageError:
+            raise
+        except Exception as exc:  # a new session that did not open (in time)
+            if _is_connection_failure(exc):
+                raise self._error(exc, key, dropped=True) from exc
+            raise
 
     def _call(
         self, key: str | None, operation: Callable[[_Session], T], *, idempotent: bool = True
@@ -855,8 +940,11 @@ class SFTPStorage(InternalLinksStorageBackend):
         if isinstance(exc, StorageError):
             return exc
         if dropped or _is_connection_failure(exc):
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.timeout} s"
             return StorageConnectionError(
-                f"SFTP connection to {self._host_key_name} failed: {exc or type(exc).__name__}",
+                f"SFTP connection to {self._host_key_name} failed: {reason}",
                 backend=self,
                 path=key,
             )
@@ -993,10 +1081,12 @@ class SFTPStorage(InternalLinksStorageBackend):
             self._checked_dirs.pop(remote, None)  # whatever appears there next is checked anew
             parent = posixpath.dirname(parent)
 
-    def _open_temp(self, sftp: Any, remote_dir: str) -> tuple[str, bytes]:
-        """Create an empty temp file in ``remote_dir`` (creating the directory); its handle."""
+    def _open_temp(self, sftp: Any, remote_dir: str, temp: str | None = None) -> tuple[str, bytes]:
+        """Create an empty temp file in ``remote_dir`` (creating the directory); its handle.
+        ``temp`` names it (from :func:`_temp_path`) for a caller that must know the name even
+        when the server's answer never comes."""
+        temp = temp or _temp_path(remote_dir)
         for attempt in range(3):
-            temp = posixpath.join(remote_dir, f".keg-storage-{secrets.token_hex(8)}.part")
             try:
                 return temp, _open_handle(sftp, temp, _WRITE | _CREATE | _EXCL)
             except OSError as exc:
@@ -1239,7 +1329,7 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 
 def _not_a_dir(exc: OSError) -> bool:
-    return exc.errno in (None, errno.ENOTDIR)
+    return exc.errno in (None, errno.ENOTDIR) and not _is_connection_failure(exc)
 
 
 def _mtime(attr: Any) -> arrow.Arrow:
@@ -1274,9 +1364,25 @@ def _open_handle(sftp: Any, path: str, flags: int) -> bytes:
     return bytes(msg.get_binary())
 
 
+def _temp_path(remote_dir: str) -> str:
+    """A new temp file path in ``remote_dir`` (listings hide it, see TEMP_NAME)."""
+    return posixpath.join(remote_dir, f".keg-storage-{secrets.token_hex(8)}.part")
+
+
 def _remove_quietly(sftp: Any, path: str) -> None:
-    with contextlib.suppress(OSError):
+    with _refusals_ignored():
         sftp.remove(path)
+
+
+@contextlib.contextmanager
+def _refusals_ignored() -> Iterator[None]:
+    """Ignore the server's refusal of a request (an SFTP status), not a failed connection or a
+    timeout: those leave the session out of step and must reach the caller."""
+    try:
+        yield
+    except OSError as exc:
+        if _is_connection_failure(exc):
+            raise
 
 
 # -- remote files ---------------------------------------------------------------------------
@@ -1321,6 +1427,8 @@ class SFTPRemoteFile(RemoteFile):
         self._data_start = 0
         self._eof_at: int | None = None
         self._borrowed = session is not None  # a reader on the caller's session (copies)
+        self._opened_in = cleanup.prepare()
+        self._write_failed = False
         attempts = 1 if session is not None else client.retry + 1
         for attempt in range(attempts):
             try:
@@ -1333,12 +1441,14 @@ class SFTPRemoteFile(RemoteFile):
                     _is_connection_failure(exc) or not self._session.usable()
                 )
                 self._release(broken=dropped)
+                self._drop_unanswered_temp(created=dropped)
                 if dropped and attempt + 1 < attempts:
                     continue
                 super().close()
                 raise client._error(exc, path, dropped=dropped) from exc
             except BaseException:
                 self._release(broken=True)
+                self._drop_unanswered_temp(created=True)
                 super().close()
                 raise
 
@@ -1361,8 +1471,11 @@ class SFTPRemoteFile(RemoteFile):
         # LSTAT pipelined with the OPEN: one round trip for both.
         stat_num = self._responses.send(CMD_LSTAT, self._target)
         if self.mode == FileMode.write:
+            # Named first: a temp file the server created but whose handle never arrived is
+            # still removed (see __init__).
+            self._temp = _temp_path(directory)
             try:
-                self._temp, self._handle = client._open_temp(sftp, directory)
+                self._handle = client._open_temp(sftp, directory, self._temp)[1]
             except BaseException:
                 self._responses.forget([stat_num])
                 raise
@@ -1587,6 +1700,7 @@ class SFTPRemoteFile(RemoteFile):
                 done += size
             self._buffer += view[done:]
         except BaseException as exc:
+            self._write_failed = True  # close() must not publish a file with a hole
             raise self._failure(exc) from exc
         return count
 
@@ -1622,7 +1736,16 @@ class SFTPRemoteFile(RemoteFile):
             self._flush_writes()
 
     def _failure(self, exc: BaseException) -> BaseException:
+        """The error to raise for ``exc``, met in the middle of requests. Unless the server
+        refused one (an SFTP status), the session may be out of step (a response lost to an
+        interrupt, a timeout): it is marked failed, so that nothing waits on it again."""
         if isinstance(exc, StorageError):
+            return exc
+        if self._session is not None and (
+            not isinstance(exc, OSError) or _is_connection_failure(exc)
+        ):
+            self._session.fail()
+        if not isinstance(exc, Exception):
             return exc
         dropped = self._session is not None and not self._session.usable()
         if isinstance(exc, (OSError, EOFError)) or dropped or _is_connection_failure(exc):
@@ -1640,53 +1763,73 @@ class SFTPRemoteFile(RemoteFile):
     def _finish(self) -> None:
         if self._session is None:
             return
-        if not self.writable():  # a reader has nothing to publish: closing never fails
-            broken = False
-            try:
-                self._close_handle()
-            except Exception as exc:
-                broken = _is_connection_failure(exc) or not self._session.usable()
-                if not broken:
-                    self._release(broken=False)
-                    raise self._failure(exc) from exc
-            self._release(broken=broken)
-            return
         try:
-            self._flush_writes()
+            if self._write_failed:
+                raise StorageError(
+                    "a write failed earlier: nothing was published",
+                    backend=self.client,
+                    path=self.path,
+                )
+            if self.writable():
+                self._flush_writes()
             self._close_handle()
             if self._temp is not None:
                 self.client._publish(self._session, self._temp, self._target)
                 self._temp = None
         except BaseException as exc:
-            raise self._failure(exc) from exc
+            error = self._failure(exc)
+            if isinstance(exc, Exception) and not self.writable() and not self._session.usable():
+                # A reader has nothing to publish: a dropped connection is no failure to close.
+                self._release(broken=True)
+                return
+            if error is exc:
+                raise
+            raise error from exc  # close() then discards (and releases the session)
         self._release(broken=False)
 
     def _discard(self) -> None:
+        """Drop what was written: wait for the writes in flight, close the handle and remove
+        the temp file, each bounded by the timeout; on a session that failed, wait for nothing
+        and remove the temp file through another session."""
         if self._session is None:
             return
         self._buffer.clear()
         temp, self._temp = self._temp, None
-        broken = not self._session.usable()
-        if broken:
-            self._unacked.clear()
         try:
-            if not broken:
-                with contextlib.suppress(OSError):
-                    while self._unacked:
+            if self._session.usable():
+                sftp = self._session.sftp
+                while self._unacked:
+                    with _refusals_ignored():
                         self._responses.wait_status(self._unacked.popleft())
-                with contextlib.suppress(OSError):
+                with _refusals_ignored():
                     self._close_handle()
                 if temp is not None:
-                    with contextlib.suppress(OSError):
-                        self._session.sftp.remove(temp)
+                    _remove_quietly(sftp, temp)
                     temp = None
         except BaseException as exc:
-            broken = _is_connection_failure(exc)
-            if not broken:
-                raise
+            self._failure(exc)
+            if not isinstance(exc, Exception) or not _is_connection_failure(exc):
+                raise  # an interrupt (or a bug) is the caller's; the session is released below
         finally:
-            self._release(broken=broken)  # the pool also drops a session that is no longer usable
+            self._unacked.clear()
+            self._release(broken=not self._session.usable())
         if temp is not None:
+            self._remove_orphan(temp)
+
+    def _collected(self) -> None:
+        """Collected unclosed: discard on the cleanup thread, never on the collecting one."""
+        cleanup.discard_later(self._discard_collected, self._opened_in)
+
+    def _discard_collected(self) -> None:
+        if self._session is not None and self._session.usable():
+            self._responses.expect(self._unacked)
+        super()._collected()
+
+    def _drop_unanswered_temp(self, *, created: bool) -> None:
+        """After a failed open: forget the temp file, removing it (through another session)
+        when the server may have ``created`` it without its answer arriving."""
+        temp, self._temp = self._temp, None
+        if temp is not None and created:
             self._remove_orphan(temp)
 
     def _remove_orphan(self, temp: str) -> None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import io
 import os
 import stat
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from ..errors import StorageError
 from ..progress import ByteCounter
+from . import cleanup
 from .base import FileMode, RemoteFile
 
 
@@ -275,6 +275,8 @@ class PartUploadWriter(RemoteFile):
         self._in_flight: set[Future[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._written = 0
+        self._opened_in = cleanup.prepare()
+        self._failed = False
 
     def _start_parts(self) -> None:
         """Called once, on the writer's thread, before the first part (e.g. create the upload)."""
@@ -300,6 +302,13 @@ class PartUploadWriter(RemoteFile):
 
     def write(self, data: Any) -> int:
         self._check_writable()
+        try:
+            return self._write(data)
+        except BaseException:
+            self._failed = True  # the parts are incomplete: close() must not publish them
+            raise
+
+    def _write(self, data: Any) -> int:
         if not self._buffer and type(data) is bytes and len(data) == self.chunk_size:
             # A whole part given as bytes (what the transfer loops read) goes out uncopied.
             self._written += len(data)
@@ -337,6 +346,12 @@ class PartUploadWriter(RemoteFile):
         self._in_flight.add(future)
 
     def _finish(self) -> None:
+        if self._failed:
+            raise StorageError(
+                "a write failed earlier: nothing was published",
+                backend=getattr(self, "storage", None),
+                path=getattr(self, "path", None),
+            )
         if self._executor is None:
             self._put_whole(bytes(self._buffer))
             self._buffer.clear()
@@ -357,11 +372,13 @@ class PartUploadWriter(RemoteFile):
         self._shutdown()
         self._abort_parts()
 
+    def _collected(self) -> None:
+        """Collected unclosed: abort on the cleanup thread (parts in flight and the abort
+        request are network waits, and a finalizer must not make them)."""
+        cleanup.discard_later(self.abort, self._opened_in)
+
     def _shutdown(self) -> None:
         if self._executor is not None:
-            # A writer collected while a part is in flight is finalized in that worker thread,
-            # which cannot join itself.
-            in_worker = threading.current_thread().name.startswith("keg-storage-write")
-            self._executor.shutdown(wait=not in_worker, cancel_futures=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._parts.clear()
             self._in_flight.clear()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import random
 import subprocess
 import sys
 import time
 import urllib.parse
-import warnings
 import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -220,18 +218,6 @@ class TestMultipartWrites:
             raise RuntimeError("boom")
         assert pending_uploads(s3_client, small_parts.bucket) == []
         assert not small_parts.exists("failed.bin")
-
-    def test_collected_writer_leaves_no_multipart_upload(
-        self, small_parts: S3Storage, s3_client: S3Client
-    ) -> None:
-        file = small_parts.open("forgotten.bin", "wb")
-        file.write(data_of(6 * MiB))
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            del file
-            gc.collect()
-        assert pending_uploads(s3_client, small_parts.bucket) == []
-        assert not small_parts.exists("forgotten.bin")
 
     def test_failed_upload_leaves_no_multipart_upload(
         self, small_parts: S3Storage, s3_client: S3Client

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import io
 import tarfile
+import threading
+import time
 import warnings
 import zipfile
 
@@ -18,7 +20,7 @@ from keg_storage import (
     UnsupportedOperationError,
 )
 
-from .helpers import MiB, names, payload, read, write
+from .helpers import MiB, leftovers, names, payload, read, write
 
 
 @pytest.mark.parametrize(
@@ -176,17 +178,36 @@ def test_abort_publishes_nothing(storage: StorageBackend) -> None:
     assert names(storage) == []
 
 
-def test_unclosed_writer_is_discarded_with_a_warning(storage: StorageBackend) -> None:
+@pytest.mark.parametrize("size", [0, MiB, 12 * MiB], ids=["0B", "1MiB", "12MiB"])
+def test_unclosed_writer_is_discarded_with_a_warning(storage: StorageBackend, size: int) -> None:
+    """Collecting an unclosed writer never blocks the collecting thread (the finalizer does no
+    network wait there), warns once per writer, publishes nothing and removes its temp state."""
     write(storage, "kept.txt", b"kept")
-    file = storage.open("kept.txt", "wb")
-    file.write(b"never published")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        del file
-        gc.collect()
-    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    data = payload(size, seed=6)
+    caught: list[warnings.WarningMessage] = []
+
+    def drop_unclosed_writers() -> None:
+        replacing, creating = storage.open("kept.txt", "wb"), storage.open("new/doc.bin", "wb")
+        replacing.write(data)
+        creating.write(data)
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always")
+            del replacing, creating
+            gc.collect()
+        caught.extend(recorded)
+
+    collector = threading.Thread(target=drop_unclosed_writers, daemon=True)
+    collector.start()
+    collector.join(30)
+    assert not collector.is_alive(), "collecting an unclosed writer hung"
+    discarded = [w for w in caught if "without close()" in str(w.message)]
+    assert [w.category for w in discarded] == [ResourceWarning, ResourceWarning]
     assert read(storage, "kept.txt") == b"kept"
     assert names(storage) == ["kept.txt"]
+    deadline = time.monotonic() + 10  # network backends clean up off the collecting thread
+    while leftovers(storage) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(storage) == []
 
 
 def test_new_content_is_invisible_until_close(storage: StorageBackend) -> None:

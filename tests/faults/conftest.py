@@ -1,6 +1,7 @@
 """``fault_target``: each network backend twice on the same bucket/container/directory, once
 through the fault proxy (the one under test) and once direct (to check what really got stored),
-with a way to see what a failed write left behind."""
+with a way to see what a failed write left behind. ``impatient`` is a third, through the proxy
+too, with :data:`IMPATIENT_TIMEOUT` timeouts and no retries (for stalled servers)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.servers.sshd import SSHServer
 from .proxy import FaultProxy
 
 MiB = 1024 * 1024
+IMPATIENT_TIMEOUT = 1.0
 
 
 @dataclass
@@ -32,6 +34,15 @@ class FaultTarget:
     direct: StorageBackend
     proxy: FaultProxy
     leftovers: Callable[[], list[str]]
+    make_impatient: Callable[[], StorageBackend]
+    _impatient: StorageBackend | None = None
+
+    @property
+    def impatient(self) -> StorageBackend:
+        """The faulted backend with 1 s timeouts and no retries, built on first use."""
+        if self._impatient is None:
+            self._impatient = self.make_impatient()
+        return self._impatient
 
 
 def _s3(request: pytest.FixtureRequest, proxy_for: Callable[[int], FaultProxy]) -> FaultTarget:
@@ -55,11 +66,18 @@ def _s3(request: pytest.FixtureRequest, proxy_for: Callable[[int], FaultProxy]) 
         uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         return [f"multipart upload of {upload['Key']}" for upload in uploads]
 
+    proxied = f"http://127.0.0.1:{proxy.port}"
     return FaultTarget(
-        s3(f"http://127.0.0.1:{proxy.port}", max_attempts=3, connect_timeout=2, read_timeout=5),
+        s3(proxied, max_attempts=3, connect_timeout=2, read_timeout=5),
         s3(server.endpoint_url),
         proxy,
         leftovers,
+        lambda: s3(
+            proxied,
+            max_attempts=1,
+            connect_timeout=IMPATIENT_TIMEOUT,
+            read_timeout=IMPATIENT_TIMEOUT,
+        ),
     )
 
 
@@ -85,15 +103,17 @@ def _azure(request: pytest.FixtureRequest, proxy_for: Callable[[int], FaultProxy
             found += [f"uncommitted block of {blob.name}" for _ in uncommitted]
         return found
 
+    proxied = f"http://127.0.0.1:{proxy.port}/{azurite.account}"
     return FaultTarget(
         azure(
-            f"http://127.0.0.1:{proxy.port}/{azurite.account}",
+            proxied,
             retry=LinearRetry(backoff=0.1, random_jitter_range=0.05, retry_total=3),
             timeout=5,
         ),
         azure(azurite.account_url),
         proxy,
         leftovers,
+        lambda: azure(proxied, retry=0, timeout=IMPATIENT_TIMEOUT),
     )
 
 
@@ -115,6 +135,9 @@ def _sftp(request: pytest.FixtureRequest, proxy_for: Callable[[int], FaultProxy]
         make_sftp_storage(server, base),
         proxy,
         leftovers,
+        lambda: make_sftp_storage(
+            server, base, port=proxy.port, timeout=IMPATIENT_TIMEOUT, retry=0
+        ),
     )
 
 
@@ -133,7 +156,8 @@ def fault_target(request: pytest.FixtureRequest) -> Iterator[FaultTarget]:
     try:
         yield target
     finally:
-        target.storage.close()
-        target.direct.close()
+        for storage in (target.storage, target.direct, target._impatient):
+            if storage is not None:
+                storage.close()
         for proxy in proxies:
             proxy.stop()
