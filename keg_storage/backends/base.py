@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..paths import directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
+from ..secrets import Secret, hold, scrubbed
 
 __all__ = [
     "FileMode",
@@ -657,6 +658,12 @@ class InternalLinkTokenData(NamedTuple):
         return ShareLinkOperation.remove in self.operations
 
 
+def _secret_bytes(secret_key: SecretKey) -> list[bytes]:
+    """The one or more secrets of a ``secret_key`` setting, as bytes."""
+    secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    return [secret.encode() if isinstance(secret, str) else bytes(secret) for secret in secrets]
+
+
 class InternalLinksStorageBackend(StorageBackend):
     """A backend whose links point at the application (``LinkViewMixin``) instead of the service.
 
@@ -668,25 +675,29 @@ class InternalLinksStorageBackend(StorageBackend):
     token_algorithm = "HS512"
 
     def __init__(
-        self, *, linked_endpoint: str | None, secret_key: SecretKey | None, name: str
+        self,
+        *,
+        linked_endpoint: str | None,
+        secret_key: SecretKey | Secret[SecretKey] | None,
+        name: str,
     ) -> None:
+        held = hold(secret_key)
+        del secret_key  # from here on no frame holds it in plain form
         super().__init__(name)
         self.linked_endpoint = linked_endpoint
-        self._token_keys = self._derive_token_keys(secret_key)
+        self._token_keys = self._derive_token_keys(held)
 
-    def _derive_token_keys(self, secret_key: SecretKey | None) -> list[bytes]:
+    def _derive_token_keys(self, secret_key: Secret[SecretKey] | None) -> list[Secret[bytes]]:
+        """The signing keys, each a :class:`Secret` (revealed only inside the jwt calls)."""
         if secret_key is None:
             return []
-        secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
-        keys = []
-        for secret in secrets:
-            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
-            if not raw:
-                raise ValueError(f"{self!r}: secret_key must not be empty")
-            keys.append(hashlib.sha512(f"{self.name}signer".encode() + raw).digest())
-        return keys
+        raws = [Secret(raw) for raw in _secret_bytes(secret_key.reveal())]
+        if not all(raws):
+            raise ValueError(f"{self!r}: secret_key must not be empty")
+        prefix = f"{self.name}signer".encode()
+        return [Secret(hashlib.sha512(prefix + raw.reveal()).digest()) for raw in raws]
 
-    def _require_token_keys(self) -> list[bytes]:
+    def _require_token_keys(self) -> list[Secret[bytes]]:
         if not self._token_keys:
             raise ValueError(f"{self!r} must be configured with secret_key to use links")
         return self._token_keys
@@ -722,7 +733,8 @@ class InternalLinksStorageBackend(StorageBackend):
         claims = InternalLinkTokenData(key, operation, output_path, content_type).serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
         claims["exp"] = math.ceil(expires_at.timestamp())
-        return jwt.encode(claims, signing_key, algorithm=self.token_algorithm)
+        with scrubbed():
+            return jwt.encode(claims, signing_key.reveal(), algorithm=self.token_algorithm)
 
     def deserialize_link_token(self, token: str | bytes) -> InternalLinkTokenData:
         """Verify a token and return what it allows.
@@ -734,12 +746,13 @@ class InternalLinksStorageBackend(StorageBackend):
         claims: dict[str, Any] | None = None
         for key in keys:
             try:
-                claims = jwt.decode(
-                    token,
-                    key,
-                    algorithms=[self.token_algorithm],
-                    options={"require": ["exp", "key", "op"], "verify_iat": False},
-                )
+                with scrubbed():  # jwt's frames hold the revealed key
+                    claims = jwt.decode(
+                        token,
+                        key.reveal(),
+                        algorithms=[self.token_algorithm],
+                        options={"require": ["exp", "key", "op"], "verify_iat": False},
+                    )
                 break
             except jwt.InvalidSignatureError:
                 continue
