@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, NoReturn, TypeVar
 from urllib.parse import quote, quote_plus
 
-__all__ = ["Secret", "hold", "install_log_redaction", "redact", "scrub", "scrubbed"]
+__all__ = ["Secret", "hold", "install_log_redaction", "redact", "reveal", "scrub", "scrubbed"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
@@ -84,6 +84,11 @@ def hold(value: T | Secret[T] | None) -> Secret[T] | None:
     if value is None or isinstance(value, Secret):
         return value
     return Secret(value)
+
+
+def reveal(secret: Secret[T] | None) -> T | None:
+    """The value of ``secret``, None for None (inside the call that needs it, as ever)."""
+    return None if secret is None else secret.reveal()
 
 
 def _forms(value: Any) -> tuple[str, ...]:

@@ -216,9 +216,7 @@ def test_sftp_wrong_password_hides_it(sftp_server: SSHServer) -> None:
         assert_hidden(render(caught.value), WRONG_PASSWORD, derived_key("sftp", LINK_SECRET))
 
 
-def test_sftp_wrong_passphrase_hides_it_and_the_key(
-    sftp_server: SSHServer, tmp_path: Path
-) -> None:
+def test_sftp_wrong_passphrase_hides_it_and_the_key(sftp_server: SSHServer, tmp_path: Path) -> None:
     key_file = tmp_path / "key.pem"
     key_file.write_text(encrypted_key_text())
     with pytest.raises(ValueError) as caught:
@@ -245,17 +243,19 @@ def test_sftp_wrong_passphrase_of_a_key_file_hides_it(
 ) -> None:
     key_file = tmp_path / "key.pem"
     key_file.write_text(encrypted_key_text())
-    with SFTPStorage(
-        "127.0.0.1",
-        "root",
-        str(key_file),
-        str(sftp_server.known_hosts),
-        port=sftp_server.port,
-        passphrase=WRONG_PASSPHRASE,
-        retry=0,
-    ) as storage:
-        with pytest.raises(StorageError) as caught:
-            storage.exists("a.txt")
+    with (
+        SFTPStorage(
+            "127.0.0.1",
+            "root",
+            str(key_file),
+            str(sftp_server.known_hosts),
+            port=sftp_server.port,
+            passphrase=WRONG_PASSPHRASE,
+            retry=0,
+        ) as storage,
+        pytest.raises(StorageError) as caught,
+    ):
+        storage.exists("a.txt")
     assert_hidden(render(caught.value), WRONG_PASSPHRASE, key_body(key_file.read_text()))
 
 
@@ -279,9 +279,11 @@ def test_sftp_debug_log_shows_no_password(
         storage.upload(io.BytesIO(b"x"), "a.txt")
         assert storage.exists("a.txt")
         storage.delete("a.txt")
-    with password_storage(sftp_server, WRONG_PASSWORD, retry=0) as storage:
-        with pytest.raises(StorageConnectionError):
-            storage.exists("a.txt")
+    with (
+        password_storage(sftp_server, WRONG_PASSWORD, retry=0) as storage,
+        pytest.raises(StorageConnectionError),
+    ):
+        storage.exists("a.txt")
     assert debug_log
     assert_hidden(formatted(debug_log), sftp_server.password, WRONG_PASSWORD)
 
@@ -311,17 +313,17 @@ def test_s3_backend_shows_no_secret(seaweedfs: SeaweedFS, s3_bucket: str) -> Non
 def test_s3_wrong_secret_key_hides_it_and_the_session_token(
     seaweedfs: SeaweedFS, s3_bucket: str
 ) -> None:
-    with s3_storage(
-        seaweedfs, s3_bucket, WRONG_AWS_SECRET, aws_session_token=SESSION_TOKEN
-    ) as storage:
-        with pytest.raises(StoragePermissionError) as caught:
-            storage.list()
+    with (
+        s3_storage(
+            seaweedfs, s3_bucket, WRONG_AWS_SECRET, aws_session_token=SESSION_TOKEN
+        ) as storage,
+        pytest.raises(StoragePermissionError) as caught,
+    ):
+        storage.list()
     assert_hidden(render(caught.value), WRONG_AWS_SECRET, SESSION_TOKEN)
 
 
-def test_s3_unreachable_with_a_session_token_hides_it(
-    seaweedfs: SeaweedFS, s3_bucket: str
-) -> None:
+def test_s3_unreachable_with_a_session_token_hides_it(seaweedfs: SeaweedFS, s3_bucket: str) -> None:
     with s3_storage(
         seaweedfs,
         s3_bucket,
@@ -329,7 +331,10 @@ def test_s3_unreachable_with_a_session_token_hides_it(
         aws_session_token=SESSION_TOKEN,
         endpoint_url="http://127.0.0.1:1",
     ) as storage:
-        for operation in (lambda: storage.exists("a.txt"), lambda: storage.download("a.txt", io.BytesIO())):
+        for operation in (
+            lambda: storage.exists("a.txt"),
+            lambda: storage.download("a.txt", io.BytesIO()),
+        ):
             with pytest.raises(StorageConnectionError) as caught:
                 operation()
             assert_hidden(render(caught.value), WRONG_AWS_SECRET, SESSION_TOKEN)
@@ -359,9 +364,7 @@ def test_azure_backends_show_no_key_or_sas(
     azurite: Azurite, backend_azure: AzureStorage, azure_container: ContainerClient
 ) -> None:
     assert_hidden(shown(backend_azure), azurite.key)
-    with AzureStorage(
-        sas_container_url=backend_azure.create_container_url(FIVE_MINUTES)
-    ) as shared:
+    with AzureStorage(sas_container_url=backend_azure.create_container_url(FIVE_MINUTES)) as shared:
         assert_hidden(shown(shared), sas_signature(shared), azurite.key)
 
 
@@ -393,24 +396,31 @@ def test_azure_key_that_is_no_base64_is_hidden(
         account_url=azurite.account_url,
         retry=0,
     ) as storage:
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - any error: it must hide the key
+        with pytest.raises(Exception) as caught:
             storage.exists("a.txt")
         assert_hidden(render(caught.value), "not base64 at all: Vb8Nm2Qw")
-        with pytest.raises(Exception) as caught:  # noqa: PT011
+        with pytest.raises(Exception) as caught:
             storage.link_to("a.txt", "download", FIVE_MINUTES)
         assert_hidden(render(caught.value), "not base64 at all: Vb8Nm2Qw")
 
 
-def test_azure_sas_url_errors_hide_the_signature(backend_azure: AzureStorage) -> None:
-    url = backend_azure.create_container_url(FIVE_MINUTES)
-    unreachable = "http://127.0.0.1:1/" + url.split("/", 3)[3]
-    with AzureStorage(sas_container_url=unreachable, retry=0) as shared:
-        with pytest.raises(StorageConnectionError) as caught:
-            shared.list()
-        assert_hidden(render(caught.value), sas_signature(shared))
-    forged = url.replace("sig=", "sig=AAAA")
-    with AzureStorage(sas_container_url=forged, retry=0) as shared:
-        with pytest.raises(StoragePermissionError) as caught:
+def sas_backend(storage: AzureStorage, *, unreachable: bool = False) -> AzureStorage:
+    """A container-SAS backend from ``storage``: through a closed port, or with a forged
+    signature (built here, so that the URL is in no local of the test)."""
+    url = storage.create_container_url(FIVE_MINUTES)
+    if unreachable:
+        url = "http://127.0.0.1:1/" + url.split("/", 3)[3]
+    else:
+        url = url.replace("sig=", "sig=AAAA")
+    return AzureStorage(sas_container_url=url, retry=0)
+
+
+@pytest.mark.parametrize("unreachable", [True, False], ids=["unreachable", "forged"])
+def test_azure_sas_url_errors_hide_the_signature(
+    backend_azure: AzureStorage, unreachable: bool
+) -> None:
+    with sas_backend(backend_azure, unreachable=unreachable) as shared:
+        with pytest.raises(StorageError) as caught:
             shared.list()
         assert_hidden(render(caught.value), sas_signature(shared))
 
@@ -427,17 +437,21 @@ def test_azure_debug_log_shows_no_key_or_sas(
     with AzureStorage(sas_container_url=url) as shared:
         assert [entry.name for entry in shared.list()] == ["a.txt"]
         signature = sas_signature(shared)
-    with AzureStorage(sas_container_url=url.replace("sig=", "sig=AAAA"), retry=0) as shared:
-        with pytest.raises(StoragePermissionError):
-            shared.list()
-    with AzureStorage(
-        azurite.account,
-        WRONG_AZURE_KEY,
-        azure_container.container_name,
-        account_url=azurite.account_url,
-        retry=0,
-    ) as storage:
-        with pytest.raises(StoragePermissionError):
-            storage.exists("a.txt")
+    with (
+        AzureStorage(sas_container_url=url.replace("sig=", "sig=AAAA"), retry=0) as shared,
+        pytest.raises(StoragePermissionError),
+    ):
+        shared.list()
+    with (
+        AzureStorage(
+            azurite.account,
+            WRONG_AZURE_KEY,
+            azure_container.container_name,
+            account_url=azurite.account_url,
+            retry=0,
+        ) as storage,
+        pytest.raises(StoragePermissionError),
+    ):
+        storage.exists("a.txt")
     assert any(record.name.startswith("azure.") for record in debug_log)
     assert_hidden(formatted(debug_log), azurite.key, WRONG_AZURE_KEY, signature)

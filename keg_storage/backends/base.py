@@ -176,8 +176,9 @@ class RemoteFile(io.RawIOBase):
         self.mode = FileMode.as_mode(mode)
 
     def __repr__(self) -> str:
-        path = getattr(self, "path", None)
-        return f"<{type(self).__name__} path={path!r} mode={str(self.mode)!r}>"
+        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
+        path, mode = getattr(self, "path", None), getattr(self, "mode", None)
+        return f"<{type(self).__name__} path={path!r} mode={str(mode)!r}>"
 
     def readable(self) -> bool:
         return FileMode.read in self.mode
@@ -681,7 +682,7 @@ class InternalLinksStorageBackend(StorageBackend):
         secret_key: SecretKey | Secret[SecretKey] | None,
         name: str,
     ) -> None:
-        held = hold(secret_key)
+        held: Secret[SecretKey] | None = hold(secret_key)
         del secret_key  # from here on no frame holds it in plain form
         super().__init__(name)
         self.linked_endpoint = linked_endpoint

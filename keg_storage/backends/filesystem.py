@@ -28,7 +28,7 @@ from ..errors import (
     StoragePermissionError,
 )
 from ..progress import ByteCounter
-from ..secrets import hold
+from ..secrets import Secret, hold
 from .base import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -169,7 +169,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         *,
         fsync: bool = False,
     ) -> None:
-        held = hold(secret_key)
+        held: Secret[SecretKey] | None = hold(secret_key)
         del secret_key  # no frame of ours holds it in plain form
         given = Path(root)
         super().__init__(

@@ -11,7 +11,7 @@ from typing import Any
 
 import arrow
 
-from ..secrets import hold
+from ..secrets import Secret, hold
 from .base import (
     FileMode,
     FileStat,
@@ -72,7 +72,7 @@ class MemoryStorage(InternalLinksStorageBackend):
         linked_endpoint: str | None = None,
         secret_key: SecretKey | None = None,
     ) -> None:
-        held = hold(secret_key)
+        held: Secret[SecretKey] | None = hold(secret_key)
         del secret_key  # no frame of ours holds it in plain form
         super().__init__(linked_endpoint=linked_endpoint, secret_key=held, name=name)
         self._files: dict[str, _StoredFile] = {}

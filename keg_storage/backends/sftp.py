@@ -51,7 +51,7 @@ from ..errors import (
     StoragePermissionError,
 )
 from ..progress import ByteCounter, ignore_bytes
-from ..secrets import Secret, hold, scrub, scrubbed
+from ..secrets import Secret, hold, reveal, scrub, scrubbed
 from .base import (
     FileMode,
     FileStat,
@@ -549,7 +549,7 @@ def _load_pkey(pkey: Secret[Any], passphrase: Secret[str] | None) -> PKey:
         try:
             with scrubbed():  # paramiko's frames hold the key text and the passphrase
                 return key_class.from_private_key(
-                    io.StringIO(pem.reveal()), password=None if passphrase is None else passphrase.reveal(),
+                    io.StringIO(pem.reveal()), password=reveal(passphrase)
                 )
         except paramiko.PasswordRequiredException as exc:
             raise ValueError("pkey is encrypted: pass its passphrase=") from exc
@@ -620,7 +620,8 @@ class SFTPStorage(InternalLinksStorageBackend):
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._password = hold(password)
         self._passphrase = hold(passphrase)
-        held_pkey, held_secret_key = hold(pkey), hold(secret_key)
+        held_pkey = hold(pkey)
+        held_secret_key: Secret[SecretKey] | None = hold(secret_key)
         self._connect_kwargs = Secret(dict(connect_kwargs or {}))
         del password, passphrase, pkey, secret_key, connect_kwargs
         super().__init__(linked_endpoint=linked_endpoint, secret_key=held_secret_key, name=name)
@@ -749,7 +750,8 @@ class SFTPStorage(InternalLinksStorageBackend):
             raise error from scrub(exc)
         except BaseException as exc:
             client.close()
-            raise scrub(exc)
+            scrub(exc)
+            raise
         return client
 
     def _connect_options(self, sock: socket.socket, transport_factory: Any) -> dict[str, Any]:
@@ -757,9 +759,9 @@ class SFTPStorage(InternalLinksStorageBackend):
         options: dict[str, Any] = {
             "username": self.username,
             "key_filename": self.key_filename,
-            "pkey": None if self._pkey is None else self._pkey.reveal(),
-            "password": None if self._password is None else self._password.reveal(),
-            "passphrase": None if self._passphrase is None else self._passphrase.reveal(),
+            "pkey": reveal(self._pkey),
+            "password": reveal(self._password),
+            "passphrase": reveal(self._passphrase),
             "allow_agent": self.allow_agent,
             "look_for_keys": self.look_for_keys,
             "timeout": self.timeout,
