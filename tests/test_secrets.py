@@ -129,6 +129,29 @@ def test_secret_shows_redacted_and_cannot_be_pickled() -> None:
         pickle.dumps(secret)
 
 
+@pytest.mark.parametrize(
+    ("line", "hidden"),
+    [
+        ("headers={'X-Amz-Security-Token': b'FwoGZXIvYXdzEJr'}", "FwoGZXIvYXdzEJr"),
+        ("x-amz-security-token:FwoGZXIvYXdzEJr\nhost:s3", "FwoGZXIvYXdzEJr"),
+        ("?X-Amz-Security-Token=Fwo%2BGZX&X-Amz-Signature=0a1b2c3d", "Fwo%2BGZX"),
+        ("'Authorization': b'AWS4-HMAC-SHA256 Credential=AK/x, Signature=9f8e7d'", "9f8e7d"),
+        ("GET /c?sv=2024&sr=c&sig=AbC%2Bd%3D HTTP/1.1", "AbC%2Bd%3D"),
+        ("Authorization: SharedKey devstoreaccount1:q1w2e3r4", "q1w2e3r4"),
+    ],
+)
+def test_credential_headers_are_redacted_from_sdk_logs(
+    line: str, hidden: str, debug_log: list[logging.LogRecord]
+) -> None:
+    """Credentials the backend never saw (from the environment) are redacted by their header."""
+    MemoryStorage()  # any backend turns the redaction on
+    logging.getLogger("botocore.endpoint").debug("Sending %s", line)
+    logging.getLogger("azure.core.pipeline").debug(line)
+    text = formatted(debug_log)
+    assert text.count("***") >= 2
+    assert hidden not in text
+
+
 # -- internal links --------------------------------------------------------------------------
 
 

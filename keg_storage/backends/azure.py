@@ -575,9 +575,9 @@ class AzureStorage(StorageBackend):
         try:
             result = target.start_copy_from_url(source.url)
         except ResourceNotFoundError as exc:
-            raise _translate(exc, self, key) from exc
+            raise _translate(scrub(exc), self, key) from exc
         except AzureError as exc:
-            raise _translate(exc, self, new_key) from exc
+            raise _translate(scrub(exc), self, new_key) from exc
         status = result.get("copy_status")
         delay, longest = COPY_POLL_SECONDS
         while status == "pending":

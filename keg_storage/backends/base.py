@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..paths import directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
-from ..secrets import Secret, hold, scrubbed
+from ..secrets import Secret, hold, install_log_redaction, scrubbed
 
 __all__ = [
     "FileMode",
@@ -323,6 +323,7 @@ class StorageBackend:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        install_log_redaction()  # SDK logs show credentials from the environment too
 
     def __str__(self) -> str:
         return type(self).__name__
