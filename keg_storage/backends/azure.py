@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..http import content_disposition
 from ..progress import ByteCounter
+from ..secrets import Secret, hold, reveal, scrub, scrubbed
 from .base import (
     Expiry,
     FileMode,
@@ -137,7 +138,11 @@ def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
     try:
         yield
     except AzureError as exc:
-        raise _translate(exc, backend, key) from exc
+        # The SDK's frames hold the account key or the SAS token: cut off (see scrub).
+        raise _translate(scrub(exc), backend, key) from exc
+    except Exception as exc:
+        scrub(exc)
+        raise
 
 
 def _strip_etag(etag: str | None) -> str | None:
@@ -348,6 +353,11 @@ class AzureStorage(StorageBackend):
         timeout: float | tuple[float, float] = (20.0, 60.0),
         retry: int | Any | None = None,
     ) -> None:
+        # Held before anything can raise, so that no frame of ours shows them in plain form.
+        self._key = hold(key)
+        self._sas_container_url = hold(sas_container_url)
+        self._sas_blob_url = hold(sas_blob_url)
+        del key, sas_container_url, sas_blob_url
         super().__init__(name)
         if _IMPORT_ERROR is not None:
             raise MissingDependencyError(
@@ -358,10 +368,7 @@ class AzureStorage(StorageBackend):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.account = account
-        self.key = key
         self.bucket = bucket
-        self.sas_container_url = sas_container_url
-        self.sas_blob_url = sas_blob_url
         self.chunk_size = chunk_size
         # upload/download/get/put then move whole blocks, which the reader and writer pass on
         # without slicing them.
@@ -370,12 +377,12 @@ class AzureStorage(StorageBackend):
         self.timeout = timeout
         self.retry = retry
         self.account_url: str | None = None
-        self._account_mode: tuple[str, str, str] | None = None
-        if account and key and bucket:
+        self._account_mode: tuple[str, Secret[str], str] | None = None
+        if account and self._key and bucket:
             default_url = f"https://{account}.blob.core.windows.net"
             self.account_url = (account_url or default_url).rstrip("/")
-            self._account_mode = (account, key, bucket)
-        elif not (sas_container_url or sas_blob_url):
+            self._account_mode = (account, self._key, bucket)
+        elif not (self._sas_container_url or self._sas_blob_url):
             raise ValueError(
                 "Must provide a sas_container_url, a sas_blob_url, or a combination of account, "
                 "key, and bucket"
@@ -383,6 +390,21 @@ class AzureStorage(StorageBackend):
         # Built again by a forked child on first use there (see keg_storage.backends.forks);
         # eager: a malformed URL fails here, not at first use (no request is made).
         self._clients = PerProcess(self._make_clients, eager=True)
+
+    @property
+    def key(self) -> str | None:
+        """The account key (held in a :class:`~keg_storage.secrets.Secret`, never shown)."""
+        return reveal(self._key)
+
+    @property
+    def sas_container_url(self) -> str | None:
+        """The container SAS URL given (held in a Secret: it carries the SAS signature)."""
+        return reveal(self._sas_container_url)
+
+    @property
+    def sas_blob_url(self) -> str | None:
+        """The blob SAS URL given (held in a Secret: it carries the SAS signature)."""
+        return reveal(self._sas_blob_url)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -422,21 +444,23 @@ class AzureStorage(StorageBackend):
         return self._clients.get()
 
     def _make_clients(self) -> _Clients:
-        options = self._client_options()
-        if self.account_url is not None and self._account_mode is not None:
-            account, key, bucket = self._account_mode
-            service = BlobServiceClient(
-                self.account_url,
-                credential={"account_name": account, "account_key": key},
-                **options,
-            )
-            return _Clients(service.get_container_client(bucket), None)
-        if self.sas_container_url:
-            return _Clients(
-                ContainerClient.from_container_url(self.sas_container_url, **options), None
-            )
-        assert self.sas_blob_url
-        return _Clients(None, BlobClient.from_blob_url(self.sas_blob_url, **options))
+        with scrubbed():  # the SDK's frames hold the key or SAS URL
+            options = self._client_options()
+            if self.account_url is not None and self._account_mode is not None:
+                account, key, bucket = self._account_mode
+                service = BlobServiceClient(
+                    self.account_url,
+                    credential={"account_name": account, "account_key": key.reveal()},
+                    **options,
+                )
+                return _Clients(service.get_container_client(bucket), None)
+            if self._sas_container_url:
+                return _Clients(
+                    ContainerClient.from_container_url(self._sas_container_url.reveal(), **options),
+                    None,
+                )
+            assert self._sas_blob_url
+            return _Clients(None, BlobClient.from_blob_url(self._sas_blob_url.reveal(), **options))
 
     def close(self) -> None:
         """Close the HTTP connections; the next operation opens new ones. A forked child never
@@ -563,9 +587,9 @@ class AzureStorage(StorageBackend):
         try:
             result = target.start_copy_from_url(source.url)
         except ResourceNotFoundError as exc:
-            raise _translate(exc, self, key) from exc
+            raise _translate(scrub(exc), self, key) from exc
         except AzureError as exc:
-            raise _translate(exc, self, new_key) from exc
+            raise _translate(scrub(exc), self, new_key) from exc
         status = result.get("copy_status")
         delay, longest = COPY_POLL_SECONDS
         while status == "pending":
@@ -580,19 +604,19 @@ class AzureStorage(StorageBackend):
 
     # -- links -------------------------------------------------------------------------------
 
-    def _signing_key(self, key: str | None) -> tuple[str, str]:
+    def _signing_key(self, key: str | None) -> tuple[str, Secret[str]]:
         """The account name and key that sign SAS tokens; a clear error without them."""
         clients = self._connect()
         client = clients.container if clients.container is not None else clients.blob
         account = self.account or getattr(client, "account_name", None)
-        if not (self.key and account):
+        if not (self._key and account):
             raise UnsupportedOperationError(
                 "SAS links are signed with the storage account key, which this AzureStorage was "
                 "not given: pass key= (and account=, or a SAS URL naming the account)",
                 backend=self,
                 path=key,
             )
-        return account, self.key
+        return account, self._key
 
     def _link_to(
         self,
@@ -616,19 +640,20 @@ class AzureStorage(StorageBackend):
             write=upload,
             delete=ShareLinkOperation.remove in operation,
         )
-        sas = generate_blob_sas(
-            account,
-            blob.container_name,
-            blob.blob_name,
-            account_key=account_key,
-            permission=permission,
-            expiry=expires_at.datetime,
-            ip=ip,
-            content_disposition=content_disposition(output_path)
-            if download and output_path
-            else None,
-            content_type=content_type if download else None,
-        )
+        with scrubbed():  # the SDK's frames hold the revealed key
+            sas = generate_blob_sas(
+                account,
+                blob.container_name,
+                blob.blob_name,
+                account_key=account_key.reveal(),
+                permission=permission,
+                expiry=expires_at.datetime,
+                ip=ip,
+                content_disposition=content_disposition(output_path)
+                if download and output_path
+                else None,
+                content_type=content_type if download else None,
+            )
         return f"{_without_query(blob.url)}?{sas}"
 
     def create_download_url(self, path: str, expire: Expiry) -> str:
@@ -656,12 +681,13 @@ class AzureStorage(StorageBackend):
         expires_at = resolve_expiry(expire)
         container = self._container()
         account, account_key = self._signing_key(None)
-        sas = generate_container_sas(
-            account,
-            container.container_name,
-            account_key=account_key,
-            permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
-            expiry=expires_at.datetime,
-            ip=ip,
-        )
+        with scrubbed():  # the SDK's frames hold the revealed key
+            sas = generate_container_sas(
+                account,
+                container.container_name,
+                account_key=account_key.reveal(),
+                permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+                expiry=expires_at.datetime,
+                ip=ip,
+            )
         return f"{_without_query(container.url)}?{sas}"

@@ -43,6 +43,7 @@ from ..errors import (
 )
 from ..paths import directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
+from ..secrets import Secret, hold, install_log_redaction, scrubbed
 
 __all__ = [
     "FileMode",
@@ -178,8 +179,9 @@ class RemoteFile(io.RawIOBase):
         self.mode = FileMode.as_mode(mode)
 
     def __repr__(self) -> str:
-        path = getattr(self, "path", None)
-        return f"<{type(self).__name__} path={path!r} mode={str(self.mode)!r}>"
+        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
+        path, mode = getattr(self, "path", None), getattr(self, "mode", None)
+        return f"<{type(self).__name__} path={path!r} mode={str(mode)!r}>"
 
     def readable(self) -> bool:
         return FileMode.read in self.mode
@@ -346,6 +348,7 @@ class StorageBackend:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        install_log_redaction()  # SDK logs show credentials from the environment too
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Adapt a keg-storage 0.5 style subclass, once per class: one that implements the public
@@ -803,6 +806,12 @@ class InternalLinkTokenData(NamedTuple):
         return ShareLinkOperation.remove in self.operations
 
 
+def _secret_bytes(secret_key: SecretKey) -> list[bytes]:
+    """The one or more secrets of a ``secret_key`` setting, as bytes."""
+    secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    return [secret.encode() if isinstance(secret, str) else bytes(secret) for secret in secrets]
+
+
 class InternalLinksStorageBackend(StorageBackend):
     """A backend whose links point at the application (``LinkViewMixin``) instead of the service.
 
@@ -814,25 +823,29 @@ class InternalLinksStorageBackend(StorageBackend):
     token_algorithm = "HS512"
 
     def __init__(
-        self, *, linked_endpoint: str | None, secret_key: SecretKey | None, name: str
+        self,
+        *,
+        linked_endpoint: str | None,
+        secret_key: SecretKey | Secret[SecretKey] | None,
+        name: str,
     ) -> None:
+        held: Secret[SecretKey] | None = hold(secret_key)
+        del secret_key  # from here on no frame holds it in plain form
         super().__init__(name)
         self.linked_endpoint = linked_endpoint
-        self._token_keys = self._derive_token_keys(secret_key)
+        self._token_keys = self._derive_token_keys(held)
 
-    def _derive_token_keys(self, secret_key: SecretKey | None) -> list[bytes]:
+    def _derive_token_keys(self, secret_key: Secret[SecretKey] | None) -> list[Secret[bytes]]:
+        """The signing keys, each a :class:`Secret` (revealed only inside the jwt calls)."""
         if secret_key is None:
             return []
-        secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
-        keys = []
-        for secret in secrets:
-            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
-            if not raw:
-                raise ValueError(f"{self!r}: secret_key must not be empty")
-            keys.append(hashlib.sha512(f"{self.name}signer".encode() + raw).digest())
-        return keys
+        raws = [Secret(raw) for raw in _secret_bytes(secret_key.reveal())]
+        if not all(raws):
+            raise ValueError(f"{self!r}: secret_key must not be empty")
+        prefix = f"{self.name}signer".encode()
+        return [Secret(hashlib.sha512(prefix + raw.reveal()).digest()) for raw in raws]
 
-    def _require_token_keys(self) -> list[bytes]:
+    def _require_token_keys(self) -> list[Secret[bytes]]:
         if not self._token_keys:
             raise ValueError(f"{self!r} must be configured with secret_key to use links")
         return self._token_keys
@@ -840,7 +853,15 @@ class InternalLinksStorageBackend(StorageBackend):
     def get_token_signing_key(self) -> bytes:
         """The HS512 key new tokens are signed with (the first of ``secret_key``'s); override
         to sign with a key of your own, which then also verifies tokens."""
-        return self._require_token_keys()[0]
+        return self._require_token_keys()[0].reveal()
+
+    def _signing_key(self) -> Secret[bytes]:
+        """The signing key, never held in plain form: an override of
+        :meth:`get_token_signing_key` (keg-storage 0.5's hook) when the class has one, else the
+        first derived key."""
+        if type(self).get_token_signing_key is InternalLinksStorageBackend.get_token_signing_key:
+            return self._require_token_keys()[0]
+        return Secret(self.get_token_signing_key())
 
     def create_link_token(
         self,
@@ -866,11 +887,12 @@ class InternalLinksStorageBackend(StorageBackend):
         content_type: str | None,
     ) -> str:
         """The token for arguments already validated (by ``create_link_token`` or ``link_to``)."""
-        signing_key = self.get_token_signing_key()
+        signing_key = self._signing_key()
         claims = InternalLinkTokenData(key, operation, output_path, content_type).serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
         claims["exp"] = math.ceil(expires_at.timestamp())
-        return jwt.encode(claims, signing_key, algorithm=self.token_algorithm)
+        with scrubbed():
+            return jwt.encode(claims, signing_key.reveal(), algorithm=self.token_algorithm)
 
     def deserialize_link_token(self, token: str | bytes) -> InternalLinkTokenData:
         """Verify a token and return what it allows.
@@ -878,16 +900,17 @@ class InternalLinksStorageBackend(StorageBackend):
         Raises :class:`ExpiredLinkTokenError` for an expired token, :class:`MalformedLinkTokenError`
         for something that is not a JWT, and :class:`LinkTokenError` for any other failure.
         """
-        keys = [self.get_token_signing_key(), *self._require_token_keys()[1:]]
+        keys = [self._signing_key(), *self._token_keys[1:]]
         claims: dict[str, Any] | None = None
         for key in keys:
             try:
-                claims = jwt.decode(
-                    token,
-                    key,
-                    algorithms=[self.token_algorithm],
-                    options={"require": ["exp", "key", "op"], "verify_iat": False},
-                )
+                with scrubbed():  # jwt's frames hold the revealed key
+                    claims = jwt.decode(
+                        token,
+                        key.reveal(),
+                        algorithms=[self.token_algorithm],
+                        options={"require": ["exp", "key", "op"], "verify_iat": False},
+                    )
                 break
             except jwt.InvalidSignatureError:
                 continue

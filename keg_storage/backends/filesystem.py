@@ -35,6 +35,7 @@ from ..errors import (
     StoragePermissionError,
 )
 from ..progress import ByteCounter
+from ..secrets import Secret, hold
 from .base import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -318,9 +319,11 @@ class LocalFSStorage(InternalLinksStorageBackend):
         *,
         fsync: bool = False,
     ) -> None:
+        held: Secret[SecretKey] | None = hold(secret_key)
+        del secret_key  # no frame of ours holds it in plain form
         given = Path(root)
         super().__init__(
-            linked_endpoint=linked_endpoint, secret_key=secret_key, name=name or f"fs-{given.name}"
+            linked_endpoint=linked_endpoint, secret_key=held, name=name or f"fs-{given.name}"
         )
         self.root = given.resolve()
         if not self.root.is_dir():

@@ -11,6 +11,7 @@ from typing import Any
 
 import arrow
 
+from ..secrets import Secret, hold
 from .base import (
     FileMode,
     FileStat,
@@ -71,7 +72,9 @@ class MemoryStorage(InternalLinksStorageBackend):
         linked_endpoint: str | None = None,
         secret_key: SecretKey | None = None,
     ) -> None:
-        super().__init__(linked_endpoint=linked_endpoint, secret_key=secret_key, name=name)
+        held: Secret[SecretKey] | None = hold(secret_key)
+        del secret_key  # no frame of ours holds it in plain form
+        super().__init__(linked_endpoint=linked_endpoint, secret_key=held, name=name)
         self._files: dict[str, _StoredFile] = {}
         self._lock = threading.Lock()
 

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..http import content_disposition
 from ..progress import ByteCounter
+from ..secrets import hold, reveal, scrub
 from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .forks import PerProcess
@@ -143,7 +144,8 @@ def s3_errors(backend: Any, key: str | None) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        mapped = map_error(exc, backend, key)
+        # botocore's and urllib3's frames hold the request: its signature and session token.
+        mapped = map_error(scrub(exc), backend, key)
         if mapped is exc:
             raise
         raise mapped from exc
@@ -456,6 +458,10 @@ class S3Storage(StorageBackend):
         check_directories: bool | None = None,
         unsupported_path_characters: str | None = None,
     ) -> None:
+        # Held before anything can raise, so that no frame of ours shows them in plain form.
+        self._aws_secret_access_key = hold(aws_secret_access_key)
+        self._aws_session_token = hold(aws_session_token)
+        del aws_secret_access_key, aws_session_token
         super().__init__(name)
         if boto3 is None:
             raise MissingDependencyError("S3Storage", "s3", "boto3")
@@ -497,8 +503,8 @@ class S3Storage(StorageBackend):
         with s3_errors(self, None):
             session = boto3.session.Session(
                 aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
+                aws_secret_access_key=reveal(self._aws_secret_access_key),
+                aws_session_token=reveal(self._aws_session_token),
                 profile_name=aws_profile,
                 region_name=aws_region,
             )
@@ -516,7 +522,8 @@ class S3Storage(StorageBackend):
         self.transfer_config.max_in_memory_upload_chunks = max_concurrency + 1
 
     def __repr__(self) -> str:
-        return f"S3Storage(name={self.name!r}, bucket={self.bucket!r})"
+        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
+        return f"S3Storage(name={self.name!r}, bucket={getattr(self, 'bucket', None)!r})"
 
     @property
     def client(self) -> S3Client:

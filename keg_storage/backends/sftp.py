@@ -52,6 +52,7 @@ from ..errors import (
     StoragePermissionError,
 )
 from ..progress import ByteCounter, ignore_bytes
+from ..secrets import Secret, hold, reveal, scrub, scrubbed
 from . import cleanup
 from .base import (
     FileMode,
@@ -115,18 +116,6 @@ _READ, _WRITE, _CREATE, _TRUNC, _EXCL = 0x01, 0x02, 0x08, 0x10, 0x20
 
 def _missing_dependency() -> NoReturn:
     raise MissingDependencyError("SFTPStorage", "sftp", "paramiko")
-
-
-class _Secret:
-    """Holds a credential without ever showing it (repr, vars(), tracebacks with locals)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>" if self.value is not None else "None"
 
 
 @dataclass(frozen=True)
@@ -629,19 +618,27 @@ def _normalise_pem(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load_pkey(pkey: Any, passphrase: str | None) -> PKey:
-    """A paramiko key from a PKey, or from private key text (PEM or OpenSSH format)."""
-    if isinstance(pkey, paramiko.PKey):
-        return pkey
-    text = pkey.decode() if isinstance(pkey, bytes) else str(pkey)
-    pem = _normalise_pem(text)
+def _key_text(pkey: Any) -> str:
+    return pkey.decode(errors="replace") if isinstance(pkey, bytes) else str(pkey)
+
+
+def _load_pkey(pkey: Secret[Any], passphrase: Secret[str] | None) -> PKey:
+    """A paramiko key from a PKey, or from private key text (PEM or OpenSSH format).
+
+    The text and passphrase stay in Secrets, revealed only in the call that parses them."""
+    if isinstance(pkey.reveal(), paramiko.PKey):
+        return pkey.reveal()
+    pem = Secret(_normalise_pem(_key_text(pkey.reveal())))
     key_classes: list[Any] = [paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey]
-    if "BEGIN RSA" in pem:
+    if "BEGIN RSA" in pem.reveal():
         key_classes.reverse()
     errors = []
     for key_class in key_classes:
         try:
-            return key_class.from_private_key(io.StringIO(pem), password=passphrase)
+            with scrubbed():  # paramiko's frames hold the key text and the passphrase
+                return key_class.from_private_key(
+                    io.StringIO(pem.reveal()), password=reveal(passphrase)
+                )
         except paramiko.PasswordRequiredException as exc:
             raise ValueError("pkey is encrypted: pass its passphrase=") from exc
         except (paramiko.SSHException, ValueError) as exc:
@@ -715,7 +712,14 @@ class SFTPStorage(InternalLinksStorageBackend):
         max_requests: int = 64,
         max_request_size: int = MAX_REQUEST_SIZE,
     ) -> None:
-        super().__init__(linked_endpoint=linked_endpoint, secret_key=secret_key, name=name)
+        # Held before anything can raise, so that no frame of ours shows them in plain form.
+        self._password = hold(password)
+        self._passphrase = hold(passphrase)
+        held_pkey = hold(pkey)
+        held_secret_key: Secret[SecretKey] | None = hold(secret_key)
+        self._connect_kwargs = Secret(dict(connect_kwargs or {}))
+        del password, passphrase, pkey, secret_key, connect_kwargs
+        super().__init__(linked_endpoint=linked_endpoint, secret_key=held_secret_key, name=name)
         if paramiko is None:
             _missing_dependency()
         if not host:
@@ -746,10 +750,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         self.timeout = timeout
         self.retry = 1 if retry is None else max(0, int(retry))
         self.max_requests = max_requests
-        self._password = _Secret(password)
-        self._passphrase = _Secret(passphrase)
-        self._pkey = None if pkey is None else _load_pkey(pkey, passphrase)
-        self._connect_kwargs = _Secret(dict(connect_kwargs or {}))
+        self._pkey = None if held_pkey is None else Secret(_load_pkey(held_pkey, self._passphrase))
         self._host_keys = _HostKeyPolicy(host_key_policy, known_hosts_fpath, known_host_keys)
         # One pool per process: a forked child opens its own connections on first use there
         # (see keg_storage.backends.forks).
@@ -767,10 +768,10 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._finalizer = weakref.finalize(self, _close_pool, self._pools)
 
     def __repr__(self) -> str:
-        return (
-            f"SFTPStorage(host={self.host!r}, port={self.port}, username={self.username!r}, "
-            f"base_path={self.base_path!r}, name={self.name!r})"
-        )
+        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
+        fields = ("host", "port", "username", "base_path", "name")
+        shown = ", ".join(f"{field}={getattr(self, field, None)!r}" for field in fields)
+        return f"SFTPStorage({shown})"
 
     @property
     def _pool(self) -> _Pool:
@@ -861,12 +862,41 @@ class SFTPStorage(InternalLinksStorageBackend):
 
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(self._host_keys)  # type: ignore[arg-type]
-        kwargs: dict[str, Any] = {
+        # paramiko's frames hold the revealed credentials: every exception out of connect() is
+        # scrubbed (those frames cut off) before it leaves.
+        try:
+            client.connect(
+                self.host, port=self.port, **self._connect_options(sock, transport_factory)
+            )
+        except StorageConnectionError as exc:  # from the host key check
+            client.close()
+            raise StorageConnectionError(str(exc), backend=self) from scrub(exc)
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise StorageConnectionError(
+                f"authentication failed for user {self.username!r} on {name}: {exc}", backend=self
+            ) from scrub(exc)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            error = StorageConnectionError(
+                f"SSH connection to {name} failed: {exc or type(exc).__name__}", backend=self
+            )
+            error.transient = True  # type: ignore[attr-defined]
+            raise error from scrub(exc)
+        except BaseException as exc:
+            client.close()
+            scrub(exc)
+            raise
+        return client
+
+    def _connect_options(self, sock: socket.socket, transport_factory: Any) -> dict[str, Any]:
+        """The arguments of ``SSHClient.connect``, secrets revealed: pass them on directly."""
+        options: dict[str, Any] = {
             "username": self.username,
             "key_filename": self.key_filename,
-            "pkey": self._pkey,
-            "password": self._password.value,
-            "passphrase": self._passphrase.value,
+            "pkey": reveal(self._pkey),
+            "password": reveal(self._password),
+            "passphrase": reveal(self._passphrase),
             "allow_agent": self.allow_agent,
             "look_for_keys": self.look_for_keys,
             "timeout": self.timeout,
@@ -875,25 +905,8 @@ class SFTPStorage(InternalLinksStorageBackend):
             "sock": sock,
             "transport_factory": transport_factory,
         }
-        kwargs.update(self._connect_kwargs.value)
-        try:
-            client.connect(self.host, port=self.port, **kwargs)
-        except StorageConnectionError as exc:  # from the host key check
-            client.close()
-            raise StorageConnectionError(str(exc), backend=self) from exc
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise StorageConnectionError(
-                f"authentication failed for user {self.username!r} on {name}: {exc}", backend=self
-            ) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            client.close()
-            error = StorageConnectionError(
-                f"SSH connection to {name} failed: {exc or type(exc).__name__}", backend=self
-            )
-            error.transient = True  # type: ignore[attr-defined]
-            raise error from exc
-        return client
+        options.update(self._connect_kwargs.reveal())
+        return options
 
     def _lease(self, key: str | None) -> _Session:
         try:
