@@ -14,6 +14,7 @@ import functools
 import io
 import logging
 import queue
+import re
 import socket
 import threading
 import uuid
@@ -44,13 +45,18 @@ from .backends.base import (
     StorageBackend,
 )
 from .errors import (
+    ExpiredLinkTokenError,
     FileNotFoundInStorageError,
     InvalidPathError,
     LinkTokenError,
     MalformedLinkTokenError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperationError,
 )
 
-__all__ = ["LinkViewMixin", "Storage", "StorageOperations"]
+__all__ = ["LinkViewMixin", "Storage", "StorageOperations", "describe_storage_error"]
 
 log = logging.getLogger(__name__)
 
@@ -475,10 +481,122 @@ def _strong_etag(value: str | None) -> str | None:
     return value.removeprefix("W/").strip('"') or None
 
 
+_VERBS = {
+    ShareLinkOperation.download: "downloading",
+    ShareLinkOperation.upload: "uploading",
+    ShareLinkOperation.remove: "deleting",
+}
+
+
+def _verb(operation: ShareLinkOperation) -> str:
+    return _VERBS.get(operation) or f"the operation {operation.name}"
+
+
+def _plain_error(status: int, message: str) -> flask.Response:
+    """An error answered as one line of plain text (what a script, ``curl`` or the page's
+    JavaScript can show as it is)."""
+    return current_app.response_class(message, status, mimetype="text/plain")
+
+
 def _internal_links(backend: StorageBackend) -> InternalLinksStorageBackend:
     if not isinstance(backend, InternalLinksStorageBackend):
         raise TypeError(f"{backend!r} does not use internal links: it cannot serve a link view")
     return backend
+
+
+# -- what a person is told when storage fails -----------------------------------------------
+
+_PATH_REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (
+        re.compile(r"control character"),
+        lambda _: "it contains a control character (such as a line break or a tab)",
+    ),
+    (re.compile(r"'\.' and '\.\.'"), lambda _: '"." and ".." cannot be used as names'),
+    (
+        re.compile(r"segment is longer than this backend allows \((\d+) bytes"),
+        lambda match: f"it is too long (a name can have at most {match[1]} bytes)",
+    ),
+    (
+        re.compile(r"the path is (\d+) bytes .* allows \((\d+)\)"),
+        lambda match: f"it is too long ({match[1]} bytes; this storage keeps at most {match[2]})",
+    ),
+    (re.compile(r"too long"), lambda _: "it is too long"),
+    (
+        re.compile(r"^('.+') cannot be kept in a name"),
+        lambda match: f"this storage cannot keep the character {match[1]} in a name",
+    ),
+    (re.compile(r"cannot end with '/'"), lambda _: 'it ends with "/", which names a folder'),
+    (re.compile(r"cannot be empty"), lambda _: "it is empty"),
+    (
+        re.compile(r"symlink"),
+        lambda _: "it leads through a symbolic link, which this storage does not follow",
+    ),
+)
+"""The reasons of :class:`InvalidPathError` (see keg_storage.paths and the backends), in plain
+words; a reason not listed here is shown as the library words it."""
+
+_PATH_CONFLICTS = {
+    "a directory exists at this path": "A folder already has this name.",
+    "a file exists where the path needs a directory": (
+        "A file already has the name of a folder in this path."
+    ),
+}
+"""InvalidPathErrors that are conflicts with what is stored (409), not bad names."""
+
+
+def _reason(error: StorageError) -> str:
+    """The error's message without the ``(backend ..., path ...)`` it ends with: the backend's
+    class and profile name mean nothing to the person at the browser."""
+    details = []
+    if error.backend is not None:
+        details.append(f"backend {error.backend}")
+    if error.path is not None:
+        details.append(f"path {error.path!r}")
+    suffix = f" ({', '.join(details)})" if details else ""
+    message = str(error)
+    return message[: -len(suffix)] if suffix and message.endswith(suffix) else message
+
+
+def _invalid_path_message(error: InvalidPathError) -> tuple[int, str]:
+    reason = _reason(error)
+    conflict = _PATH_CONFLICTS.get(reason)
+    if conflict is not None:
+        return 409, conflict
+    for pattern, explain in _PATH_REASONS:
+        match = pattern.search(reason)
+        if match:
+            reason = explain(match)
+            break
+    return 400, f"This file name is not allowed: {reason}."
+
+
+def describe_storage_error(error: StorageError) -> tuple[int, str]:
+    """The HTTP status for ``error`` and one sentence a person understands, free of class names,
+    backend names and tracebacks (the link view's and the demo's error responses).
+
+    What the request asked for is at fault (4xx): a name the storage refuses 400 (409 when a
+    folder is in the way), a missing file 404, an existing one 409, access refused 403, an
+    operation the storage cannot do 400, a bad link 400/403. The server is at fault (5xx): the
+    storage cannot be reached 503, anything else 500."""
+    if isinstance(error, InvalidPathError):
+        return _invalid_path_message(error)
+    if isinstance(error, FileNotFoundInStorageError):
+        return 404, "This file does not exist: it may have been moved or deleted."
+    if isinstance(error, FileExistsError):  # FileExistsInStorageError (overwrite=False)
+        return 409, "A file with this name already exists."
+    if isinstance(error, StoragePermissionError):
+        return 403, "The storage refused access to this file."
+    if isinstance(error, UnsupportedOperationError):
+        return 400, "This storage cannot do that with this file."
+    if isinstance(error, ExpiredLinkTokenError):
+        return 403, "This link has expired: ask for a new one."
+    if isinstance(error, MalformedLinkTokenError):
+        return 400, "This link is damaged: check that it was copied whole."
+    if isinstance(error, LinkTokenError):
+        return 403, "This link is not valid."
+    if isinstance(error, StorageConnectionError):
+        return 503, "The storage cannot be reached right now. Please try again in a minute."
+    return 500, "The storage failed to complete this request. Please try again later."
 
 
 class LinkViewMixin:
@@ -489,7 +607,10 @@ class LinkViewMixin:
     upload the raw request body (streamed, within ``MAX_CONTENT_LENGTH``), DELETE removes. Status
     codes: no token 404, malformed token 400, bad signature/expired/wrong operation 403, missing
     file 404, too many transfers at once 503 (with ``Retry-After``), an upload body that stopped
-    arriving 408.
+    arriving 408. Every :class:`~keg_storage.errors.StorageError` becomes the status and the
+    sentence of :func:`describe_storage_error` (a name the storage refuses 400, a folder in the
+    way 409, access refused 403, the storage unreachable 503 with ``Retry-After``); errors are
+    answered as one line of plain text, never a traceback page.
 
     Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
     and ``Content-Security-Policy: sandbox``; a type a browser would run (:func:`runs_in_browser`)
@@ -527,9 +648,13 @@ class LinkViewMixin:
         return cast(Callable[..., Any], view)
 
     def dispatch_request(self, **kwargs: Any) -> ResponseReturnValue:
-        """Dispatch by method; every response, errors included, gets the link headers."""
+        """Dispatch by method; every response, errors included, gets the link headers, and a
+        :class:`~keg_storage.errors.StorageError` becomes :meth:`storage_error_response`."""
         flask.after_this_request(_secure_link_response)
-        return cast(ResponseReturnValue, cast(Any, super()).dispatch_request(**kwargs))
+        try:
+            return cast(ResponseReturnValue, cast(Any, super()).dispatch_request(**kwargs))
+        except StorageError as error:
+            return self.storage_error_response(error)
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -579,6 +704,18 @@ class LinkViewMixin:
         """The response to a successful delete (default: ``OK``, 200)."""
         return "OK"
 
+    def storage_error_response(self, error: StorageError) -> flask.Response:
+        """The answer to a failed storage operation: the status and sentence of
+        :func:`describe_storage_error` as plain text (``Retry-After`` on a 503). Server-side
+        failures are logged with their traceback for the operator."""
+        status, message = describe_storage_error(error)
+        if status >= 500:
+            log.error("link view: %s failed: %s", request.method, error, exc_info=error)
+        response = _plain_error(status, message)
+        if status == 503:
+            response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
     # -- machinery -----------------------------------------------------------------------
 
     def take_transfer_slot(self, storage: InternalLinksStorageBackend) -> Callable[[], None]:
@@ -591,9 +728,7 @@ class LinkViewMixin:
             limit = default_max_transfers(storage)
         release = _slots_of(storage).take(int(limit))
         if release is None:
-            response = current_app.response_class(
-                "Too many transfers at once; retry later.", 503, mimetype="text/plain"
-            )
+            response = _plain_error(503, "Too many transfers at once; retry later.")
             response.headers["Retry-After"] = str(self.retry_after)
             response.headers["Connection"] = "close"  # the request body is left unread
             flask.abort(response)
@@ -613,15 +748,13 @@ class LinkViewMixin:
         """Verify the request's token (and that it allows ``operation``), or abort."""
         token = self.get_request_token()
         if not token:
-            flask.abort(404)
+            flask.abort(_plain_error(404, "This link is incomplete: it has no token."))
         try:
             data = storage.deserialize_link_token(token)
-        except MalformedLinkTokenError:
-            flask.abort(400, "The link token is malformed.")
-        except LinkTokenError:
-            flask.abort(403, "The link is invalid or has expired.")
+        except LinkTokenError as error:
+            flask.abort(_plain_error(*describe_storage_error(error)))
         if operation is not None and operation not in data.operations:
-            flask.abort(403, f"The link does not allow {operation.name}.")
+            flask.abort(_plain_error(403, f"This link does not allow {_verb(operation)}."))
         return data
 
     def get(self) -> ResponseReturnValue:
@@ -630,11 +763,8 @@ class LinkViewMixin:
         data = self.get_token_data(storage, ShareLinkOperation.download)
         release = self.take_transfer_slot(storage)
         try:
-            try:
-                info = storage.stat(data.path)
-                remote = storage.open(data.path, FileMode.read)
-            except FileNotFoundInStorageError:
-                flask.abort(404)
+            info = storage.stat(data.path)
+            remote = storage.open(data.path, FileMode.read)
             try:
                 mimetype = data.content_type or "application/octet-stream"
                 response = current_app.response_class(
@@ -683,13 +813,9 @@ class LinkViewMixin:
         )
         try:
             storage.upload(cast(IO[bytes], body), data.path, extra_args=extra_args)
-        except InvalidPathError:
-            flask.abort(409, "A directory exists at this path.")
         except Exception:
             if body.timed_out:  # whatever the backend made of the TimeoutError
-                response = current_app.response_class(
-                    "The request body stopped arriving.", 408, mimetype="text/plain"
-                )
+                response = _plain_error(408, "The request body stopped arriving.")
                 response.headers["Connection"] = "close"
                 flask.abort(response)
             raise
