@@ -8,6 +8,7 @@ keg-storage 0.5 helper for service classes that store uploads.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import enum
 import functools
@@ -523,7 +524,9 @@ _PATH_REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
     (re.compile(r"too long"), lambda _: "it is too long"),
     (
         re.compile(r"^('.+') cannot be kept in a name"),
-        lambda match: f"this storage cannot keep the character {match[1]} in a name",
+        lambda match: (
+            f'this storage cannot keep the character "{ast.literal_eval(match[1])}" in a name'
+        ),
     ),
     (re.compile(r"cannot end with '/'"), lambda _: 'it ends with "/", which names a folder'),
     (re.compile(r"cannot be empty"), lambda _: "it is empty"),
