@@ -32,6 +32,8 @@ try:
     import flask
     from flask import current_app, request
     from flask.typing import ResponseReturnValue
+    from jinja2.filters import do_filesizeformat
+    from werkzeug.exceptions import RequestEntityTooLarge
     from werkzeug.http import parse_options_header
     from werkzeug.utils import secure_filename
     from werkzeug.wsgi import FileWrapper
@@ -658,6 +660,10 @@ class LinkViewMixin:
             return cast(ResponseReturnValue, cast(Any, super()).dispatch_request(**kwargs))
         except StorageError as error:
             return self.storage_error_response(error)
+        except RequestEntityTooLarge:
+            limit = request.max_content_length
+            most = f" (at most {do_filesizeformat(limit)})" if limit is not None else ""
+            return _plain_error(413, f"This file is larger than the server accepts{most}.")
 
     # -- hooks ---------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 
-from keg_storage import InvalidPathError, LinkViewMixin, ShareLinkOperation, StorageOperations
+from keg_storage import LinkViewMixin, ShareLinkOperation, StorageError, StorageOperations
+from keg_storage.backends.base import check_link_header_values
+from keg_storage.paths import file_key
+from keg_storage.plugin import describe_storage_error
 
 from .extensions import storage
 
@@ -23,6 +26,18 @@ class LinkView(LinkViewMixin, MethodView):
 
 
 demo.add_url_rule("/link", view_func=LinkView.as_view("link"))
+
+
+@demo.errorhandler(StorageError)
+def storage_failed(error: StorageError) -> ResponseReturnValue:
+    """A failed storage operation of the page: its status and plain sentence (JSON for the
+    page's script), never a traceback page."""
+    status, message = describe_storage_error(error)
+    if status >= 500:
+        current_app.logger.error("storage failed: %s", error, exc_info=error)
+    if request.is_json:
+        return jsonify(error=message), status
+    return current_app.response_class(message, status, mimetype="text/plain")
 
 
 class StorageLocation(enum.Enum):
@@ -64,23 +79,33 @@ def index() -> ResponseReturnValue:
 
 @demo.post("/upload-link")
 def upload_link() -> ResponseReturnValue:
-    """A link the browser PUTs a file to: ``{"url", "method", "headers", "name"}``.
+    """A link the browser PUTs a file to: ``{"url", "method", "headers", "name"}``; a refused
+    name answers ``{"error"}`` with a sentence for the page to show (400 for a name the store
+    refuses: too long, ``..``, control characters, ``\\`` on Azure).
 
-    The file keeps its name (its last path segment); the content type is signed into the link.
+    The file is stored under the name the browser gives (``File.name``, which never holds a
+    folder), unchanged: ``back\\slash.txt`` stays ``back\\slash.txt``. ``name`` is the key as
+    stored. The content type is signed into the link.
     """
-    payload = request.get_json(silent=True) or {}
-    filename = str(payload.get("filename") or "").replace("\\", "/").rsplit("/", 1)[-1]
-    content_type = str(payload.get("content_type") or "") or "application/octet-stream"
-    if not filename:
-        return jsonify(error="filename is required"), 400
-    backend = storage.get_interface()
+    payload = request.get_json(silent=True)
+    filename = payload.get("filename") if isinstance(payload, dict) else None
+    if not isinstance(filename, str) or not filename:
+        return jsonify(error="Choose a file to upload."), 400
+    content_type = payload.get("content_type") or "application/octet-stream"
     try:
-        url = backend.link_to(
-            filename, ShareLinkOperation.upload, _expiry(), content_type=content_type
-        )
-    except InvalidPathError as exc:
-        return jsonify(error=str(exc)), 400
-    return jsonify(url=url, method="PUT", headers={"Content-Type": content_type}, name=filename)
+        check_link_header_values(None, content_type)
+    except ValueError:
+        return jsonify(error="The type of this file is not valid."), 400
+    backend = storage.get_interface()
+    url = backend.link_to(
+        filename, ShareLinkOperation.upload, _expiry(), content_type=content_type
+    )
+    return jsonify(
+        url=url,
+        method="PUT",
+        headers={"Content-Type": content_type},
+        name=file_key(filename, backend),
+    )
 
 
 @demo.post("/form-upload")
