@@ -1,6 +1,8 @@
-"""The demo page in headless Chromium: upload through the page, see the file listed, download it
-through its signed link, delete it. Needs Debian's ``chromium`` and ``chromium-driver`` (installed
-by scripts/test); a missing browser fails the test."""
+"""The demo page in headless Chromium at 1280, 390 and 360 px: upload through the page, see the
+file listed with a human size, download it through its signed link, delete it after confirming;
+refused names explained in the status with the bar reset; the status and the bar inside the
+viewport. Screenshots (PNG) are saved in the test's tmp_path. Needs Debian's ``chromium`` and
+``chromium-driver`` (installed by scripts/test); a missing browser fails the test."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from keg_storage_ta import create_app
@@ -76,10 +80,87 @@ def wait_for_file(path: Path, size: int, timeout: float = 30) -> bytes:
     raise AssertionError(f"{path.name} was not downloaded; the directory holds {listing}")
 
 
-def test_upload_list_download_delete_in_a_real_browser(
-    browser: tuple[WebDriver, Path], tmp_path: Path
+def choose_file(driver: WebDriver, name: str, content: str) -> None:
+    """Put a file the local disk cannot hold (a 400-character name, ``..``) into the file input,
+    as a picker on another system would: through the browser's own DataTransfer."""
+    driver.execute_script(
+        """
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([arguments[1]], arguments[0], {type: "text/plain"}));
+        document.getElementById("file-input").files = transfer.files;
+        """,
+        name,
+        content,
+    )
+
+
+def upload(driver: WebDriver) -> str:
+    """Click Upload and wait for the outcome; the status line's text."""
+    before = driver.find_element(By.ID, "upload-status").text
+    driver.find_element(By.ID, "upload-button").click()
+
+    def settled(d: WebDriver) -> str | None:
+        text = d.find_element(By.ID, "upload-status").text
+        return text if text != before and not text.startswith("Uploading") else None
+
+    return wait_for(driver, settled)
+
+
+def progress_value(driver: WebDriver) -> float:
+    return float(driver.find_element(By.ID, "upload-progress").get_attribute("value") or 0)
+
+
+def box(driver: WebDriver, element_id: str) -> dict[str, float]:
+    return cast(
+        dict[str, float],
+        driver.execute_script(
+            """
+            const r = document.getElementById(arguments[0]).getBoundingClientRect();
+            return {left: r.left, right: r.right, width: r.width, height: r.height,
+                    viewport: document.documentElement.clientWidth,
+                    page: document.documentElement.scrollWidth};
+            """,
+            element_id,
+        ),
+    )
+
+
+def assert_fits(driver: WebDriver, width: int) -> None:
+    """The status line and the progress bar are visible and inside the viewport; nothing makes
+    the page scroll sideways; on a phone the bar takes the whole width of the controls."""
+    for element_id in ("upload-status", "upload-progress"):
+        assert driver.find_element(By.ID, element_id).is_displayed(), element_id
+        rect = box(driver, element_id)
+        assert rect["width"] > 0 and rect["height"] > 0, (element_id, rect)
+        assert 0 <= rect["left"] and rect["right"] <= rect["viewport"], (element_id, rect)
+        assert rect["page"] <= rect["viewport"], (element_id, rect)
+    assert box(driver, "upload-progress")["viewport"] == width
+    if width < 640:
+        assert box(driver, "upload-progress")["width"] >= box(driver, "upload")["width"] - 1
+
+
+def row_of(driver: WebDriver, name: str) -> list[WebElement]:
+    """The listing's row of ``name`` (none or one), found in one step: the script replaces the
+    table body while it refreshes."""
+    return cast(
+        list[WebElement],
+        driver.execute_script(
+            "return [...document.querySelectorAll('#files tbody tr')]"
+            ".filter((row) => row.dataset.name === arguments[0]);",
+            name,
+        ),
+    )
+
+
+@pytest.mark.parametrize("width", [1280, 390, 360])
+def test_the_demo_in_a_real_browser(
+    browser: tuple[WebDriver, Path], tmp_path: Path, width: int
 ) -> None:
     driver, downloads = browser
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 640},
+    )
     app = create_app({"SECRET_KEY": "browser-test"}, instance_path=str(tmp_path / "instance"))
     store = tmp_path / "instance" / "storage"
     name = "résumé 2026.bin"
@@ -87,32 +168,87 @@ def test_upload_list_download_delete_in_a_real_browser(
     source.parent.mkdir()
     content = os.urandom(3 * 1024 * 1024 + 7)
     source.write_bytes(content)
+    backslash = tmp_path / "upload" / "back\\slash.txt"
+    backslash.write_bytes(b"a backslash is a character")
 
     with ServerThread(app) as server:
         driver.get(server.url + "/")
         assert driver.find_element(By.ID, "no-files").text == "No files yet."
+        assert_fits(driver, width)
 
+        # The happy path: upload, listed with a human size, downloaded through its link.
         driver.find_element(By.ID, "file-input").send_keys(str(source))
-        driver.find_element(By.ID, "upload-button").click()
-        row = wait_for(
-            driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{name}"]')
-        )[0]
-        status = driver.find_element(By.ID, "upload-status").text
-        assert status == f"Uploaded {name}."
-        progress = driver.find_element(By.ID, "upload-progress").get_attribute("value")
-        assert float(progress or 0) == 100
+        assert upload(driver) == f"Uploaded {name}."
+        row = wait_for(driver, lambda d: row_of(d, name))[0]
+        assert progress_value(driver) == 100
         assert (store / name).read_bytes() == content
-        assert row.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text == str(len(content))
-
+        size = row.find_element(By.CSS_SELECTOR, "td.size")
+        assert (size.text, size.get_attribute("title")) == ("3.1 MB", "3,145,735 bytes")
         link = row.find_element(By.CSS_SELECTOR, "a.download")
         assert link.text == name
         assert link.get_attribute("href").startswith(server.url + "/link?token=")
         link.click()
         assert wait_for_file(downloads / name, len(content)) == content
 
-        row.find_element(By.CSS_SELECTOR, "button.delete").click()
-        wait_for(driver, lambda d: d.find_elements(By.ID, "no-files"))
+        # A backslash is part of the name, not a folder separator.
+        driver.find_element(By.ID, "file-input").send_keys(str(backslash))
+        assert upload(driver) == "Uploaded back\\slash.txt."
+        wait_for(driver, lambda d: row_of(d, "back\\slash.txt"))
+        assert (store / "back\\slash.txt").read_bytes() == b"a backslash is a character"
+        assert not (store / "slash.txt").exists()
+
+        # Names the store refuses: a sentence in the status, the bar back at zero.
+        long_name = "a" * 396 + ".txt"
+        choose_file(driver, long_name, "long")
+        assert upload(driver) == (
+            f"Could not upload {'a' * 40}…{'a' * 11}.txt. This file name is not allowed: it is "
+            "too long (a name can have at most 255 bytes)."
+        )
+        assert progress_value(driver) == 0
+        assert "error" in driver.find_element(By.ID, "upload-status").get_attribute("class")
+        assert_fits(driver, width)
+        driver.save_screenshot(str(tmp_path / f"demo-{width}-long-name.png"))
+
+        choose_file(driver, "..", "dots")
+        assert upload(driver) == (
+            'Could not upload ... This file name is not allowed: "." and ".." cannot be used '
+            "as names."
+        )
+        assert progress_value(driver) == 0
+
+        # Refused after the bytes went up (a folder holds the name): the full bar resets.
+        (store / "docs").mkdir()
+        (store / "docs" / "inside.txt").write_bytes(b"inside")
+        choose_file(driver, "docs", "x" * 100_000)
+        assert upload(driver) == "Could not upload docs. A folder already has this name."
+        assert progress_value(driver) == 0
+        assert (store / "docs" / "inside.txt").read_bytes() == b"inside"
+        assert_fits(driver, width)
+
+        # Delete asks first: dismissing keeps the file, accepting deletes it.
+        driver.get(server.url + "/")
+        row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
+        alert = wait_for(driver, expected_conditions.alert_is_present())
+        assert alert.text == f"Delete {name}? This cannot be undone."
+        alert.dismiss()
+        assert wait_for(driver, lambda d: d.find_element(By.ID, "upload-status").text) == (
+            f"Kept {name}."
+        )
+        assert (store / name).read_bytes() == content
+        assert row_of(driver, name)
+        driver.save_screenshot(str(tmp_path / f"demo-{width}-list.png"))
+
+        row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
+        wait_for(driver, expected_conditions.alert_is_present()).accept()
+        wait_for(driver, lambda d: not row_of(d, name))
         assert driver.find_element(By.ID, "upload-status").text == f"Deleted {name}."
         assert not (store / name).exists()
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert_fits(driver, width)
+
+        errors = [
+            entry
+            for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE"
+            and "the server responded with a status of" not in entry["message"]
+        ]
         assert errors == []
