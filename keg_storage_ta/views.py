@@ -88,7 +88,9 @@ def upload_link() -> ResponseReturnValue:
     stored. The content type is signed into the link.
     """
     payload = request.get_json(silent=True)
-    filename = payload.get("filename") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        payload = {}
+    filename = payload.get("filename")
     if not isinstance(filename, str) or not filename:
         return jsonify(error="Choose a file to upload."), 400
     content_type = payload.get("content_type") or "application/octet-stream"
@@ -97,9 +99,7 @@ def upload_link() -> ResponseReturnValue:
     except ValueError:
         return jsonify(error="The type of this file is not valid."), 400
     backend = storage.get_interface()
-    url = backend.link_to(
-        filename, ShareLinkOperation.upload, _expiry(), content_type=content_type
-    )
+    url = backend.link_to(filename, ShareLinkOperation.upload, _expiry(), content_type=content_type)
     return jsonify(
         url=url,
         method="PUT",

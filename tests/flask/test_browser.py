@@ -132,7 +132,7 @@ def assert_fits(driver: WebDriver, width: int) -> None:
         assert driver.find_element(By.ID, element_id).is_displayed(), element_id
         rect = box(driver, element_id)
         assert rect["width"] > 0 and rect["height"] > 0, (element_id, rect)
-        assert 0 <= rect["left"] and rect["right"] <= rect["viewport"], (element_id, rect)
+        assert rect["left"] >= 0 and rect["right"] <= rect["viewport"], (element_id, rect)
         assert rect["page"] <= rect["viewport"], (element_id, rect)
     assert box(driver, "upload-progress")["viewport"] == width
     if width < 640:

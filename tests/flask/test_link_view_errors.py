@@ -268,3 +268,10 @@ def test_other_storage_failures_are_plain_server_errors() -> None:
         500,
         "The storage failed to complete this request. Please try again later.",
     )
+
+
+def test_a_body_over_the_limit_is_a_413_with_the_limit(served: Served) -> None:
+    served.app.config["MAX_CONTENT_LENGTH"] = 1_500_000
+    response = requests.put(served.url("files", "big.bin", "upload"), b"x" * 1_500_001, timeout=10)
+    assert_plain(response, 413, "This file is larger than the server accepts (at most 1.5 MB).")
+    assert not served.backends["files"].exists("big.bin")
