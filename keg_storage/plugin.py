@@ -523,7 +523,7 @@ _PATH_REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
         re.compile(r"the path is (\d+) bytes .* allows \((\d+)\)"),
         lambda match: f"it is too long ({match[1]} bytes; this storage keeps at most {match[2]})",
     ),
-    (re.compile(r"too long"), lambda _: "it is too long"),
+    (re.compile(r"too long|this long"), lambda _: "it is too long"),
     (
         re.compile(r"^('.+') cannot be kept in a name"),
         lambda match: (

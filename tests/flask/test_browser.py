@@ -197,6 +197,14 @@ def test_the_demo_in_a_real_browser(
         assert (store / "back\\slash.txt").read_bytes() == b"a backslash is a character"
         assert not (store / "slash.txt").exists()
 
+        # The longest name LocalFS keeps is listed without widening the page.
+        longest = "b" * 251 + ".txt"
+        choose_file(driver, longest, "longest")
+        assert upload(driver) == f"Uploaded {'b' * 40}…{'b' * 11}.txt."
+        wait_for(driver, lambda d: row_of(d, longest))
+        assert (store / longest).read_bytes() == b"longest"
+        assert_fits(driver, width)
+
         # Names the store refuses: a sentence in the status, the bar back at zero.
         long_name = "a" * 396 + ".txt"
         choose_file(driver, long_name, "long")
