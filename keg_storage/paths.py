@@ -49,9 +49,8 @@ def path_text(path: Any, backend: Any = None) -> str:
         if isinstance(text, str):
             return text
     raise InvalidPathError(
-        f"path must be a str or an os.PathLike of str, not {type(path).__name__}",
+        f"path must be a str or an os.PathLike of str, not {type(path).__name__} {path!r}",
         backend=backend,
-        path=repr(path),
     )
 
 
