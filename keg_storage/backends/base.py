@@ -400,6 +400,18 @@ class RemoteTextFile(io.TextIOWrapper):
         text_mode = str(mode).replace("b", "t") if mode is not None else None
         return f"<{type(self).__name__} path={path!r} mode={text_mode!r}>"
 
+    def close(self) -> None:
+        """Publish what was written (writers) and release resources; idempotent. When writing
+        out the text still buffered fails, nothing is published (``TextIOWrapper.close`` would
+        close, and so publish, the remote file after a failed flush)."""
+        if not self.closed and self.remote_file.writable():
+            try:
+                self.flush()
+            except BaseException:
+                self.abort()
+                raise
+        super().close()
+
     def abort(self) -> None:
         """Discard everything written: nothing is published, the previous content stays."""
         self.remote_file.abort()
@@ -598,6 +610,8 @@ class StorageBackend:
                 "open with 't' (e.g. 'rt') for text"
             )
         file_mode &= ~FileMode.text
+        if not file_mode:
+            raise ValueError(f"file mode {mode!r} asks neither to read nor to write")
         if file_mode == FileMode.read | FileMode.write and not self.supports_read_write:
             raise UnsupportedOperationError(
                 "read+write mode is not supported", backend=self, path=key

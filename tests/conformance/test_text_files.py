@@ -160,3 +160,27 @@ def test_binary_mode_refuses_text_arguments(storage: StorageBackend) -> None:
         storage.open("doc.txt", "wt", newline="x")
     assert names(storage) == []
     assert leftovers(storage) == []
+
+
+def test_failing_last_flush_of_a_text_writer_publishes_nothing(storage: StorageBackend) -> None:
+    """Text still buffered at ``close()`` is written then; if that fails, nothing is published
+    (here the remote file refuses the write, as a full disk or a dropped connection would)."""
+    write(storage, "kept.txt", b"kept")
+    file = storage.open("kept.txt", "wt")
+    file.write("replaced?\n")
+
+    def refuse(data: object) -> int:
+        raise OSError("the write failed")
+
+    file.remote_file.write = refuse  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="the write failed"):
+        file.close()
+    assert file.closed
+    assert read(storage, "kept.txt") == b"kept"
+    assert names(storage) == ["kept.txt"]
+    assert leftovers(storage) == []
+
+
+def test_text_flag_alone_is_refused(storage: StorageBackend) -> None:
+    with pytest.raises(ValueError, match="asks neither to read nor to write"):
+        storage.open("doc.txt", FileMode.text)
