@@ -74,6 +74,21 @@ def test_readme_cli_one_liner_runs_as_pasted(tmp_path: Path) -> None:
     assert (tmp_path / "storage" / "demo" / "hello.txt").read_bytes() == b"hello\n"
 
 
+def test_readme_claims_hold() -> None:
+    """The README says where tox comes from, and points at the list of 0.5 names that are gone
+    instead of claiming that every one keeps working."""
+    text = " ".join(README.split())
+    assert (
+        "they need tox itself (``./scripts/test`` installs it, or "
+        '``python3 -m pip install "tox>=4.11"``)' in text
+    )
+    scripts_test = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    assert 'python3 -m pip install --quiet --disable-pip-version-check "tox>=4.11"' in scripts_test
+    assert "every documented name keeps working" not in text
+    assert "(``docs/migrating.rst``) lists those with the reason" in text
+    assert "Not kept, and why:" in (ROOT / "docs" / "migrating.rst").read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def html_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The text of every page of the built HTML docs, code blocks left out."""

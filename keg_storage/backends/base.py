@@ -816,8 +816,8 @@ def _legacy_open(
     """The primitive ``_open`` through a public ``open`` override (0.5's may lack extra_args)."""
     with _typed_not_found(self, key):
         if extra_args:
-            return self.open(key, mode, extra_args=extra_args)
-        return self.open(key, mode)
+            return cast(RemoteFile, self.open(key, mode, extra_args=extra_args))
+        return cast(RemoteFile, self.open(key, mode))
 
 
 @contextlib.contextmanager
