@@ -119,5 +119,7 @@ if _flask_installed():
 
 
 def __dir__() -> list[str]:
-    """The public names (``__all__``), the optional ones imported on first use included."""
-    return sorted(__all__)
+    """The public names (``__all__``, the optional ones imported on first use included) and the
+    module's dunder attributes (``__name__``, ``__file__``, ...), as ``dir()`` of a module shows."""
+    dunders = [name for name in globals() if name.startswith("__") and name.endswith("__")]
+    return sorted({*__all__, *dunders})
