@@ -3,13 +3,12 @@
 Backends that need an optional SDK (``S3Storage``, ``AzureStorage``, ``SFTPStorage``) and the
 Flask integration (``Storage``, ``LinkViewMixin``, ``StorageOperations``) are imported on first
 use, so ``import keg_storage`` works whatever extras are installed.
+
+The namespace holds public names only (``__all__``; ``dir()`` shows them, lazy ones included):
+helpers are imported inside the functions that use them.
 """
 
-from __future__ import annotations
-
-import importlib
-import importlib.util
-from typing import Any
+from typing import Any as _Any
 
 from . import backends
 from .backends import (
@@ -30,6 +29,7 @@ from .backends import (
     filesystem,
     memory,
 )
+from .backends.base import RemoteTextFile
 from .errors import (
     ExpiredLinkTokenError,
     InvalidPathError,
@@ -41,9 +41,7 @@ from .errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
-from .version import VERSION
-
-__version__ = VERSION
+from .version import VERSION as __version__
 
 _LAZY = {
     "S3Storage": "keg_storage.backends.s3",
@@ -60,8 +58,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Import optional parts on first use (see the module docstring)."""
+    import importlib
+
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -87,6 +87,7 @@ __all__ = [
     "MissingDependencyError",
     "ProgressCallback",
     "RemoteFile",
+    "RemoteTextFile",
     "S3Storage",
     "SFTPStorage",
     "ShareLinkOperation",
@@ -104,6 +105,8 @@ __all__ = [
 
 
 def _flask_installed() -> bool:
+    import importlib.util
+
     try:
         return importlib.util.find_spec("flask") is not None
     except (ImportError, ValueError):  # an import hook that refuses it, or a stubbed module
@@ -113,3 +116,10 @@ def _flask_installed() -> bool:
 # ``from keg_storage import *`` gives the Flask integration only where Flask is installed.
 if _flask_installed():
     __all__ += ["LinkViewMixin", "Storage", "StorageOperations"]
+
+
+def __dir__() -> list[str]:
+    """The public names (``__all__``, the optional ones imported on first use included) and the
+    module's dunder attributes (``__name__``, ``__file__``, ...), as ``dir()`` of a module shows."""
+    dunders = [name for name in globals() if name.startswith("__") and name.endswith("__")]
+    return sorted({*__all__, *dunders})

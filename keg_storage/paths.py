@@ -6,15 +6,52 @@ trailing ``/`` are refused with :class:`InvalidPathError` before any I/O happens
 is allowed, including spaces and ``*?~[]``: nothing is ever expanded by a shell. A backend
 limits the length of keys (``max_key_bytes``) and of their segments (``max_segment_bytes``), in
 bytes of UTF-8, to what its service keeps; longer paths are refused the same way.
+
+A path may be given as a ``str`` or as an :class:`os.PathLike` such as
+:class:`~pathlib.PurePosixPath`; :func:`path_text` turns it into the ``str`` every other function
+here works on. A :class:`~pathlib.PureWindowsPath` (what :class:`~pathlib.Path` is on Windows) is
+converted deliberately, its ``\\`` separators becoming ``/``, because its segments are what the
+caller means; one with a drive (``C:``, ``\\\\server\\share``) names a place on a local disk, not
+a key, and is refused.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from pathlib import PureWindowsPath
 from typing import Any
 
 from .errors import InvalidPathError
+
+RemotePath = str | os.PathLike[str]
+"""What every method taking a remote path accepts: a ``str`` or an ``os.PathLike`` of one."""
+
+
+def path_text(path: Any, backend: Any = None) -> str:
+    """The ``str`` form of a remote path given as a ``str`` or an ``os.PathLike`` (see the module
+    docstring for :class:`~pathlib.PureWindowsPath`); anything else is an
+    :class:`InvalidPathError`."""
+    if isinstance(path, str):
+        return path
+    if isinstance(path, PureWindowsPath):
+        if path.drive:
+            raise InvalidPathError(
+                "a Windows path with a drive names a local file, not a key: give the key "
+                "relative to the backend's root",
+                backend=backend,
+                path=str(path),
+            )
+        return path.as_posix()
+    if isinstance(path, os.PathLike):
+        text = os.fspath(path)
+        if isinstance(text, str):
+            return text
+    raise InvalidPathError(
+        f"path must be a str or an os.PathLike of str, not {type(path).__name__} {path!r}",
+        backend=backend,
+    )
 
 
 def _check_characters(path: str, backend: Any) -> None:
@@ -33,10 +70,6 @@ def _check_characters(path: str, backend: Any) -> None:
 
 
 def _segments(path: str, backend: Any) -> list[str]:
-    if not isinstance(path, str):
-        raise InvalidPathError(
-            f"path must be a str, not {type(path).__name__}", backend=backend, path=repr(path)
-        )
     _check_characters(path, backend)
     segments = [segment for segment in path.split("/") if segment]
     if any(segment in (".", "..") for segment in segments):
@@ -69,8 +102,9 @@ def _check_length(segments: list[str], backend: Any, path: str) -> None:
             )
 
 
-def file_key(path: str, backend: Any = None) -> str:
+def file_key(path: RemotePath, backend: Any = None) -> str:
     """The normalised key of a file: no leading, trailing or doubled ``/``."""
+    path = path_text(path, backend)
     segments = _segments(path, backend)
     if not segments:
         raise InvalidPathError("a file path cannot be empty", backend=backend, path=path)
@@ -79,8 +113,9 @@ def file_key(path: str, backend: Any = None) -> str:
     return "/".join(segments)
 
 
-def directory_prefix(path: str, backend: Any = None) -> str:
+def directory_prefix(path: RemotePath, backend: Any = None) -> str:
     """The key prefix of a directory: ``''`` for the root, else ``'a/b/'``."""
+    path = path_text(path, backend)
     segments = _segments(path, backend)
     return "".join(segment + "/" for segment in segments)
 
@@ -88,12 +123,13 @@ def directory_prefix(path: str, backend: Any = None) -> str:
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def glob_parts(pattern: str, backend: Any = None) -> tuple[str, re.Pattern[str]]:
+def glob_parts(pattern: RemotePath, backend: Any = None) -> tuple[str, re.Pattern[str]]:
     """Split a glob into the directory prefix to list and a regex matching full keys.
 
     ``*``, ``?`` and ``[...]`` match within one segment; a ``**`` segment matches zero or more
     whole segments, so ``**/a.txt`` matches ``a.txt`` and ``x/y/a.txt``.
     """
+    pattern = path_text(pattern, backend)
     segments = _segments(pattern, backend)
     if not segments or pattern.endswith("/"):
         raise InvalidPathError("a glob pattern must name files", backend=backend, path=pattern)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -93,3 +94,75 @@ def test_backends_never_import_flask_at_module_level() -> None:
 
 def test_version() -> None:
     assert keg_storage.__version__ == keg_storage.version.VERSION
+
+
+PUBLIC_NAMES = {
+    "AzureStorage",
+    "ExpiredLinkTokenError",
+    "FileMode",
+    "FileNotFoundInStorageError",
+    "FileStat",
+    "InternalLinkTokenData",
+    "InternalLinksStorageBackend",
+    "InvalidPathError",
+    "LinkTokenError",
+    "LinkViewMixin",
+    "ListEntry",
+    "LocalFSError",
+    "LocalFSStorage",
+    "MalformedLinkTokenError",
+    "MemoryStorage",
+    "MissingDependencyError",
+    "ProgressCallback",
+    "RemoteFile",
+    "RemoteTextFile",
+    "S3Storage",
+    "SFTPStorage",
+    "ShareLinkOperation",
+    "Storage",
+    "StorageBackend",
+    "StorageConnectionError",
+    "StorageError",
+    "StorageOperations",
+    "StoragePermissionError",
+    "UnsupportedOperationError",
+    "__version__",
+    "backends",
+    "base",
+    "filesystem",
+    "memory",
+}
+"""Every public name of ``keg_storage`` (with Flask installed, as in the tests)."""
+
+
+def test_package_namespace_holds_public_names_only() -> None:
+    """``dir(keg_storage)`` shows the public names, lazy ones included, and no helper
+    (``Any``, ``annotations``, ``importlib``); anything else in the module's namespace after a
+    fresh import is private (``_``) or one of its own submodules."""
+    code = textwrap.dedent(
+        """
+        import json, types
+        import keg_storage
+        print(json.dumps({
+            "all": keg_storage.__all__,
+            "dir": dir(keg_storage),
+            "other": sorted(
+                name for name, value in vars(keg_storage).items()
+                if not name.startswith("_") and name not in keg_storage.__all__
+                and not (isinstance(value, types.ModuleType)
+                         and value.__name__ == "keg_storage." + name)
+            ),
+        }))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    namespace = json.loads(result.stdout)
+    assert set(namespace["all"]) == PUBLIC_NAMES
+    assert len(namespace["all"]) == len(PUBLIC_NAMES)
+    public_in_dir = [name for name in namespace["dir"] if not name.endswith("__")]
+    assert public_in_dir == sorted(PUBLIC_NAMES - {"__version__"})
+    assert {"__all__", "__doc__", "__file__", "__name__", "__version__"} <= set(namespace["dir"])
+    assert namespace["other"] == []
+    for name in PUBLIC_NAMES:
+        assert getattr(keg_storage, name) is not None

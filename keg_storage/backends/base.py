@@ -11,6 +11,7 @@ behaves the same. A backend overrides the other primitives (``_copy``, ``_move``
 from __future__ import annotations
 
 import builtins
+import codecs
 import contextlib
 import enum
 import functools
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import IO, Any, NamedTuple, TypeVar, cast
+from typing import IO, Any, Literal, NamedTuple, TypeVar, cast, overload
 
 import arrow
 import jwt
@@ -41,7 +42,7 @@ from ..errors import (
     UnsupportedOperationError,
     describe_backend,
 )
-from ..paths import directory_prefix, file_key, glob_parts
+from ..paths import RemotePath, directory_prefix, file_key, glob_parts, path_text
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 from ..secrets import Secret, hold, install_log_redaction, scrubbed
 
@@ -54,6 +55,7 @@ __all__ = [
     "ListEntry",
     "ProgressCallback",
     "RemoteFile",
+    "RemoteTextFile",
     "ShareLinkOperation",
     "StorageBackend",
 ]
@@ -61,33 +63,49 @@ __all__ = [
 Expiry = arrow.Arrow | datetime | timedelta
 SecretKey = str | bytes | Sequence[str | bytes]
 RemoteFileT = TypeVar("RemoteFileT", bound="RemoteFile")
+TextMode = Literal["rt", "tr", "wt", "tw", "r+t", "rt+", "w+t", "wt+"]
+"""Mode strings that open a :class:`RemoteTextFile` (for type checkers)."""
+BinaryMode = Literal["r", "rb", "br", "w", "wb", "bw", "r+", "r+b", "rb+", "w+", "w+b", "wb+"]
+"""Mode strings that open a binary :class:`RemoteFile` (for type checkers)."""
 
 
 class FileMode(enum.Flag):
-    """How a remote file is opened: ``read``, ``write`` or both (``read | write``)."""
+    """How a remote file is opened: ``read``, ``write`` or both (``read | write``), in binary
+    (the default) or ``text``."""
 
     read = enum.auto()
     write = enum.auto()
+    text = enum.auto()
 
     def __str__(self) -> str:
-        return (
-            ("r" if FileMode.read in self else "") + ("w" if FileMode.write in self else "") + "b"
-        )
+        letters = ("r" if FileMode.read in self else "") + ("w" if FileMode.write in self else "")
+        return letters + ("t" if FileMode.text in self else "b")
 
     @classmethod
     def as_mode(cls, obj: FileMode | str) -> FileMode:
-        """Parse ``'r'``, ``'rb'``, ``'wb'``, ``'r+'`` (read|write), ... into a FileMode.
+        """Parse ``'r'``, ``'rb'``, ``'wt'``, ``'r+'`` (read|write), ... into a FileMode.
 
         Only the letters ``r``, ``w``, ``b``, ``t`` and ``+`` are accepted; the string must ask
-        for reading or writing.
+        for reading or writing. Without ``t`` a file is binary (keg-storage 0.5's behaviour):
+        ``'r'`` reads bytes.
         """
         if isinstance(obj, FileMode):
             return obj
         if not isinstance(obj, str):
             raise ValueError("as_mode() accepts only FileMode or str arguments")
+        if "a" in obj:
+            raise ValueError(
+                f"unsupported file mode {obj!r}: appending is not supported (objects are written "
+                "whole); read the file and write it again with 'w'"
+            )
         unknown = set(obj) - set("rwbt+")
         if unknown:
-            raise ValueError(f"unsupported file mode {obj!r}: {''.join(sorted(unknown))!r}")
+            raise ValueError(
+                f"unsupported file mode {obj!r}: {''.join(sorted(unknown))!r} is not one of the "
+                "letters r, w, b, t, +"
+            )
+        if "b" in obj and "t" in obj:
+            raise ValueError(f"file mode {obj!r} asks for both binary (b) and text (t)")
         mode = cls(0)
         if "r" in obj or ("+" in obj and "w" in obj):
             mode |= cls.read
@@ -95,6 +113,8 @@ class FileMode(enum.Flag):
             mode |= cls.write
         if not mode:
             raise ValueError(f"file mode {obj!r} asks neither to read nor to write")
+        if "t" in obj:
+            mode |= cls.text
         return mode
 
 
@@ -169,10 +189,20 @@ class RemoteFile(io.RawIOBase):
     (drop what was written, release resources). This class makes writes atomic from the caller's
     side: ``close()`` publishes, while an exception in a ``with`` block, :meth:`abort` or garbage
     collection of an unclosed writer (with a ``ResourceWarning``) discard.
+
+    Iterating over a remote file yields chunks of :attr:`iter_chunk_size` bytes, not lines, as
+    in keg-storage 0.5; open it with ``'rt'`` for lines (:class:`RemoteTextFile`).
     """
 
     iter_chunk_size = 5 * 1024 * 1024
     """Default chunk size of :meth:`iter_chunks` and of iterating over the file (5 MiB)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give every ``write`` a subclass defines the check for ``str`` (in one place, for
+        every backend's writer, third-party ones included)."""
+        super().__init_subclass__(**kwargs)
+        if "write" in cls.__dict__:
+            cls.write = _refusing_str(cls.__dict__["write"])  # type: ignore[assignment]
 
     def __init__(self, mode: FileMode | str) -> None:
         super().__init__()
@@ -204,7 +234,9 @@ class RemoteFile(io.RawIOBase):
         return self.read(-1)
 
     def write(self, data: Any) -> int:
-        """Write ``data``; it becomes visible only when :meth:`close` succeeds."""
+        """Write the bytes-like ``data``; it becomes visible only when :meth:`close` succeeds.
+        A ``str`` raises ``TypeError``: text needs a file opened with ``'wt'``."""
+        _check_not_str(self, data)
         self._check_writable()
         raise NotImplementedError(f"{type(self).__name__} does not implement write()")
 
@@ -299,6 +331,103 @@ class RemoteFile(io.RawIOBase):
             self.close()
 
 
+def _check_not_str(file: RemoteFile, data: Any) -> None:
+    if isinstance(data, str):
+        raise TypeError(
+            f"{file!r} is a binary file: write() takes bytes, not str; open it with mode 'wt' "
+            "to write text"
+        )
+
+
+def _refusing_str(write: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:
+    """``write`` preceded by the check that ``data`` is not a ``str``."""
+
+    @functools.wraps(write)
+    def checked_write(self: RemoteFile, data: Any) -> int:
+        _check_not_str(self, data)
+        return write(self, data)
+
+    return checked_write
+
+
+class _UnclosingBufferedWriter(io.BufferedWriter):
+    """A buffered writer whose garbage collection leaves the remote file to its own finalizer,
+    which discards it with a ``ResourceWarning``; the standard one would flush and publish."""
+
+    def __del__(self) -> None:
+        pass
+
+
+class _UnclosingBufferedRandom(io.BufferedRandom):
+    """:class:`_UnclosingBufferedWriter` for ``r+`` files."""
+
+    def __del__(self) -> None:
+        pass
+
+
+class RemoteTextFile(io.TextIOWrapper):
+    """A remote file opened with ``'rt'`` or ``'wt'``: an :class:`io.TextIOWrapper` over a
+    buffered :class:`RemoteFile`, iterating by lines.
+
+    Writes stay atomic: :meth:`close` publishes, an exception in a ``with`` block or
+    :meth:`abort` publishes nothing, and a writer garbage-collected unclosed is discarded with a
+    ``ResourceWarning``, as for the binary file. ``remote_file`` is the binary
+    :class:`RemoteFile` underneath.
+    """
+
+    def __init__(
+        self,
+        remote_file: RemoteFile,
+        *,
+        encoding: str,
+        errors: str | None,
+        newline: str | None,
+    ) -> None:
+        buffered: io.BufferedIOBase
+        if remote_file.readable() and remote_file.writable():
+            buffered = _UnclosingBufferedRandom(remote_file)
+        elif remote_file.writable():
+            buffered = _UnclosingBufferedWriter(remote_file)
+        else:
+            buffered = io.BufferedReader(remote_file)
+        super().__init__(buffered, encoding=encoding, errors=errors, newline=newline)
+        self.remote_file = remote_file
+
+    def __repr__(self) -> str:
+        remote_file = getattr(self, "remote_file", None)
+        path = getattr(remote_file, "path", None)
+        mode = getattr(remote_file, "mode", None)
+        text_mode = str(mode).replace("b", "t") if mode is not None else None
+        return f"<{type(self).__name__} path={path!r} mode={text_mode!r}>"
+
+    def close(self) -> None:
+        """Publish what was written (writers) and release resources; idempotent. When writing
+        out the text still buffered fails, nothing is published (``TextIOWrapper.close`` would
+        close, and so publish, the remote file after a failed flush)."""
+        if not self.closed and self.remote_file.writable():
+            try:
+                self.flush()
+            except BaseException:
+                self.abort()
+                raise
+        super().close()
+
+    def abort(self) -> None:
+        """Discard everything written: nothing is published, the previous content stays."""
+        self.remote_file.abort()
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if exc_type is not None and self.remote_file.writable():
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        """Leave an unclosed file to the :class:`RemoteFile`'s finalizer: a writer is then
+        discarded with a ``ResourceWarning``, never published (``TextIOWrapper`` would close,
+        and so publish, it)."""
+
+
 def resolve_expiry(expire: Expiry) -> arrow.Arrow:
     """The UTC moment a link expires: an Arrow, a datetime (naive = UTC) or a timedelta from now.
 
@@ -382,7 +511,7 @@ class StorageBackend:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _file_key(self, path: str) -> str:
+    def _file_key(self, path: RemotePath) -> str:
         return file_key(path, self)
 
     def _not_found(self, key: str) -> FileNotFoundInStorageError:
@@ -407,7 +536,7 @@ class StorageBackend:
 
     # -- public API ------------------------------------------------------------------------
 
-    def list(self, path: str = "", *, recursive: bool = True) -> list[ListEntry]:
+    def list(self, path: RemotePath = "", *, recursive: bool = True) -> list[ListEntry]:
         """The files under the directory ``path`` as full keys, sorted by name.
 
         ``recursive=False`` lists direct children only, sub-directories as entries ending in
@@ -416,39 +545,105 @@ class StorageBackend:
         prefix = directory_prefix(path, self)
         return sorted(self._list(prefix, recursive), key=lambda entry: entry.name)
 
-    def glob(self, pattern: str) -> builtins.list[ListEntry]:
+    def glob(self, pattern: RemotePath) -> builtins.list[ListEntry]:
         """The files whose full key matches ``pattern`` (``*``, ``?``, ``[...]``, ``**``)."""
         prefix, regex = glob_parts(pattern, self)
         return [entry for entry in self.list(prefix) if regex.match(entry.name)]
 
+    @overload
     def open(
         self,
-        path: str,
+        path: RemotePath,
+        mode: TextMode,
+        extra_args: Mapping[str, Any] | None = None,
+        *,
+        encoding: str = "utf-8",
+        errors: str | None = None,
+        newline: str | None = None,
+    ) -> RemoteTextFile: ...
+
+    @overload
+    def open(
+        self,
+        path: RemotePath,
+        mode: BinaryMode | Literal[FileMode.read, FileMode.write] = ...,
+        extra_args: Mapping[str, Any] | None = None,
+    ) -> RemoteFile: ...
+
+    @overload
+    def open(
+        self,
+        path: RemotePath,
+        mode: FileMode | str,
+        extra_args: Mapping[str, Any] | None = None,
+        *,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
+    ) -> Any: ...
+
+    def open(
+        self,
+        path: RemotePath,
         mode: FileMode | str = FileMode.read,
         extra_args: Mapping[str, Any] | None = None,
-    ) -> RemoteFile:
-        """Open a remote file; a missing file opened for reading raises at once."""
+        *,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
+    ) -> Any:
+        """Open a remote file; a missing file opened for reading raises at once.
+
+        Without ``t`` in ``mode`` the file is binary (:class:`RemoteFile`, keg-storage 0.5's
+        behaviour): ``'r'`` reads bytes, ``'w'`` writes bytes, iteration yields chunks. With
+        ``'rt'``/``'wt'`` it is a :class:`RemoteTextFile` taking ``encoding``, ``errors`` and
+        ``newline`` as :func:`open` does, iterating by lines. ``encoding`` defaults to
+        ``'utf-8'``, not the locale's encoding as :func:`open`'s does: a stored file is read on
+        other machines, so its bytes must not depend on the one that wrote it.
+        """
         key = self._file_key(path)
         file_mode = FileMode.as_mode(mode)
+        text = FileMode.text in file_mode
+        if not text and (encoding, errors, newline) != (None, None, None):
+            raise ValueError(
+                f"binary mode {str(file_mode)!r} takes no encoding, errors or newline argument: "
+                "open with 't' (e.g. 'rt') for text"
+            )
+        file_mode &= ~FileMode.text
+        if not file_mode:
+            raise ValueError(f"file mode {mode!r} asks neither to read nor to write")
         if file_mode == FileMode.read | FileMode.write and not self.supports_read_write:
             raise UnsupportedOperationError(
                 "read+write mode is not supported", backend=self, path=key
             )
-        return self._open(key, file_mode, self._check_extra_args(extra_args, key))
+        if text:  # the wrapper's own checks, before any I/O
+            codecs.lookup(encoding or "utf-8")
+            if newline not in (None, "", "\n", "\r", "\r\n"):
+                raise ValueError(f"illegal newline value: {newline!r}")
+        remote_file = self._open(key, file_mode, self._check_extra_args(extra_args, key))
+        if not text:
+            return remote_file
+        try:
+            return RemoteTextFile(
+                remote_file, encoding=encoding or "utf-8", errors=errors, newline=newline
+            )
+        except BaseException:
+            remote_file.abort()
+            raise
 
-    def stat(self, path: str) -> FileStat:
+    def stat(self, path: RemotePath) -> FileStat:
         """Size, last modification (UTC), ETag and content type of a file."""
         return self._stat(self._file_key(path))
 
-    def exists(self, path: str) -> bool:
+    def exists(self, path: RemotePath) -> bool:
         """Whether a file exists at ``path``."""
         return self._exists(self._file_key(path))
 
-    def delete(self, path: str) -> None:
+    def delete(self, path: RemotePath) -> None:
         """Delete a file; a missing file is not an error."""
         self._delete(self._file_key(path))
 
-    def copy(self, path: str, new_path: str) -> None:
+    def copy(self, path: RemotePath, new_path: RemotePath) -> None:
         """Copy a file, server-side where the service can; an existing destination is replaced."""
         key, new_key = self._file_key(path), self._file_key(new_path)
         if key == new_key:
@@ -456,7 +651,7 @@ class StorageBackend:
             return
         self._copy(key, new_key)
 
-    def move(self, path: str, new_path: str) -> None:
+    def move(self, path: RemotePath, new_path: RemotePath) -> None:
         """Move a file, server-side where the service can; an existing destination is replaced."""
         key, new_key = self._file_key(path), self._file_key(new_path)
         if key == new_key:
@@ -466,7 +661,7 @@ class StorageBackend:
 
     def get(
         self,
-        path: str,
+        path: RemotePath,
         dest: str | os.PathLike[str],
         *,
         progress_callback: ProgressCallback | None = None,
@@ -492,7 +687,11 @@ class StorageBackend:
         )
 
     def download(
-        self, path: str, file_obj: IO[bytes], *, progress_callback: ProgressCallback | None = None
+        self,
+        path: RemotePath,
+        file_obj: IO[bytes],
+        *,
+        progress_callback: ProgressCallback | None = None,
     ) -> None:
         """Write the remote file ``path`` into the binary file object ``file_obj``.
 
@@ -504,7 +703,7 @@ class StorageBackend:
     def upload(
         self,
         file_obj: IO[bytes],
-        path: str,
+        path: RemotePath,
         *,
         progress_callback: ProgressCallback | None = None,
         extra_args: Mapping[str, Any] | None = None,
@@ -519,7 +718,7 @@ class StorageBackend:
 
     def link_to(
         self,
-        path: str,
+        path: RemotePath,
         operation: ShareLinkOperation | str,
         expire: Expiry,
         output_path: str | None = None,
@@ -617,8 +816,8 @@ def _legacy_open(
     """The primitive ``_open`` through a public ``open`` override (0.5's may lack extra_args)."""
     with _typed_not_found(self, key):
         if extra_args:
-            return self.open(key, mode, extra_args=extra_args)
-        return self.open(key, mode)
+            return cast(RemoteFile, self.open(key, mode, extra_args=extra_args))
+        return cast(RemoteFile, self.open(key, mode))
 
 
 @contextlib.contextmanager
@@ -661,10 +860,10 @@ def _with_recursive(legacy_list: Callable[[Any, str], builtins.list[ListEntry]])
 
     @functools.wraps(legacy_list)
     def list(
-        self: StorageBackend, path: str = "", *, recursive: bool = True
+        self: StorageBackend, path: RemotePath = "", *, recursive: bool = True
     ) -> builtins.list[ListEntry]:
         if recursive:
-            return legacy_list(self, path)
+            return legacy_list(self, path_text(path, self))
         prefix = directory_prefix(path, self)
         return sorted(_legacy_list(self, prefix, False), key=lambda entry: entry.name)
 
@@ -866,7 +1065,7 @@ class InternalLinksStorageBackend(StorageBackend):
     def create_link_token(
         self,
         *,
-        path: str,
+        path: RemotePath,
         operation: ShareLinkOperation | str,
         expire: Expiry,
         output_path: str | None = None,

@@ -29,6 +29,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from ..http import content_disposition
+from ..paths import RemotePath
 from ..progress import ByteCounter
 from ..secrets import hold, reveal, scrub
 from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
@@ -615,11 +616,11 @@ class S3Storage(StorageBackend):
 
     def copy(
         self,
-        path: str | None = None,
-        new_path: str | None = None,
+        path: RemotePath | None = None,
+        new_path: RemotePath | None = None,
         *,
-        current_file: str | None = None,
-        new_file: str | None = None,
+        current_file: RemotePath | None = None,
+        new_file: RemotePath | None = None,
         **options: Any,
     ) -> None:
         """Copy a file on the server; 0.5 documented the keywords ``current_file`` and
@@ -747,7 +748,9 @@ class S3Storage(StorageBackend):
         return url
 
 
-def _one_argument(name: str, value: str | None, old_name: str, old_value: str | None) -> str:
+def _one_argument(
+    name: str, value: RemotePath | None, old_name: str, old_value: RemotePath | None
+) -> RemotePath:
     """The argument given under its name or under its 0.5 name, never both or neither."""
     if (value is None) == (old_value is None):
         raise TypeError(f"copy() needs exactly one of {name!r} and {old_name!r}")

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from keg_storage.backends.base import StorageBackend
+from keg_storage.paths import RemotePath
 
 MiB = 1024 * 1024
 
@@ -16,17 +17,17 @@ def payload(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def write(storage: StorageBackend, path: str, data: bytes) -> None:
+def write(storage: StorageBackend, path: RemotePath, data: bytes) -> None:
     with storage.open(path, "wb") as file:
         file.write(data)
 
 
-def read(storage: StorageBackend, path: str) -> bytes:
+def read(storage: StorageBackend, path: RemotePath) -> bytes:
     with storage.open(path, "rb") as file:
         return file.read()
 
 
-def names(storage: StorageBackend, path: str = "", *, recursive: bool = True) -> list[str]:
+def names(storage: StorageBackend, path: RemotePath = "", *, recursive: bool = True) -> list[str]:
     return [entry.name for entry in storage.list(path, recursive=recursive)]
 
 

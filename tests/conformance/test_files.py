@@ -28,8 +28,10 @@ from .helpers import MiB, leftovers, names, payload, read, write
     [
         ("r", FileMode.read),
         ("rb", FileMode.read),
-        ("rt", FileMode.read),
+        ("rt", FileMode.read | FileMode.text),
+        ("tr", FileMode.read | FileMode.text),
         ("w", FileMode.write),
+        ("wt", FileMode.write | FileMode.text),
         ("wb", FileMode.write),
         ("r+", FileMode.read | FileMode.write),
         ("r+b", FileMode.read | FileMode.write),
@@ -42,7 +44,7 @@ def test_file_mode_parsing(text: str, expected: FileMode) -> None:
     assert FileMode.as_mode(expected) is expected
 
 
-@pytest.mark.parametrize("text", ["a", "x", "rx", "", "b", "+", "ra"])
+@pytest.mark.parametrize("text", ["a", "x", "rx", "", "b", "+", "ra", "rbt"])
 def test_file_mode_refuses_other_letters(text: str) -> None:
     with pytest.raises(ValueError):
         FileMode.as_mode(text)
@@ -57,6 +59,8 @@ def test_file_mode_str() -> None:
     assert str(FileMode.read) == "rb"
     assert str(FileMode.write) == "wb"
     assert str(FileMode.read | FileMode.write) == "rwb"
+    assert str(FileMode.read | FileMode.text) == "rt"
+    assert str(FileMode.write | FileMode.text) == "wt"
 
 
 def test_round_trip(storage: StorageBackend) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import pytest
 
 from keg_storage import InvalidPathError, StorageBackend
+from keg_storage.errors import describe_backend
 
 from .helpers import names, read, write
 
@@ -165,3 +167,63 @@ def test_a_name_longer_than_the_file_system_keeps_is_refused(storage: StorageBac
         storage.list(name)
     write(storage, f"dir/{name[:-1]}", b"fits")
     assert names(storage) == [f"dir/{name[:-1]}"]
+
+
+def test_pure_posix_path_keys_work_everywhere_a_path_is_taken(
+    storage: StorageBackend, tmp_path: Path
+) -> None:
+    folder = PurePosixPath("reports")
+    key = folder / "2026.csv"
+    with storage.open(key, "wb") as file:
+        file.write(b"a,b\n")
+    with storage.open(key, "rt") as text:
+        assert text.read() == "a,b\n"
+    assert storage.exists(key)
+    assert storage.stat(key).size == 4
+    assert names(storage, folder) == ["reports/2026.csv"]
+    assert names(storage, PurePosixPath("/"), recursive=False) == ["reports/"]
+    assert [entry.name for entry in storage.glob(folder / "*.csv")] == ["reports/2026.csv"]
+    local = tmp_path / "local.csv"
+    storage.get(key, local)
+    assert local.read_bytes() == b"a,b\n"
+    storage.put(local, PurePosixPath("/uploads") / "again.csv")
+    storage.copy(key, PurePosixPath("archive/2026.csv"))
+    storage.move(PurePosixPath("archive/2026.csv"), PurePosixPath("archive/moved.csv"))
+    sink = io.BytesIO()
+    storage.download(PurePosixPath("archive/moved.csv"), sink)
+    assert sink.getvalue() == b"a,b\n"
+    storage.upload(io.BytesIO(b"up"), PurePosixPath("uploads/up.txt"))
+    assert names(storage) == [
+        "archive/moved.csv",
+        "reports/2026.csv",
+        "uploads/again.csv",
+        "uploads/up.txt",
+    ]
+    storage.delete(key)
+    assert not storage.exists(key)
+    with pytest.raises(InvalidPathError, match=r"'\.' and '\.\.' are not allowed"):
+        storage.open(PurePosixPath("..") / "escape.txt", "wb")
+
+
+def test_windows_paths_are_converted_and_drives_refused(storage: StorageBackend) -> None:
+    """A PureWindowsPath's ``\\`` are separators, so its segments become the key's; a drive
+    names a place on a local disk and is refused."""
+    write(storage, PureWindowsPath("docs\\a.txt"), b"windows")
+    assert names(storage) == ["docs/a.txt"]
+    assert read(storage, PureWindowsPath("\\docs\\a.txt")) == b"windows"
+    with pytest.raises(InvalidPathError) as excinfo:
+        storage.exists(PureWindowsPath("C:\\docs\\a.txt"))
+    assert str(excinfo.value) == (
+        "a Windows path with a drive names a local file, not a key: give the key relative to "
+        f"the backend's root (backend {describe_backend(storage)}, path 'C:\\\\docs\\\\a.txt')"
+    )
+
+
+@pytest.mark.parametrize("bad_key", [b"bytes.txt", 42, None])
+def test_other_key_types_are_refused(storage: StorageBackend, bad_key: Any) -> None:
+    with pytest.raises(InvalidPathError) as excinfo:
+        storage.exists(bad_key)
+    assert str(excinfo.value) == (
+        f"path must be a str or an os.PathLike of str, not {type(bad_key).__name__} {bad_key!r} "
+        f"(backend {describe_backend(storage)})"
+    )

@@ -120,11 +120,12 @@ def test_file_mode_parsing_never_surprises(text: str) -> None:
     try:
         mode = FileMode.as_mode(text)
     except ValueError:
-        assert set(text) - set("rwbt+") or not set(text) & set("rw")
+        assert set(text) - set("rwbt+") or not set(text) & set("rw") or {"b", "t"} <= set(text)
         return
     assert set(text) <= set("rwbt+")
     assert (FileMode.read in mode) == ("r" in text or ("+" in text and "w" in text))
     assert (FileMode.write in mode) == ("w" in text or ("+" in text and "r" in text))
+    assert (FileMode.text in mode) == ("t" in text)
 
 
 @fuzz
