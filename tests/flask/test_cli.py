@@ -105,7 +105,7 @@ def test_link_allows_what_its_flags_name(
     app = two_profile_app(roots, SERVER_NAME="files.example")
     result = app.test_cli_runner().invoke(args=["storage", "link", "l.txt", *flags])
     assert result.exit_code == 0, result.output
-    token = parse_qs(urlsplit(result.output.strip()).query)["token"][0]
+    token = parse_qs(urlsplit(result.stdout.strip()).query)["token"][0]
     with app.app_context():
         backend = app.extensions["keg_storage"].get("first")
         assert backend.deserialize_link_token(token).operations == allowed
