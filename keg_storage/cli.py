@@ -43,7 +43,7 @@ LINK_CONTEXT_KEY = "keg_storage.link_context"
 DEFAULT_STORE_KEY = "keg_storage.default_store"
 RETRY_LOGGER = "keg_storage.retry"
 """The logger on which backends report each retry (one WARNING line per retry)."""
-CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["--help", "-h"]}
 
 LinkContext = Callable[[StorageBackend, "str | None"], contextlib.AbstractContextManager[None]]
 """What ``flask storage`` puts in ``ctx.meta[LINK_CONTEXT_KEY]``: the context in which
