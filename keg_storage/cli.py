@@ -226,8 +226,15 @@ def _backend() -> StorageBackend:
     with _clean_errors():
         backend = factory()
     if close:
-        ctx.call_on_close(backend.close)
+        ctx.call_on_close(functools.partial(_close_quietly, backend))
     return backend
+
+
+def _close_quietly(backend: StorageBackend) -> None:
+    """Release the backend after the command; the command's outcome is already told, so a
+    failing goodbye to a server (a dropped connection) must not add a traceback."""
+    with contextlib.suppress(Exception):
+        backend.close()
 
 
 def _describe_error(exc: BaseException) -> str:

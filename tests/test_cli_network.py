@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.storage.blob import ExponentialRetry
+from azure.storage.blob import ContainerClient, ExponentialRetry
 from click.testing import CliRunner
 
 from keg_storage.backends.azure import AzureStorage
 from keg_storage.backends.s3 import S3Storage
 from keg_storage.backends.sftp import SFTPStorage
 from keg_storage.cli import backend_from_profile, main
+from tests.servers.azurite import Azurite
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.sshd import SSHServer
 
@@ -278,3 +279,31 @@ def test_sftp_missing_base_path(
         "keg-storage: warning: SFTPStorage 'box' stores no content type; --content-type is "
         "ignored\n"
     )
+
+
+def test_azure_upload_link_prints_the_headers_it_needs(
+    tmp_path: Path, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    """Azure refuses a PUT of a blob without its type: the printed command sends it."""
+    config = tmp_path / "azure.toml"
+    config.write_text(
+        f"""
+[profiles.blobs]
+backend = "azure"
+account = "{azurite.account}"
+key = "${{TEST_AZURE_KEY}}"
+bucket = "{azure_container.container_name}"
+account_url = "{azurite.account_url}"
+"""
+    )
+    env = {"TEST_AZURE_KEY": azurite.key}
+    done, _ = run("--config", str(config), "link", "--upload", "up.txt", env=env)
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    assert done.stderr == (
+        f"upload with: curl -X PUT -H 'x-ms-blob-type: BlockBlob' --upload-file FILE '{url}'\n"
+    )
+    assert requests.put(url, data=b"blob", timeout=10).status_code == 400
+    response = requests.put(url, data=b"blob", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    assert response.status_code == 201, response.text
+    assert azure_container.download_blob("up.txt").readall() == b"blob"
