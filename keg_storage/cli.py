@@ -413,12 +413,8 @@ def put_command(file: str, path: str, content_type: str | None) -> None:
             with click.open_file("-", "rb") as stdin:
                 backend.upload(stdin, key, extra_args=extra_args)
         else:
-            if os.path.isfile(file):
-                size = os.path.getsize(file)
-                with _progress(lambda: size, f"put {key}") as progress:
-                    backend.put(file, key, progress_callback=progress, extra_args=extra_args)
-            else:
-                backend.put(file, key, extra_args=extra_args)
+            with _progress(lambda: os.path.getsize(file), f"put {key}") as progress:
+                backend.put(file, key, progress_callback=progress, extra_args=extra_args)
     click.echo(f"Uploaded {'stdin' if file == '-' else file} to {key}.", err=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -395,3 +396,44 @@ def test_default_store_links(runner: CliRunner, tmp_path: Path) -> None:
         assert result.stderr == f"upload with: curl -X PUT --upload-file FILE '{url}'\n"
         assert requests.put(url, data=b"up", timeout=10).ok
     assert (tmp_path / "storage" / "up.txt").read_bytes() == b"up"
+
+
+def run_on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``keg-storage`` with stderr on a pseudo-terminal (where it draws progress bars);
+    its exit code and what the terminal showed."""
+    script = Path(sys.executable).with_name("keg-storage")
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEG_STORAGE_")}
+    with subprocess.Popen(
+        [script, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=terminal
+    ) as process:
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        code = process.wait(30)
+    os.close(controller)
+    return code, shown.decode()
+
+
+def test_progress_bars_and_errors_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal: a bar for put and get, and the same one-line errors, never a traceback."""
+    (tmp_path / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    code, shown = run_on_a_terminal(["put", "big.bin", "/data/big.bin"], tmp_path)
+    assert code == 0
+    assert "put data/big.bin" in shown and "100%" in shown
+    assert shown.endswith("Uploaded big.bin to data/big.bin.\r\n")
+    code, shown = run_on_a_terminal(["get", "data/big.bin", "copy.bin"], tmp_path)
+    assert code == 0
+    assert "get data/big.bin" in shown
+    assert (tmp_path / "copy.bin").read_bytes() == (tmp_path / "big.bin").read_bytes()
+    code, shown = run_on_a_terminal(["put", "missing.bin", "x.bin"], tmp_path)
+    assert (code, shown) == (1, "Error: local file 'missing.bin': No such file or directory\r\n")
+    code, shown = run_on_a_terminal(["get", "nope.bin", "nodir/"], tmp_path)
+    assert (code, shown) == (1, "Error: local directory 'nodir/' does not exist\r\n")
