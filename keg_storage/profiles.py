@@ -47,8 +47,11 @@ def check_profile_options(
 
     Raises :class:`ProfileError` (a ``ValueError``) naming the profile and the option for an
     unknown option (listing the valid ones), a missing required option, or a value whose type
-    the constructor's hints refuse. A list given where a tuple is expected (TOML has no tuples)
-    becomes a tuple. A factory whose signature cannot be read is called unchecked.
+    the constructor's hints refuse. A path-like value is accepted where a str is, and a list
+    where a tuple is expected (TOML has no tuples) becomes a tuple, and a str becomes the int,
+    number or bool an option that takes no str wants (configuration read from the environment
+    is text: ``${PORT}``, ``os.environ['PORT']``). A factory whose signature cannot be read is
+    called unchecked.
     """
     try:
         signature = inspect.signature(factory)
@@ -81,6 +84,10 @@ def check_profile_options(
             continue
         if isinstance(value, list) and _matches(tuple(value), hint):
             checked[option] = tuple(value)
+            continue
+        converted = _from_string(value, hint)
+        if converted is not None:
+            checked[option] = converted
             continue
         raise ProfileError(
             f"profile {profile!r}: option {option!r} must be {_describe(hint)}, "
@@ -117,6 +124,29 @@ def _alternatives(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _from_string(value: Any, hint: Any) -> int | float | bool | None:
+    """``value``, a str, as the first of bool, int or float that ``hint`` takes (None when it
+    takes none of them or the text is not one)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    for kind in (bool, int, float):
+        if not _matches(kind(), hint):
+            continue
+        if kind is bool:
+            if text.lower() in _BOOLEANS:
+                return _BOOLEANS[text.lower()]
+            continue
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return None
+
+
 def _matches(value: Any, hint: Any) -> bool:
     """Whether ``value`` fits ``hint``; a hint this cannot judge (a protocol, a class of the
     SDK given as ``Any``) accepts everything."""
@@ -131,6 +161,8 @@ def _matches(value: Any, hint: Any) -> bool:
         if kind in (int, float) and isinstance(value, bool):
             continue
         if kind is float and isinstance(value, int):
+            return True
+        if kind is str and isinstance(value, os.PathLike):
             return True
         if not isinstance(kind, type):
             return True

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from keg_storage import LocalFSStorage, MemoryStorage
 from keg_storage.backends.base import ListEntry
-from keg_storage.cli import main
+from keg_storage.backends.sftp import SFTPStorage
+from keg_storage.cli import backend_from_profile, main
 from tests.flask.conftest import ServerThread, make_app
 
 
@@ -174,7 +175,7 @@ def write_config(tmp_path: Path, profile: str) -> str:
             "profile 'files': option 'root' must be a str or path, not int",
         ),
         (
-            '[profiles.box]\nbackend = "sftp"\nhost = "h"\nport = "22"\n',
+            '[profiles.box]\nbackend = "sftp"\nhost = "h"\nport = "twenty-two"\n',
             "profile 'box': option 'port' must be an int, not str",
         ),
     ],
@@ -187,6 +188,24 @@ def test_profile_mistakes_are_one_line(
     result = runner.invoke(main, ["--config", write_config(tmp_path, profile), "list"])
     assert result.exit_code == 1
     assert result.output == f"Error: {message}\n"
+
+
+def test_environment_values_take_the_option_type(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${PORT}`` is text: it becomes the int (number, bool) an option that takes no str wants."""
+    monkeypatch.setenv("SFTP_PORT", "2222")
+    monkeypatch.setenv("SFTP_AGENT", "true")
+    profile = {
+        "backend": "sftp",
+        "host": "127.0.0.1",
+        "port": "${SFTP_PORT}",
+        "allow_agent": "${SFTP_AGENT}",
+        "timeout": "2.5",
+    }
+    with backend_from_profile("box", profile) as backend:
+        assert isinstance(backend, SFTPStorage)
+        assert (backend.port, backend.allow_agent, backend.timeout) == (2222, True, 2.5)
 
 
 def test_put_blames_the_missing_local_file(runner: CliRunner) -> None:

@@ -271,3 +271,12 @@ def test_commands_share_the_app_backend_and_leave_it_open() -> None:
         backend = app.storage.get_interface("mem")  # type: ignore[attr-defined]
         with backend.open("shared.txt") as file:
             assert file.read() == b"shared"
+
+
+def test_profile_text_values_take_the_option_type(tmp_path: Path) -> None:
+    """Config read from the environment is text: ``"false"`` is False for a bool option (not a
+    truthy string), as ``${NAME}`` values are in the CLI's profiles."""
+    app = make_app([(LocalFSStorage, {"name": "files", "root": tmp_path, "fsync": "false"})])
+    with app.app_context():
+        backend = app.storage.get_interface("files")  # type: ignore[attr-defined]
+    assert backend.fsync is False
