@@ -69,10 +69,10 @@ def _azure_cli_retry() -> Any:
 
 CLI_NETWORK_DEFAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     BACKEND_ALIASES["s3"]: (
-        {"connect_timeout": 5, "read_timeout": 15, "max_attempts": 3},
+        {"connect_timeout": 5, "read_timeout": 10, "max_attempts": 3},
         ("connect_timeout", "read_timeout"),
     ),
-    BACKEND_ALIASES["azure"]: ({"timeout": (5, 15), "retry": _azure_cli_retry}, ("timeout",)),
+    BACKEND_ALIASES["azure"]: ({"timeout": (5, 10), "retry": _azure_cli_retry}, ("timeout",)),
     BACKEND_ALIASES["sftp"]: ({"timeout": 5, "retry": 1}, ("timeout",)),
 }
 """Per network backend: the options the CLI sets when a profile does not (short, so a dead
@@ -593,7 +593,7 @@ def link_command(
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
     help="Network timeout for S3, Azure and SFTP (default: the profile's, else 5 to connect "
-    "and 15 to read).",
+    "and 10 to read).",
 )
 @click.version_option(package_name="keg-storage")
 @click.pass_context

@@ -129,7 +129,7 @@ def test_cli_network_defaults_and_overrides() -> None:
     azure = {"backend": "azure", "account": "a", "key": "a2V5", "bucket": "c"}
     with backend_from_profile("a", azure) as backend:
         assert isinstance(backend, AzureStorage)
-        assert backend.timeout == (5, 15)
+        assert backend.timeout == (5, 10)
         assert isinstance(backend.retry, ExponentialRetry)
         assert (backend.retry.initial_backoff, backend.retry.total_retries) == (1, 2)
     with backend_from_profile("a", {**azure, "timeout": [3, 4]}) as backend:
@@ -156,7 +156,14 @@ def test_s3_server_that_never_answers(
     )
     done, took = run("--config", config, "--timeout", "1", "list", env=s3_env)
     assert_one_line_error(done, f"127.0.0.1:{silent_port}")
-    assert took < 20
+    assert took < 15
+    # The profile's own timeout beats the CLI's default (10 s per read).
+    config = s3_profile(
+        tmp_path, f"http://127.0.0.1:{silent_port}", "b", "read_timeout = 1\nmax_attempts = 2"
+    )
+    done, took = run("--config", config, "list", env=s3_env)
+    assert_one_line_error(done, f"127.0.0.1:{silent_port}", "Read timeout")
+    assert took < 15
 
 
 @pytest.mark.parametrize("backend", ["s3", "azure", "sftp"])
