@@ -1,18 +1,8 @@
 """The ``keg-storage`` command line: list, get, put, copy, move, delete, stat and link.
 
-With no configuration it works on a LocalFS store in ``./storage`` (or ``$KEG_STORAGE_ROOT``).
-``--config FILE`` (or ``$KEG_STORAGE_CONFIG``) names profiles for any backend in TOML::
-
-    default = "files"            # optional: the first profile otherwise
-
-    [profiles.files]
-    backend = "localfs"          # localfs, memory, s3, azure, sftp, or "package.module:Class"
-    root = "/srv/files"
-
-    [profiles.archive]
-    backend = "s3"
-    bucket = "archive"
-    aws_region = "eu-west-1"
+With no configuration it works on a LocalFS store in ``./storage`` (or ``$KEG_STORAGE_ROOT``);
+``--config FILE`` names TOML profiles for any backend. docs/cli.rst describes the commands, the
+profile format, timeouts and exit codes.
 
 The commands are added to any click group by :func:`add_storage_commands`; they find their
 backend through :func:`set_backend_factory`, which is how ``flask storage`` reuses them on the
@@ -24,17 +14,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import logging
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from .backends.base import ShareLinkOperation, StorageBackend
+from .backends.base import InternalLinksStorageBackend, ShareLinkOperation, StorageBackend
 from .errors import FileNotFoundInStorageError, StorageError
+from .paths import file_key
+from .profiles import check_profile_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,6 +38,16 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 BACKEND_FACTORY_KEY = "keg_storage.backend_factory"
+LINK_BASE_URL_KEY = "keg_storage.link_base_url"
+LINK_CONTEXT_KEY = "keg_storage.link_context"
+DEFAULT_STORE_KEY = "keg_storage.default_store"
+RETRY_LOGGER = "keg_storage.retry"
+"""The logger on which backends report each retry (one WARNING line per retry)."""
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["--help", "-h"]}
+
+LinkContext = Callable[[StorageBackend, "str | None"], contextlib.AbstractContextManager[None]]
+"""What ``flask storage`` puts in ``ctx.meta[LINK_CONTEXT_KEY]``: the context in which
+``link_to`` runs for a backend and the ``--base-url`` given (None without)."""
 
 BACKEND_ALIASES = {
     "localfs": "keg_storage.backends.filesystem:LocalFSStorage",
@@ -51,6 +57,32 @@ BACKEND_ALIASES = {
     "azure": "keg_storage.backends.azure:AzureStorage",
     "sftp": "keg_storage.backends.sftp:SFTPStorage",
 }
+
+
+def _azure_cli_retry() -> Any:
+    """Two retries after 1 and about 3 seconds: the Storage SDK's own policy, whose default
+    first backoff (15 s) would keep a user waiting 40 s on a server that is down."""
+    from azure.storage.blob import ExponentialRetry
+
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2)
+
+
+CLI_NETWORK_DEFAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    BACKEND_ALIASES["s3"]: (
+        {"connect_timeout": 5, "read_timeout": 10, "max_attempts": 3},
+        ("connect_timeout", "read_timeout"),
+    ),
+    BACKEND_ALIASES["azure"]: ({"timeout": (5, 10), "retry": _azure_cli_retry}, ("timeout",)),
+    BACKEND_ALIASES["sftp"]: ({"timeout": 5, "retry": 1}, ("timeout",)),
+}
+"""Per network backend: the options the CLI sets when a profile does not (short, so a dead
+server fails in seconds, not minutes; a callable is called for its value), and the ones
+``--timeout`` sets."""
+
+PROFILE_ONLY_KEYS = ("backend", "link_base_url")
+"""Keys of a TOML profile that are the CLI's, not constructor options."""
+
+_ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBackend]:
@@ -71,14 +103,62 @@ def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBacke
     return backend_class
 
 
-def backend_from_profile(name: str, profile: Mapping[str, Any]) -> StorageBackend:
-    """Build the backend a TOML profile describes; its ``name`` defaults to the profile's."""
-    options = dict(profile)
-    spec = options.pop("backend", None)
+def _class_names(backend_class: type) -> set[str]:
+    """``module:Class`` of the class and its bases (compared without importing any SDK)."""
+    return {f"{klass.__module__}:{klass.__qualname__}" for klass in backend_class.__mro__}
+
+
+def expand_environment(profile: str, value: Any) -> Any:
+    """``value`` with every ``${NAME}`` in its strings replaced by the environment variable
+    ``NAME`` (``$${NAME}`` stays a literal ``${NAME}``); a variable that is not set is a
+    ``ValueError`` naming it and the profile."""
+    if isinstance(value, list):
+        return [expand_environment(profile, item) for item in value]
+    if isinstance(value, dict):
+        return {key: expand_environment(profile, item) for key, item in value.items()}
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return "${" + name + "}"
+        if name not in os.environ:
+            raise ValueError(f"profile {profile!r}: environment variable {name!r} is not set")
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def backend_from_profile(
+    name: str, profile: Mapping[str, Any], *, timeout: float | None = None
+) -> StorageBackend:
+    """Build the backend a TOML profile describes: ``${NAME}`` expanded from the environment,
+    options checked against the backend's constructor, ``name`` defaulting to the profile's.
+
+    Network backends get the CLI's short timeouts (:data:`CLI_NETWORK_DEFAULTS`) where the
+    profile sets none; ``timeout`` (``--timeout``) overrides both.
+    """
+    options = {
+        key: expand_environment(name, value)
+        for key, value in profile.items()
+        if key not in PROFILE_ONLY_KEYS
+    }
+    spec = profile.get("backend")
     if not spec:
         raise ValueError(f"profile {name!r} has no 'backend' key")
+    if not isinstance(spec, str):
+        raise ValueError(f"profile {name!r}: 'backend' must be a str, not {type(spec).__name__}")
+    backend_class = resolve_backend_class(spec)
     options.setdefault("name", name)
-    return resolve_backend_class(spec)(**options)
+    for class_name in _class_names(backend_class) & CLI_NETWORK_DEFAULTS.keys():
+        defaults, timeout_keys = CLI_NETWORK_DEFAULTS[class_name]
+        for key, value in defaults.items():
+            if key not in options:
+                options[key] = value() if callable(value) else value
+        if timeout is not None:
+            options.update(dict.fromkeys(timeout_keys, timeout))
+    return backend_class(**check_profile_options(name, backend_class, options))
 
 
 def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
@@ -93,16 +173,20 @@ def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]]
     profiles = config.get("profiles")
     if not isinstance(profiles, dict) or not profiles:
         raise ValueError(f"config {os.fspath(path)!r} has no [profiles.NAME] tables")
+    for name, profile in profiles.items():
+        if not isinstance(profile, dict):
+            raise ValueError(f"config {os.fspath(path)!r}: profiles.{name} must be a table")
     return profiles, config.get("default")
 
 
 def default_backend() -> StorageBackend:
-    """LocalFS in ``$KEG_STORAGE_ROOT`` or ``./storage``, created on first use."""
+    """LocalFS in ``$KEG_STORAGE_ROOT`` or ``./storage``, created on first use; its links are
+    signed with ``$KEG_STORAGE_SECRET_KEY`` when set."""
     from .backends.filesystem import LocalFSStorage
 
     root = Path(os.environ.get("KEG_STORAGE_ROOT") or "storage")
     root.mkdir(parents=True, exist_ok=True)
-    return LocalFSStorage(root)
+    return LocalFSStorage(root, secret_key=os.environ.get("KEG_STORAGE_SECRET_KEY") or None)
 
 
 def set_backend_factory(
@@ -113,6 +197,27 @@ def set_backend_factory(
     ctx.meta[BACKEND_FACTORY_KEY] = (factory, close)
 
 
+class _RetryEcho(logging.Handler):
+    """Prints the backends' retry reports as ``keg-storage: <message>`` on (the current)
+    stderr, so a user waiting on a slow server sees why."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"keg-storage: {record.getMessage()}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def echo_retries(ctx: click.Context) -> None:
+    """Show the ``keg_storage.retry`` log on stderr while ``ctx`` runs."""
+    logger = logging.getLogger(RETRY_LOGGER)
+    handler = _RetryEcho(logging.WARNING)
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    ctx.call_on_close(lambda: logger.removeHandler(handler))
+
+
 def _backend() -> StorageBackend:
     ctx = click.get_current_context()
     if BACKEND_FACTORY_KEY not in ctx.meta:
@@ -121,17 +226,60 @@ def _backend() -> StorageBackend:
     with _clean_errors():
         backend = factory()
     if close:
-        ctx.call_on_close(backend.close)
+        ctx.call_on_close(functools.partial(_close_quietly, backend))
     return backend
+
+
+def _close_quietly(backend: StorageBackend) -> None:
+    """Release the backend after the command; the command's outcome is already told, so a
+    failing goodbye to a server (a dropped connection) must not add a traceback."""
+    with contextlib.suppress(Exception):
+        backend.close()
+
+
+def _describe_error(exc: BaseException) -> str:
+    """One line for the user: a local file's error names the file, without the errno."""
+    if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.filename:
+        return f"local file {os.fsdecode(exc.filename)!r}: {exc.strerror or exc}"
+    if isinstance(exc, (StorageError, OSError, ValueError)):
+        return str(exc)
+    return f"{exc} ({type(exc).__name__})"
 
 
 @contextlib.contextmanager
 def _clean_errors() -> Iterator[None]:
-    """One line on stderr and exit code 1 instead of a traceback."""
+    """One line on stderr and exit code 1 instead of a traceback, whatever the backend or its
+    SDK raises (a server failure is the user's problem to fix, not a bug to debug)."""
     try:
         yield
-    except (StorageError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(_describe_error(exc)) from exc
+
+
+def _is_backend(backend: StorageBackend, *aliases: str) -> bool:
+    return bool(_class_names(type(backend)) & {BACKEND_ALIASES[alias] for alias in aliases})
+
+
+def _check_base_path(backend: StorageBackend) -> None:
+    """SFTP: refuse to work under a ``base_path`` that does not exist (listing it would say
+    "nothing here", and uploading would create it where the user did not mean)."""
+    if not _is_backend(backend, "sftp"):
+        return
+    base_path = cast(str, getattr(backend, "base_path", "/"))
+    with _clean_errors(), backend.connection() as sftp:  # type: ignore[attr-defined]
+        try:
+            sftp.stat(base_path or ".")
+        except FileNotFoundError:
+            raise click.ClickException(
+                f"base_path {base_path!r} does not exist on {describe(backend)}"
+            ) from None
+
+
+def describe(backend: StorageBackend) -> str:
+    """``SFTPStorage 'name'`` for messages."""
+    return f"{type(backend).__name__} {backend.name!r}"
 
 
 def _human_size(size: int) -> str:
@@ -184,13 +332,20 @@ def add_storage_commands(group: click.Group) -> click.Group:
     "--recursive/--no-recursive", default=True, help="Descend into sub-directories (default)."
 )
 def list_command(path: str, simple: bool, recursive: bool) -> None:
-    """List the files under PATH (everything by default)."""
+    """List the files under PATH (everything by default).
+
+    Each line: last modification (UTC), size and name, separated by tabs; a sub-directory
+    (with --no-recursive) shows DIR and a name ending in '/'.
+    """
     backend = _backend()
+    _check_base_path(backend)
     with _clean_errors():
         entries = backend.list(path, recursive=recursive)
     for entry in entries:
         if simple:
             click.echo(entry.name)
+        elif entry.name.endswith("/"):
+            click.echo(f"{'DIR':<16}\t\t{entry.name}")
         else:
             modified = (
                 entry.last_modified.format("YYYY-MM-DD HH:mm") if entry.last_modified else "-"
@@ -198,30 +353,60 @@ def list_command(path: str, simple: bool, recursive: bool) -> None:
             click.echo(f"{modified}\t{_human_size(entry.size)}\t{entry.name}")
 
 
+def _local_target(path: str, file: str | None) -> str:
+    """Where ``get`` writes: FILE, or PATH's name inside FILE when FILE is a directory (or in
+    the current directory without FILE); a missing local directory is an error naming it."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if file is None:
+        return name
+    if os.path.isdir(file):
+        return os.path.join(file, name)
+    if file.endswith(("/", os.sep)):
+        raise click.ClickException(f"local directory {file!r} does not exist")
+    parent = os.path.dirname(file)
+    if parent and not os.path.isdir(parent):
+        raise click.ClickException(f"local directory {parent!r} does not exist")
+    return file
+
+
 @click.command("get")
 @click.argument("path")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
-def get_command(path: str, file: str | None) -> None:
-    """Download PATH to FILE (default: its name in this directory; '-' for stdout)."""
+@click.argument("file", required=False, type=click.Path(allow_dash=True))
+@click.option("--no-clobber", "-n", is_flag=True, help="Refuse to replace an existing FILE.")
+def get_command(path: str, file: str | None, no_clobber: bool) -> None:
+    """Download PATH to FILE (default: its name in this directory; a directory: its name in
+    there; '-' for stdout). An existing FILE is replaced, unless --no-clobber."""
     backend = _backend()
-    target = file or path.rstrip("/").rsplit("/", 1)[-1]
-    with _clean_errors():
-        if target == "-":
-            with click.open_file("-", "wb") as stdout:
-                backend.download(path, stdout)
-            return
-        with _progress(lambda: backend.stat(path).size, f"get {path}") as progress:
-            backend.get(path, target, progress_callback=progress)
-    click.echo(f"Downloaded {path} to {target}.", err=True)
+    if file == "-":
+        with _clean_errors(), click.open_file("-", "wb") as stdout:
+            backend.download(path, stdout)
+        return
+    target = _local_target(path, file)
+    replaced = os.path.exists(target)
+    if replaced and no_clobber:
+        raise click.ClickException(f"local file {target!r} exists; not replaced (--no-clobber)")
+    with _clean_errors(), _progress(lambda: backend.stat(path).size, f"get {path}") as progress:
+        backend.get(path, target, progress_callback=progress)
+    note = f" (replaced the existing {target})" if replaced else ""
+    click.echo(f"Downloaded {path} to {target}{note}.", err=True)
 
 
 @click.command("put")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("key")
-@click.option("--content-type", help="Content type stored with the file, where supported.")
-def put_command(file: str, key: str, content_type: str | None) -> None:
-    """Upload FILE ('-' for stdin) to KEY."""
+@click.argument("file", type=click.Path(allow_dash=True))
+@click.argument("path")
+@click.option("--content-type", help="Content type stored with the file (S3, Azure, Memory).")
+def put_command(file: str, path: str, content_type: str | None) -> None:
+    """Upload the local FILE ('-' for stdin) to PATH."""
     backend = _backend()
+    with _clean_errors():
+        key = file_key(path, backend)
+    if content_type and _is_backend(backend, "localfs", "sftp"):
+        click.echo(
+            f"keg-storage: warning: {describe(backend)} stores no content type; "
+            "--content-type is ignored",
+            err=True,
+        )
+    _check_base_path(backend)
     extra_args = {"ContentType": content_type} if content_type else None
     with _clean_errors():
         if file == "-":
@@ -230,7 +415,7 @@ def put_command(file: str, key: str, content_type: str | None) -> None:
         else:
             with _progress(lambda: os.path.getsize(file), f"put {key}") as progress:
                 backend.put(file, key, progress_callback=progress, extra_args=extra_args)
-    click.echo(f"Uploaded {file} to {key}.", err=True)
+    click.echo(f"Uploaded {'stdin' if file == '-' else file} to {key}.", err=True)
 
 
 @click.command("copy")
@@ -258,11 +443,15 @@ def move_command(source: str, destination: str) -> None:
 @click.command("delete")
 @click.argument("path")
 def delete_command(path: str) -> None:
-    """Delete PATH (a missing file is not an error)."""
+    """Delete PATH (a missing file is not an error: exit code 0)."""
     backend = _backend()
     with _clean_errors():
+        existed = backend.exists(path)
         backend.delete(path)
-    click.echo(f"Deleted {path}.", err=True)
+    if existed:
+        click.echo(f"Deleted {path}.", err=True)
+    else:
+        click.echo(f"Nothing to delete: {path} does not exist.", err=True)
 
 
 @click.command("stat")
@@ -279,6 +468,36 @@ def stat_command(path: str) -> None:
     click.echo(f"content_type: {info.content_type or '-'}")
 
 
+def check_base_url(base_url: str) -> str:
+    """``base_url`` if it is an absolute http(s) URL; a usage error otherwise."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{base_url!r} is not an http(s) URL", param_hint="'--base-url'")
+    return base_url
+
+
+def _with_token(base_url: str, token: str) -> str:
+    """``base_url`` with ``token=...`` added to its query."""
+    parts = urlsplit(check_base_url(base_url))
+    query = f"{parts.query}&token={token}" if parts.query else f"token={token}"
+    return urlunsplit(parts._replace(query=query))
+
+
+def _upload_hint(backend: StorageBackend, url: str, content_type: str | None) -> str:
+    """A curl command that uploads to ``url`` with the headers the service requires: the
+    Content-Type S3 signed, Azure's blob type."""
+    headers: list[str] = []
+    if _is_backend(backend, "s3"):
+        headers.append(f"Content-Type: {content_type or 'application/octet-stream'}")
+    elif _is_backend(backend, "azure"):
+        headers.append("x-ms-blob-type: BlockBlob")
+    words = ["curl", "-X", "PUT"]
+    for header in headers:
+        words += ["-H", header]
+    words += ["--upload-file", "FILE", url]
+    return "upload with: " + " ".join(shlex.quote(word) for word in words)
+
+
 @click.command("link")
 @click.argument("path")
 @click.option(
@@ -293,6 +512,11 @@ def stat_command(path: str) -> None:
 @click.option("--delete/--no-delete", default=False, show_default=True)
 @click.option("--output-path", help="File name a browser saves the download as.")
 @click.option("--content-type", help="Content type served (download) or required (S3 upload).")
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="Where the app that serves LocalFS/SFTP/Memory links is (see docs/cli.rst).",
+)
 def link_command(
     path: str,
     expiration: int,
@@ -301,8 +525,11 @@ def link_command(
     delete: bool,
     output_path: str | None,
     content_type: str | None,
+    base_url: str | None,
 ) -> None:
-    """Print a link allowing the chosen operations on PATH."""
+    """Print a link allowing the chosen operations on PATH (the bare URL on stdout; for an
+    upload link, the curl command that uses it on stderr)."""
+    ctx = click.get_current_context()
     backend = _backend()
     if download is None:
         download = not (upload or delete)
@@ -314,18 +541,45 @@ def link_command(
     ):
         if wanted:
             operation |= flag
+    expire = timedelta(seconds=expiration)
+    link_context = ctx.meta.get(LINK_CONTEXT_KEY)
     with _clean_errors():
-        url = backend.link_to(
-            path,
-            operation,
-            timedelta(seconds=expiration),
-            output_path=output_path,
-            content_type=content_type,
-        )
+        if link_context is not None:  # flask storage: the app builds the URL
+            with link_context(backend, base_url):
+                url = backend.link_to(
+                    path, operation, expire, output_path=output_path, content_type=content_type
+                )
+        elif isinstance(backend, InternalLinksStorageBackend):
+            base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
+            if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
+                raise click.ClickException(
+                    "links of the default store are signed with $KEG_STORAGE_SECRET_KEY, the "
+                    "secret_key of the app that serves them: set it"
+                )
+            if not base_url:
+                raise click.ClickException(
+                    f"links of {describe(backend)} are served by your app's link view: pass "
+                    "--base-url with its URL (or set link_base_url in the profile, or "
+                    "KEG_STORAGE_LINK_BASE_URL for the default store)"
+                )
+            token = backend.create_link_token(
+                path=path,
+                operation=operation,
+                expire=expire,
+                output_path=output_path,
+                content_type=content_type,
+            )
+            url = _with_token(base_url, token)
+        else:
+            url = backend.link_to(
+                path, operation, expire, output_path=output_path, content_type=content_type
+            )
     click.echo(url)
+    if upload:
+        click.echo(_upload_hint(backend, url, content_type), err=True)
 
 
-@click.group("keg-storage")
+@click.group("keg-storage", context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--config",
     "config_path",
@@ -334,15 +588,34 @@ def link_command(
     help="TOML file of profiles (default: LocalFS in $KEG_STORAGE_ROOT or ./storage).",
 )
 @click.option("--profile", "-p", help="Profile of the config file to use (default: its default).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Network timeout for S3, Azure and SFTP (default: the profile's, else 5 to connect "
+    "and 10 to read).",
+)
 @click.version_option(package_name="keg-storage")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, profile: str | None) -> None:
+def main(
+    ctx: click.Context, config_path: str | None, profile: str | None, timeout: float | None
+) -> None:
     """Store, fetch and share files on LocalFS, S3, Azure or SFTP."""
+    # The CLI is the application: it decides what reaches the terminal. Without a handler,
+    # Python would print SDK warnings (paramiko's, botocore's) through its last-resort handler.
+    root_logger = logging.getLogger()
+    if not root_logger.handlers:
+        silence = logging.NullHandler()
+        root_logger.addHandler(silence)
+        ctx.call_on_close(lambda: root_logger.removeHandler(silence))
+    echo_retries(ctx)
 
     def factory() -> StorageBackend:
         if config_path is None:
             if profile:
                 raise ValueError("--profile needs --config")
+            ctx.meta[LINK_BASE_URL_KEY] = os.environ.get("KEG_STORAGE_LINK_BASE_URL")
+            ctx.meta[DEFAULT_STORE_KEY] = True
             return default_backend()
         profiles, default = load_config(config_path)
         chosen = profile or default or next(iter(profiles))
@@ -350,7 +623,10 @@ def main(ctx: click.Context, config_path: str | None, profile: str | None) -> No
             raise ValueError(
                 f"no profile {chosen!r} in {config_path}; configured: {', '.join(profiles)}"
             )
-        return backend_from_profile(chosen, profiles[chosen])
+        ctx.meta[LINK_BASE_URL_KEY] = expand_environment(
+            chosen, profiles[chosen].get("link_base_url")
+        )
+        return backend_from_profile(chosen, profiles[chosen], timeout=timeout)
 
     set_backend_factory(ctx, factory)
 

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
+import flask
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .cli import add_storage_commands, set_backend_factory
+from .backends.base import InternalLinksStorageBackend, StorageBackend
+from .cli import (
+    CONTEXT_SETTINGS,
+    LINK_CONTEXT_KEY,
+    LinkContext,
+    add_storage_commands,
+    check_base_url,
+    describe,
+    echo_retries,
+    set_backend_factory,
+)
+
+LINK_BASE_URL_KEY = "KEG_STORAGE_LINK_BASE_URL"
+"""App config: the URL the app is served at, for ``flask storage link`` (no request there)."""
 
 
 def make_group(name: str = "storage") -> click.Group:
     """A click group named ``name`` with the storage commands, working on the profile chosen by
     ``--location``, else ``KEG_STORAGE_DEFAULT_LOCATION``, else the app's first profile."""
 
-    @click.group(name, cls=AppGroup)
+    @click.group(name, cls=AppGroup, context_settings=CONTEXT_SETTINGS)
     @click.option(
         "--location",
         help="Storage profile to use (default: KEG_STORAGE_DEFAULT_LOCATION, else the first).",
@@ -37,7 +54,34 @@ def make_group(name: str = "storage") -> click.Group:
                 f"The location {chosen!r} does not exist; configured: {configured}."
             )
 
+        echo_retries(ctx)
         # The app's shared backend: the app closes it, not the command.
         set_backend_factory(ctx, state.profiles[chosen].get, close=False)
+        ctx.meta[LINK_CONTEXT_KEY] = _link_context(app)
 
     return add_storage_commands(group)
+
+
+def _link_context(app: flask.Flask) -> LinkContext:
+    """How ``link`` builds an internal link's URL outside a request: inside a request made up
+    for ``--base-url`` or ``KEG_STORAGE_LINK_BASE_URL`` (the URL the app is served at), else
+    with the app's ``SERVER_NAME``; S3 and Azure links need neither."""
+
+    @contextlib.contextmanager
+    def link_context(backend: StorageBackend, base_url: str | None) -> Iterator[None]:
+        base_url = base_url or app.config.get(LINK_BASE_URL_KEY)
+        if not isinstance(backend, InternalLinksStorageBackend):
+            yield
+        elif base_url:
+            with app.test_request_context(base_url=check_base_url(base_url)):
+                yield
+        elif app.config.get("SERVER_NAME"):
+            yield
+        else:
+            raise click.ClickException(
+                f"links of {describe(backend)} are served by this app: pass --base-url with the "
+                f"URL the app is served at (e.g. http://127.0.0.1:5000), or set "
+                f"{LINK_BASE_URL_KEY} (or SERVER_NAME) in its config"
+            )
+
+    return link_context

@@ -89,12 +89,17 @@ class _Profile:
         self.lock = threading.Lock()
 
     def build(self) -> StorageBackend:
-        """A new backend from this profile; a bad class or bad options name the profile."""
+        """A new backend from this profile; a bad class or bad options name the profile (an
+        unknown, missing or mistyped option in the same words as the CLI's TOML profiles)."""
         from .cli import resolve_backend_class
+        from .profiles import ProfileError, check_profile_options
 
         try:
             factory = resolve_backend_class(self.spec) if isinstance(self.spec, str) else self.spec
-            return factory(**self.options)
+            options = check_profile_options(self.name, factory, self.options)
+            return factory(**options)
+        except ProfileError:
+            raise  # already one line naming the profile, as the CLI says it
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"{PROFILES_KEY}[{self.index}] (profile {self.name!r}): {exc}"

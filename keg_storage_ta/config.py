@@ -25,6 +25,10 @@ class DefaultConfig:
     MAX_CONTENT_LENGTH = 1024 * 1024 * 1024
     """Largest upload through the link view (1 GiB)."""
     LINK_EXPIRY_MINUTES = 15
+    KEG_STORAGE_LINK_BASE_URL = "http://127.0.0.1:5000"
+    """Where ``flask --app keg_storage_ta run`` serves the app, so that ``flask storage link``
+    (which runs outside any request) can build the links the app serves. Set it in the
+    instance's ``config.py`` when the app is served elsewhere."""
 
 
 def local_profiles(instance_path: str, secret_key: str) -> list[tuple[Any, dict[str, Any]]]:

@@ -14,6 +14,7 @@ import builtins
 import codecs
 import contextlib
 import enum
+import errno
 import functools
 import hashlib
 import inspect
@@ -679,12 +680,19 @@ class StorageBackend:
         progress_callback: ProgressCallback | None = None,
         extra_args: Mapping[str, Any] | None = None,
     ) -> None:
-        """Copy the local file ``path`` to the remote file ``dest``."""
+        """Copy the local file ``path`` to the remote file ``dest``.
+
+        A missing local file raises ``FileNotFoundError`` naming it (and a directory
+        ``IsADirectoryError``) before any remote call, so it is never mistaken for a missing
+        remote file.
+        """
         key = self._file_key(dest)
         extra = self._check_extra_args(extra_args, key)
-        relay_progress(
-            lambda count: self._put(os.fspath(path), key, extra, count), progress_callback
-        )
+        source = os.fspath(path)
+        if os.path.isdir(source):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
+        os.stat(source)  # FileNotFoundError / PermissionError naming the local file
+        relay_progress(lambda count: self._put(source, key, extra, count), progress_callback)
 
     def download(
         self,

@@ -64,7 +64,7 @@ def test_the_storage_group_attached_to_an_app_group(tmp_path: Path) -> None:
     assert not (root / "b.txt").exists()
     result = runner.invoke(admin, ["files", "link", "docs/a.txt", "-e", "60", "--upload"])
     assert result.exit_code == 0, result.output
-    token = result.output.strip().split("token=")[1]
+    token = result.stdout.strip().split("token=")[1]
     with app.app_context():
         backend = app.storage.get_interface("files")  # type: ignore[attr-defined]
     assert backend.deserialize_link_token(token).operations == ShareLinkOperation.upload

@@ -7,11 +7,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import flask
 import pytest
+import requests
+from click.testing import CliRunner
 from flask.testing import FlaskCliRunner
 
 from keg_storage import LocalFSStorage, MemoryStorage, ShareLinkOperation, Storage
+from keg_storage.cli import main
+from keg_storage_ta import create_app
+from tests.test_cli import RETRY_LINE, RetryingBackend
 
-from .conftest import make_app
+from .conftest import ServerThread, make_app
 
 
 @pytest.fixture
@@ -105,7 +110,7 @@ def test_link_allows_what_its_flags_name(
     app = two_profile_app(roots, SERVER_NAME="files.example")
     result = app.test_cli_runner().invoke(args=["storage", "link", "l.txt", *flags])
     assert result.exit_code == 0, result.output
-    token = parse_qs(urlsplit(result.output.strip()).query)["token"][0]
+    token = parse_qs(urlsplit(result.stdout.strip()).query)["token"][0]
     with app.app_context():
         backend = app.extensions["keg_storage"].get("first")
         assert backend.deserialize_link_token(token).operations == allowed
@@ -113,9 +118,94 @@ def test_link_allows_what_its_flags_name(
 
 def test_link_without_server_name_explains(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["storage", "link", "l.txt"])
-    assert result.exit_code == 1
-    assert result.output.startswith("Error: links outside a request need the app's SERVER_NAME")
-    assert "Traceback" not in result.output
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: links of LocalFSStorage 'first' are served by this app: pass --base-url with the "
+        "URL the app is served at (e.g. http://127.0.0.1:5000), or set KEG_STORAGE_LINK_BASE_URL "
+        "(or SERVER_NAME) in its config\n",
+    )
+
+
+def test_link_base_url_option_and_config(roots: dict[str, Path]) -> None:
+    """Issue 14.4: ``--base-url`` (or KEG_STORAGE_LINK_BASE_URL) is the URL the app is served
+    at; the link's path comes from the app's routes."""
+    app = two_profile_app(roots, KEG_STORAGE_LINK_BASE_URL="https://files.example/app")
+    (roots["first"] / "l.txt").write_bytes(b"linked")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["storage", "link", "l.txt"])
+    assert result.stdout.startswith("https://files.example/app/files/link?token=")
+    result = runner.invoke(args=["storage", "link", "l.txt", "--base-url", "http://other:81"])
+    assert result.stdout.startswith("http://other:81/files/link?token=")
+    with app.test_client() as client:
+        response = client.get(result.stdout.strip())
+        assert response.data == b"linked"
+    result = runner.invoke(args=["storage", "link", "l.txt", "--base-url", "other"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--base-url': 'other' is not an http(s) URL" in result.output
+
+
+def test_demo_app_links_from_the_command_line(tmp_path: Path) -> None:
+    """``flask --app keg_storage_ta storage link fruit.csv`` works with no setup: the demo is
+    configured for where ``flask run`` serves it; the link works on the app served for real."""
+    app = create_app(instance_path=str(tmp_path / "instance"))
+    (tmp_path / "instance" / "storage" / "fruit.csv").write_bytes(b"apple,pear\n")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["storage", "link", "fruit.csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("http://127.0.0.1:5000/link?token=")
+    with ServerThread(app) as server:
+        result = runner.invoke(args=["storage", "link", "fruit.csv", "--base-url", server.url])
+        assert result.stdout.startswith(f"{server.url}/link?token=")
+        response = requests.get(result.stdout.strip(), timeout=10)
+        assert response.content == b"apple,pear\n"
+
+
+def test_retries_are_reported_on_stderr() -> None:
+    """Issue 14.3: ``flask storage`` prints the backends' retry lines too."""
+    app = make_app([(RetryingBackend, {"name": "archive"})])
+    result = app.test_cli_runner().invoke(args=["storage", "list"])
+    assert result.exit_code == 0
+    assert (result.stdout, result.stderr) == ("", RETRY_LINE)
+
+
+def test_dash_h_is_help(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["storage", "-h"])
+    assert result.exit_code == 0
+    assert "Store, fetch and share files on the app's storage profiles." in result.output
+    result = runner.invoke(args=["storage", "get", "-h"])
+    assert result.output.startswith("Usage: ")
+    assert "--no-clobber" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "toml", "message"),
+    [
+        (
+            {"rooot": "/tmp"},
+            'rooot = "/tmp"',
+            "profile 'files': unknown option 'rooot' "
+            "(valid: root, linked_endpoint, secret_key, name, fsync)",
+        ),
+        ({}, "", "profile 'files': missing required option 'root'"),
+        ({"root": 5}, "root = 5", "profile 'files': option 'root' must be a str or path, not int"),
+    ],
+)
+def test_profile_mistakes_say_the_same_as_the_cli(
+    tmp_path: Path, options: dict[str, object], toml: str, message: str
+) -> None:
+    """Issue 14.1: one checker, one message for KEG_STORAGE_PROFILES and the TOML profiles;
+    Flask still builds lazily, so the app starts and the error comes at first use."""
+    app = make_app([(LocalFSStorage, {"name": "files", **options})])
+    with app.app_context(), pytest.raises(ValueError) as raised:
+        app.storage.get_interface("files")  # type: ignore[attr-defined]
+    assert str(raised.value) == message
+    result = app.test_cli_runner().invoke(args=["storage", "list"])
+    assert (result.exit_code, result.output) == (1, f"Error: {message}\n")
+
+    config = tmp_path / "storage.toml"
+    config.write_text(f'[profiles.files]\nbackend = "localfs"\n{toml}\n')
+    result = CliRunner().invoke(main, ["--config", str(config), "list"])
+    assert (result.exit_code, result.output) == (1, f"Error: {message}\n")
 
 
 def test_location_option_and_default_location(roots: dict[str, Path], tmp_path: Path) -> None:
@@ -181,3 +271,12 @@ def test_commands_share_the_app_backend_and_leave_it_open() -> None:
         backend = app.storage.get_interface("mem")  # type: ignore[attr-defined]
         with backend.open("shared.txt") as file:
             assert file.read() == b"shared"
+
+
+def test_profile_text_values_take_the_option_type(tmp_path: Path) -> None:
+    """Config read from the environment is text: ``"false"`` is False for a bool option (not a
+    truthy string), as ``${NAME}`` values are in the CLI's profiles."""
+    app = make_app([(LocalFSStorage, {"name": "files", "root": tmp_path, "fsync": "false"})])
+    with app.app_context():
+        backend = app.storage.get_interface("files")  # type: ignore[attr-defined]
+    assert backend.fsync is False

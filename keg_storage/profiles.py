@@ -1,0 +1,188 @@
+"""Checking a profile's options against its backend's constructor, before building it.
+
+One place for the CLI's TOML profiles and Flask's ``KEG_STORAGE_PROFILES``, so a typo, a missing
+required option or a value of the wrong type gives the same one-line message in both:
+``profile 'files': unknown option 'rooot' (valid: root, linked_endpoint, ...)``. The rules come
+from the constructor's signature and type hints (:mod:`inspect`, :mod:`typing`), so a new backend
+option is checked without a table to keep up to date.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["ProfileError", "check_profile_options"]
+
+
+class ProfileError(ValueError):
+    """A profile whose options do not fit its backend's constructor."""
+
+
+_TYPE_NAMES: dict[Any, str] = {
+    str: "str",
+    bytes: "bytes",
+    int: "int",
+    float: "number",
+    bool: "bool",
+    os.PathLike: "path",
+    collections.abc.Sequence: "list",
+    list: "list",
+    tuple: "list",
+    collections.abc.Mapping: "dict",
+    dict: "dict",
+}
+
+
+def check_profile_options(
+    profile: str, factory: Callable[..., Any], options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The options to call ``factory`` with, checked against its signature.
+
+    Raises :class:`ProfileError` (a ``ValueError``) naming the profile and the option for an
+    unknown option (listing the valid ones), a missing required option, or a value whose type
+    the constructor's hints refuse. A path-like value is accepted where a str is, and a list
+    where a tuple is expected (TOML has no tuples) becomes a tuple, and a str becomes the int,
+    number or bool an option that takes no str wants (configuration read from the environment
+    is text: ``${PORT}``, ``os.environ['PORT']``). A factory whose signature cannot be read is
+    called unchecked.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return dict(options)
+    parameters = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.kind
+        in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    takes_any = any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in signature.parameters.values()
+    )
+    known = [parameter.name for parameter in parameters]
+    for option in options:
+        if option not in known and not takes_any:
+            raise ProfileError(
+                f"profile {profile!r}: unknown option {option!r} (valid: {', '.join(known)})"
+            )
+    for parameter in parameters:
+        if parameter.default is inspect.Parameter.empty and parameter.name not in options:
+            raise ProfileError(f"profile {profile!r}: missing required option {parameter.name!r}")
+    hints = _type_hints(factory)
+    checked = dict(options)
+    for option, value in options.items():
+        hint = hints.get(option)
+        if hint is None or _matches(value, hint):
+            continue
+        if isinstance(value, list) and _matches(tuple(value), hint):
+            checked[option] = tuple(value)
+            continue
+        converted = _from_string(value, hint)
+        if converted is not None:
+            checked[option] = converted
+            continue
+        raise ProfileError(
+            f"profile {profile!r}: option {option!r} must be {_describe(hint)}, "
+            f"not {type(value).__name__}"
+        )
+    return checked
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The constructor's (or function's) hints, each evaluated on its own so that one hint
+    naming a type only imported for type checkers does not hide the others."""
+    function = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    annotations = getattr(function, "__annotations__", {})
+    module = sys.modules.get(getattr(function, "__module__", ""), None)
+    namespace = dict(vars(module)) if module else {}
+    hints: dict[str, Any] = {}
+    for name, annotation in annotations.items():
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)  # the module's own annotation, as typing does
+        except Exception:  # a hint we cannot evaluate is not checked
+            continue
+    return hints
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return tuple(
+            alternative for arg in typing.get_args(hint) for alternative in _alternatives(arg)
+        )
+    return (hint,)
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _from_string(value: Any, hint: Any) -> int | float | bool | None:
+    """``value``, a str, as the first of bool, int or float that ``hint`` takes (None when it
+    takes none of them or the text is not one)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    for kind in (bool, int, float):
+        if not _matches(kind(), hint):
+            continue
+        if kind is bool:
+            if text.lower() in _BOOLEANS:
+                return _BOOLEANS[text.lower()]
+            continue
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits ``hint``; a hint this cannot judge (a protocol, a class of the
+    SDK given as ``Any``) accepts everything."""
+    for alternative in _alternatives(hint):
+        if alternative is Any:
+            return True
+        if alternative is type(None) or alternative is None:
+            if value is None:
+                return True
+            continue
+        kind = typing.get_origin(alternative) or alternative
+        if kind in (int, float) and isinstance(value, bool):
+            continue
+        if kind is float and isinstance(value, int):
+            return True
+        if kind is str and isinstance(value, os.PathLike):
+            return True
+        if not isinstance(kind, type):
+            return True
+        try:
+            if isinstance(value, kind):
+                return True
+        except TypeError:
+            return True
+    return False
+
+
+def _describe(hint: Any) -> str:
+    """``a str or path`` for ``str | os.PathLike[str] | None``."""
+    names: list[str] = []
+    for alternative in _alternatives(hint):
+        if alternative is type(None) or alternative is None:
+            continue
+        kind = typing.get_origin(alternative) or alternative
+        name = _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+        if name not in names:
+            names.append(name)
+    article = "an" if names and names[0][0] in "aeiou" else "a"
+    return f"{article} {' or '.join(names)}"
