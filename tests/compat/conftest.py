@@ -17,6 +17,7 @@ NOT_FOR_LEGACY = {
     "test_bad_file_paths_are_refused": PATHS,
     "test_bad_directory_paths_are_refused": PATHS,
     "test_thousands_of_segments": PATHS,
+    "test_link_to_refuses_exactly_what_open_and_put_refuse": PATHS,
     "test_the_longest_key_a_backend_allows": PATHS,
     "test_a_name_longer_than_the_file_system": PATHS,
     "test_pure_posix_path_keys": "a 0.5 backend's own public methods take str paths",
