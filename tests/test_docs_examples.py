@@ -93,8 +93,7 @@ def test_readme_claims_hold() -> None:
 def html_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The text of every page of the built HTML docs, code blocks left out."""
     sphinx = shutil.which("sphinx-build", path=str(Path(sys.executable).parent))
-    if sphinx is None:
-        pytest.skip("sphinx is not installed (pip install -e '.[docs]')")
+    assert sphinx is not None, "sphinx is not installed (pip install -e '.[test,docs]')"
     out = tmp_path_factory.mktemp("html")
     build = subprocess.run(
         [sphinx, "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"), str(out)],
