@@ -991,9 +991,10 @@ class SFTPStorage(InternalLinksStorageBackend):
                 dropped = _is_connection_failure(exc) or not session.usable()
                 self._pool.release(session, broken=dropped)
                 if dropped and attempt + 1 < attempts:
-                    self._log_retry(f"{action} {key or ''}".strip(), exc, attempt + 2, attempts)
+                    error = self._error(exc, key, dropped=True, session=session)
+                    self._log_retry(f"{action} {key or ''}".strip(), error, attempt + 2, attempts)
                     continue
-                raise self._error(exc, key, dropped=dropped) from exc
+                raise self._error(exc, key, dropped=dropped, session=session) from exc
             except BaseException:
                 self._pool.release(session, broken=True)
                 raise
@@ -1001,12 +1002,22 @@ class SFTPStorage(InternalLinksStorageBackend):
             return result
         raise AssertionError("unreachable")
 
-    def _error(self, exc: BaseException, key: str | None, *, dropped: bool = False) -> StorageError:
-        """The keg_storage error for a paramiko/OS error about ``key``."""
+    def _error(
+        self,
+        exc: BaseException,
+        key: str | None,
+        *,
+        dropped: bool = False,
+        session: _Session | None = None,
+    ) -> StorageError:
+        """The keg_storage error for a paramiko/OS error about ``key``, met on ``session``."""
         if isinstance(exc, StorageError):
             return exc
         if dropped or _is_connection_failure(exc):
-            return self._unreachable(exc, key)
+            # paramiko's channels report a dead transport as "Socket is closed"; the transport
+            # keeps what killed it ("Connection reset by peer").
+            saved = session.conn.transport.saved_exception if session is not None else None
+            return self._unreachable(saved if saved is not None else exc, key)
         code = getattr(exc, "errno", None)
         if code == errno.ENOENT and key is not None:
             return FileNotFoundInStorageError(self, key)
@@ -1509,13 +1520,14 @@ class SFTPRemoteFile(RemoteFile):
                 dropped = self._session is not None and (
                     _is_connection_failure(exc) or not self._session.usable()
                 )
+                error = client._error(exc, path, dropped=dropped, session=self._session)
                 self._release(broken=dropped)
                 self._drop_unanswered_temp(created=dropped)
                 if dropped and attempt + 1 < attempts:
-                    client._log_retry(f"open {path}", exc, attempt + 2, attempts)
+                    client._log_retry(f"open {path}", error, attempt + 2, attempts)
                     continue
                 super().close()
-                raise client._error(exc, path, dropped=dropped) from exc
+                raise error from exc
             except BaseException:
                 self._release(broken=True)
                 self._drop_unanswered_temp(created=True)
@@ -1669,7 +1681,7 @@ class SFTPRemoteFile(RemoteFile):
                     raise
                 self.client._log_retry(
                     f"read {self.path} at byte {self._position}",
-                    exc,
+                    self.client._error(exc, self.path, dropped=True, session=self._session),
                     attempt + 2,
                     self.client.retry + 1,
                 )
@@ -1822,7 +1834,7 @@ class SFTPRemoteFile(RemoteFile):
             return exc
         dropped = self._session is not None and not self._session.usable()
         if isinstance(exc, (OSError, EOFError)) or dropped or _is_connection_failure(exc):
-            return self.client._error(exc, self.path, dropped=dropped)
+            return self.client._error(exc, self.path, dropped=dropped, session=self._session)
         return exc
 
     # -- closing ---------------------------------------------------------------------------------

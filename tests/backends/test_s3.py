@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
+import re
 import subprocess
 import sys
 import time
@@ -431,16 +433,25 @@ class TestFaults:
         assert not proxy.armed
 
     def test_download_survives_a_cut_body(
-        self, through_proxy: tuple[S3Storage, FaultProxy]
+        self, through_proxy: tuple[S3Storage, FaultProxy], caplog: pytest.LogCaptureFixture
     ) -> None:
         storage, proxy = through_proxy
         data = data_of(12 * MiB, seed=7)
         storage.upload(io.BytesIO(data), "doc.bin")
         proxy.cut_after(6 * MiB, "downstream")
         target = io.BytesIO()
+        caplog.set_level(logging.WARNING, "keg_storage.retry")
         storage.download("doc.bin", target)
         assert target.getvalue() == data
         assert not proxy.armed
+        # Issue 14, point 3: the retry is logged, with its cause and endpoint.
+        retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+        assert len(retries) == 1
+        assert re.fullmatch(
+            rf"s3 's3': GET doc\.bin failed \((Connection reset by peer|the server closed the "
+            rf"connection)\) at http://127\.0\.0\.1:{proxy.port}; retrying \(attempt 2 of 3\)",
+            retries[0],
+        ), retries
 
     @pytest.mark.parametrize("cut", [200, 2 * MiB, 6 * MiB])
     def test_cut_write_publishes_whole_or_nothing(

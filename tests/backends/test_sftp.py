@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -641,13 +642,19 @@ def proxied(
 
 
 def test_transfers_start_over_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
+    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     storage, proxy = proxied
     data = os.urandom(7 * MiB + 11)
     progress: list[int] = []
     proxy.cut_after(3 * MiB, "upstream")
+    caplog.set_level(logging.WARNING, "keg_storage.retry")
     storage.upload(io.BytesIO(data), "doc.bin", progress_callback=progress.append)
+    # Issue 14, point 3: the restart is logged, with its cause and endpoint.
+    assert [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"] == [
+        f"sftp 'sftp': upload doc.bin failed (Connection reset by peer) at "
+        f"127.0.0.1:{proxy.port}; retrying (attempt 2 of 2)"
+    ]
     assert not proxy.armed  # the cut fired, mid-upload
     assert Path(sftp_base_path, "doc.bin").read_bytes() == data
     assert progress == sorted(progress) and progress[-1] == len(data)
@@ -661,7 +668,7 @@ def test_transfers_start_over_after_a_dropped_connection(
 
 
 def test_streaming_read_resumes_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy],
+    proxied: tuple[SFTPStorage, FaultProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
     storage, proxy = proxied
     # Far more than the reader's read-ahead: the cut must come while bytes are still on their
@@ -671,8 +678,16 @@ def test_streaming_read_resumes_after_a_dropped_connection(
     with storage.open("doc.bin") as remote:
         assert remote.read(MiB) == data[:MiB]
         proxy.cut_after(2 * MiB, "downstream")
+        caplog.set_level(logging.WARNING, "keg_storage.retry")
         assert remote.read() == data[MiB:]
     assert not proxy.armed
+    retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+    assert len(retries) == 1
+    assert re.fullmatch(
+        rf"sftp 'sftp': read doc\.bin at byte \d+ failed \(.+\) at 127\.0\.0\.1:{proxy.port}; "
+        r"retrying \(attempt 2 of 2\)",
+        retries[0],
+    ), retries
 
 
 def test_streaming_write_cut_off_raises_and_publishes_nothing(
