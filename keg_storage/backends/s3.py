@@ -537,8 +537,15 @@ class S3Storage(StorageBackend):
       and other compatible stores turn ``\\`` into ``/``, which would move the file), else none
       (AWS keeps every character). Keys longer than 1,024 bytes of UTF-8 are refused the same
       way, and with an ``endpoint_url`` also names (segments) longer than 255 bytes;
+    - ``request_checksum_calculation`` and ``response_checksum_validation``: botocore's
+      checksum settings. Default with an ``endpoint_url``: ``'when_required'`` (boto3 >= 1.36
+      sends and checks checksums whenever S3 supports them, which many compatible stores
+      refuse: boto3#4392), unless the environment or the profile sets them; else boto3's;
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
       ``Config``) merged over the settings above.
+
+    Connection errors name :attr:`endpoint` and the cause; every retry is logged on
+    ``keg_storage.retry``.
 
     One boto3 client is made per instance and process, shared by all threads that use it (a
     forked child makes its own on first use). Links are
