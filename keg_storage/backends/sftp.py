@@ -911,8 +911,10 @@ class SFTPStorage(InternalLinksStorageBackend):
                 backend=self,
             ) from scrub(exc)
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            # Before closing: the transport thread then fails on the closed socket, for no cause.
+            cause = self._handshake_failure(exc, transports)
             client.close()
-            raise self._unreachable(self._handshake_failure(exc, transports)) from scrub(exc)
+            raise self._unreachable(cause) from scrub(exc)
         except BaseException as exc:
             client.close()
             scrub(exc)
