@@ -11,8 +11,11 @@ an application without logging configuration, so that is checked in a subprocess
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import logging
+import os
 import re
 import socket
 import subprocess
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +33,7 @@ from keg_storage import StorageBackend, StorageConnectionError
 from keg_storage.backends.azure import AzureStorage
 from keg_storage.backends.s3 import S3Storage
 from keg_storage.backends.sftp import SFTPStorage
+from tests.faults.proxy import FaultProxy
 
 TIMEOUT = 2
 S3_SECRET = "s3-secret-key-never-shown"
@@ -307,3 +312,88 @@ def test_paramiko_thread_failures_reach_configured_logging(
         for r in caplog.records
     )
     assert not [r for r in caplog.records if r.name.startswith("paramiko")]
+
+
+# -- a connection cut in the middle of a download ----------------------------------------------
+
+CUT_SCRIPT = """
+import hashlib, importlib, io, json, sys
+spec = json.loads(sys.argv[1])
+backend = getattr(importlib.import_module(spec["module"]), spec["class"])
+with backend(*spec["args"], **spec["kwargs"]) as storage:
+    out = io.BytesIO()
+    storage.download("data.bin", out)
+print(hashlib.sha256(out.getvalue()).hexdigest())
+"""
+
+
+def _through(backend: str, request: pytest.FixtureRequest, port: int) -> dict[str, Any]:
+    """How the subprocess builds ``backend`` to reach its test server through ``port``."""
+    if backend == "s3":
+        server = request.getfixturevalue("seaweedfs")
+        args = [request.getfixturevalue("s3_bucket"), server.region]
+        args += [server.access_key, server.secret_key]
+        kwargs: dict[str, Any] = {"endpoint_url": f"http://127.0.0.1:{port}"}
+        return {
+            "module": "keg_storage.backends.s3",
+            "class": "S3Storage",
+            "args": args,
+            "kwargs": kwargs,
+        }
+    if backend == "azure":
+        server = request.getfixturevalue("azurite")
+        container = request.getfixturevalue("azure_container").container_name
+        kwargs = {"account_url": f"http://127.0.0.1:{port}/{server.account}", "retry": 1}
+        return {
+            "module": "keg_storage.backends.azure",
+            "class": "AzureStorage",
+            "args": [server.account, server.key, container],
+            "kwargs": kwargs,
+        }
+    server = request.getfixturevalue("sftp_server")
+    kwargs = {
+        "port": port,
+        "known_host_keys": server.host_key_line(port),
+        "base_path": request.getfixturevalue("sftp_base_path"),
+    }
+    return {
+        "module": "keg_storage.backends.sftp",
+        "class": "SFTPStorage",
+        "args": ["127.0.0.1", "root", str(server.client_key), None],
+        "kwargs": kwargs,
+    }
+
+
+@pytest.mark.parametrize("backend", sorted(CASES))
+def test_nothing_printed_when_a_download_is_cut(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A download whose connection is reset half-way is retried and completes, and no SDK says
+    a word about it on stderr (azure-core's transport would print "Unable to stream
+    download."); only the retry line."""
+    storage: StorageBackend = request.getfixturevalue(f"backend_{backend}")
+    data = os.urandom(12 * 1024 * 1024)
+    storage.upload(io.BytesIO(data), "data.bin")
+    target = {"s3": "seaweedfs", "azure": "azurite", "sftp": "sftp_server"}[backend]
+    server = request.getfixturevalue(target)
+    server_port = server.ports["s3.port"] if backend == "s3" else server.port
+    with FaultProxy("127.0.0.1", server_port) as proxy:
+        proxy.cut_after(3 * 1024 * 1024, "downstream")
+        completed = subprocess.run(
+            [sys.executable, "-c", CUT_SCRIPT, json.dumps(_through(backend, request, proxy.port))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=Path(__file__).parent.parent,
+        )
+        assert not proxy.armed  # the cut fired
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == hashlib.sha256(data).hexdigest()
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert re.fullmatch(
+        rf"{backend} '{backend}': \w+ data\.bin( at byte \d+)? failed \([^)]+\) at "
+        rf"\S+:{proxy.port}\S*; retrying \(attempt 2 of \d\)",
+        lines[0],
+    ), lines

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import time
 import uuid
@@ -81,6 +82,11 @@ try:
     from urllib3.util.retry import Retry
 
     _IMPORT_ERROR: ImportError | None = None
+    # azure-core's transport warns "Unable to stream download." when a body breaks off, which
+    # the retry policy then retries (and we log on keg_storage.retry, or raise). Its loggers have
+    # no handler, so without logging configuration Python would print that on stderr: the
+    # library idiom, a NullHandler, keeps it for the application's handlers only.
+    logging.getLogger("azure.core.pipeline.transport").addHandler(logging.NullHandler())
 except ImportError as exc:  # the backend is optional: the error surfaces when it is used
     _IMPORT_ERROR = exc
 
@@ -251,8 +257,38 @@ class AzureReader(AzureFile, RangeReader):
                 match_condition=MatchConditions.IfNotModified,
                 max_concurrency=1,
                 decompress=False,  # the stored bytes, as S3 and the other backends return them
+                raw_request_hook=_BodyRetryLog(self.storage, self.path),
             )
             return stream.readall()
+
+
+class _BodyRetryLog:
+    """Logs the downloads azure-storage-blob starts again on its own when a response body
+    breaks off: its downloader tries up to 3 times, outside the retry policy and with no hook
+    of its own. Each new request of one ``download_blob`` call after the first is such a retry
+    (the retry policy sends the same request object again, and logs those itself)."""
+
+    attempts = 3
+
+    def __init__(self, storage: Any, path: str) -> None:
+        self.storage = storage
+        self.path = path
+        self.requests: list[Any] = []
+
+    def __call__(self, pipeline_request: Any) -> None:
+        request = pipeline_request.http_request
+        if any(seen is request for seen in self.requests):
+            return
+        self.requests.append(request)
+        if len(self.requests) > 1:
+            log_retry(
+                self.storage,
+                f"GET {self.path}",
+                "the response broke off",
+                getattr(self.storage, "endpoint", None) or "its account URL",
+                len(self.requests),
+                self.attempts,
+            )
 
 
 class AzureWriter(AzureFile, PartUploadWriter):
