@@ -211,6 +211,4 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "UnsupportedOperationError",
-    "connection_failed",
-    "failure_cause",
 ]

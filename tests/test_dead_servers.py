@@ -234,6 +234,36 @@ def test_error_and_retry_log_hold_no_secret(caplog: pytest.LogCaptureFixture) ->
     assert "retrying (attempt 2 of 2)" in caplog.text
 
 
+@pytest.mark.parametrize("backend", sorted(CASES))
+def test_unknown_host(backend: str) -> None:
+    """A host name that does not resolve: the resolver's words, no retry worth waiting for."""
+    host = "no-such-host.invalid"
+    storage: StorageBackend
+    if backend == "s3":
+        storage = S3Storage(
+            "b",
+            "us-east-1",
+            "AKIDEXAMPLE",
+            S3_SECRET,
+            endpoint_url=f"http://{host}:9",
+            max_attempts=1,
+        )
+        endpoint = f"http://{host}:9"
+    elif backend == "azure":
+        storage = AzureStorage("acct", AZURE_KEY, "c", account_url=f"http://{host}:9", retry=0)
+        endpoint = f"http://{host}:9"
+    else:
+        storage = SFTPStorage(host, "user", port=9, retry=0)
+        endpoint = f"{host}:9"
+    with storage, pytest.raises(StorageConnectionError) as excinfo:
+        storage.exists("a.txt")
+    service = CASES[backend].service
+    assert str(excinfo.value) == (
+        f"connection to {service} at {endpoint} failed: Name or service not known "
+        f"(backend {type(storage).__name__} {storage.name!r}, path 'a.txt')"
+    )
+
+
 def test_s3_names_the_regional_endpoint_of_aws() -> None:
     with S3Storage("bucket", "eu-west-1", "AKIDEXAMPLE", S3_SECRET) as storage:
         assert storage.endpoint == "https://s3.eu-west-1.amazonaws.com"
