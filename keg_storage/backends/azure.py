@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import time
 import uuid
@@ -21,7 +22,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import arrow
 
@@ -29,10 +30,12 @@ from ..errors import (
     FileNotFoundInStorageError,
     InvalidPathError,
     MissingDependencyError,
-    StorageConnectionError,
     StorageError,
     StoragePermissionError,
     UnsupportedOperationError,
+    connection_failed,
+    failure_cause,
+    log_retry,
 )
 from ..http import content_disposition
 from ..progress import ByteCounter
@@ -79,6 +82,11 @@ try:
     from urllib3.util.retry import Retry
 
     _IMPORT_ERROR: ImportError | None = None
+    # azure-core's transport warns "Unable to stream download." when a body breaks off, which
+    # the retry policy then retries (and we log on keg_storage.retry, or raise). Its loggers have
+    # no handler, so without logging configuration Python would print that on stderr: the
+    # library idiom, a NullHandler, keeps it for the application's handlers only.
+    logging.getLogger("azure.core.pipeline.transport").addHandler(logging.NullHandler())
 except ImportError as exc:  # the backend is optional: the error surfaces when it is used
     _IMPORT_ERROR = exc
 
@@ -109,11 +117,16 @@ _EXTRA_ARG_SETTINGS = {
 def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        # The SDK's message can hold the request URL, and with it a SAS signature: not shown.
-        return StorageConnectionError(
-            f"connection to Azure Blob Storage failed ({type(exc).__name__})",
+        # Only the account URL and the cause: the SDK's message can hold a SAS signature.
+        connect, read = _timeouts(getattr(backend, "timeout", None))
+        return connection_failed(
+            "Azure Blob Storage",
+            getattr(backend, "endpoint", None) or "its account URL",
+            exc,
             backend=backend,
             path=key,
+            connect_timeout=connect,
+            read_timeout=read,
         )
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)
@@ -143,6 +156,48 @@ def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
     except Exception as exc:
         scrub(exc)
         raise
+
+
+def _timeouts(timeout: float | tuple[float, float] | None) -> tuple[float | None, float | None]:
+    """``(connect, read)`` seconds of a ``timeout`` option."""
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
+
+
+@functools.cache
+def _logged_retry_class() -> Any:
+    class _LoggedRetry(ExponentialRetry):
+        """The SDK's exponential retry policy, each retry logged on ``keg_storage.retry``
+        through the ``retry_hook`` the policy calls before it waits (unless a call passes its
+        own hook). ``label``, ``endpoint`` and ``timeout`` are those of the storage."""
+
+        label = "azure"
+        endpoint = "its account URL"
+        timeout: float | tuple[float, float] | None = None
+
+        def configure_retries(self, request: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().configure_retries(request)
+            if settings["hook"] is None:
+                settings["hook"] = self.report
+            return settings
+
+        def report(
+            self, retry_count: int, request: Any, response: Any = None, error: Any = None, **_: Any
+        ) -> None:
+            if error is not None:
+                connect, read = _timeouts(self.timeout)
+                cause = failure_cause(error, connect_timeout=connect, read_timeout=read)
+            else:
+                cause = f"HTTP {response.status_code}" if response is not None else "failure"
+            # The blob name: the URL's path after the account URL's and the container.
+            path = unquote(urlsplit(request.url).path)
+            prefix = urlsplit(self.endpoint).path.rstrip("/") + "/"
+            key = path[len(prefix) :].partition("/")[2] if path.startswith(prefix) else ""
+            action = f"{request.method} {key}" if key else request.method
+            log_retry(
+                self.label, action, cause, self.endpoint, retry_count + 2, self.total_retries + 1
+            )
+
+    return _LoggedRetry
 
 
 def _strip_etag(etag: str | None) -> str | None:
@@ -202,8 +257,38 @@ class AzureReader(AzureFile, RangeReader):
                 match_condition=MatchConditions.IfNotModified,
                 max_concurrency=1,
                 decompress=False,  # the stored bytes, as S3 and the other backends return them
+                raw_request_hook=_BodyRetryLog(self.storage, self.path),
             )
             return stream.readall()
+
+
+class _BodyRetryLog:
+    """Logs the downloads azure-storage-blob starts again on its own when a response body
+    breaks off: its downloader tries up to 3 times, outside the retry policy and with no hook
+    of its own. Each new request of one ``download_blob`` call after the first is such a retry
+    (the retry policy sends the same request object again, and logs those itself)."""
+
+    attempts = 3
+
+    def __init__(self, storage: Any, path: str) -> None:
+        self.storage = storage
+        self.path = path
+        self.requests: list[Any] = []
+
+    def __call__(self, pipeline_request: Any) -> None:
+        request = pipeline_request.http_request
+        if any(seen is request for seen in self.requests):
+            return
+        self.requests.append(request)
+        if len(self.requests) > 1:
+            log_retry(
+                self.storage,
+                f"GET {self.path}",
+                "the response broke off",
+                getattr(self.storage, "endpoint", None) or "its account URL",
+                len(self.requests),
+                self.attempts,
+            )
 
 
 class AzureWriter(AzureFile, PartUploadWriter):
@@ -324,8 +409,10 @@ class AzureStorage(StorageBackend):
 
     Keyword options: ``max_concurrency`` (parallel block transfers per file, default 4),
     ``timeout`` (seconds, or a ``(connect, read)`` pair; default ``(20, 60)`` as the SDK),
-    ``retry`` (None for the SDK's exponential retry policy, an int for that policy with that many
-    retries, or an azure-core retry policy object).
+    ``retry`` (None for the SDK's exponential retry policy: 3 retries after about 18, 24 and
+    42 s; an int for that many retries after about 2, 4, 8... s; or a retry policy object of
+    your own). The retries of the first two are logged on ``keg_storage.retry``; a request fails
+    after at most ``retry + 1`` tries of ``timeout`` each plus those waits.
 
     Links are SAS URLs signed with the account key: download grants ``r``, upload ``cw``, remove
     ``d``; they can be combined. Without the key (SAS URL modes) ``link_to`` raises
@@ -377,6 +464,8 @@ class AzureStorage(StorageBackend):
         self.timeout = timeout
         self.retry = retry
         self.account_url: str | None = None
+        self.endpoint = "its account URL"
+        """The account URL (``https://<account>.blob.core.windows.net``), as errors name it."""
         self._account_mode: tuple[str, Secret[str], str] | None = None
         if account and self._key and bucket:
             default_url = f"https://{account}.blob.core.windows.net"
@@ -428,13 +517,20 @@ class AzureStorage(StorageBackend):
         )
         options: dict[str, Any] = {"transport": transport}
         if isinstance(self.retry, int):
-            options["retry_policy"] = ExponentialRetry(
+            # The SDK's default waits 18, 24, 42 s (for a busy service); a count given here
+            # waits about 2, 4, 8 s, so that retry=1 fails within seconds on a dead endpoint.
+            options["retry_policy"] = _logged_retry_class()(
+                initial_backoff=0,
+                increment_base=2,
+                random_jitter_range=1,
                 retry_total=self.retry,
                 retry_connect=self.retry,
                 retry_read=self.retry,
                 retry_status=self.retry,
             )
-        elif self.retry is not None:
+        elif self.retry is None:
+            options["retry_policy"] = _logged_retry_class()()
+        else:
             options["retry_policy"] = self.retry
         return options
 
@@ -453,14 +549,33 @@ class AzureStorage(StorageBackend):
                     credential={"account_name": account, "account_key": key.reveal()},
                     **options,
                 )
-                return _Clients(service.get_container_client(bucket), None)
-            if self._sas_container_url:
-                return _Clients(
+                clients = _Clients(service.get_container_client(bucket), None)
+            elif self._sas_container_url:
+                clients = _Clients(
                     ContainerClient.from_container_url(self._sas_container_url.reveal(), **options),
                     None,
                 )
-            assert self._sas_blob_url
-            return _Clients(None, BlobClient.from_blob_url(self._sas_blob_url.reveal(), **options))
+            else:
+                assert self._sas_blob_url
+                clients = _Clients(
+                    None, BlobClient.from_blob_url(self._sas_blob_url.reveal(), **options)
+                )
+        client: Any = clients.container or clients.blob
+        # The account URL, without the SAS query: errors and retry logs show it.
+        self.endpoint = f"{client.scheme}://{client.primary_hostname}"
+        policy = options["retry_policy"]
+        if isinstance(policy, _logged_retry_class()):
+            policy.label, policy.endpoint, policy.timeout = (
+                self.retry_label,
+                self.endpoint,
+                self.timeout,
+            )
+        return clients
+
+    @property
+    def retry_label(self) -> str:
+        """How retry logs name this storage: ``azure 'files'``."""
+        return f"azure {self.name!r}"
 
     def close(self) -> None:
         """Close the HTTP connections; the next operation opens new ones. A forked child never

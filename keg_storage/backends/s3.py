@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,10 @@ from ..errors import (
     StorageError,
     StoragePermissionError,
     UnsupportedOperationError,
+    connection_failed,
+    display_url,
+    failure_cause,
+    log_retry,
 )
 from ..http import content_disposition
 from ..paths import RemotePath
@@ -129,9 +134,18 @@ def map_error(exc: BaseException, backend: Any, key: str | None) -> BaseExceptio
             botocore.exceptions.ConnectTimeoutError,
             botocore.exceptions.ReadTimeoutError,
             botocore.exceptions.ProxyConnectionError,
+            *_BROKEN_BODY_ERRORS,
         ),
     ):
-        return StorageConnectionError(f"cannot reach S3: {exc}", backend=backend, path=key)
+        return connection_failed(
+            "S3",
+            getattr(backend, "endpoint", None) or "its endpoint",
+            exc,
+            backend=backend,
+            path=key,
+            connect_timeout=getattr(backend, "connect_timeout", None),
+            read_timeout=getattr(backend, "read_timeout", None),
+        )
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StoragePermissionError("no AWS credentials found", backend=backend, path=key)
     if isinstance(exc, botocore.exceptions.BotoCoreError):
@@ -230,10 +244,13 @@ class S3Reader(S3FileBase, RangeReader):
                     with contextlib.closing(response["Body"]) as body:
                         data = body.read()
                     break
-                except _BROKEN_BODY_ERRORS:
+                except _BROKEN_BODY_ERRORS as exc:
                     if attempt >= self.read_attempts:
                         raise
                     attempt += 1
+                    _log_retry(
+                        self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts
+                    )
         if len(data) != end - start:
             raise StorageError(
                 f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
@@ -327,9 +344,16 @@ class S3Writer(S3FileBase, PartUploadWriter):
                         Bucket=self.bucket, Key=self.filename, UploadId=upload_id
                     )
                 return
-            except StorageConnectionError:
+            except StorageConnectionError as exc:
                 if delay is None:
                     raise
+                _log_retry(
+                    self.storage,
+                    f"abort of the upload of {self.filename}",
+                    exc,
+                    attempt + 2,
+                    len(ABORT_RETRY_DELAYS) + 1,
+                )
                 time.sleep(delay)
             except StorageError as exc:
                 # An earlier try may have reached the server before its connection broke.
@@ -393,13 +417,101 @@ class _MonotonicCounter:
         self._count_bytes(increment)
 
 
-def _make_clients(session: Any, endpoint_url: str | None, config: Any) -> tuple[S3Client, S3Client]:
-    """The client of every request, and one that makes a single try per call."""
-    single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-    return (
-        session.client("s3", endpoint_url=endpoint_url, config=config),
-        session.client("s3", endpoint_url=endpoint_url, config=single_try),
+def _log_retry(storage: Any, action: str, exc: BaseException, attempt: int, attempts: int) -> None:
+    """Log a retry of keg_storage's own (a broken body, an abort) on ``keg_storage.retry``."""
+    cause = failure_cause(
+        exc,
+        connect_timeout=getattr(storage, "connect_timeout", None),
+        read_timeout=getattr(storage, "read_timeout", None),
     )
+    endpoint = getattr(storage, "endpoint", None) or "its endpoint"
+    log_retry(storage, action, cause, endpoint, attempt, attempts)
+
+
+_KEY = "keg_storage.key"
+_FAILURE = "keg_storage.failure"
+
+
+class _RetryReporter:
+    """Logs every retry botocore makes on ``keg_storage.retry``, through botocore's events
+    (its own retry handler decides and waits; nothing here retries): ``needs-retry`` notes why
+    an attempt failed, and ``before-send`` of the next attempt of that request logs it.
+
+    It holds the storage's label and settings, not the storage: the client outlives no one."""
+
+    def __init__(self, label: str, connect_timeout: float, read_timeout: float) -> None:
+        self.label = label
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+
+    def register(self, client: S3Client) -> None:
+        retries = getattr(client.meta.config, "retries", None) or {}
+        total = retries.get("total_max_attempts")
+        if total is None and "max_attempts" in retries:
+            total = retries["max_attempts"] + 1
+        self.attempts: int | None = total
+        self.endpoint = display_url(client.meta.endpoint_url)
+        events = client.meta.events
+        events.register("before-parameter-build.s3", self.note_key)
+        events.register_last("needs-retry.s3", self.note_failure)
+        events.register("before-send.s3", self.report)
+
+    def note_key(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context[_KEY] = params.get("Key", params.get("Prefix"))
+
+    def note_failure(
+        self,
+        request_dict: dict[str, Any],
+        response: Any = None,
+        caught_exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        if caught_exception is not None:
+            cause = failure_cause(
+                caught_exception,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+            )
+        elif response is not None and response[0].status_code >= 400:
+            code = (response[1] or {}).get("Error", {}).get("Code")
+            cause = f"HTTP {response[0].status_code}" + (f" {code}" if code else "")
+        else:
+            return
+        request_dict["context"][_FAILURE] = cause
+
+    def report(self, request: Any, **_: Any) -> None:
+        context = request.context
+        attempt = context.get("retries", {}).get("attempt", 1)
+        if attempt > 1 and _FAILURE in context:
+            key = context.get(_KEY)
+            action = f"{request.method} {key}" if key else request.method
+            log_retry(self.label, action, context[_FAILURE], self.endpoint, attempt, self.attempts)
+
+
+def _make_clients(
+    session: Any, endpoint_url: str | None, config: Any, reporter: _RetryReporter
+) -> tuple[S3Client, S3Client]:
+    """The client of every request (its retries logged), and one that makes a single try per
+    call."""
+    single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    client = session.client("s3", endpoint_url=endpoint_url, config=config)
+    reporter.register(client)
+    return client, session.client("s3", endpoint_url=endpoint_url, config=single_try)
+
+
+CHECKSUM_OPTIONS = ("request_checksum_calculation", "response_checksum_validation")
+"""botocore's checksum settings; ``'when_required'`` by default for ``endpoint_url`` stores."""
+
+
+def _set_elsewhere(session: Any, option: str) -> bool:
+    """Whether the environment (``AWS_REQUEST_CHECKSUM_CALCULATION``...) or the profile's config
+    file sets the botocore option ``option``: then that setting applies, not our default."""
+    if os.environ.get(f"AWS_{option.upper()}"):
+        return True
+    try:
+        return option in session._session.get_scoped_config()
+    except botocore.exceptions.ProfileNotFound:
+        return False
 
 
 class S3Storage(StorageBackend):
@@ -426,8 +538,15 @@ class S3Storage(StorageBackend):
       and other compatible stores turn ``\\`` into ``/``, which would move the file), else none
       (AWS keeps every character). Keys longer than 1,024 bytes of UTF-8 are refused the same
       way, and with an ``endpoint_url`` also names (segments) longer than 255 bytes;
+    - ``request_checksum_calculation`` and ``response_checksum_validation``: botocore's
+      checksum settings. Default with an ``endpoint_url``: ``'when_required'`` (boto3 >= 1.36
+      sends and checks checksums whenever S3 supports them, which many compatible stores
+      refuse: boto3#4392), unless the environment or the profile sets them; else boto3's;
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
       ``Config``) merged over the settings above.
+
+    Connection errors name :attr:`endpoint` and the cause; every retry is logged on
+    ``keg_storage.retry``.
 
     One boto3 client is made per instance and process, shared by all threads that use it (a
     forked child makes its own on first use). Links are
@@ -458,6 +577,8 @@ class S3Storage(StorageBackend):
         client_config: Any = None,
         check_directories: bool | None = None,
         unsupported_path_characters: str | None = None,
+        request_checksum_calculation: str | None = None,
+        response_checksum_validation: str | None = None,
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._aws_secret_access_key = hold(aws_secret_access_key)
@@ -481,6 +602,8 @@ class S3Storage(StorageBackend):
         self.max_concurrency = max_concurrency
         self.multipart_threshold = multipart_threshold
         self.max_attempts = max_attempts
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.copy_threshold = MAX_COPY_OBJECT_SIZE
         self.check_directories = (
             endpoint_url is not None if check_directories is None else check_directories
@@ -491,16 +614,6 @@ class S3Storage(StorageBackend):
         # Stores built on a file system (SeaweedFS, MinIO) keep names of at most 255 bytes.
         self.max_segment_bytes = 255 if endpoint_url else None
         style = addressing_style or ("path" if endpoint_url else "auto")
-        config = Config(
-            signature_version="s3v4",
-            s3={"addressing_style": style},  # type: ignore[arg-type]
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
-            max_pool_connections=max(10, 2 * max_concurrency),
-        )
-        if client_config is not None:
-            config = config.merge(client_config)
         with s3_errors(self, None):
             session = boto3.session.Session(
                 aws_access_key_id=aws_access_key_id,
@@ -509,10 +622,41 @@ class S3Storage(StorageBackend):
                 profile_name=aws_profile,
                 region_name=aws_region,
             )
+            checksums: dict[str, Any] = {
+                option: value
+                for option, value in zip(
+                    CHECKSUM_OPTIONS,
+                    (request_checksum_calculation, response_checksum_validation),
+                    strict=True,
+                )
+                if value is not None
+            }
+            if endpoint_url:
+                # boto3 >= 1.36 sends and checks CRC checksums whenever S3 supports them, which
+                # many compatible stores refuse or get wrong (boto3#4392): only where required.
+                for option in CHECKSUM_OPTIONS:
+                    if option not in checksums and not _set_elsewhere(session, option):
+                        checksums[option] = "when_required"
+            config = Config(
+                signature_version="s3v4",
+                s3={"addressing_style": style},  # type: ignore[arg-type]
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                max_pool_connections=max(10, 2 * max_concurrency),
+                **checksums,
+            )
+            if client_config is not None:
+                config = config.merge(client_config)
+            reporter = _RetryReporter(self.retry_label, connect_timeout, read_timeout)
             # Built again by a forked child on first use there (see keg_storage.backends.forks).
             self._clients = PerProcess(
-                functools.partial(_make_clients, session, endpoint_url, config), eager=True
+                functools.partial(_make_clients, session, endpoint_url, config, reporter),
+                eager=True,
             )
+        self.endpoint = display_url(self.client.meta.endpoint_url)
+        """Where requests go (``http://127.0.0.1:8333``, ``https://s3.eu-west-1.amazonaws.com``),
+        as errors and retry logs name it."""
         self.transfer_config = TransferConfig(
             multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
             multipart_chunksize=chunk_size,
@@ -521,6 +665,11 @@ class S3Storage(StorageBackend):
         )
         # Bound what the transfer manager reads ahead of the parts in flight (default 10 parts).
         self.transfer_config.max_in_memory_upload_chunks = max_concurrency + 1
+
+    @property
+    def retry_label(self) -> str:
+        """How errors and retry logs name this storage: ``s3 'archive'``."""
+        return f"s3 {self.name!r}"
 
     def __repr__(self) -> str:
         # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.

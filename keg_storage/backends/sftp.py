@@ -50,6 +50,9 @@ from ..errors import (
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
+    connection_failed,
+    failure_cause,
+    log_retry,
 )
 from ..progress import ByteCounter, ignore_bytes
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
@@ -92,6 +95,12 @@ if TYPE_CHECKING:
 __all__ = ["SFTPLocation", "SFTPRemoteFile", "SFTPStorage"]
 
 log = logging.getLogger(__name__)
+SSH_LOG = f"{__name__}.ssh"
+"""The logger of our paramiko transports, sessions and channels. paramiko logs failures of its
+transport thread with their tracebacks at ERROR; on its own loggers, an application without
+logging configuration would see them printed (Python's last-resort handler). Here they reach
+the application's handlers if it has any, and are dropped otherwise (the library idiom)."""
+logging.getLogger(SSH_LOG).addHandler(logging.NullHandler())
 
 T = TypeVar("T")
 
@@ -811,31 +820,52 @@ class SFTPStorage(InternalLinksStorageBackend):
     def _host_key_name(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the server, as errors and retry logs name it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def retry_label(self) -> str:
+        """How retry logs name this storage: ``sftp 'files'``."""
+        return f"sftp {self.name!r}"
+
+    def _unreachable(self, exc: BaseException, key: str | None = None) -> StorageConnectionError:
+        """``connection to SFTP at host:port failed: <cause>``; marked transient (retried)."""
+        error = connection_failed(
+            "SFTP",
+            self.endpoint,
+            exc,
+            backend=self,
+            path=key,
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+        )
+        error.transient = True  # type: ignore[attr-defined]
+        return error
+
     def _connect(self) -> SSHClient:
         """A new authenticated SSH connection; host key checked before authenticating."""
-        last: BaseException | None = None
-        for attempt in range(self.retry + 1):
-            if attempt:
-                time.sleep(0.1 * 2**attempt)
+        attempts = self.retry + 1
+        for attempt in range(1, attempts + 1):
             try:
                 return self._connect_once()
             except StorageConnectionError as exc:
-                if not getattr(exc, "transient", False):
+                if not getattr(exc, "transient", False) or attempt == attempts:
                     raise
-                last = exc
-        assert last is not None
-        raise last
+                log_retry(
+                    self, "connect", exc.cause or str(exc), self.endpoint, attempt + 1, attempts
+                )
+            time.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _connect_once(self) -> SSHClient:
         name = self._host_key_name
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
-            error = StorageConnectionError(
-                f"cannot reach {self.host}:{self.port}: {exc}", backend=self
-            )
-            error.transient = True  # type: ignore[attr-defined]
-            raise error from exc
+            raise self._unreachable(exc) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         # A server that vanished (no FIN, no RST) is noticed in about a minute, not two hours.
@@ -843,6 +873,7 @@ class SFTPStorage(InternalLinksStorageBackend):
             if hasattr(socket, option):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
         known_types = self._host_keys.known_types(name)
+        transports: list[Transport] = []
 
         def transport_factory(sock: Any, **kwargs: Any) -> Transport:
             transport = paramiko.Transport(sock, **kwargs)
@@ -855,6 +886,8 @@ class SFTPStorage(InternalLinksStorageBackend):
                 ordered = [k for k in options.key_types if k in known_types]
                 ordered += [k for k in options.key_types if k not in known_types]
                 options.key_types = tuple(ordered)
+            transport.set_log_channel(SSH_LOG)
+            transports.append(transport)
             transport.set_keepalive(30)
             # Waits for a key re-exchange to end before sending (30 s by default).
             transport.clear_to_send_timeout = self.timeout
@@ -874,20 +907,28 @@ class SFTPStorage(InternalLinksStorageBackend):
         except paramiko.AuthenticationException as exc:
             client.close()
             raise StorageConnectionError(
-                f"authentication failed for user {self.username!r} on {name}: {exc}", backend=self
+                f"authentication failed for user {self.username!r} at {self.endpoint}: {exc}",
+                backend=self,
             ) from scrub(exc)
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            # Before closing: the transport thread then fails on the closed socket, for no cause.
+            cause = self._handshake_failure(exc, transports)
             client.close()
-            error = StorageConnectionError(
-                f"SSH connection to {name} failed: {exc or type(exc).__name__}", backend=self
-            )
-            error.transient = True  # type: ignore[attr-defined]
-            raise error from scrub(exc)
+            raise self._unreachable(cause) from scrub(exc)
         except BaseException as exc:
             client.close()
             scrub(exc)
             raise
         return client
+
+    def _handshake_failure(self, exc: BaseException, transports: list[Transport]) -> BaseException:
+        """What made the SSH handshake fail. paramiko's ``connect`` reports a handshake that
+        did not end in time as "No existing session": the transport thread's own failure, if
+        it has one by now, says why, else the server did not answer in time."""
+        if str(exc) != "No existing session" or not transports:
+            return exc
+        saved = transports[0].saved_exception
+        return saved if saved is not None else TimeoutError("the SSH handshake timed out")
 
     def _connect_options(self, sock: socket.socket, transport_factory: Any) -> dict[str, Any]:
         """The arguments of ``SSHClient.connect``, secrets revealed: pass them on directly."""
@@ -912,7 +953,16 @@ class SFTPStorage(InternalLinksStorageBackend):
         try:
             return self._pool.acquire()
         except _PoolTimeout as exc:
-            raise StorageConnectionError(str(exc), backend=self, path=key) from exc
+            raise StorageConnectionError(
+                f"connection to SFTP at {self.endpoint} failed: {exc}", backend=self, path=key
+            ) from exc
+        except StorageConnectionError as exc:
+            if exc.path is not None or key is None:
+                raise
+            # Connecting knows no path: the error names the one this operation was about.
+            error = StorageConnectionError(exc.reason, backend=self, path=key)
+            error.cause = exc.cause
+            raise error from exc
         except StorageError:
             raise
         except Exception as exc:  # a new session that did not open (in time)
@@ -921,7 +971,12 @@ class SFTPStorage(InternalLinksStorageBackend):
             raise
 
     def _call(
-        self, key: str | None, operation: Callable[[_Session], T], *, idempotent: bool = True
+        self,
+        key: str | None,
+        operation: Callable[[_Session], T],
+        *,
+        idempotent: bool = True,
+        action: str = "request",
     ) -> T:
         """Run ``operation`` on a leased session, retrying idempotent ones on a dropped
         connection, and map paramiko's errors to keg_storage's. A session whose connection
@@ -938,9 +993,10 @@ class SFTPStorage(InternalLinksStorageBackend):
                 dropped = _is_connection_failure(exc) or not session.usable()
                 self._pool.release(session, broken=dropped)
                 if dropped and attempt + 1 < attempts:
-                    log.info("SFTP connection to %s dropped; retrying", self._host_key_name)
+                    error = self._error(exc, key, dropped=True, session=session)
+                    self._log_retry(f"{action} {key or ''}".strip(), error, attempt + 2, attempts)
                     continue
-                raise self._error(exc, key, dropped=dropped) from exc
+                raise self._error(exc, key, dropped=dropped, session=session) from exc
             except BaseException:
                 self._pool.release(session, broken=True)
                 raise
@@ -948,25 +1004,35 @@ class SFTPStorage(InternalLinksStorageBackend):
             return result
         raise AssertionError("unreachable")
 
-    def _error(self, exc: BaseException, key: str | None, *, dropped: bool = False) -> StorageError:
-        """The keg_storage error for a paramiko/OS error about ``key``."""
+    def _error(
+        self,
+        exc: BaseException,
+        key: str | None,
+        *,
+        dropped: bool = False,
+        session: _Session | None = None,
+    ) -> StorageError:
+        """The keg_storage error for a paramiko/OS error about ``key``, met on ``session``."""
         if isinstance(exc, StorageError):
             return exc
         if dropped or _is_connection_failure(exc):
-            reason = str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError):
-                reason = f"no answer within {self.timeout} s"
-            return StorageConnectionError(
-                f"SFTP connection to {self._host_key_name} failed: {reason}",
-                backend=self,
-                path=key,
-            )
+            # paramiko's channels report a dead transport as "Socket is closed"; the transport
+            # keeps what killed it ("Connection reset by peer").
+            saved = session.conn.transport.saved_exception if session is not None else None
+            return self._unreachable(saved if saved is not None else exc, key)
         code = getattr(exc, "errno", None)
         if code == errno.ENOENT and key is not None:
             return FileNotFoundInStorageError(self, key)
         if code in (errno.EACCES, errno.EPERM):
             return StoragePermissionError(f"permission denied: {exc}", backend=self, path=key)
         return StorageError(f"SFTP operation failed: {exc}", backend=self, path=key)
+
+    def _log_retry(self, action: str, exc: BaseException, attempt: int, attempts: int) -> None:
+        """Log a retry on ``keg_storage.retry``, with the cause of the failure before it."""
+        cause = getattr(exc, "cause", None) or failure_cause(
+            exc, connect_timeout=self.timeout, read_timeout=self.timeout
+        )
+        log_retry(self, action, cause, self.endpoint, attempt, attempts)
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -1149,7 +1215,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                         entries.append(ListEntry(name, _mtime(attr), attr.st_size or 0))
             return entries
 
-        return self._call(prefix or None, walk)
+        return self._call(prefix or None, walk, action="list")
 
     def _stat_attr(self, session: _Session, key: str) -> Any:
         attr = self._checked_attr(session.sftp, key)
@@ -1158,7 +1224,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         return attr
 
     def _stat(self, key: str) -> FileStat:
-        attr = self._call(key, lambda session: self._stat_attr(session, key))
+        attr = self._call(key, lambda session: self._stat_attr(session, key), action="stat")
         return FileStat(size=attr.st_size or 0, last_modified=_mtime(attr))
 
     def _delete(self, key: str) -> None:
@@ -1175,13 +1241,13 @@ class SFTPStorage(InternalLinksStorageBackend):
                 raise
             self._prune(session.sftp, key)
 
-        self._call(key, delete)
+        self._call(key, delete, action="delete")
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> SFTPRemoteFile:
         return SFTPRemoteFile(mode, key, self)
 
     def _copy(self, key: str, new_key: str) -> None:
-        self._call(key, lambda session: self._copy_on(session, key, new_key))
+        self._call(key, lambda session: self._copy_on(session, key, new_key), action="copy")
 
     def _copy_on(self, session: _Session, key: str, new_key: str) -> None:
         """Copy on the server where it can (``copy-data``), else through this process."""
@@ -1244,7 +1310,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                 sftp.remove(source)
             self._prune(sftp, key)
 
-        self._call(key, move, idempotent=False)
+        self._call(key, move, idempotent=False, action="move")
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
         def transfer(count: ByteCounter) -> None:
@@ -1253,7 +1319,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                     file_obj.write(piece)
                     count(len(piece))
 
-        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=True)
+        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=True, action="download")
 
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
@@ -1272,7 +1338,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                     target.write(chunk)
                     count(len(chunk))
 
-        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=False)
+        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=False, action="upload")
 
     def _transfer_with_retry(
         self,
@@ -1281,6 +1347,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         count_bytes: ByteCounter,
         *,
         rewrite: bool,
+        action: str,
     ) -> None:
         """Run a whole-file transfer; when the connection drops and ``file_obj`` can seek, start
         over on a new connection (``retry`` times). A write is atomic, so a restarted upload
@@ -1303,10 +1370,12 @@ class SFTPStorage(InternalLinksStorageBackend):
             try:
                 transfer(count)
                 return
-            except StorageConnectionError:
+            except StorageConnectionError as exc:
                 if start is None or attempt == self.retry:
                     raise
-                log.info("SFTP transfer interrupted by a dropped connection; starting over")
+                self._log_retry(
+                    f"{action} {exc.path or ''}".strip(), exc, attempt + 2, self.retry + 1
+                )
                 file_obj.seek(start)
                 if rewrite:
                     file_obj.truncate()
@@ -1453,12 +1522,14 @@ class SFTPRemoteFile(RemoteFile):
                 dropped = self._session is not None and (
                     _is_connection_failure(exc) or not self._session.usable()
                 )
+                error = client._error(exc, path, dropped=dropped, session=self._session)
                 self._release(broken=dropped)
                 self._drop_unanswered_temp(created=dropped)
                 if dropped and attempt + 1 < attempts:
+                    client._log_retry(f"open {path}", error, attempt + 2, attempts)
                     continue
                 super().close()
-                raise client._error(exc, path, dropped=dropped) from exc
+                raise error from exc
             except BaseException:
                 self._release(broken=True)
                 self._drop_unanswered_temp(created=True)
@@ -1610,8 +1681,11 @@ class SFTPRemoteFile(RemoteFile):
                     raise
                 if attempt == self.client.retry:
                     raise
-                log.info(
-                    "SFTP read of %s interrupted; resuming at byte %d", self.path, self._position
+                self.client._log_retry(
+                    f"read {self.path} at byte {self._position}",
+                    self.client._error(exc, self.path, dropped=True, session=self._session),
+                    attempt + 2,
+                    self.client.retry + 1,
                 )
                 self._reopen()
         raise AssertionError("unreachable")
@@ -1762,7 +1836,7 @@ class SFTPRemoteFile(RemoteFile):
             return exc
         dropped = self._session is not None and not self._session.usable()
         if isinstance(exc, (OSError, EOFError)) or dropped or _is_connection_failure(exc):
-            return self.client._error(exc, self.path, dropped=dropped)
+            return self.client._error(exc, self.path, dropped=dropped, session=self._session)
         return exc
 
     # -- closing ---------------------------------------------------------------------------------

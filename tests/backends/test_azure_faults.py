@@ -8,6 +8,7 @@ the bytes it skips.
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,28 @@ def test_retries_are_the_sdk_policy_s_and_no_more(
             storage.exists("data.bin")
     assert raised.value.__cause__ is not None
     assert proxy.stats.refused == 3  # the first attempt and two retries
+
+
+def test_retries_of_a_count_are_logged_and_quick(
+    proxy: FaultProxy,
+    azurite: Azurite,
+    azure_container: ContainerClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 14, point 3: ``retry=1`` retries once after 1-3 s (not the SDK's 15-21 s), and
+    says why on ``keg_storage.retry``, naming the account URL."""
+    azure_container.upload_blob("data.bin", DATA)
+    caplog.set_level(logging.WARNING, "keg_storage.retry")
+    with through_proxy(proxy, azurite, azure_container, retry=1, timeout=(2, 0.5)) as storage:
+        proxy.stall_after(1, 1.0, "downstream")
+        start = time.monotonic()
+        assert storage.stat("data.bin").size == len(DATA)
+        assert time.monotonic() - start < 0.5 + 3 + 1
+    assert not proxy.armed
+    assert [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"] == [
+        "azure 'azure': HEAD data.bin failed (no answer within 0.5 s) at "
+        f"http://127.0.0.1:{proxy.port}/{azurite.account}; retrying (attempt 2 of 2)"
+    ]
 
 
 def test_seeking_downloads_only_the_chunk_read(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
+import re
 import subprocess
 import sys
 import time
@@ -431,16 +433,25 @@ class TestFaults:
         assert not proxy.armed
 
     def test_download_survives_a_cut_body(
-        self, through_proxy: tuple[S3Storage, FaultProxy]
+        self, through_proxy: tuple[S3Storage, FaultProxy], caplog: pytest.LogCaptureFixture
     ) -> None:
         storage, proxy = through_proxy
         data = data_of(12 * MiB, seed=7)
         storage.upload(io.BytesIO(data), "doc.bin")
         proxy.cut_after(6 * MiB, "downstream")
         target = io.BytesIO()
+        caplog.set_level(logging.WARNING, "keg_storage.retry")
         storage.download("doc.bin", target)
         assert target.getvalue() == data
         assert not proxy.armed
+        # Issue 14, point 3: the retry is logged, with its cause and endpoint.
+        retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+        assert len(retries) == 1
+        assert re.fullmatch(
+            rf"s3 's3': GET doc\.bin failed \((Connection reset by peer|the server closed the "
+            rf"connection)\) at http://127\.0\.0\.1:{proxy.port}; retrying \(attempt 2 of 3\)",
+            retries[0],
+        ), retries
 
     @pytest.mark.parametrize("cut", [200, 2 * MiB, 6 * MiB])
     def test_cut_write_publishes_whole_or_nothing(
@@ -474,3 +485,95 @@ class TestFaults:
         proxy.clear()
         storage.upload(io.BytesIO(b"back"), "refused.txt")
         assert storage.stat("refused.txt").size == 4
+
+
+# -- issue 14, point 10: checksums of boto3 >= 1.36 and S3-compatible stores ----------------
+
+
+class SentHeaders:
+    """The headers of every request a client sends (botocore's ``before-send`` event)."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        client.meta.events.register("before-send.s3", self._record)
+
+    def _record(self, request: Any, **kwargs: Any) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+        }
+        self.requests.append((request.method, headers))
+
+    def checksum_headers(self) -> list[str]:
+        """Every header that carries or announces a flexible checksum, or a chunked body."""
+        found = []
+        for _, headers in self.requests:
+            for name, value in headers.items():
+                chunked = name == "content-encoding" and "aws-chunked" in value
+                trailer = name == "x-amz-content-sha256" and "TRAILER" in value
+                if name.startswith(("x-amz-checksum-", "x-amz-sdk-checksum", "x-amz-trailer")):
+                    found.append(name)
+                elif chunked or trailer:
+                    found.append(f"{name}: {value}")
+        return found
+
+
+def test_endpoint_url_stores_get_checksums_only_when_required(
+    seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Any
+) -> None:
+    """boto3 >= 1.36 computes and checks CRC checksums whenever S3 supports them, which broke
+    MinIO, Ceph and others (boto3#4392): with an endpoint_url, only where S3 requires them. The
+    round trip (a single PUT, a multipart upload, ranged reads) works and sends none."""
+    data = data_of(11 * MiB, seed=10)
+    with make_storage(
+        seaweedfs, s3_bucket, chunk_size=5 * MiB, multipart_threshold=5 * MiB
+    ) as storage:
+        config = storage.client.meta.config
+        assert config.request_checksum_calculation == "when_required"
+        assert config.response_checksum_validation == "when_required"
+        sent = SentHeaders(storage.client)
+        with storage.open("small.txt", "w") as f:
+            f.write(b"hello")
+        storage.upload(io.BytesIO(data), "big.bin")
+        out = io.BytesIO()
+        storage.download("big.bin", out)
+        with storage.open("small.txt") as f:
+            assert f.read() == b"hello"
+    assert out.getvalue() == data
+    methods = [method for method, _ in sent.requests]
+    assert methods.count("PUT") >= 4  # put_object, 3 parts (upload_part is a PUT)
+    assert sent.checksum_headers() == []
+
+
+def test_checksum_settings_can_be_chosen(seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    """An explicit option or a client_config wins over the endpoint_url default; the test of
+    the headers above would see what boto3 then sends."""
+    with make_storage(
+        seaweedfs, s3_bucket, client_config=Config(request_checksum_calculation="when_supported")
+    ) as storage:
+        assert storage.client.meta.config.request_checksum_calculation == "when_supported"
+        assert storage.client.meta.config.response_checksum_validation == "when_required"
+        sent = SentHeaders(storage.client)
+        with storage.open("a.txt", "w") as f:
+            f.write(b"checked")
+        assert storage.client.get_object(Bucket=s3_bucket, Key="a.txt")["Body"].read() == b"checked"
+    assert "x-amz-checksum-crc32" in sent.checksum_headers()
+    with make_storage(
+        seaweedfs, s3_bucket, response_checksum_validation="when_supported"
+    ) as storage:
+        assert storage.client.meta.config.request_checksum_calculation == "when_required"
+        assert storage.client.meta.config.response_checksum_validation == "when_supported"
+
+
+def test_checksum_settings_of_the_environment_apply(
+    seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_supported")
+    with make_storage(seaweedfs, s3_bucket) as storage:
+        assert storage.client.meta.config.request_checksum_calculation == "when_supported"
+        assert storage.client.meta.config.response_checksum_validation == "when_required"
+
+
+def test_aws_keeps_the_checksums_of_boto3() -> None:
+    with S3Storage("bucket", "eu-west-1", "AKIDEXAMPLE", "secret") as storage:
+        assert storage.client.meta.config.request_checksum_calculation == "when_supported"
+        assert storage.client.meta.config.response_checksum_validation == "when_supported"

@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -296,9 +297,13 @@ def test_unreachable_server(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     with (
         SFTPStorage("127.0.0.1", "root", port=port, timeout=2, retry=0) as storage,
-        pytest.raises(StorageConnectionError, match=f"cannot reach 127.0.0.1:{port}"),
+        pytest.raises(StorageConnectionError) as excinfo,
     ):
         storage.exists("x")
+    assert str(excinfo.value) == (
+        f"connection to SFTP at 127.0.0.1:{port} failed: Connection refused "
+        "(backend SFTPStorage 'sftp', path 'x')"
+    )
 
 
 # -- the connection pool ---------------------------------------------------------------------
@@ -637,13 +642,23 @@ def proxied(
 
 
 def test_transfers_start_over_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
+    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     storage, proxy = proxied
     data = os.urandom(7 * MiB + 11)
     progress: list[int] = []
     proxy.cut_after(3 * MiB, "upstream")
+    caplog.set_level(logging.WARNING, "keg_storage.retry")
     storage.upload(io.BytesIO(data), "doc.bin", progress_callback=progress.append)
+    # Issue 14, point 3: the restart is logged, with its cause and endpoint.
+    # The reset reaches paramiko's reader thread or the channel first: either cause is true.
+    retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+    assert len(retries) == 1
+    assert re.fullmatch(
+        r"sftp 'sftp': upload doc\.bin failed \((Connection reset by peer|the server closed the "
+        rf"connection)\) at 127\.0\.0\.1:{proxy.port}; retrying \(attempt 2 of 2\)",
+        retries[0],
+    ), retries
     assert not proxy.armed  # the cut fired, mid-upload
     assert Path(sftp_base_path, "doc.bin").read_bytes() == data
     assert progress == sorted(progress) and progress[-1] == len(data)
@@ -657,7 +672,7 @@ def test_transfers_start_over_after_a_dropped_connection(
 
 
 def test_streaming_read_resumes_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy],
+    proxied: tuple[SFTPStorage, FaultProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
     storage, proxy = proxied
     # Far more than the reader's read-ahead: the cut must come while bytes are still on their
@@ -667,8 +682,16 @@ def test_streaming_read_resumes_after_a_dropped_connection(
     with storage.open("doc.bin") as remote:
         assert remote.read(MiB) == data[:MiB]
         proxy.cut_after(2 * MiB, "downstream")
+        caplog.set_level(logging.WARNING, "keg_storage.retry")
         assert remote.read() == data[MiB:]
     assert not proxy.armed
+    retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+    assert len(retries) == 1
+    assert re.fullmatch(
+        rf"sftp 'sftp': read doc\.bin at byte \d+ failed \(.+\) at 127\.0\.0\.1:{proxy.port}; "
+        r"retrying \(attempt 2 of 2\)",
+        retries[0],
+    ), retries
 
 
 def test_streaming_write_cut_off_raises_and_publishes_nothing(
