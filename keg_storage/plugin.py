@@ -554,21 +554,8 @@ _PATH_CONFLICTS = {
 """InvalidPathErrors that are conflicts with what is stored (409), not bad names."""
 
 
-def _reason(error: StorageError) -> str:
-    """The error's message without the ``(backend ..., path ...)`` it ends with: the backend's
-    class and profile name mean nothing to the person at the browser."""
-    details = []
-    if error.backend is not None:
-        details.append(f"backend {error.backend}")
-    if error.path is not None:
-        details.append(f"path {error.path!r}")
-    suffix = f" ({', '.join(details)})" if details else ""
-    message = str(error)
-    return message[: -len(suffix)] if suffix and message.endswith(suffix) else message
-
-
 def _invalid_path_message(error: InvalidPathError) -> tuple[int, str]:
-    reason = _reason(error)
+    reason = error.reason
     conflict = _PATH_CONFLICTS.get(reason)
     if conflict is not None:
         return 409, conflict
