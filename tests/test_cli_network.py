@@ -7,6 +7,7 @@ a subprocess, as a user runs it.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.storage.blob import ContainerClient, ExponentialRetry
+from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
 from keg_storage.backends.azure import AzureStorage
@@ -47,15 +48,22 @@ def run(
     return done, time.monotonic() - started
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *parts: str) -> None:
-    """Exit code 1, nothing on stdout, one ``Error:`` line on stderr holding ``parts``."""
+def assert_error_after_retries(
+    done: subprocess.CompletedProcess[str], retries: int, *parts: str
+) -> None:
+    """Exit code 1, nothing on stdout; on stderr one ``keg-storage: ... retrying`` line per
+    retry, then one ``Error:`` line holding ``parts``: no traceback, no SDK output."""
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error: ")
+    *notices, error = done.stderr.splitlines()
+    assert len(notices) == retries, done.stderr
+    for attempt, notice in enumerate(notices, start=2):
+        assert re.fullmatch(
+            rf"keg-storage: .+ failed \(.+\) at .+; retrying \(attempt {attempt} of \d+\)", notice
+        ), notice
+    assert error.startswith("Error: "), done.stderr
     for part in parts:
-        assert part in lines[0]
+        assert part in error
 
 
 @pytest.fixture
@@ -130,8 +138,7 @@ def test_cli_network_defaults_and_overrides() -> None:
     with backend_from_profile("a", azure) as backend:
         assert isinstance(backend, AzureStorage)
         assert backend.timeout == (5, 10)
-        assert isinstance(backend.retry, ExponentialRetry)
-        assert (backend.retry.initial_backoff, backend.retry.total_retries) == (1, 2)
+        assert backend.retry == 2
     with backend_from_profile("a", {**azure, "timeout": [3, 4]}) as backend:
         assert isinstance(backend, AzureStorage)
         assert backend.timeout == (3, 4)
@@ -155,14 +162,15 @@ def test_s3_server_that_never_answers(
         tmp_path, f"http://127.0.0.1:{silent_port}", "b", "read_timeout = 60\nmax_attempts = 2"
     )
     done, took = run("--config", config, "--timeout", "1", "list", env=s3_env)
-    assert_one_line_error(done, f"127.0.0.1:{silent_port}")
+    # max_attempts = 2: one retry, reported.
+    assert_error_after_retries(done, 1, f"127.0.0.1:{silent_port}", "no answer within 1 s")
     assert took < 15
     # The profile's own timeout beats the CLI's default (10 s per read).
     config = s3_profile(
         tmp_path, f"http://127.0.0.1:{silent_port}", "b", "read_timeout = 1\nmax_attempts = 2"
     )
     done, took = run("--config", config, "list", env=s3_env)
-    assert_one_line_error(done, f"127.0.0.1:{silent_port}", "Read timeout")
+    assert_error_after_retries(done, 1, f"127.0.0.1:{silent_port}", "no answer within 1 s")
     assert took < 15
 
 
@@ -195,10 +203,9 @@ host_key_policy = "auto_add"
     else:
         config.write_text(profiles[backend])
     done, took = run("--config", str(config), "--timeout", "1", "list", env=s3_env)
-    # Azure's message gains its endpoint on the i14-net branch; the backend is named already.
-    assert_one_line_error(
-        done, "AzureStorage 'archive'" if backend == "azure" else str(refused_port)
-    )
+    # The CLI's defaults: S3 3 attempts, Azure 2 retries, SFTP 1 retry.
+    retries = {"s3": 2, "azure": 2, "sftp": 1}[backend]
+    assert_error_after_retries(done, retries, f"127.0.0.1:{refused_port}", "Connection refused")
     assert took < 30
 
 
@@ -214,7 +221,7 @@ host_key_policy = "auto_add"
 """
     )
     done, took = run("--config", str(config), "--timeout", "1", "list")
-    assert_one_line_error(done, str(silent_port))
+    assert_error_after_retries(done, 1, f"127.0.0.1:{silent_port}", "no answer within 1 s")
     assert took < 30
 
 
