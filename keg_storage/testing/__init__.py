@@ -14,12 +14,18 @@ want) in a test module, with a name starting with ``Test``, and define the fixtu
             with MyStorage(tmp_path) as backend:
                 yield backend
 
-Needs pytest (``keg_storage`` itself does not import this package). Flask is needed only by
+Needs pytest (``pip install "keg-storage[testing]"``; ``keg_storage`` itself never imports this
+package). Flask is needed only by
 :class:`LinkSigningCases` on a backend with internal links; without it they skip. The docs page
 "Writing a backend" walks through :mod:`keg_storage.testing.example`, a backend that passes it.
 """
 
-import pytest
+from keg_storage.errors import MissingDependencyError
+
+try:
+    import pytest
+except ImportError as exc:
+    raise MissingDependencyError("keg_storage.testing", "testing", "pytest") from exc
 
 # Assertions in the kit's modules get pytest's detailed failure messages, as a test module's do;
 # registered before the modules are imported.
