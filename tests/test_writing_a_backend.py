@@ -37,10 +37,10 @@ def test_the_page_shows_the_backend_that_passes_the_kit() -> None:
 
 
 class PublishingOnAbortWriter(DictWriter):
-    """The trap of issue 15: a writer whose discard publishes, as ``_finish`` does."""
+    """The trap of issue 15: a writer whose discard publishes, as its ``_finish`` does."""
 
     def _discard(self) -> None:
-        self._finish()
+        self.storage.publish(self.path, self.buffer.getvalue())
 
 
 class PublishingOnAbortStorage(DictStorage):

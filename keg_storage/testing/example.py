@@ -32,8 +32,9 @@ class DictReader(RemoteFile):
     """A seekable reader over a snapshot of a stored file's bytes. The ``BytesIO`` refuses I/O
     once closed; :class:`~keg_storage.RemoteFile` refuses ``write`` on a reader."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, key: str, data: bytes) -> None:
         super().__init__(FileMode.read)
+        self.path = key
         self.buffer = io.BytesIO(data)
 
     def read(self, size: int | None = -1) -> bytes:
@@ -114,7 +115,7 @@ class DictStorage(StorageBackend):
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
         if FileMode.read in mode:
             data, _ = self.lookup(key)
-            return DictReader(data)
+            return DictReader(key, data)
         return DictWriter(self, key)
 
     def _stat(self, key: str) -> FileStat:
