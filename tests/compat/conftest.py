@@ -1,5 +1,5 @@
 """``storage`` here is a keg-storage 0.5 style custom backend (tests/compat/legacy.py), so the
-conformance cases imported by test_conformance_legacy.py run against it."""
+conformance cases of keg_storage.testing that test_conformance_legacy.py binds run against it."""
 
 from __future__ import annotations
 

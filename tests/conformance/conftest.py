@@ -1,4 +1,5 @@
-"""The ``storage`` fixture: one fresh backend of every kind the test suite knows."""
+"""The ``storage`` fixture: one fresh backend of every kind the test suite knows, for the cases
+of :mod:`keg_storage.testing` that the test modules here bind to them."""
 
 from __future__ import annotations
 

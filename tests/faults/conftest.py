@@ -44,6 +44,12 @@ class FaultTarget:
             self._impatient = self.make_impatient()
         return self._impatient
 
+    def close(self) -> None:
+        """Close every backend of this target, the impatient one only if it was built."""
+        for storage in (self.storage, self.direct, self._impatient):
+            if storage is not None:
+                storage.close()
+
 
 def _s3(request: pytest.FixtureRequest, proxy_for: Callable[[int], FaultProxy]) -> FaultTarget:
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
@@ -156,8 +162,6 @@ def fault_target(request: pytest.FixtureRequest) -> Iterator[FaultTarget]:
     try:
         yield target
     finally:
-        for storage in (target.storage, target.direct, target._impatient):
-            if storage is not None:
-                storage.close()
+        target.close()
         for proxy in proxies:
             proxy.stop()

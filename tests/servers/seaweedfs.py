@@ -101,11 +101,12 @@ class SeaweedFS:
         """
         for _ in range(attempts - 1):
             with contextlib.suppress(RuntimeError):
-                return cls._start_once(timeout)
-        return cls._start_once(timeout)
+                return cls.start_once(timeout)
+        return cls.start_once(timeout)
 
     @classmethod
-    def _start_once(cls, timeout: float) -> SeaweedFS:
+    def start_once(cls, timeout: float) -> SeaweedFS:
+        """One attempt of :meth:`start`: launch weed on fresh ports and wait until healthy."""
         binary = weed_binary()
         workdir = Path(tempfile.mkdtemp(prefix="keg-seaweedfs-"))
         data_dir, log_dir = workdir / "data", workdir / "log"
@@ -154,7 +155,7 @@ class SeaweedFS:
             for role in ("master", "volume", "filer", "s3", "admin")
         ]
         try:
-            server._wait_healthy(timeout)
+            server.wait_healthy(timeout)
         except BaseException:
             server.stop()
             raise
@@ -168,7 +169,7 @@ class SeaweedFS:
             path.unlink(missing_ok=True)
         self.process = _launch(self.command, self.workdir)
         deadline = time.monotonic() + timeout
-        self._wait_healthy(timeout)
+        self.wait_healthy(timeout)
         self._wait_volumes_known(deadline)
 
     def kill(self) -> None:
@@ -207,7 +208,9 @@ class SeaweedFS:
                 )
             time.sleep(0.1)
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float) -> None:
+        """Wait until the S3 gateway answers ``/healthz`` with 200; raise with weed's log tail
+        if weed exits or ``timeout`` seconds pass first."""
         url = f"{self.endpoint_url}/healthz"
         deadline = time.monotonic() + timeout
         while True:

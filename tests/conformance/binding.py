@@ -1,34 +1,13 @@
-"""Small helpers shared by the conformance tests."""
+"""What the conformance kit (:mod:`keg_storage.testing`) needs from this repository's backends
+besides the ``storage`` fixture of conftest.py: a look at their temporary state from outside."""
 
 from __future__ import annotations
 
 import os
-import random
 from typing import Any
 
 from keg_storage.backends.base import StorageBackend
-from keg_storage.paths import RemotePath
-
-MiB = 1024 * 1024
-
-
-def payload(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible test data."""
-    return random.Random(seed).randbytes(size)
-
-
-def write(storage: StorageBackend, path: RemotePath, data: bytes) -> None:
-    with storage.open(path, "wb") as file:
-        file.write(data)
-
-
-def read(storage: StorageBackend, path: RemotePath) -> bytes:
-    with storage.open(path, "rb") as file:
-        return file.read()
-
-
-def names(storage: StorageBackend, path: RemotePath = "", *, recursive: bool = True) -> list[str]:
-    return [entry.name for entry in storage.list(path, recursive=recursive)]
+from keg_storage.testing import BackendCases, names
 
 
 def leftovers(storage: StorageBackend) -> list[str]:
@@ -50,3 +29,11 @@ def leftovers(storage: StorageBackend) -> list[str]:
         uploads = client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])  # type: ignore[attr-defined]
         return [f"multipart upload of {upload['Key']}" for upload in uploads]
     return []
+
+
+class FiveBackends(BackendCases):
+    """The kit's cases on the backends of tests/fixtures (the ``storage`` fixture of
+    conftest.py), with their temporary state checked by :func:`leftovers`."""
+
+    def leftovers(self, storage: StorageBackend) -> list[str]:
+        return leftovers(storage)
