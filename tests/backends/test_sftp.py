@@ -28,7 +28,7 @@ from keg_storage import (
     StorageConnectionError,
     StoragePermissionError,
 )
-from keg_storage.backends.sftp import PoolStats, SFTPLocation, SFTPStorage
+from keg_storage.backends.sftp import SFTPLocation, SFTPStorage
 from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_sftp import make_storage
 from tests.servers.sshd import PASSWORD_USER, SSHServer
@@ -323,18 +323,6 @@ def test_connections_are_reused(backend_sftp: SFTPStorage) -> None:
     backend_sftp.close()
     assert backend_sftp.exists("f0.txt")  # reconnects after close()
     assert backend_sftp.pool_stats().connections_opened == 2
-
-
-def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> None:
-    backend_sftp.upload(io.BytesIO(b"x"), "a.txt")
-    assert backend_sftp.pool_stats() == PoolStats(
-        connections_opened=1, connections=1, sessions_in_use=0, idle=1
-    )
-    with backend_sftp.open("a.txt"), backend_sftp.open("a.txt"):  # a second connection
-        assert backend_sftp.pool_stats() == PoolStats(2, 2, sessions_in_use=2, idle=0)
-    assert backend_sftp.pool_stats() == PoolStats(2, 2, sessions_in_use=0, idle=2)
-    backend_sftp.close()
-    assert backend_sftp.pool_stats() == PoolStats(2, 0, sessions_in_use=0, idle=0)
 
 
 def test_pool_is_bounded(sftp_server: SSHServer, sftp_base_path: str) -> None:
@@ -889,50 +877,3 @@ def test_symlink_planted_later_is_refused_after_the_check_expires(
     (outside / "f.txt").write_bytes(b"outside")
     with pytest.raises(InvalidPathError):
         read(backend_sftp, "d/f.txt")
-
-
-# -- the one retry loop ----------------------------------------------------------------------
-
-
-def test_retry_loop_logs_each_retry_and_raises_the_last_error(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """What every SFTP retry goes through: a RetryableFailure is tried again ``retry`` times,
-    each retry logged with its cause, and the last failure's error is what the caller sees;
-    anything else goes through at once."""
-    storage = SFTPStorage("127.0.0.1", "user", port=1, known_host_keys="", retry=2)
-    attempts: list[int] = []
-    rewinds: list[int] = []
-
-    def attempt() -> None:
-        attempts.append(len(attempts) + 1)
-        cause = ConnectionResetError("Connection reset by peer")
-        error = storage.transport.error(cause, "a.txt")
-        raise storage.transport.retryable(error, cause, f"read a.txt at byte {len(attempts)}")
-
-    with (
-        caplog.at_level(logging.WARNING, "keg_storage.retry"),
-        pytest.raises(StorageConnectionError) as excinfo,
-    ):
-        storage.transport.retrying(attempt, before_retry=rewinds.append)
-    assert attempts == [1, 2, 3] and rewinds == [1, 2]
-    assert str(excinfo.value) == (
-        "connection to SFTP at 127.0.0.1:1 failed: Connection reset by peer "
-        "(backend SFTPStorage 'sftp', path 'a.txt')"
-    )
-    assert isinstance(excinfo.value.__cause__, ConnectionResetError)
-    assert [record.getMessage() for record in caplog.records] == [
-        "sftp 'sftp': read a.txt at byte 1 failed (Connection reset by peer) at 127.0.0.1:1; "
-        "retrying (attempt 2 of 3)",
-        "sftp 'sftp': read a.txt at byte 2 failed (Connection reset by peer) at 127.0.0.1:1; "
-        "retrying (attempt 3 of 3)",
-    ]
-
-    def refused() -> None:
-        attempts.append(0)
-        raise FileNotFoundInStorageError(storage, "b.txt")
-
-    attempts.clear()
-    with pytest.raises(FileNotFoundInStorageError):
-        storage.transport.retrying(refused)
-    assert attempts == [0]
