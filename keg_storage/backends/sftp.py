@@ -252,7 +252,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         try:
             yield session.sftp
         except BaseException as exc:
-            broken = is_connection_failure(exc) or not session.usable()
+            broken = transport.dropped(exc, session)
             raise
         finally:
             session.sftp.chdir(None)  # the pool's operations rely on the default directory
