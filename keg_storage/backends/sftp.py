@@ -201,7 +201,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         self.known_hosts_fpath = known_hosts_fpath
         self.paths = RemotePaths(self, base_path)
         self.max_key_bytes = PATH_MAX_BYTES - len(self.base_path.encode()) - 1
-        self.timeout, self.max_requests = timeout, max_requests
+        self.timeout, self.max_requests, self.pool_size = timeout, max_requests, pool_size
         self.retry = 1 if retry is None else max(0, int(retry))
         if held_pkey is not None:
             held = dataclasses.replace(held, pkey=Secret(load_pkey(held_pkey, held.passphrase)))
@@ -224,8 +224,8 @@ class SFTPStorage(InternalLinksStorageBackend):
 
     @property
     def _pool(self) -> Pool:
-        """This process's pool, as keg_storage.plugin reads it (its ``size`` caps link
-        transfers, the pool itself counts them); plugin.py moves to ``transport.pool``."""
+        """This process's pool, as keg_storage.plugin reads it today (its ``size`` caps link
+        transfers); the public ``pool_size`` attribute says the same for plugin.py to use."""
         return self.transport.pool
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from keg_storage.backends.sftp import PoolStats, SFTPStorage
 
 
 def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> None:
+    assert backend_sftp.pool_size == 8  # what the link view's transfer cap is half of
     backend_sftp.upload(io.BytesIO(b"x"), "a.txt")
     assert backend_sftp.pool_stats() == PoolStats(
         connections_opened=1, connections=1, sessions_in_use=0, idle=1
