@@ -116,7 +116,7 @@ def test_child_works_and_parent_keeps_working(storage: StorageBackend, tmp_path:
 NETWORK_STATE: dict[str, Callable[[Any], tuple[object, ...]]] = {
     "s3": lambda storage: (storage.client, storage.single_try_client),
     "azure": lambda storage: (storage._connect(),),
-    "sftp": lambda storage: (storage._pool,),
+    "sftp": lambda storage: (storage.transport.pool,),
 }
 """What each network backend keeps for the network: its clients, or its pool of sessions."""
 
@@ -144,8 +144,8 @@ def test_sftp_child_never_touches_the_parents_connection(
 ) -> None:
     with make_storage(sftp_server, sftp_base_path, pool_size=1) as storage:
         storage.upload(io.BytesIO(b"parent"), "p.txt")
-        pool = storage._pool
-        opened = pool.connections_opened
+        pool = storage.transport.pool
+        opened = pool.stats().connections_opened
 
         def child() -> bytes:
             with storage.open("p.txt") as remote:
@@ -158,7 +158,7 @@ def test_sftp_child_never_touches_the_parents_connection(
         for _ in range(3):
             with storage.open("p.txt") as remote:
                 assert remote.read() == b"parent"
-        assert storage._pool is pool and pool.connections_opened == opened
+        assert storage.transport.pool is pool and pool.stats().connections_opened == opened
 
 
 def test_sftp_child_exit_leaves_the_parents_connection(
@@ -168,16 +168,16 @@ def test_sftp_child_exit_leaves_the_parents_connection(
     parent's: the finalizer closes only the child's own pool."""
     with make_storage(sftp_server, sftp_base_path, pool_size=1) as storage:
         storage.upload(io.BytesIO(b"parent"), "p.txt")
-        pool = storage._pool
-        opened = pool.connections_opened
+        pool = storage.transport.pool
+        opened = pool.stats().connections_opened
         pid = os.fork()
         if pid == 0:
             try:
-                storage._finalizer()  # what the interpreter's exit runs
+                storage.transport.finalizer()  # what the interpreter's exit runs
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        assert storage.exists("p.txt") and pool.connections_opened == opened
+        assert storage.exists("p.txt") and pool.stats().connections_opened == opened
 
 
 # -- gunicorn --preload ------------------------------------------------------------------------

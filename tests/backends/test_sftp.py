@@ -314,14 +314,15 @@ def test_connections_are_reused(backend_sftp: SFTPStorage) -> None:
         backend_sftp.upload(io.BytesIO(b"x"), f"f{index}.txt")
         assert backend_sftp.exists(f"f{index}.txt")
     assert len(backend_sftp.list()) == 50
-    assert backend_sftp._pool.connections_opened == 1
-    sock = backend_sftp._pool._connections[0].transport.sock
+    assert backend_sftp.pool_stats().connections_opened == 1
+    with backend_sftp.connection() as sftp:
+        sock = sftp.get_channel().get_transport().sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
     backend_sftp.close()
     backend_sftp.close()
     assert backend_sftp.exists("f0.txt")  # reconnects after close()
-    assert backend_sftp._pool.connections_opened == 2
+    assert backend_sftp.pool_stats().connections_opened == 2
 
 
 def test_pool_is_bounded(sftp_server: SSHServer, sftp_base_path: str) -> None:
@@ -344,7 +345,7 @@ def test_pool_is_bounded(sftp_server: SSHServer, sftp_base_path: str) -> None:
         assert storage.exists("a.txt")
         assert second.read() == b"x"
         second.close()
-        assert storage._pool.connections_opened == 1
+        assert storage.pool_stats().connections_opened == 1
 
 
 def test_threads_waiting_for_a_connection_share_its_sessions(
@@ -375,7 +376,9 @@ def test_threads_waiting_for_a_connection_share_its_sessions(
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             for future in [pool.submit(hold_a_session) for _ in range(8)]:
                 future.result(timeout=20)
-        assert storage._pool.connections_opened - 1 <= 2  # one before close(), then at most 2
+        assert (
+            storage.pool_stats().connections_opened - 1 <= 2
+        )  # one before close(), then at most 2
 
 
 def test_garbage_collected_storage_closes_its_connections(
@@ -390,7 +393,8 @@ def test_garbage_collected_storage_closes_its_connections(
         base_path=sftp_base_path,
     )
     assert not storage.exists("a.txt")
-    transport = storage._pool._connections[0].transport
+    with storage.connection() as sftp:
+        transport = sftp.get_channel().get_transport()
     assert transport.is_active()
     del storage
     gc.collect()
@@ -407,7 +411,7 @@ def test_dropped_connection_is_replaced(backend_sftp: SFTPStorage, sftp_server: 
     backend_sftp.download("kept.bin", out)
     assert out.getvalue() == data
     assert [e.name for e in backend_sftp.list()] == ["kept.bin"]
-    assert backend_sftp._pool.connections_opened == 2
+    assert backend_sftp.pool_stats().connections_opened == 2
 
 
 def test_connection_dropped_during_a_write_publishes_nothing(
@@ -466,7 +470,7 @@ def test_sixteen_threads_share_one_instance(backend_sftp: SFTPStorage) -> None:
             with backend_sftp.open(name) as remote:
                 assert hashlib.sha256(remote.read()).hexdigest() == digest
     assert len(backend_sftp.list()) == 128
-    assert backend_sftp._pool.connections_opened <= 8
+    assert backend_sftp.pool_stats().connections_opened <= 8
 
 
 # -- files, paths and temp files -------------------------------------------------------------
@@ -510,6 +514,25 @@ def test_pending_write_is_invisible_to_listings(
     assert [e.name for e in backend_sftp.list()] == ["dir/new.txt", "dir/old.txt"]
 
 
+def test_temp_files_are_named_as_on_localfs_and_old_part_files_stay_hidden(
+    backend_sftp: SFTPStorage, sftp_base_path: str
+) -> None:
+    backend_sftp.upload(io.BytesIO(b"x"), "d/kept.txt")
+    leftover = Path(sftp_base_path, "d", ".keg-storage-0123456789abcdef.part")
+    leftover.write_bytes(b"written before 1.0, interrupted")
+    with backend_sftp.open("d/new.txt", "wb") as writer:
+        writer.write(b"pending")
+        pending = [name for name in temp_files(sftp_base_path) if name != leftover.name]
+        assert len(pending) == 1
+        assert re.fullmatch(r"\.keg-storage-[0-9a-f]{16}\.tmp", pending[0])
+    assert [e.name for e in backend_sftp.list()] == ["d/kept.txt", "d/new.txt"]
+    assert [e.name for e in backend_sftp.list("d/", recursive=False)] == [
+        "d/kept.txt",
+        "d/new.txt",
+    ]
+    assert temp_files(sftp_base_path) == [leftover.name]
+
+
 def test_seek_reads_only_what_is_asked(backend_sftp: SFTPStorage) -> None:
     data = os.urandom(20 * MiB)
     backend_sftp.upload(io.BytesIO(data), "big.bin")
@@ -518,7 +541,7 @@ def test_seek_reads_only_what_is_asked(backend_sftp: SFTPStorage) -> None:
             remote.seek(offset)
             assert remote.read(1000) == data[offset : offset + 1000]
         # Random access never grew the read-ahead beyond the one request it needed.
-        assert len(remote._inflight) <= 1
+        assert remote.requests_in_flight <= 1
         remote.seek(-5, io.SEEK_END)
         assert remote.read() == data[-5:]
 
@@ -559,15 +582,13 @@ def test_streamed_copy_and_rename_fallback_without_extensions(
     data = os.urandom(5 * MiB + 3)
     backend_sftp.upload(io.BytesIO(data), "src.bin")
     backend_sftp.upload(io.BytesIO(b"old"), "dst/moved.bin")
-    session = backend_sftp._pool.acquire()
-    session.extensions.pop("copy-data")
-    session.extensions.pop("posix-rename@openssh.com")
-    backend_sftp._pool.release(session)
+    with backend_sftp.connection() as session:
+        session.extensions.pop("copy-data")
+        session.extensions.pop("posix-rename@openssh.com")
     backend_sftp.copy("src.bin", "dst/copy.bin")  # on the stripped session: streamed
     backend_sftp.move("src.bin", "dst/moved.bin")  # rename refused over a file: replaced
-    leased = backend_sftp._pool.acquire()
-    assert leased is session and "copy-data" not in leased.extensions
-    backend_sftp._pool.release(leased)
+    with backend_sftp.connection() as leased:
+        assert leased is session and "copy-data" not in leased.extensions
     assert Path(sftp_base_path, "dst", "copy.bin").read_bytes() == data
     assert Path(sftp_base_path, "dst", "moved.bin").read_bytes() == data
     assert sorted(e.name for e in backend_sftp.list()) == ["dst/copy.bin", "dst/moved.bin"]
@@ -846,7 +867,7 @@ def test_symlink_planted_later_is_refused_after_the_check_expires(
     backend_sftp: SFTPStorage, linked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base, outside = linked
-    monkeypatch.setattr("keg_storage.backends.sftp.DIR_CHECK_TTL", 0.0)  # expires at once
+    monkeypatch.setattr("keg_storage.backends.sftp_paths.DIR_CHECK_TTL", 0.0)  # expires at once
     (base / "d").mkdir()
     (base / "d" / "f.txt").write_bytes(b"ok")
     assert read(backend_sftp, "d/f.txt") == b"ok"

@@ -30,10 +30,10 @@ def test_connection_is_leased_from_the_pool_and_returned(
     with storage, ThreadPoolExecutor(8) as pool:
         clients = set(pool.map(work, range(8)))
         assert len(clients) == 8
-        assert storage._pool.connections_opened == 8
+        assert storage.pool_stats().connections_opened == 8
         again = set(pool.map(work, range(8)))
         assert again == clients  # the same eight, returned to the pool and leased again
-        assert storage._pool.connections_opened == 8
+        assert storage.pool_stats().connections_opened == 8
         assert [e.name for e in storage.list()] == [f"raw-{n}.txt" for n in range(8)]
         with storage.connection() as sftp:
             sftp.chdir(sftp_base_path)

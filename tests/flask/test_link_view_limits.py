@@ -77,9 +77,7 @@ def status_of(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def leased_sessions(backend: SFTPStorage) -> int:
-    pool = backend._pool
-    with pool._cond:
-        return sum(c.sessions for c in pool._connections) - len(pool._idle)
+    return backend.pool_stats().sessions_in_use
 
 
 def wait_for(condition: object, seconds: float = 15) -> bool:
