@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import re
@@ -30,7 +29,12 @@ import click
 from .backends.base import InternalLinksStorageBackend, ShareLinkOperation, StorageBackend
 from .errors import FileNotFoundInStorageError, StorageError
 from .paths import file_key
-from .profiles import check_profile_options
+from .profiles import (
+    BACKEND_ALIASES,
+    check_profile_options,
+    choose_profile,
+    resolve_backend_class,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,15 +52,6 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["--help", "-h"]}
 LinkContext = Callable[[StorageBackend, "str | None"], contextlib.AbstractContextManager[None]]
 """What ``flask storage`` puts in ``ctx.meta[LINK_CONTEXT_KEY]``: the context in which
 ``link_to`` runs for a backend and the ``--base-url`` given (None without)."""
-
-BACKEND_ALIASES = {
-    "localfs": "keg_storage.backends.filesystem:LocalFSStorage",
-    "filesystem": "keg_storage.backends.filesystem:LocalFSStorage",
-    "memory": "keg_storage.backends.memory:MemoryStorage",
-    "s3": "keg_storage.backends.s3:S3Storage",
-    "azure": "keg_storage.backends.azure:AzureStorage",
-    "sftp": "keg_storage.backends.sftp:SFTPStorage",
-}
 
 
 def _azure_cli_retry() -> Any:
@@ -83,24 +78,6 @@ PROFILE_ONLY_KEYS = ("backend", "link_base_url")
 """Keys of a TOML profile that are the CLI's, not constructor options."""
 
 _ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBackend]:
-    """A backend class from a class, an alias (``s3``) or ``package.module:Class`` /
-    ``package.module.Class``."""
-    if isinstance(spec, type):
-        return spec
-    target = BACKEND_ALIASES.get(spec.lower(), spec)
-    module_name, _, class_name = target.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise ValueError(f"unknown backend {spec!r}: use one of {', '.join(BACKEND_ALIASES)}")
-    try:
-        backend_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import backend {spec!r}: {exc}") from exc
-    if not (isinstance(backend_class, type) and issubclass(backend_class, StorageBackend)):
-        raise ValueError(f"{spec!r} is not a StorageBackend class")
-    return backend_class
 
 
 def _class_names(backend_class: type) -> set[str]:
@@ -618,11 +595,7 @@ def main(
             ctx.meta[DEFAULT_STORE_KEY] = True
             return default_backend()
         profiles, default = load_config(config_path)
-        chosen = profile or default or next(iter(profiles))
-        if chosen not in profiles:
-            raise ValueError(
-                f"no profile {chosen!r} in {config_path}; configured: {', '.join(profiles)}"
-            )
+        chosen = choose_profile(profiles, profile, default, config_path)
         ctx.meta[LINK_BASE_URL_KEY] = expand_environment(
             chosen, profiles[chosen].get("link_base_url")
         )

@@ -226,7 +226,9 @@ def test_location_option_and_default_location(roots: dict[str, Path], tmp_path: 
 def test_unknown_location_lists_the_configured_names(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["storage", "--location", "nowhere", "list"])
     assert result.exit_code != 0
-    assert "'nowhere' does not exist; configured: first, second." in result.output
+    assert result.output.endswith(
+        "Error: no profile 'nowhere' in KEG_STORAGE_PROFILES; configured: first, second\n"
+    )
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, ValueError)
 
