@@ -506,7 +506,6 @@ def link_command(
 ) -> None:
     """Print a link allowing the chosen operations on PATH (the bare URL on stdout; for an
     upload link, the curl command that uses it on stderr)."""
-    ctx = click.get_current_context()
     backend = _backend()
     if download is None:
         download = not (upload or delete)
@@ -518,42 +517,64 @@ def link_command(
     ):
         if wanted:
             operation |= flag
-    expire = timedelta(seconds=expiration)
-    link_context = ctx.meta.get(LINK_CONTEXT_KEY)
     with _clean_errors():
-        if link_context is not None:  # flask storage: the app builds the URL
-            with link_context(backend, base_url):
-                url = backend.link_to(
-                    path, operation, expire, output_path=output_path, content_type=content_type
-                )
-        elif isinstance(backend, InternalLinksStorageBackend):
-            base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
-            if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
-                raise click.ClickException(
-                    "links of the default store are signed with $KEG_STORAGE_SECRET_KEY, the "
-                    "secret_key of the app that serves them: set it"
-                )
-            if not base_url:
-                raise click.ClickException(
-                    f"links of {describe(backend)} are served by your app's link view: pass "
-                    "--base-url with its URL (or set link_base_url in the profile, or "
-                    "KEG_STORAGE_LINK_BASE_URL for the default store)"
-                )
-            token = backend.create_link_token(
-                path=path,
-                operation=operation,
-                expire=expire,
-                output_path=output_path,
-                content_type=content_type,
-            )
-            url = _with_token(base_url, token)
-        else:
-            url = backend.link_to(
-                path, operation, expire, output_path=output_path, content_type=content_type
-            )
+        url = _make_link(
+            backend,
+            path,
+            operation,
+            timedelta(seconds=expiration),
+            output_path=output_path,
+            content_type=content_type,
+            base_url=base_url,
+        )
     click.echo(url)
     if upload:
         click.echo(_upload_hint(backend, url, content_type), err=True)
+
+
+def _make_link(
+    backend: StorageBackend,
+    path: str,
+    operation: ShareLinkOperation,
+    expire: timedelta,
+    *,
+    output_path: str | None,
+    content_type: str | None,
+    base_url: str | None,
+) -> str:
+    """The link ``link`` prints: built by the app under ``flask storage``; for LocalFS, SFTP
+    and Memory a token on ``--base-url`` (the app's link view); else the service's own URL."""
+    ctx = click.get_current_context()
+    link_context = ctx.meta.get(LINK_CONTEXT_KEY)
+    if link_context is not None:  # flask storage: the app builds the URL
+        with link_context(backend, base_url):
+            return backend.link_to(
+                path, operation, expire, output_path=output_path, content_type=content_type
+            )
+    if not isinstance(backend, InternalLinksStorageBackend):
+        return backend.link_to(
+            path, operation, expire, output_path=output_path, content_type=content_type
+        )
+    base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
+    if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
+        raise click.ClickException(
+            "links of the default store are signed with $KEG_STORAGE_SECRET_KEY, the "
+            "secret_key of the app that serves them: set it"
+        )
+    if not base_url:
+        raise click.ClickException(
+            f"links of {describe(backend)} are served by your app's link view: pass "
+            "--base-url with its URL (or set link_base_url in the profile, or "
+            "KEG_STORAGE_LINK_BASE_URL for the default store)"
+        )
+    token = backend.create_link_token(
+        path=path,
+        operation=operation,
+        expire=expire,
+        output_path=output_path,
+        content_type=content_type,
+    )
+    return _with_token(base_url, token)
 
 
 @click.group("keg-storage", context_settings=CONTEXT_SETTINGS)
