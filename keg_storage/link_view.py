@@ -169,9 +169,16 @@ _transfer_slots: weakref.WeakKeyDictionary[Any, _TransferSlots] = weakref.WeakKe
 _transfer_slots_lock = threading.Lock()
 
 
+def _connection_pool(backend: StorageBackend) -> Any | None:
+    """The connection pool a backend's transfers draw on (SFTP's ``transport.pool``, this
+    process's), or None for a backend without one."""
+    return getattr(getattr(backend, "transport", None), "pool", None)
+
+
 def _slots_of(backend: StorageBackend) -> _TransferSlots:
-    """One count per connection pool (backends sharing a pool share it), else per backend."""
-    pool = getattr(backend, "_pool", None)
+    """One count per connection pool (backends sharing a pool share it; a forked child has
+    its own), else per backend."""
+    pool = _connection_pool(backend)
     owner = backend if pool is None else pool
     with _transfer_slots_lock:
         slots = _transfer_slots.get(owner)
@@ -184,7 +191,7 @@ def default_max_transfers(backend: StorageBackend) -> int:
     """The default cap on concurrent link transfers of ``backend``: half its connection pool
     (SFTP's ``pool_size``), so link holders can never take every connection; else
     :data:`DEFAULT_LINK_MAX_TRANSFERS`."""
-    size = getattr(getattr(backend, "_pool", None), "size", None)
+    size = getattr(_connection_pool(backend), "size", None)
     if isinstance(size, int) and size > 0:
         return max(1, size // 2)
     return DEFAULT_LINK_MAX_TRANSFERS

@@ -186,3 +186,19 @@ def test_extension_get_state() -> None:
     other = flask.Flask("other")
     with pytest.raises(RuntimeError, match=r"^Storage.init_app\(\) was not called for the app"):
         storage.get_state(other)
+
+
+class PooledMemory(MemoryStorage):
+    """A backend whose transfers draw on a connection pool, as SFTP's do: the link view reads
+    the pool at ``transport.pool`` (its ``size`` and its identity)."""
+
+    def __init__(self, pool_size: int) -> None:
+        super().__init__(name="pooled")
+        pool = type("Pool", (), {"size": pool_size})()
+        self.transport = type("Transport", (), {"pool": pool})()
+
+
+def test_the_link_transfer_cap_is_half_the_connection_pool() -> None:
+    assert link_view.default_max_transfers(PooledMemory(8)) == 4
+    assert link_view.default_max_transfers(PooledMemory(1)) == 1
+    assert link_view.default_max_transfers(MemoryStorage()) == 16
