@@ -10,20 +10,6 @@ split by job, imported from where it lives now.
 from __future__ import annotations
 
 # ruff: noqa: F401 - this module re-exports: every import is a name users import from here
-from .errors import MissingDependencyError
-
-try:
-    import flask
-    from flask import current_app, request
-    from flask.typing import ResponseReturnValue
-    from jinja2.filters import do_filesizeformat
-    from werkzeug.exceptions import RequestEntityTooLarge
-    from werkzeug.http import parse_options_header
-    from werkzeug.utils import secure_filename
-    from werkzeug.wsgi import FileWrapper
-except ImportError as exc:  # pragma: no cover - the test extra installs Flask
-    raise MissingDependencyError("keg_storage.Storage", "flask", "flask") from exc
-
 from .app_state import (
     DEFAULT_LOCATION_KEY,
     DEPRECATED_PROFILES_KEY,
@@ -45,6 +31,7 @@ from .errors import (
     InvalidPathError,
     LinkTokenError,
     MalformedLinkTokenError,
+    MissingDependencyError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -57,11 +44,19 @@ from .link_view import (
     DEFAULT_LINK_MAX_TRANSFERS,
     LINK_IDLE_TIMEOUT_KEY,
     LINK_MAX_TRANSFERS_KEY,
+    FileWrapper,
     LinkViewMixin,
+    RequestEntityTooLarge,
+    ResponseReturnValue,
+    current_app,
     default_max_transfers,
     describe_storage_error,
+    do_filesizeformat,
+    flask,
+    parse_options_header,
+    request,
     runs_in_browser,
 )
-from .operations import Location, StorageOperations
+from .operations import Location, StorageOperations, secure_filename
 
 __all__ = ["LinkViewMixin", "Storage", "StorageOperations", "describe_storage_error"]

@@ -126,6 +126,29 @@ def test_the_state_without_flask() -> None:
     assert (result.stdout, result.stderr) == ("ok\n", "")
 
 
+@pytest.mark.parametrize(
+    "statement",
+    ["import keg_storage.plugin", "from keg_storage import LinkViewMixin"],
+)
+def test_without_flask_the_error_names_the_extra(statement: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["flask"] = None
+        from keg_storage.errors import MissingDependencyError
+        try:
+            {statement}
+        except MissingDependencyError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.stdout, result.stderr) == (
+        "keg_storage.Storage needs the 'flask' package: pip install \"keg-storage[flask]\"\n",
+        "",
+    )
+
+
 def three_profile_app() -> flask.Flask:
     app = flask.Flask(__name__)
     app.config["KEG_STORAGE_PROFILES"] = [
