@@ -75,8 +75,9 @@ DEFAULT_LINK_MAX_TRANSFERS = 16
 DEFAULT_LINK_IDLE_TIMEOUT = 30.0
 """Seconds an upload body may stop arriving before the upload is aborted (408)."""
 
-_LINK_VIEW_MARK = "_keg_storage_link_view"
-_CSRF_WRAPPER_MARK = "_keg_storage_skips_link_views"
+# The attributes marking the view functions LinkViewMixin.as_view makes and the CSRF wrapper.
+_LINK_VIEW_MARK = "keg_storage_link_view"
+_CSRF_WRAPPER_MARK = "keg_storage_skips_link_views"
 _csrf_lock = threading.Lock()
 
 
