@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import re
@@ -30,7 +29,12 @@ import click
 from .backends.base import InternalLinksStorageBackend, ShareLinkOperation, StorageBackend
 from .errors import FileNotFoundInStorageError, StorageError
 from .paths import file_key
-from .profiles import check_profile_options
+from .profiles import (
+    BACKEND_ALIASES,
+    check_profile_options,
+    choose_profile,
+    resolve_backend_class,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,15 +53,6 @@ LinkContext = Callable[[StorageBackend, "str | None"], contextlib.AbstractContex
 """What ``flask storage`` puts in ``ctx.meta[LINK_CONTEXT_KEY]``: the context in which
 ``link_to`` runs for a backend and the ``--base-url`` given (None without)."""
 
-BACKEND_ALIASES = {
-    "localfs": "keg_storage.backends.filesystem:LocalFSStorage",
-    "filesystem": "keg_storage.backends.filesystem:LocalFSStorage",
-    "memory": "keg_storage.backends.memory:MemoryStorage",
-    "s3": "keg_storage.backends.s3:S3Storage",
-    "azure": "keg_storage.backends.azure:AzureStorage",
-    "sftp": "keg_storage.backends.sftp:SFTPStorage",
-}
-
 
 CLI_NETWORK_DEFAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     BACKEND_ALIASES["s3"]: (
@@ -75,24 +70,6 @@ PROFILE_ONLY_KEYS = ("backend", "link_base_url")
 """Keys of a TOML profile that are the CLI's, not constructor options."""
 
 _ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBackend]:
-    """A backend class from a class, an alias (``s3``) or ``package.module:Class`` /
-    ``package.module.Class``."""
-    if isinstance(spec, type):
-        return spec
-    target = BACKEND_ALIASES.get(spec.lower(), spec)
-    module_name, _, class_name = target.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise ValueError(f"unknown backend {spec!r}: use one of {', '.join(BACKEND_ALIASES)}")
-    try:
-        backend_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import backend {spec!r}: {exc}") from exc
-    if not (isinstance(backend_class, type) and issubclass(backend_class, StorageBackend)):
-        raise ValueError(f"{spec!r} is not a StorageBackend class")
-    return backend_class
 
 
 def _class_names(backend_class: type) -> set[str]:
@@ -521,7 +498,6 @@ def link_command(
 ) -> None:
     """Print a link allowing the chosen operations on PATH (the bare URL on stdout; for an
     upload link, the curl command that uses it on stderr)."""
-    ctx = click.get_current_context()
     backend = _backend()
     if download is None:
         download = not (upload or delete)
@@ -533,42 +509,64 @@ def link_command(
     ):
         if wanted:
             operation |= flag
-    expire = timedelta(seconds=expiration)
-    link_context = ctx.meta.get(LINK_CONTEXT_KEY)
     with _clean_errors():
-        if link_context is not None:  # flask storage: the app builds the URL
-            with link_context(backend, base_url):
-                url = backend.link_to(
-                    path, operation, expire, output_path=output_path, content_type=content_type
-                )
-        elif isinstance(backend, InternalLinksStorageBackend):
-            base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
-            if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
-                raise click.ClickException(
-                    "links of the default store are signed with $KEG_STORAGE_SECRET_KEY, the "
-                    "secret_key of the app that serves them: set it"
-                )
-            if not base_url:
-                raise click.ClickException(
-                    f"links of {describe(backend)} are served by your app's link view: pass "
-                    "--base-url with its URL (or set link_base_url in the profile, or "
-                    "KEG_STORAGE_LINK_BASE_URL for the default store)"
-                )
-            token = backend.create_link_token(
-                path=path,
-                operation=operation,
-                expire=expire,
-                output_path=output_path,
-                content_type=content_type,
-            )
-            url = _with_token(base_url, token)
-        else:
-            url = backend.link_to(
-                path, operation, expire, output_path=output_path, content_type=content_type
-            )
+        url = _make_link(
+            backend,
+            path,
+            operation,
+            timedelta(seconds=expiration),
+            output_path=output_path,
+            content_type=content_type,
+            base_url=base_url,
+        )
     click.echo(url)
     if upload:
         click.echo(_upload_hint(backend, url, content_type), err=True)
+
+
+def _make_link(
+    backend: StorageBackend,
+    path: str,
+    operation: ShareLinkOperation,
+    expire: timedelta,
+    *,
+    output_path: str | None,
+    content_type: str | None,
+    base_url: str | None,
+) -> str:
+    """The link ``link`` prints: built by the app under ``flask storage``; for LocalFS, SFTP
+    and Memory a token on ``--base-url`` (the app's link view); else the service's own URL."""
+    ctx = click.get_current_context()
+    link_context = ctx.meta.get(LINK_CONTEXT_KEY)
+    if link_context is not None:  # flask storage: the app builds the URL
+        with link_context(backend, base_url):
+            return backend.link_to(
+                path, operation, expire, output_path=output_path, content_type=content_type
+            )
+    if not isinstance(backend, InternalLinksStorageBackend):
+        return backend.link_to(
+            path, operation, expire, output_path=output_path, content_type=content_type
+        )
+    base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
+    if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
+        raise click.ClickException(
+            "links of the default store are signed with $KEG_STORAGE_SECRET_KEY, the "
+            "secret_key of the app that serves them: set it"
+        )
+    if not base_url:
+        raise click.ClickException(
+            f"links of {describe(backend)} are served by your app's link view: pass "
+            "--base-url with its URL (or set link_base_url in the profile, or "
+            "KEG_STORAGE_LINK_BASE_URL for the default store)"
+        )
+    token = backend.create_link_token(
+        path=path,
+        operation=operation,
+        expire=expire,
+        output_path=output_path,
+        content_type=content_type,
+    )
+    return _with_token(base_url, token)
 
 
 @click.group("keg-storage", context_settings=CONTEXT_SETTINGS)
@@ -610,11 +608,7 @@ def main(
             ctx.meta[DEFAULT_STORE_KEY] = True
             return default_backend()
         profiles, default = load_config(config_path)
-        chosen = profile or default or next(iter(profiles))
-        if chosen not in profiles:
-            raise ValueError(
-                f"no profile {chosen!r} in {config_path}; configured: {', '.join(profiles)}"
-            )
+        chosen = choose_profile(profiles, profile, default, config_path)
         ctx.meta[LINK_BASE_URL_KEY] = expand_environment(
             chosen, profiles[chosen].get("link_base_url")
         )

@@ -1,4 +1,9 @@
-"""``flask storage``: the commands of the standalone ``keg-storage`` CLI on the app's profiles."""
+"""``flask storage``: the commands of the standalone ``keg-storage`` CLI on the app's profiles.
+
+The commands read the app's :class:`~keg_storage.app_state.StorageState` (which the extension put
+in ``app.extensions['keg_storage']``) through its public methods; this module never imports the
+extension.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import flask
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .app_state import DEFAULT_LOCATION_KEY, StorageState
 from .backends.base import InternalLinksStorageBackend, StorageBackend
 from .cli import (
     CONTEXT_SETTINGS,
@@ -21,6 +27,7 @@ from .cli import (
     echo_retries,
     set_backend_factory,
 )
+from .profiles import ProfileError
 
 LINK_BASE_URL_KEY = "KEG_STORAGE_LINK_BASE_URL"
 """App config: the URL the app is served at, for ``flask storage link`` (no request there)."""
@@ -39,24 +46,18 @@ def make_group(name: str = "storage") -> click.Group:
     @click.pass_context
     def group(ctx: click.Context, location: str | None) -> None:
         """Store, fetch and share files on the app's storage profiles."""
-        from .plugin import DEFAULT_LOCATION_KEY, EXTENSION_KEY
-
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        state = app.extensions.get(EXTENSION_KEY)
+        state = StorageState.of(app)
         if state is None:
             raise click.UsageError("keg_storage.Storage is not initialised on this app")
-        chosen = location or app.config.get(DEFAULT_LOCATION_KEY) or state.default
-        if chosen is None:
-            raise click.UsageError("no storage profile is configured (KEG_STORAGE_PROFILES)")
-        if chosen not in state.profiles:
-            configured = ", ".join(state.profiles) or "none"
-            raise click.UsageError(
-                f"The location {chosen!r} does not exist; configured: {configured}."
-            )
+        try:
+            profile = state.choose(location, app.config.get(DEFAULT_LOCATION_KEY))
+        except ProfileError as exc:
+            raise click.UsageError(str(exc)) from None
 
         echo_retries(ctx)
         # The app's shared backend: the app closes it, not the command.
-        set_backend_factory(ctx, state.profiles[chosen].get, close=False)
+        set_backend_factory(ctx, profile.get, close=False)
         ctx.meta[LINK_CONTEXT_KEY] = _link_context(app)
 
     return add_storage_commands(group)

@@ -5,24 +5,93 @@ required option or a value of the wrong type gives the same one-line message in 
 ``profile 'files': unknown option 'rooot' (valid: root, linked_endpoint, ...)``. The rules come
 from the constructor's signature and type hints (:mod:`inspect`, :mod:`typing`), so a new backend
 option is checked without a table to keep up to date.
+
+The other rules both share live here too: which backend class a profile names
+(:func:`resolve_backend_class`) and which profile a command or ``get_interface`` uses
+(:func:`choose_profile`: the one named, else the configured default, else the first).
 """
 
 from __future__ import annotations
 
 import collections.abc
+import importlib
 import inspect
 import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-__all__ = ["ProfileError", "check_profile_options"]
+from .backends.base import StorageBackend
+
+__all__ = [
+    "BACKEND_ALIASES",
+    "ProfileError",
+    "UnknownProfileError",
+    "check_profile_options",
+    "choose_profile",
+    "resolve_backend_class",
+]
+
+BACKEND_ALIASES = {
+    "localfs": "keg_storage.backends.filesystem:LocalFSStorage",
+    "filesystem": "keg_storage.backends.filesystem:LocalFSStorage",
+    "memory": "keg_storage.backends.memory:MemoryStorage",
+    "s3": "keg_storage.backends.s3:S3Storage",
+    "azure": "keg_storage.backends.azure:AzureStorage",
+    "sftp": "keg_storage.backends.sftp:SFTPStorage",
+}
+"""The short backend names a profile may use instead of ``package.module:Class``."""
 
 
 class ProfileError(ValueError):
-    """A profile whose options do not fit its backend's constructor."""
+    """A profile whose options do not fit its backend's constructor, or a profile that cannot
+    be chosen."""
+
+
+class UnknownProfileError(ProfileError):
+    """A profile name (asked for, or given as the default) that is not configured."""
+
+
+def choose_profile(
+    configured: Collection[str], name: str | None, default: str | None, source: str
+) -> str:
+    """The profile to use: ``name``, else ``default`` (``KEG_STORAGE_DEFAULT_LOCATION``, the
+    TOML ``default``), else the first of ``configured``.
+
+    The one rule of the standalone CLI, ``flask storage`` and ``Storage.get_interface``. An
+    unknown name is an :class:`UnknownProfileError` worded the same in all three, naming
+    ``source`` (the config file, ``KEG_STORAGE_PROFILES``) and the configured names:
+    ``no profile 'nope' in storage.toml; configured: files, archive``. Nothing configured is a
+    :class:`ProfileError` naming ``source``.
+    """
+    chosen = name or default or next(iter(configured), None)
+    if chosen is None:
+        raise ProfileError(f"no storage profile is configured in {source}")
+    if chosen not in configured:
+        raise UnknownProfileError(
+            f"no profile {chosen!r} in {source}; configured: {', '.join(configured)}"
+        )
+    return chosen
+
+
+def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBackend]:
+    """A backend class from a class, an alias (``s3``) or ``package.module:Class`` /
+    ``package.module.Class``."""
+    if isinstance(spec, type):
+        return spec
+    target = BACKEND_ALIASES.get(spec.lower(), spec)
+    module_name, _, class_name = target.replace(":", ".").rpartition(".")
+    if not module_name:
+        raise ValueError(f"unknown backend {spec!r}: use one of {', '.join(BACKEND_ALIASES)}")
+    try:
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import backend {spec!r}: {exc}") from exc
+    if not (isinstance(backend_class, type) and issubclass(backend_class, StorageBackend)):
+        raise ValueError(f"{spec!r} is not a StorageBackend class")
+    return backend_class
 
 
 _TYPE_NAMES: dict[Any, str] = {

@@ -13,8 +13,8 @@ from flask.views import MethodView
 
 from keg_storage import LinkViewMixin, ShareLinkOperation, StorageError, StorageOperations
 from keg_storage.backends.base import check_link_header_values
+from keg_storage.link_view import describe_storage_error
 from keg_storage.paths import file_key
-from keg_storage.plugin import describe_storage_error
 
 from .extensions import storage
 

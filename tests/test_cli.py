@@ -18,6 +18,7 @@ from keg_storage import LocalFSStorage, MemoryStorage
 from keg_storage.backends.base import ListEntry
 from keg_storage.backends.sftp import SFTPStorage
 from keg_storage.cli import backend_from_profile, main
+from keg_storage.profiles import ProfileError, UnknownProfileError, choose_profile
 from tests.flask.conftest import ServerThread, make_app
 
 
@@ -112,6 +113,32 @@ root = "{tmp_path / "b"}"
     result = runner.invoke(main, ["--config", str(config), "-p", "nope", "list"])
     assert result.exit_code == 1
     assert "no profile 'nope'" in result.output and "first, second" in result.output
+
+
+def test_choose_profile_takes_the_name_else_the_default_else_the_first() -> None:
+    configured = ["first", "second", "third"]
+    assert choose_profile(configured, "third", "second", "storage.toml") == "third"
+    assert choose_profile(configured, None, "second", "storage.toml") == "second"
+    assert choose_profile(configured, "", "", "storage.toml") == "first"
+    assert choose_profile(configured, None, None, "storage.toml") == "first"
+    with pytest.raises(UnknownProfileError) as raised:
+        choose_profile(configured, None, "gone", "storage.toml")
+    assert (
+        str(raised.value) == "no profile 'gone' in storage.toml; configured: first, second, third"
+    )
+    with pytest.raises(ProfileError) as nothing:
+        choose_profile([], None, None, "KEG_STORAGE_PROFILES")
+    assert str(nothing.value) == "no storage profile is configured in KEG_STORAGE_PROFILES"
+
+
+def test_a_default_that_names_no_profile(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "storage.toml"
+    config.write_text('default = "gone"\n[profiles.files]\nbackend = "memory"\n')
+    result = runner.invoke(main, ["--config", str(config), "list"])
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: no profile 'gone' in {config}; configured: files\n",
+    )
 
 
 @pytest.mark.parametrize(

@@ -162,101 +162,133 @@ def test_the_demo_in_a_real_browser(
         {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 640},
     )
     app = create_app({"SECRET_KEY": "browser-test"}, instance_path=str(tmp_path / "instance"))
-    store = tmp_path / "instance" / "storage"
+    page = DemoPage(driver, tmp_path / "instance" / "storage", tmp_path, width)
     name = "résumé 2026.bin"
     source = tmp_path / "upload" / name
     source.parent.mkdir()
     content = os.urandom(3 * 1024 * 1024 + 7)
     source.write_bytes(content)
-    backslash = tmp_path / "upload" / "back\\slash.txt"
-    backslash.write_bytes(b"a backslash is a character")
 
     with ServerThread(app) as server:
         driver.get(server.url + "/")
         assert driver.find_element(By.ID, "no-files").text == "No files yet."
         assert_fits(driver, width)
+        upload_and_download(page, server.url, source, downloads)
+        upload_odd_names(page, tmp_path / "upload")
+        refused_names(page)
+        delete_after_confirming(page, server.url, name, content)
+        assert_no_console_errors(driver)
 
-        # The happy path: upload, listed with a human size, downloaded through its link.
-        driver.find_element(By.ID, "file-input").send_keys(str(source))
-        assert upload(driver) == f"Uploaded {name}."
-        row = wait_for(driver, lambda d: row_of(d, name))[0]
-        assert progress_value(driver) == 100
-        assert (store / name).read_bytes() == content
-        size = row.find_element(By.CSS_SELECTOR, "td.size")
-        assert (size.text, size.get_attribute("title")) == ("3.1 MB", "3,145,735 bytes")
-        link = row.find_element(By.CSS_SELECTOR, "a.download")
-        assert link.text == name
-        assert link.get_attribute("href").startswith(server.url + "/link?token=")
-        link.click()
-        assert wait_for_file(downloads / name, len(content)) == content
 
-        # A backslash is part of the name, not a folder separator.
-        driver.find_element(By.ID, "file-input").send_keys(str(backslash))
-        assert upload(driver) == "Uploaded back\\slash.txt."
-        wait_for(driver, lambda d: row_of(d, "back\\slash.txt"))
-        assert (store / "back\\slash.txt").read_bytes() == b"a backslash is a character"
-        assert not (store / "slash.txt").exists()
+class DemoPage:
+    """The browser on the demo page, the store behind it, where screenshots go, the width."""
 
-        # The longest name LocalFS keeps is listed without widening the page.
-        longest = "b" * 251 + ".txt"
-        choose_file(driver, longest, "longest")
-        assert upload(driver) == f"Uploaded {'b' * 40}…{'b' * 11}.txt."
-        wait_for(driver, lambda d: row_of(d, longest))
-        assert (store / longest).read_bytes() == b"longest"
-        assert_fits(driver, width)
+    def __init__(self, driver: WebDriver, store: Path, shots: Path, width: int) -> None:
+        self.driver = driver
+        self.store = store
+        self.shots = shots
+        self.width = width
 
-        # Names the store refuses: a sentence in the status, the bar back at zero.
-        long_name = "a" * 396 + ".txt"
-        choose_file(driver, long_name, "long")
-        assert upload(driver) == (
-            f"Could not upload {'a' * 40}…{'a' * 11}.txt. This file name is not allowed: it is "
-            "too long (a name can have at most 255 bytes)."
-        )
-        assert progress_value(driver) == 0
-        assert "error" in driver.find_element(By.ID, "upload-status").get_attribute("class")
-        assert_fits(driver, width)
-        driver.save_screenshot(str(tmp_path / f"demo-{width}-long-name.png"))
+    def screenshot(self, label: str) -> None:
+        self.driver.save_screenshot(str(self.shots / f"demo-{self.width}-{label}.png"))
 
-        choose_file(driver, "..", "dots")
-        assert upload(driver) == (
-            'Could not upload ... This file name is not allowed: "." and ".." cannot be used '
-            "as names."
-        )
-        assert progress_value(driver) == 0
 
-        # Refused after the bytes went up (a folder holds the name): the full bar resets.
-        (store / "docs").mkdir()
-        (store / "docs" / "inside.txt").write_bytes(b"inside")
-        choose_file(driver, "docs", "x" * 100_000)
-        assert upload(driver) == "Could not upload docs. A folder already has this name."
-        assert progress_value(driver) == 0
-        assert (store / "docs" / "inside.txt").read_bytes() == b"inside"
-        assert_fits(driver, width)
+def upload_and_download(page: DemoPage, url: str, source: Path, downloads: Path) -> None:
+    """The happy path: upload, listed with a human size, downloaded through its link."""
+    driver, name, content = page.driver, source.name, source.read_bytes()
+    driver.find_element(By.ID, "file-input").send_keys(str(source))
+    assert upload(driver) == f"Uploaded {name}."
+    row = wait_for(driver, lambda d: row_of(d, name))[0]
+    assert progress_value(driver) == 100
+    assert (page.store / name).read_bytes() == content
+    size = row.find_element(By.CSS_SELECTOR, "td.size")
+    assert (size.text, size.get_attribute("title")) == ("3.1 MB", "3,145,735 bytes")
+    link = row.find_element(By.CSS_SELECTOR, "a.download")
+    assert link.text == name
+    assert link.get_attribute("href").startswith(url + "/link?token=")
+    link.click()
+    assert wait_for_file(downloads / name, len(content)) == content
 
-        # Delete asks first: dismissing keeps the file, accepting deletes it.
-        driver.get(server.url + "/")
-        row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
-        alert = wait_for(driver, expected_conditions.alert_is_present())
-        assert alert.text == f"Delete {name}? This cannot be undone."
-        alert.dismiss()
-        assert wait_for(driver, lambda d: d.find_element(By.ID, "upload-status").text) == (
-            f"Kept {name}."
-        )
-        assert (store / name).read_bytes() == content
-        assert row_of(driver, name)
-        driver.save_screenshot(str(tmp_path / f"demo-{width}-list.png"))
 
-        row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
-        wait_for(driver, expected_conditions.alert_is_present()).accept()
-        wait_for(driver, lambda d: not row_of(d, name))
-        assert driver.find_element(By.ID, "upload-status").text == f"Deleted {name}."
-        assert not (store / name).exists()
-        assert_fits(driver, width)
+def upload_odd_names(page: DemoPage, folder: Path) -> None:
+    """A backslash is part of the name, not a folder separator; the longest name LocalFS keeps
+    is listed without widening the page."""
+    driver, store = page.driver, page.store
+    backslash = folder / "back\\slash.txt"
+    backslash.write_bytes(b"a backslash is a character")
+    driver.find_element(By.ID, "file-input").send_keys(str(backslash))
+    assert upload(driver) == "Uploaded back\\slash.txt."
+    wait_for(driver, lambda d: row_of(d, "back\\slash.txt"))
+    assert (store / "back\\slash.txt").read_bytes() == b"a backslash is a character"
+    assert not (store / "slash.txt").exists()
 
-        errors = [
-            entry
-            for entry in driver.get_log("browser")
-            if entry["level"] == "SEVERE"
-            and "the server responded with a status of" not in entry["message"]
-        ]
-        assert errors == []
+    longest = "b" * 251 + ".txt"
+    choose_file(driver, longest, "longest")
+    assert upload(driver) == f"Uploaded {'b' * 40}…{'b' * 11}.txt."
+    wait_for(driver, lambda d: row_of(d, longest))
+    assert (store / longest).read_bytes() == b"longest"
+    assert_fits(driver, page.width)
+
+
+def refused_names(page: DemoPage) -> None:
+    """Names the store refuses: a sentence in the status, the bar back at zero (also when the
+    refusal comes after the bytes went up, because a folder holds the name)."""
+    driver, store = page.driver, page.store
+    long_name = "a" * 396 + ".txt"
+    choose_file(driver, long_name, "long")
+    assert upload(driver) == (
+        f"Could not upload {'a' * 40}…{'a' * 11}.txt. This file name is not allowed: it is "
+        "too long (a name can have at most 255 bytes)."
+    )
+    assert progress_value(driver) == 0
+    assert "error" in driver.find_element(By.ID, "upload-status").get_attribute("class")
+    assert_fits(driver, page.width)
+    page.screenshot("long-name")
+
+    choose_file(driver, "..", "dots")
+    assert upload(driver) == (
+        'Could not upload ... This file name is not allowed: "." and ".." cannot be used as names.'
+    )
+    assert progress_value(driver) == 0
+
+    (store / "docs").mkdir()
+    (store / "docs" / "inside.txt").write_bytes(b"inside")
+    choose_file(driver, "docs", "x" * 100_000)
+    assert upload(driver) == "Could not upload docs. A folder already has this name."
+    assert progress_value(driver) == 0
+    assert (store / "docs" / "inside.txt").read_bytes() == b"inside"
+    assert_fits(driver, page.width)
+
+
+def delete_after_confirming(page: DemoPage, url: str, name: str, content: bytes) -> None:
+    """Delete asks first: dismissing keeps the file, accepting deletes it."""
+    driver, store = page.driver, page.store
+    driver.get(url + "/")
+    row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
+    alert = wait_for(driver, expected_conditions.alert_is_present())
+    assert alert.text == f"Delete {name}? This cannot be undone."
+    alert.dismiss()
+    assert wait_for(driver, lambda d: d.find_element(By.ID, "upload-status").text) == (
+        f"Kept {name}."
+    )
+    assert (store / name).read_bytes() == content
+    assert row_of(driver, name)
+    page.screenshot("list")
+
+    row_of(driver, name)[0].find_element(By.CSS_SELECTOR, "button.delete").click()
+    wait_for(driver, expected_conditions.alert_is_present()).accept()
+    wait_for(driver, lambda d: not row_of(d, name))
+    assert driver.find_element(By.ID, "upload-status").text == f"Deleted {name}."
+    assert not (store / name).exists()
+    assert_fits(driver, page.width)
+
+
+def assert_no_console_errors(driver: WebDriver) -> None:
+    """Nothing but the refused uploads' HTTP errors in the browser's console."""
+    errors = [
+        entry
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE"
+        and "the server responded with a status of" not in entry["message"]
+    ]
+    assert errors == []

@@ -226,9 +226,36 @@ def test_location_option_and_default_location(roots: dict[str, Path], tmp_path: 
 def test_unknown_location_lists_the_configured_names(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["storage", "--location", "nowhere", "list"])
     assert result.exit_code != 0
-    assert "'nowhere' does not exist; configured: first, second." in result.output
+    assert result.output.endswith(
+        "Error: no profile 'nowhere' in KEG_STORAGE_PROFILES; configured: first, second\n"
+    )
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, ValueError)
+
+
+def test_one_wording_of_an_unknown_profile(roots: dict[str, Path], tmp_path: Path) -> None:
+    """The standalone CLI, ``flask storage`` and ``Storage.get_interface`` say it alike,
+    naming where they looked."""
+    app = two_profile_app(roots)
+    flask_result = app.test_cli_runner().invoke(args=["storage", "--location", "nope", "list"])
+    assert flask_result.exit_code == 2
+    assert flask_result.output.splitlines()[-1] == (
+        "Error: no profile 'nope' in KEG_STORAGE_PROFILES; configured: first, second"
+    )
+    with app.app_context(), pytest.raises(ValueError) as raised:
+        app.storage.get_interface("nope")  # type: ignore[attr-defined]
+    assert (
+        str(raised.value) == "no profile 'nope' in KEG_STORAGE_PROFILES; configured: first, second"
+    )
+    config = tmp_path / "storage.toml"
+    config.write_text(
+        '[profiles.first]\nbackend = "memory"\n[profiles.second]\nbackend = "memory"\n'
+    )
+    cli_result = CliRunner().invoke(main, ["--config", str(config), "-p", "nope", "list"])
+    assert (cli_result.exit_code, cli_result.output) == (
+        1,
+        f"Error: no profile 'nope' in {config}; configured: first, second\n",
+    )
 
 
 def test_errors_are_one_line_without_traceback(runner: FlaskCliRunner) -> None:
