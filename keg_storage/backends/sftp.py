@@ -68,7 +68,6 @@ from .sftp_transport import (
     WINDOW_SIZE,
     Credentials,
     HostKeyPolicy,
-    Pool,
     PoolLimits,
     PoolStats,
     RetryableFailure,
@@ -221,12 +220,6 @@ class SFTPStorage(InternalLinksStorageBackend):
         fields = ("host", "port", "username", "base_path", "name")
         shown = ", ".join(f"{field}={getattr(self, field, None)!r}" for field in fields)
         return f"SFTPStorage({shown})"
-
-    @property
-    def _pool(self) -> Pool:
-        """This process's pool, as keg_storage.plugin reads it today (its ``size`` caps link
-        transfers); the public ``pool_size`` attribute says the same for plugin.py to use."""
-        return self.transport.pool
 
     def close(self) -> None:
         """Close every pooled connection; idempotent. The storage reconnects on next use."""
