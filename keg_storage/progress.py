@@ -76,6 +76,37 @@ def relay_progress(
     return outcome["result"]  # type: ignore[return-value]
 
 
+class ForwardProgress:
+    """Relays a transfer's running byte count, which goes back when a retry rewinds (a request
+    body sent again, boto3's callbacks after a failed part), to ``count_bytes`` as forward-only
+    increments: only bytes beyond the furthest point reached before are counted. Thread-safe.
+    """
+
+    def __init__(self, count_bytes: ByteCounter) -> None:
+        self.count_bytes = count_bytes
+        self.lock = threading.Lock()
+        self.position = 0
+        self.furthest = 0
+
+    def reach(self, position: int) -> None:
+        """The transfer is at byte ``position`` (possibly behind where it was)."""
+        self._move(lambda _: position)
+
+    def advance(self, amount: int) -> None:
+        """The transfer moved ``amount`` bytes (negative when a retry rewinds it); boto3's
+        transfer ``Callback``."""
+        self._move(lambda current: current + amount)
+
+    def _move(self, where: Callable[[int], int]) -> None:
+        with self.lock:
+            self.position = where(self.position)
+            increment = self.position - self.furthest
+            if increment <= 0:
+                return
+            self.furthest = self.position
+        self.count_bytes(increment)
+
+
 class TransferCancelledError(Exception):
     """Raised inside a transfer's worker to stop it after the progress callback failed."""
 
