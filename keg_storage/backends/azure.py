@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -48,6 +48,7 @@ from .base import (
     RemoteFile,
     ShareLinkOperation,
     StorageBackend,
+    file_errors,
     resolve_expiry,
 )
 from .forks import PerProcess
@@ -114,7 +115,7 @@ _EXTRA_ARG_SETTINGS = {
 }
 
 
-def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
+def azure_error(backend: Any, exc: Exception, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # Only the account URL and the cause: the SDK's message can hold a SAS signature.
@@ -145,17 +146,12 @@ def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     return StorageError(f"Azure request failed ({reason})", backend=backend, path=key)
 
 
-@contextlib.contextmanager
-def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
-    """Turn SDK errors raised inside the block into keg_storage errors, chained."""
-    try:
-        yield
-    except AzureError as exc:
-        # The SDK's frames hold the account key or the SAS token: cut off (see scrub).
-        raise _translate(scrub(exc), backend, key) from exc
-    except Exception as exc:
-        scrub(exc)
-        raise
+def translate_azure_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
+    """The :class:`StorageError` for an Azure SDK error (:func:`azure_error`), None for any
+    other exception; either is scrubbed first: the SDK's frames hold the account key or the SAS
+    token (see :func:`~keg_storage.secrets.scrub`)."""
+    scrub(error)
+    return azure_error(backend, error, key) if isinstance(error, AzureError) else None
 
 
 def _timeouts(timeout: float | tuple[float, float] | None) -> tuple[float | None, float | None]:
@@ -241,7 +237,7 @@ class AzureReader(AzureFile, RangeReader):
         self.blob_client = blob_client
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage
-        with _azure_errors(storage, self.path):
+        with file_errors(storage, self.path, translate_azure_error):
             properties = blob_client.get_blob_properties()
         self.etag = properties.etag
         RangeReader.__init__(
@@ -249,7 +245,7 @@ class AzureReader(AzureFile, RangeReader):
         )
 
     def _read_range(self, start: int, end: int) -> bytes:
-        with _azure_errors(self.storage, self.path):
+        with file_errors(self.storage, self.path, translate_azure_error):
             stream = self.blob_client.download_blob(
                 offset=start,
                 length=end - start,
@@ -352,7 +348,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
             self._written += length
 
     def _complete_parts(self, results: list[Any]) -> None:
-        with _azure_errors(self.storage, self.path):
+        with file_errors(self.storage, self.path, translate_azure_error):
             self.blob_client.commit_block_list(
                 [BlobBlock(block_id) for block_id in results],
                 content_settings=self.content_settings,
@@ -360,7 +356,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
             )
 
     def _put_whole(self, data: bytes) -> None:
-        with _azure_errors(self.storage, self.path):
+        with file_errors(self.storage, self.path, translate_azure_error):
             self.blob_client.upload_blob(
                 data,
                 length=len(data),
@@ -381,13 +377,13 @@ def _stage_block(
             path=path,
         )
     block_id = f"{prefix}{number:08d}"
-    with _azure_errors(storage, path):
+    with file_errors(storage, path, translate_azure_error):
         blob_client.stage_block(block_id, data, length=len(data))
     return block_id
 
 
 @dataclass
-class _Clients:
+class AzureClients:
     """The SDK clients of one connection: a container client, or a single blob client."""
 
     container: ContainerClient | None
@@ -534,12 +530,12 @@ class AzureStorage(StorageBackend):
             options["retry_policy"] = self.retry
         return options
 
-    def _connect(self) -> _Clients:
+    def clients(self) -> AzureClients:
         """This process's SDK clients, built on first use (again after :meth:`close`) and then
         shared by its threads."""
         return self._clients.get()
 
-    def _make_clients(self) -> _Clients:
+    def _make_clients(self) -> AzureClients:
         with scrubbed():  # the SDK's frames hold the key or SAS URL
             options = self._client_options()
             if self.account_url is not None and self._account_mode is not None:
@@ -549,15 +545,15 @@ class AzureStorage(StorageBackend):
                     credential={"account_name": account, "account_key": key.reveal()},
                     **options,
                 )
-                clients = _Clients(service.get_container_client(bucket), None)
+                clients = AzureClients(service.get_container_client(bucket), None)
             elif self._sas_container_url:
-                clients = _Clients(
+                clients = AzureClients(
                     ContainerClient.from_container_url(self._sas_container_url.reveal(), **options),
                     None,
                 )
             else:
                 assert self._sas_blob_url
-                clients = _Clients(
+                clients = AzureClients(
                     None, BlobClient.from_blob_url(self._sas_blob_url.reveal(), **options)
                 )
         client: Any = clients.container or clients.blob
@@ -585,7 +581,7 @@ class AzureStorage(StorageBackend):
             clients.close()
 
     def _container(self, key: str | None = None) -> ContainerClient:
-        container = self._connect().container
+        container = self.clients().container
         if container is None:
             raise UnsupportedOperationError(
                 "a blob SAS URL gives access to one blob only", backend=self, path=key
@@ -593,7 +589,7 @@ class AzureStorage(StorageBackend):
         return container
 
     def _blob(self, key: str) -> BlobClient:
-        clients = self._connect()
+        clients = self.clients()
         if clients.container is not None:
             return clients.container.get_blob_client(key)
         assert clients.blob is not None
@@ -606,6 +602,9 @@ class AzureStorage(StorageBackend):
         return clients.blob
 
     # -- primitives --------------------------------------------------------------------------
+
+    def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
+        return translate_azure_error(self, error, path)
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
         blob = self._blob(key)
@@ -641,7 +640,7 @@ class AzureStorage(StorageBackend):
             super()._upload(file_obj, key, extra_args, count_bytes)
             return
         fd, start, size = extent
-        block_size = self._upload_block_size(size)
+        block_size = self.upload_block_size(size)
         if block_size > MAX_BLOCK_SIZE:
             raise StorageError(
                 f"{size} bytes is more than a blob holds ({MAX_BLOCKS} blocks of "
@@ -654,7 +653,7 @@ class AzureStorage(StorageBackend):
             target.stage_local_file(fd, start, size, block_size, count_bytes)
         file_obj.seek(start + size)
 
-    def _upload_block_size(self, size: int) -> int:
+    def upload_block_size(self, size: int) -> int:
         """At least ``chunk_size``; ``STREAMED_BLOCK_SIZE`` when the file fills one such block
         per parallel transfer (smaller blocks otherwise, so that every transfer has one); and
         large enough that ``size`` fits in ``MAX_BLOCKS`` blocks."""
@@ -667,23 +666,20 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         container = self._container(prefix)
-        with _azure_errors(self, prefix):
-            if recursive:
-                items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
-            else:
-                items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
-            entries = []
-            for item in items:
-                if isinstance(item, BlobPrefix):
-                    entries.append(ListEntry(item.name, None, 0))
-                elif not item.name.endswith("/"):  # folder markers are not files
-                    entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
+        if recursive:
+            items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
+        else:
+            items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
+        entries = []
+        for item in items:
+            if isinstance(item, BlobPrefix):
+                entries.append(ListEntry(item.name, None, 0))
+            elif not item.name.endswith("/"):  # folder markers are not files
+                entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
         return entries
 
     def _stat(self, key: str) -> FileStat:
-        blob = self._blob(key)
-        with _azure_errors(self, key):
-            properties = blob.get_blob_properties()
+        properties = self._blob(key).get_blob_properties()
         return FileStat(
             size=properties.size,
             last_modified=arrow.get(properties.last_modified),
@@ -693,24 +689,23 @@ class AzureStorage(StorageBackend):
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)
-        with contextlib.suppress(FileNotFoundInStorageError), _azure_errors(self, key):
+        # Translated here: a missing blob is no error, and only a translated one says so.
+        with contextlib.suppress(FileNotFoundInStorageError), self.translating(key):
             blob.delete_blob(delete_snapshots="include")
 
     def _copy(self, key: str, new_key: str) -> None:
         """Server-side copy; waits until the service has finished it."""
         source, target = self._blob(key), self._blob(new_key)
-        try:
-            result = target.start_copy_from_url(source.url)
-        except ResourceNotFoundError as exc:
-            raise _translate(scrub(exc), self, key) from exc
-        except AzureError as exc:
-            raise _translate(scrub(exc), self, new_key) from exc
-        status = result.get("copy_status")
-        delay, longest = COPY_POLL_SECONDS
-        while status == "pending":
-            time.sleep(delay)
-            delay = min(2 * delay, longest)
-            with _azure_errors(self, new_key):
+        with self.translating(new_key):  # failures name the target, but a missing source
+            try:
+                result = target.start_copy_from_url(source.url)
+            except ResourceNotFoundError as exc:
+                raise azure_error(self, scrub(exc), key) from exc
+            status = result.get("copy_status")
+            delay, longest = COPY_POLL_SECONDS
+            while status == "pending":
+                time.sleep(delay)
+                delay = min(2 * delay, longest)
                 status = target.get_blob_properties().copy.status
         if status != "success":
             raise StorageError(
@@ -721,7 +716,7 @@ class AzureStorage(StorageBackend):
 
     def _signing_key(self, key: str | None) -> tuple[str, Secret[str]]:
         """The account name and key that sign SAS tokens; a clear error without them."""
-        clients = self._connect()
+        clients = self.clients()
         client = clients.container if clients.container is not None else clients.blob
         account = self.account or getattr(client, "account_name", None)
         if not (self._key and account):

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import enum
 import errno
+import functools
 import inspect
 import os
 import re
@@ -518,6 +519,18 @@ class StorageBackend:
 
 
 StorageBackendT = TypeVar("StorageBackendT", bound=StorageBackend)
+
+
+def file_errors(
+    storage: Any, path: str | None, translate: Callable[[Any, Exception, str | None], Any]
+) -> contextlib.AbstractContextManager[None]:
+    """The error translation a backend's file object applies to its reads, writes and
+    ``close()``: its storage's (:meth:`StorageBackend.translating`) or, for a file made without
+    one (keg-storage 0.5 let callers build readers and writers), ``translate(storage, error,
+    path)`` with the label it holds instead."""
+    if isinstance(storage, StorageBackend):
+        return storage.translating(path)
+    return translated_errors(functools.partial(translate, storage), path)
 
 
 @contextlib.contextmanager

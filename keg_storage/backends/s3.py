@@ -41,7 +41,7 @@ from .base import (
     RemoteFile,
     ShareLinkOperation,
     StorageBackend,
-    translated_errors,
+    file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .forks import PerProcess
@@ -173,14 +173,6 @@ def translate_s3_error(backend: Any, error: Exception, key: str | None) -> Stora
     return mapped if isinstance(mapped, StorageError) else None
 
 
-def file_errors(storage: Any, key: str) -> contextlib.AbstractContextManager[None]:
-    """The error translation of a file object's storage for ``key`` (S3's own for a file made
-    without a storage, whose ``storage`` is a label)."""
-    if isinstance(storage, StorageBackend):
-        return storage.translating(key)
-    return translated_errors(functools.partial(translate_s3_error, storage), key)
-
-
 class S3FileBase(RemoteFile):
     """What S3 readers and writers share: the bucket, the key, the client and error mapping.
 
@@ -204,7 +196,7 @@ class S3FileBase(RemoteFile):
         self.storage = storage if storage is not None else f"S3 bucket {bucket!r}"
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return file_errors(self.storage, self.filename)
+        return file_errors(self.storage, self.filename, translate_s3_error)
 
 
 class S3Reader(S3FileBase, RangeReader):
@@ -402,7 +394,7 @@ class _PartSender:
                 path=self.key,
             )
         assert self.upload_id is not None
-        with file_errors(self.storage, self.key):
+        with file_errors(self.storage, self.key, translate_s3_error):
             response = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
