@@ -494,7 +494,11 @@ class StorageBackend:
         self._delete(key)
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
-        with self._open(key, FileMode.read, {}) as source:
+        # Only the store's side of a transfer is translated: the file's reads translate their
+        # own errors, and those of the caller's file object are never the store's.
+        with self.translating(key):
+            source = self._open(key, FileMode.read, {})
+        with source:
             while chunk := source.read(self.transfer_chunk_size):
                 file_obj.write(chunk)
                 count_bytes(len(chunk))
@@ -502,7 +506,9 @@ class StorageBackend:
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
     ) -> None:
-        with self._open(key, FileMode.write, extra_args) as target:
+        with self.translating(key):  # the store's side only, as in _download
+            target = self._open(key, FileMode.write, extra_args)
+        with target:
             while chunk := file_obj.read(self.transfer_chunk_size):
                 target.write(chunk)
                 count_bytes(len(chunk))

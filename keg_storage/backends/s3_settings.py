@@ -140,16 +140,19 @@ def client_settings(
 ) -> Any:
     """The botocore ``Config`` of S3Storage's clients; ``set_elsewhere(option)`` tells whether
     the environment or the profile sets a checksum option."""
-    chosen = {option: value for option, value in checksums.items() if value is not None}
+    chosen: dict[str, Any] = {
+        option: value for option, value in checksums.items() if value is not None
+    }
     if endpoint_url:
         # boto3 >= 1.36 sends and checks CRC checksums whenever S3 supports them, which many
         # compatible stores refuse or get wrong (boto3#4392): only where required.
         for option in CHECKSUM_OPTIONS:
             if option not in chosen and not set_elsewhere(option):
                 chosen[option] = "when_required"
+    style = addressing_style or ("path" if endpoint_url else "auto")
     return Config(
         signature_version="s3v4",
-        s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},  # type: ignore[typeddict-item]
+        s3={"addressing_style": style},  # type: ignore[arg-type]
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
