@@ -6,6 +6,12 @@ for links, ``_link_to``). The public methods here validate paths, parse modes, o
 expiries, check ``extra_args``, sort listings and relay progress callbacks, so that every backend
 behaves the same. A backend overrides the other primitives (``_copy``, ``_move``, ``_download``,
 ``_upload``, ``_get``, ``_put``, ``_exists``) only where its service does the work better.
+
+A backend maps its SDK's exceptions to the CONTRACT's errors in one hook,
+:meth:`StorageBackend._translate_error`, which the public methods apply around their primitives
+(and file objects around their reads, writes and ``close()``): primitives raise what the SDK
+raised. The file objects, the 0.5-style support and internal links live in :mod:`.files`,
+:mod:`.legacy` and :mod:`.links`; their names stay importable from here.
 """
 
 from __future__ import annotations

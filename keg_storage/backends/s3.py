@@ -12,7 +12,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -500,50 +500,58 @@ class S3Storage(StorageBackend):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.copy_threshold = MAX_COPY_OBJECT_SIZE
-        self.check_directories = (
-            endpoint_url is not None if check_directories is None else check_directories
-        )
+        compatible = endpoint_url is not None  # an S3-compatible store rather than AWS
+        self.check_directories = compatible if check_directories is None else check_directories
         if unsupported_path_characters is None:
             unsupported_path_characters = "\\" if endpoint_url else ""
         self.unsupported_path_characters = unsupported_path_characters
         # Stores built on a file system (SeaweedFS, MinIO) keep names of at most 255 bytes.
         self.max_segment_bytes = 255 if endpoint_url else None
+        checksums = (request_checksum_calculation, response_checksum_validation)
         with self.translating(None):
-            sdk_session = botocore.session.get_session()
-            session = boto3.session.Session(
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=reveal(self._aws_secret_access_key),
-                aws_session_token=reveal(self._aws_session_token),
-                profile_name=aws_profile,
-                region_name=aws_region,
-                botocore_session=sdk_session,
-            )
-            checksums = {
-                CHECKSUM_OPTIONS[0]: request_checksum_calculation,
-                CHECKSUM_OPTIONS[1]: response_checksum_validation,
-            }
-            config = client_settings(
-                functools.partial(set_elsewhere, sdk_session),
-                endpoint_url=endpoint_url,
-                addressing_style=addressing_style,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                max_attempts=max_attempts,
-                max_concurrency=max_concurrency,
-                checksums=checksums,
-            )
-            if client_config is not None:
-                config = config.merge(client_config)
-            reporter = RetryReporter(self.retry_label, connect_timeout, read_timeout)
+            credentials = (aws_access_key_id, aws_profile, aws_region)
+            factory = self._client_factory(*credentials, addressing_style, checksums, client_config)
             # Built again by a forked child on first use there (see keg_storage.backends.forks).
-            self._clients = PerProcess(
-                functools.partial(make_clients, session, endpoint_url, config, reporter),
-                eager=True,
-            )
+            self._clients = PerProcess(factory, eager=True)
         self.endpoint = display_url(self.client.meta.endpoint_url)
         """Where requests go (``http://127.0.0.1:8333``, ``https://s3.eu-west-1.amazonaws.com``),
         as errors and retry logs name it."""
         self.transfer_config = transfer_settings(multipart_threshold, chunk_size, max_concurrency)
+
+    def _client_factory(
+        self,
+        aws_access_key_id: str | None,
+        aws_profile: str | None,
+        aws_region: str | None,
+        addressing_style: str | None,
+        checksums: tuple[str | None, str | None],
+        client_config: Any,
+    ) -> Callable[[], tuple[S3Client, S3Client]]:
+        """What makes this storage's two clients (:func:`.s3_settings.make_clients`), from the
+        boto3 session of the credentials; it holds the settings, not the storage."""
+        sdk_session = botocore.session.get_session()
+        session = boto3.session.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=reveal(self._aws_secret_access_key),
+            aws_session_token=reveal(self._aws_session_token),
+            profile_name=aws_profile,
+            region_name=aws_region,
+            botocore_session=sdk_session,
+        )
+        config = client_settings(
+            functools.partial(set_elsewhere, sdk_session),
+            endpoint_url=self.endpoint_url,
+            addressing_style=addressing_style,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            max_concurrency=self.max_concurrency,
+            checksums=dict(zip(CHECKSUM_OPTIONS, checksums, strict=True)),
+        )
+        if client_config is not None:
+            config = config.merge(client_config)
+        reporter = RetryReporter(self.retry_label, self.connect_timeout, self.read_timeout)
+        return functools.partial(make_clients, session, self.endpoint_url, config, reporter)
 
     @property
     def retry_label(self) -> str:
