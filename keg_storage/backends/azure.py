@@ -215,6 +215,9 @@ class AzureFile(RemoteFile):
     path: str
     storage: Any
 
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
+        return file_errors(self.storage, self.path, translate_azure_error)
+
 
 class AzureReader(AzureFile, RangeReader):
     """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
@@ -237,7 +240,7 @@ class AzureReader(AzureFile, RangeReader):
         self.blob_client = blob_client
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage
-        with file_errors(storage, self.path, translate_azure_error):
+        with self._translation():
             properties = blob_client.get_blob_properties()
         self.etag = properties.etag
         RangeReader.__init__(
@@ -245,17 +248,16 @@ class AzureReader(AzureFile, RangeReader):
         )
 
     def _read_range(self, start: int, end: int) -> bytes:
-        with file_errors(self.storage, self.path, translate_azure_error):
-            stream = self.blob_client.download_blob(
-                offset=start,
-                length=end - start,
-                etag=self.etag,
-                match_condition=MatchConditions.IfNotModified,
-                max_concurrency=1,
-                decompress=False,  # the stored bytes, as S3 and the other backends return them
-                raw_request_hook=_BodyRetryLog(self.storage, self.path),
-            )
-            return stream.readall()
+        stream = self.blob_client.download_blob(
+            offset=start,
+            length=end - start,
+            etag=self.etag,
+            match_condition=MatchConditions.IfNotModified,
+            max_concurrency=1,
+            decompress=False,  # the stored bytes, as S3 and the other backends return them
+            raw_request_hook=_BodyRetryLog(self.storage, self.path),
+        )
+        return stream.readall()
 
 
 class _BodyRetryLog:
@@ -339,31 +341,35 @@ class AzureWriter(AzureFile, PartUploadWriter):
         fresh writer; ``close()`` commits as usual."""
         if self.tell():
             raise ValueError("stage_local_file needs a writer nothing was written to")
-        for offset in range(start, start + size, block_size):
-            length = min(block_size, start + size - offset)
-            block = FileSlice(
-                fd, offset, length, count_bytes=count_bytes, backend=self.storage, path=self.path
-            )
-            self._submit(block)
-            self._written += length
+        with self._translation():  # as write() is: a failed block surfaces here
+            for offset in range(start, start + size, block_size):
+                length = min(block_size, start + size - offset)
+                block = FileSlice(
+                    fd,
+                    offset,
+                    length,
+                    count_bytes=count_bytes,
+                    backend=self.storage,
+                    path=self.path,
+                )
+                self._submit(block)
+                self._written += length
 
     def _complete_parts(self, results: list[Any]) -> None:
-        with file_errors(self.storage, self.path, translate_azure_error):
-            self.blob_client.commit_block_list(
-                [BlobBlock(block_id) for block_id in results],
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-            )
+        self.blob_client.commit_block_list(
+            [BlobBlock(block_id) for block_id in results],
+            content_settings=self.content_settings,
+            metadata=self.metadata,
+        )
 
     def _put_whole(self, data: bytes) -> None:
-        with file_errors(self.storage, self.path, translate_azure_error):
-            self.blob_client.upload_blob(
-                data,
-                length=len(data),
-                overwrite=True,
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-            )
+        self.blob_client.upload_blob(
+            data,
+            length=len(data),
+            overwrite=True,
+            content_settings=self.content_settings,
+            metadata=self.metadata,
+        )
 
 
 def _stage_block(
@@ -377,8 +383,7 @@ def _stage_block(
             path=path,
         )
     block_id = f"{prefix}{number:08d}"
-    with file_errors(storage, path, translate_azure_error):
-        blob_client.stage_block(block_id, data, length=len(data))
+    blob_client.stage_block(block_id, data, length=len(data))
     return block_id
 
 

@@ -113,12 +113,15 @@ class RemoteFile(io.RawIOBase):
     """Default chunk size of :meth:`iter_chunks` and of iterating over the file (5 MiB)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Give every ``write`` a subclass defines the check for ``str``, and refuse a writer
-        that would publish on ``abort()`` (in one place, for every backend's file, third-party
-        ones included)."""
+        """Give every ``read``, ``readinto`` and ``write`` a subclass defines the file's error
+        translation (:meth:`_translation`), every ``write`` the check for ``str``, and refuse a
+        writer that would publish on ``abort()`` (in one place, for every backend's file,
+        third-party ones included)."""
         super().__init_subclass__(**kwargs)
-        if "write" in cls.__dict__:
-            cls.write = _refusing_str(cls.__dict__["write"])  # type: ignore[assignment]
+        for name in ("read", "readinto", "write"):
+            if name in cls.__dict__:
+                method = _translated(cls.__dict__[name])
+                setattr(cls, name, _refusing_str(method) if name == "write" else method)
         if "_finish" in cls.__dict__ and cls._discard is RemoteFile._discard:
             raise TypeError(
                 f"{cls.__module__}.{cls.__qualname__} defines _finish (publishing what was "
@@ -185,6 +188,12 @@ class RemoteFile(io.RawIOBase):
         self._checkClosed()
         return self.iter_chunks()
 
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
+        """Where the errors of this file's reads, writes, ``close()`` and ``abort()`` are
+        translated: a backend's file returns its storage's ``translating(key)`` (see
+        ``StorageBackend._translate_error``); by default nowhere."""
+        return contextlib.nullcontext()
+
     def _release_resources(self) -> None:
         """Release what the file holds (connections, descriptors, threads) and publish nothing:
         all that closing a reader does, and what ``_finish`` and ``_discard`` do by default."""
@@ -203,7 +212,8 @@ class RemoteFile(io.RawIOBase):
         if self.closed:
             return
         try:
-            self._finish()
+            with self._translation():
+                self._finish()
         except BaseException:
             with contextlib.suppress(Exception):  # the original failure is the one to report
                 self._discard()
@@ -216,7 +226,8 @@ class RemoteFile(io.RawIOBase):
         if self.closed:
             return
         try:
-            self._discard()
+            with self._translation():
+                self._discard()
         finally:
             super().close()
 
@@ -266,6 +277,17 @@ def _check_not_str(file: RemoteFile, data: Any) -> None:
             f"{file!r} is a binary file: write() takes bytes, not str; open it with mode 'wt' "
             "to write text"
         )
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` inside the file's error translation (:meth:`RemoteFile._translation`)."""
+
+    @functools.wraps(method)
+    def translated(self: RemoteFile, *args: Any, **kwargs: Any) -> Any:
+        with self._translation():
+            return method(self, *args, **kwargs)
+
+    return translated
 
 
 def _refusing_str(write: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:

@@ -244,7 +244,7 @@ class LocalFSFile(WrappedFile):
         self._temp_name: str | None = None
         self._name = name = os.path.basename(self.path)
         try:
-            with self._errors():
+            with self._translation():
                 if self._dir_fd is None:
                     directory = os.path.dirname(self.path) or "."
                     self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -271,7 +271,7 @@ class LocalFSFile(WrappedFile):
     def _backend(self) -> Any:
         return self.storage if self.storage is not None else "LocalFSStorage"
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
         return file_errors(self._backend(), self.key, translate_os_error)
 
     def _close_dir(self) -> None:
@@ -279,27 +279,14 @@ class LocalFSFile(WrappedFile):
             os.close(self._dir_fd)
             self._dir_fd = None
 
-    def read(self, size: int | None = -1) -> bytes:
-        with self._errors():
-            return super().read(size)
-
-    def readinto(self, buffer: Any) -> int:
-        with self._errors():
-            return super().readinto(buffer)
-
-    def write(self, data: Any) -> int:
-        with self._errors():
-            return super().write(data)
-
     def _finish(self) -> None:
-        with self._errors():
-            if self._temp_name is None:
-                self.fp.close()
-            else:
-                assert self._dir_fd is not None
-                _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
-                self._temp_name = None
-            self._close_dir()
+        if self._temp_name is None:
+            self.fp.close()
+        else:
+            assert self._dir_fd is not None
+            _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
+            self._temp_name = None
+        self._close_dir()
 
     def _discard(self) -> None:
         fp = getattr(self, "fp", None)  # None when opening failed

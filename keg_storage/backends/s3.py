@@ -195,7 +195,7 @@ class S3FileBase(RemoteFile):
         self.client = client
         self.storage = storage if storage is not None else f"S3 bucket {bucket!r}"
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
         return file_errors(self.storage, self.filename, translate_s3_error)
 
 
@@ -221,7 +221,7 @@ class S3Reader(S3FileBase, RangeReader):
     ) -> None:
         self._bind(bucket, filename, client, storage)
         self.read_attempts = max(1, read_attempts)
-        with self._errors():
+        with self._translation():
             head = client.head_object(Bucket=bucket, Key=filename)
         self.etag: str = head["ETag"]
         self.content_type: str | None = head.get("ContentType")
@@ -239,25 +239,22 @@ class S3Reader(S3FileBase, RangeReader):
         began, so only that phase is retried here (retries never multiply).
         """
         attempt = 1
-        with self._errors():
-            while True:
-                response = self.client.get_object(
-                    Bucket=self.bucket,
-                    Key=self.filename,
-                    Range=f"bytes={start}-{end - 1}",
-                    IfMatch=self.etag,
-                )
-                try:
-                    with contextlib.closing(response["Body"]) as body:
-                        data = body.read()
-                    break
-                except _BROKEN_BODY_ERRORS as exc:
-                    if attempt >= self.read_attempts:
-                        raise
-                    attempt += 1
-                    _log_retry(
-                        self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts
-                    )
+        while True:
+            response = self.client.get_object(
+                Bucket=self.bucket,
+                Key=self.filename,
+                Range=f"bytes={start}-{end - 1}",
+                IfMatch=self.etag,
+            )
+            try:
+                with contextlib.closing(response["Body"]) as body:
+                    data = body.read()
+                break
+            except _BROKEN_BODY_ERRORS as exc:
+                if attempt >= self.read_attempts:
+                    raise
+                attempt += 1
+                _log_retry(self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts)
         if len(data) != end - start:
             raise StorageError(
                 f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
@@ -314,21 +311,19 @@ class S3Writer(S3FileBase, PartUploadWriter):
         return self._sender.upload_id
 
     def _start_parts(self) -> None:
-        with self._errors():
-            response = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.filename, **self.extra_args
-            )
+        response = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.filename, **self.extra_args
+        )
         self._sender.upload_id = response["UploadId"]
 
     def _complete_parts(self, results: list[Any]) -> None:
         assert self.upload_id is not None
-        with self._errors():
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.filename,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": results},
-            )
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.filename,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": results},
+        )
         self._sender.upload_id = None
 
     def _abort_parts(self) -> None:
@@ -346,7 +341,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
             return
         for attempt, delay in enumerate((*ABORT_RETRY_DELAYS, None)):
             try:
-                with self._errors():
+                with self._translation():
                     self.abort_client.abort_multipart_upload(
                         Bucket=self.bucket, Key=self.filename, UploadId=upload_id
                     )
@@ -370,10 +365,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 raise
 
     def _put_whole(self, data: bytes) -> None:
-        with self._errors():
-            self.client.put_object(
-                Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args
-            )
+        self.client.put_object(Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args)
 
 
 class _PartSender:
@@ -394,14 +386,13 @@ class _PartSender:
                 path=self.key,
             )
         assert self.upload_id is not None
-        with file_errors(self.storage, self.key, translate_s3_error):
-            response = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-            )
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+        )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
 
