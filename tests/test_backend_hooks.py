@@ -242,6 +242,55 @@ def test_a_subclass_of_a_complete_writer_may_override_finish_alone() -> None:
     assert Child._discard is Base._discard
 
 
+class FailingFile(RemoteFile):
+    """A reader and writer whose every operation fails as an SDK would; its ``_translation``
+    is what a backend's file returns (the storage's ``translating(key)``)."""
+
+    path = "f.bin"
+
+    def _translation(self) -> Any:
+        return translated_errors(translate_service_down, self.path)
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise ServiceDown("read failed")
+
+    def write(self, data: Any) -> int:
+        raise ServiceDown("write failed")
+
+    def _finish(self) -> None:
+        raise ServiceDown("publish failed")
+
+    def _discard(self) -> None:
+        raise ServiceDown("drop failed")
+
+
+def translate_service_down(error: Exception, path: str | None) -> StorageError | None:
+    if isinstance(error, ServiceDown):
+        return StorageError(f"translated: {error}", path=path)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("operation", "message"),
+    [
+        (lambda file: file.read(1), "read failed"),
+        (lambda file: file.read(size=1), "read failed"),
+        (lambda file: file.readinto(bytearray(1)), "read failed"),  # through read()
+        (lambda file: file.write(b"x"), "write failed"),
+        (lambda file: file.close(), "publish failed"),
+        (lambda file: file.abort(), "drop failed"),
+    ],
+)
+def test_file_objects_translate_their_errors(operation: Any, message: str) -> None:
+    file = FailingFile("w+b")
+    with pytest.raises(StorageError) as caught:
+        operation(file)
+    assert str(caught.value) == f"translated: {message} (path 'f.bin')"
+    assert isinstance(caught.value.__cause__, ServiceDown)
+    with pytest.raises(TypeError, match="write\\(\\) takes bytes, not str"):
+        file.write("text")  # the str check comes first, untranslated
+
+
 # -- progress and publish helpers ---------------------------------------------------------------
 
 
