@@ -50,12 +50,11 @@ class Secret(Generic[T]):
     locals of a traceback; :meth:`reveal` gives the value. It cannot be pickled (that would
     write it out in plain form); copies share it."""
 
-    __slots__ = ("__weakref__", "_forms", "_value")
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: T) -> None:
         self._value = value
-        self._forms = _forms(value)
-        _register(self)
+        _register(self, _forms(value))
 
     def reveal(self) -> T:
         """The plain value: call it inside the expression that passes it to the SDK."""
@@ -118,23 +117,25 @@ def _forms(value: Any) -> tuple[str, ...]:
 # -- the registry and redaction -----------------------------------------------------------------
 
 _lock = threading.Lock()
-_registry: dict[int, weakref.ref[Secret[Any]]] = {}
+_registry: dict[int, tuple[weakref.ref[Secret[Any]], tuple[str, ...]]] = {}
+"""Every live secret's spellings (see _forms), by id, with a weak reference to the secret."""
 _pattern_cache: list[re.Pattern[str]] = []
 
 
-def _register(secret: Secret[Any]) -> None:
-    if not secret._forms:
+def _register(secret: Secret[Any], forms: tuple[str, ...]) -> None:
+    if not forms:
         return
     key = id(secret)
 
     def forget(ref: weakref.ref[Secret[Any]]) -> None:
         # Runs in the garbage collector, maybe inside _pattern(): no lock, atomic dict steps.
-        if _registry.get(key) is ref:
+        entry = _registry.get(key)
+        if entry is not None and entry[0] is ref:
             _registry.pop(key, None)
         _pattern_cache.clear()
 
     with _lock:
-        _registry[key] = weakref.ref(secret, forget)
+        _registry[key] = (weakref.ref(secret, forget), forms)
         _pattern_cache.clear()
     install_log_redaction()
 
@@ -144,10 +145,9 @@ def _pattern() -> re.Pattern[str]:
     with _lock:
         if not _pattern_cache:
             forms: set[str] = set()
-            for ref in list(_registry.values()):
-                secret = ref()
-                if secret is not None:
-                    forms.update(secret._forms)
+            for ref, spellings in list(_registry.values()):
+                if ref() is not None:
+                    forms.update(spellings)
             alternatives = list(_CREDENTIAL_PATTERNS)
             alternatives += [re.escape(form) for form in sorted(forms, key=len, reverse=True)]
             _pattern_cache.append(re.compile("|".join(alternatives), re.IGNORECASE))

@@ -115,7 +115,7 @@ def test_child_works_and_parent_keeps_working(storage: StorageBackend, tmp_path:
 
 NETWORK_STATE: dict[str, Callable[[Any], tuple[object, ...]]] = {
     "s3": lambda storage: (storage.client, storage.single_try_client),
-    "azure": lambda storage: (storage._connect(),),
+    "azure": lambda storage: (storage.clients(),),
     "sftp": lambda storage: (storage.transport.pool,),
 }
 """What each network backend keeps for the network: its clients, or its pool of sessions."""

@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -48,6 +48,7 @@ from .base import (
     RemoteFile,
     ShareLinkOperation,
     StorageBackend,
+    file_errors,
     resolve_expiry,
 )
 from .forks import PerProcess
@@ -114,7 +115,7 @@ _EXTRA_ARG_SETTINGS = {
 }
 
 
-def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
+def azure_error(backend: Any, exc: Exception, key: str | None) -> StorageError:
     """The keg_storage error for an Azure SDK error (the caller chains it with ``from``)."""
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # Only the account URL and the cause: the SDK's message can hold a SAS signature.
@@ -145,17 +146,12 @@ def _translate(exc: Exception, backend: Any, key: str | None) -> StorageError:
     return StorageError(f"Azure request failed ({reason})", backend=backend, path=key)
 
 
-@contextlib.contextmanager
-def _azure_errors(backend: Any, key: str | None) -> Iterator[None]:
-    """Turn SDK errors raised inside the block into keg_storage errors, chained."""
-    try:
-        yield
-    except AzureError as exc:
-        # The SDK's frames hold the account key or the SAS token: cut off (see scrub).
-        raise _translate(scrub(exc), backend, key) from exc
-    except Exception as exc:
-        scrub(exc)
-        raise
+def translate_azure_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
+    """The :class:`StorageError` for an Azure SDK error (:func:`azure_error`), None for any
+    other exception; either is scrubbed first: the SDK's frames hold the account key or the SAS
+    token (see :func:`~keg_storage.secrets.scrub`)."""
+    scrub(error)
+    return azure_error(backend, error, key) if isinstance(error, AzureError) else None
 
 
 def _timeouts(timeout: float | tuple[float, float] | None) -> tuple[float | None, float | None]:
@@ -219,6 +215,9 @@ class AzureFile(RemoteFile):
     path: str
     storage: Any
 
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
+        return file_errors(self.storage, self.path, translate_azure_error)
+
 
 class AzureReader(AzureFile, RangeReader):
     """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
@@ -241,7 +240,7 @@ class AzureReader(AzureFile, RangeReader):
         self.blob_client = blob_client
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage
-        with _azure_errors(storage, self.path):
+        with self._translation():
             properties = blob_client.get_blob_properties()
         self.etag = properties.etag
         RangeReader.__init__(
@@ -249,17 +248,16 @@ class AzureReader(AzureFile, RangeReader):
         )
 
     def _read_range(self, start: int, end: int) -> bytes:
-        with _azure_errors(self.storage, self.path):
-            stream = self.blob_client.download_blob(
-                offset=start,
-                length=end - start,
-                etag=self.etag,
-                match_condition=MatchConditions.IfNotModified,
-                max_concurrency=1,
-                decompress=False,  # the stored bytes, as S3 and the other backends return them
-                raw_request_hook=_BodyRetryLog(self.storage, self.path),
-            )
-            return stream.readall()
+        stream = self.blob_client.download_blob(
+            offset=start,
+            length=end - start,
+            etag=self.etag,
+            match_condition=MatchConditions.IfNotModified,
+            max_concurrency=1,
+            decompress=False,  # the stored bytes, as S3 and the other backends return them
+            raw_request_hook=_BodyRetryLog(self.storage, self.path),
+        )
+        return stream.readall()
 
 
 class _BodyRetryLog:
@@ -343,31 +341,35 @@ class AzureWriter(AzureFile, PartUploadWriter):
         fresh writer; ``close()`` commits as usual."""
         if self.tell():
             raise ValueError("stage_local_file needs a writer nothing was written to")
-        for offset in range(start, start + size, block_size):
-            length = min(block_size, start + size - offset)
-            block = FileSlice(
-                fd, offset, length, count_bytes=count_bytes, backend=self.storage, path=self.path
-            )
-            self._submit(block)
-            self._written += length
+        with self._translation():  # as write() is: a failed block surfaces here
+            for offset in range(start, start + size, block_size):
+                length = min(block_size, start + size - offset)
+                block = FileSlice(
+                    fd,
+                    offset,
+                    length,
+                    count_bytes=count_bytes,
+                    backend=self.storage,
+                    path=self.path,
+                )
+                self._submit(block)
+                self._written += length
 
     def _complete_parts(self, results: list[Any]) -> None:
-        with _azure_errors(self.storage, self.path):
-            self.blob_client.commit_block_list(
-                [BlobBlock(block_id) for block_id in results],
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-            )
+        self.blob_client.commit_block_list(
+            [BlobBlock(block_id) for block_id in results],
+            content_settings=self.content_settings,
+            metadata=self.metadata,
+        )
 
     def _put_whole(self, data: bytes) -> None:
-        with _azure_errors(self.storage, self.path):
-            self.blob_client.upload_blob(
-                data,
-                length=len(data),
-                overwrite=True,
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-            )
+        self.blob_client.upload_blob(
+            data,
+            length=len(data),
+            overwrite=True,
+            content_settings=self.content_settings,
+            metadata=self.metadata,
+        )
 
 
 def _stage_block(
@@ -381,13 +383,12 @@ def _stage_block(
             path=path,
         )
     block_id = f"{prefix}{number:08d}"
-    with _azure_errors(storage, path):
-        blob_client.stage_block(block_id, data, length=len(data))
+    blob_client.stage_block(block_id, data, length=len(data))
     return block_id
 
 
 @dataclass
-class _Clients:
+class AzureClients:
     """The SDK clients of one connection: a container client, or a single blob client."""
 
     container: ContainerClient | None
@@ -534,12 +535,12 @@ class AzureStorage(StorageBackend):
             options["retry_policy"] = self.retry
         return options
 
-    def _connect(self) -> _Clients:
+    def clients(self) -> AzureClients:
         """This process's SDK clients, built on first use (again after :meth:`close`) and then
         shared by its threads."""
         return self._clients.get()
 
-    def _make_clients(self) -> _Clients:
+    def _make_clients(self) -> AzureClients:
         with scrubbed():  # the SDK's frames hold the key or SAS URL
             options = self._client_options()
             if self.account_url is not None and self._account_mode is not None:
@@ -549,15 +550,15 @@ class AzureStorage(StorageBackend):
                     credential={"account_name": account, "account_key": key.reveal()},
                     **options,
                 )
-                clients = _Clients(service.get_container_client(bucket), None)
+                clients = AzureClients(service.get_container_client(bucket), None)
             elif self._sas_container_url:
-                clients = _Clients(
+                clients = AzureClients(
                     ContainerClient.from_container_url(self._sas_container_url.reveal(), **options),
                     None,
                 )
             else:
                 assert self._sas_blob_url
-                clients = _Clients(
+                clients = AzureClients(
                     None, BlobClient.from_blob_url(self._sas_blob_url.reveal(), **options)
                 )
         client: Any = clients.container or clients.blob
@@ -585,7 +586,7 @@ class AzureStorage(StorageBackend):
             clients.close()
 
     def _container(self, key: str | None = None) -> ContainerClient:
-        container = self._connect().container
+        container = self.clients().container
         if container is None:
             raise UnsupportedOperationError(
                 "a blob SAS URL gives access to one blob only", backend=self, path=key
@@ -593,7 +594,7 @@ class AzureStorage(StorageBackend):
         return container
 
     def _blob(self, key: str) -> BlobClient:
-        clients = self._connect()
+        clients = self.clients()
         if clients.container is not None:
             return clients.container.get_blob_client(key)
         assert clients.blob is not None
@@ -606,6 +607,9 @@ class AzureStorage(StorageBackend):
         return clients.blob
 
     # -- primitives --------------------------------------------------------------------------
+
+    def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
+        return translate_azure_error(self, error, path)
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
         blob = self._blob(key)
@@ -641,7 +645,7 @@ class AzureStorage(StorageBackend):
             super()._upload(file_obj, key, extra_args, count_bytes)
             return
         fd, start, size = extent
-        block_size = self._upload_block_size(size)
+        block_size = self.upload_block_size(size)
         if block_size > MAX_BLOCK_SIZE:
             raise StorageError(
                 f"{size} bytes is more than a blob holds ({MAX_BLOCKS} blocks of "
@@ -654,7 +658,7 @@ class AzureStorage(StorageBackend):
             target.stage_local_file(fd, start, size, block_size, count_bytes)
         file_obj.seek(start + size)
 
-    def _upload_block_size(self, size: int) -> int:
+    def upload_block_size(self, size: int) -> int:
         """At least ``chunk_size``; ``STREAMED_BLOCK_SIZE`` when the file fills one such block
         per parallel transfer (smaller blocks otherwise, so that every transfer has one); and
         large enough that ``size`` fits in ``MAX_BLOCKS`` blocks."""
@@ -667,23 +671,20 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         container = self._container(prefix)
-        with _azure_errors(self, prefix):
-            if recursive:
-                items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
-            else:
-                items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
-            entries = []
-            for item in items:
-                if isinstance(item, BlobPrefix):
-                    entries.append(ListEntry(item.name, None, 0))
-                elif not item.name.endswith("/"):  # folder markers are not files
-                    entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
+        if recursive:
+            items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
+        else:
+            items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
+        entries = []
+        for item in items:
+            if isinstance(item, BlobPrefix):
+                entries.append(ListEntry(item.name, None, 0))
+            elif not item.name.endswith("/"):  # folder markers are not files
+                entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
         return entries
 
     def _stat(self, key: str) -> FileStat:
-        blob = self._blob(key)
-        with _azure_errors(self, key):
-            properties = blob.get_blob_properties()
+        properties = self._blob(key).get_blob_properties()
         return FileStat(
             size=properties.size,
             last_modified=arrow.get(properties.last_modified),
@@ -693,24 +694,23 @@ class AzureStorage(StorageBackend):
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)
-        with contextlib.suppress(FileNotFoundInStorageError), _azure_errors(self, key):
+        # Translated here: a missing blob is no error, and only a translated one says so.
+        with contextlib.suppress(FileNotFoundInStorageError), self.translating(key):
             blob.delete_blob(delete_snapshots="include")
 
     def _copy(self, key: str, new_key: str) -> None:
         """Server-side copy; waits until the service has finished it."""
         source, target = self._blob(key), self._blob(new_key)
-        try:
-            result = target.start_copy_from_url(source.url)
-        except ResourceNotFoundError as exc:
-            raise _translate(scrub(exc), self, key) from exc
-        except AzureError as exc:
-            raise _translate(scrub(exc), self, new_key) from exc
-        status = result.get("copy_status")
-        delay, longest = COPY_POLL_SECONDS
-        while status == "pending":
-            time.sleep(delay)
-            delay = min(2 * delay, longest)
-            with _azure_errors(self, new_key):
+        with self.translating(new_key):  # failures name the target, but a missing source
+            try:
+                result = target.start_copy_from_url(source.url)
+            except ResourceNotFoundError as exc:
+                raise azure_error(self, scrub(exc), key) from exc
+            status = result.get("copy_status")
+            delay, longest = COPY_POLL_SECONDS
+            while status == "pending":
+                time.sleep(delay)
+                delay = min(2 * delay, longest)
                 status = target.get_blob_properties().copy.status
         if status != "success":
             raise StorageError(
@@ -721,7 +721,7 @@ class AzureStorage(StorageBackend):
 
     def _signing_key(self, key: str | None) -> tuple[str, Secret[str]]:
         """The account name and key that sign SAS tokens; a clear error without them."""
-        clients = self._connect()
+        clients = self.clients()
         client = clients.container if clients.container is not None else clients.blob
         account = self.account or getattr(client, "account_name", None)
         if not (self._key and account):

@@ -19,7 +19,7 @@ import errno
 import fcntl
 import io
 import os
-import secrets
+import posixpath
 import shutil
 import stat as stat_module
 from collections.abc import Iterable, Iterator
@@ -36,16 +36,14 @@ from ..errors import (
 )
 from ..progress import ByteCounter
 from ..secrets import Secret, hold
-from .base import (
-    TEMP_PREFIX,
-    TEMP_SUFFIX,
-    FileMode,
-    FileStat,
-    InternalLinksStorageBackend,
-    ListEntry,
-    SecretKey,
+from .base import FileMode, FileStat, ListEntry, file_errors
+from .links import InternalLinksStorageBackend, SecretKey
+from .publish import (
     atomic_replace,
     current_umask,
+    is_temp_name,
+    new_temp_name,
+    prune_empty_parents,
 )
 from .streams import WrappedFile
 
@@ -76,38 +74,28 @@ def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
     return dst.tell()
 
 
-@contextlib.contextmanager
-def os_errors(backend: Any, key: str) -> Iterator[None]:
-    """Turn OS errors into the CONTRACT's errors, naming backend and path (not the local path,
-    which is the server's business)."""
-    try:
-        yield
-    except (StorageError, io.UnsupportedOperation):
-        raise
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        raise FileNotFoundInStorageError(backend, key) from exc
-    except PermissionError as exc:
-        raise StoragePermissionError(
-            exc.strerror or "permission denied", backend=backend, path=key
-        ) from exc
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InvalidPathError(
-                "a symlink in the path is not followed", backend=backend, path=key
-            ) from exc
-        if exc.errno == errno.ENAMETOOLONG:
-            raise InvalidPathError(
-                "a name in the path is too long for the file system", backend=backend, path=key
-            ) from exc
-        raise StorageError(exc.strerror or str(exc), backend=backend, path=key) from exc
+def translate_os_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
+    """The CONTRACT's error for an OS error, naming backend and path (not the local path, which
+    is the server's business); None for anything else."""
+    if not isinstance(error, OSError) or isinstance(error, io.UnsupportedOperation):
+        return None
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return FileNotFoundInStorageError(backend, key or "")
+    if isinstance(error, PermissionError):
+        return StoragePermissionError(
+            error.strerror or "permission denied", backend=backend, path=key
+        )
+    if error.errno == errno.ELOOP:
+        return InvalidPathError("a symlink in the path is not followed", backend=backend, path=key)
+    if error.errno == errno.ENAMETOOLONG:
+        return InvalidPathError(
+            "a name in the path is too long for the file system", backend=backend, path=key
+        )
+    return StorageError(error.strerror or str(error), backend=backend, path=key)
 
 
 class LocalFSError(StorageError):
     """The LocalFS backend is misconfigured (its root is missing or not a directory)."""
-
-
-def _is_temp_file(name: str) -> bool:
-    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
 def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_result]:
@@ -132,9 +120,10 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
 
 
 def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
-    """A new temp file (``.keg-storage-*.tmp``, mode 0600) in the directory ``dir_fd``."""
+    """A new temp file (:func:`~.publish.new_temp_name`, mode 0600) in the directory
+    ``dir_fd``."""
     while True:
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        name = new_temp_name()
         try:
             fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:
@@ -183,7 +172,7 @@ def _scan(dir_fd: int, base: str) -> tuple[list[ListEntry], list[str]]:
     files, subdirs = [], []
     with os.scandir(dir_fd) as entries:
         for entry in entries:
-            if _is_temp_file(entry.name):
+            if is_temp_name(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry.name)
@@ -194,6 +183,36 @@ def _scan(dir_fd: int, base: str) -> tuple[list[ListEntry], list[str]]:
                     continue
                 files.append(ListEntry(base + entry.name, arrow.get(info.st_mtime), info.st_size))
     return files, subdirs
+
+
+class DescriptorClimb:
+    """Removes directories upwards from the held descriptor ``start``, each through ``..`` of
+    the one before (never by path, so a concurrent rename cannot redirect it), and stops at the
+    directory whose status is ``root``'s."""
+
+    def __init__(self, start: int, root: os.stat_result) -> None:
+        self.start = start
+        self.current = start
+        self.root = (root.st_dev, root.st_ino)
+
+    def remove_directory(self, directory: str) -> bool:
+        """Remove the empty directory ``directory`` (a key), the one ``current`` holds; whether
+        it was removed and the walk may go on (not once the root is reached)."""
+        try:
+            parent = os.open("..", _DIR_FLAGS, dir_fd=self.current)
+            self.close()
+            self.current = parent
+            os.rmdir(posixpath.basename(directory), dir_fd=parent)
+            info = os.fstat(parent)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) != self.root
+
+    def close(self) -> None:
+        """Close the descriptor climbed to (never ``start``, which its caller holds)."""
+        if self.current != self.start:
+            os.close(self.current)
+            self.current = self.start
 
 
 class LocalFSFile(WrappedFile):
@@ -225,7 +244,7 @@ class LocalFSFile(WrappedFile):
         self._temp_name: str | None = None
         self._name = name = os.path.basename(self.path)
         try:
-            with self._errors():
+            with self._translation():
                 if self._dir_fd is None:
                     directory = os.path.dirname(self.path) or "."
                     self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -252,35 +271,22 @@ class LocalFSFile(WrappedFile):
     def _backend(self) -> Any:
         return self.storage if self.storage is not None else "LocalFSStorage"
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return os_errors(self._backend(), self.key)
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
+        return file_errors(self._backend(), self.key, translate_os_error)
 
     def _close_dir(self) -> None:
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
 
-    def read(self, size: int | None = -1) -> bytes:
-        with self._errors():
-            return super().read(size)
-
-    def readinto(self, buffer: Any) -> int:
-        with self._errors():
-            return super().readinto(buffer)
-
-    def write(self, data: Any) -> int:
-        with self._errors():
-            return super().write(data)
-
     def _finish(self) -> None:
-        with self._errors():
-            if self._temp_name is None:
-                self.fp.close()
-            else:
-                assert self._dir_fd is not None
-                _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
-                self._temp_name = None
-            self._close_dir()
+        if self._temp_name is None:
+            self.fp.close()
+        else:
+            assert self._dir_fd is not None
+            _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
+            self._temp_name = None
+        self._close_dir()
 
     def _discard(self) -> None:
         fp = getattr(self, "fp", None)  # None when opening failed
@@ -338,8 +344,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
     def __repr__(self) -> str:
         return f"LocalFSStorage(root={self._root!r}, name={self.name!r})"
 
-    def _errors(self, key: str) -> contextlib.AbstractContextManager[None]:
-        return os_errors(self, key)
+    def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
+        return translate_os_error(self, error, path)
 
     def _open_dir(self, names: list[str], key: str, *, create: bool = False) -> int:
         """A new descriptor of the directory ``root/names...``, each component opened relative to
@@ -415,42 +421,29 @@ class LocalFSStorage(InternalLinksStorageBackend):
             os.close(dir_fd)
         return os.fdopen(fd, "rb")
 
-    def _prune_empty_parents(self, dir_fd: int, names: list[str]) -> None:
-        """Remove directories left empty by a delete or move, from ``dir_fd`` (the directory
-        ``names``) up to the root, so that listings look the same as on object stores, which
-        have no empty directories. It climbs through ``..`` of held descriptors and stops at the
-        root, so it removes only empty directories inside the root, whatever was renamed; it is
-        best effort and stops at the first failure."""
-        if not names:
+    def _prune_empty_parents(self, dir_fd: int, key: str) -> None:
+        """Remove directories left empty by a delete or move of ``key``, from ``dir_fd`` (the
+        directory holding it) up to the root (:func:`~.publish.prune_empty_parents`), so that
+        listings look the same as on object stores, which have no empty directories. Each
+        removal climbs through ``..`` of held descriptors and the walk stops at the root, so it
+        removes only empty directories inside the root, whatever was renamed meanwhile."""
+        if "/" not in key:
             return
-        root = os.stat(self._root)
-        current = dir_fd
+        climb = DescriptorClimb(dir_fd, os.stat(self._root))
         try:
-            for name in reversed(names):
-                parent = os.open("..", _DIR_FLAGS, dir_fd=current)
-                if current != dir_fd:
-                    os.close(current)
-                current = parent
-                os.rmdir(name, dir_fd=current)
-                info = os.fstat(current)
-                if (info.st_dev, info.st_ino) == (root.st_dev, root.st_ino):
-                    return
-        except OSError:
-            return
+            prune_empty_parents(key, climb.remove_directory)
         finally:
-            if current != dir_fd:
-                os.close(current)
+            climb.close()
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        with self._errors(prefix):
-            try:
-                fd = self._open_dir(prefix.split("/")[:-1], prefix)
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-            try:
-                return self._walk(fd, prefix, recursive)
-            finally:
-                os.close(fd)
+        try:
+            fd = self._open_dir(prefix.split("/")[:-1], prefix)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        try:
+            return self._walk(fd, prefix, recursive)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _walk(top: int, prefix: str, recursive: bool) -> list[ListEntry]:
@@ -487,14 +480,13 @@ class LocalFSStorage(InternalLinksStorageBackend):
         return entries
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> LocalFSFile:
-        with self._errors(key):
-            dir_fd, name = self._open_parent(key, create=mode == FileMode.write)
-            try:
-                if mode == FileMode.write:
-                    self._check_target(dir_fd, name, key)
-            except BaseException:
-                os.close(dir_fd)
-                raise
+        dir_fd, name = self._open_parent(key, create=mode == FileMode.write)
+        try:
+            if mode == FileMode.write:
+                self._check_target(dir_fd, name, key)
+        except BaseException:
+            os.close(dir_fd)
+            raise
         return LocalFSFile(
             os.path.join(self._root, key),
             mode,
@@ -505,36 +497,34 @@ class LocalFSStorage(InternalLinksStorageBackend):
         )
 
     def _stat(self, key: str) -> FileStat:
-        with self._errors(key):
-            dir_fd, name = self._open_parent(key)
-            try:
-                info = self._lstat_file(dir_fd, name, key)
-            finally:
-                os.close(dir_fd)
+        dir_fd, name = self._open_parent(key)
+        try:
+            info = self._lstat_file(dir_fd, name, key)
+        finally:
+            os.close(dir_fd)
         etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
         return FileStat(info.st_size, arrow.get(info.st_mtime), etag, None)
 
     def _delete(self, key: str) -> None:
-        with self._errors(key):
-            try:
-                dir_fd, name = self._open_parent(key)
-            except (FileNotFoundError, NotADirectoryError):
-                return
-            try:
-                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if stat_module.S_ISLNK(info.st_mode):
-                    raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
-                os.unlink(name, dir_fd=dir_fd)
-                self._prune_empty_parents(dir_fd, key.split("/")[:-1])
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return
-            finally:
-                os.close(dir_fd)
+        try:
+            dir_fd, name = self._open_parent(key)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat_module.S_ISLNK(info.st_mode):
+                raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
+            os.unlink(name, dir_fd=dir_fd)
+            self._prune_empty_parents(dir_fd, key)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        finally:
+            os.close(dir_fd)
 
     def _copy_to(self, source: IO[bytes], key: str) -> int:
         """Copy an open local file to ``key`` with the kernel's copy, atomically; returns its
         size."""
-        with self._errors(key):
+        with self.translating(key):  # the target's key (copy() translates for the source)
             dir_fd, name = self._open_parent(key, create=True)
             try:
                 self._check_target(dir_fd, name, key)
@@ -544,39 +534,35 @@ class LocalFSStorage(InternalLinksStorageBackend):
                 os.close(dir_fd)
 
     def _copy(self, key: str, new_key: str) -> None:
-        with self._errors(key):
-            source = self._open_source(key)
+        source = self._open_source(key)
         with source:
             self._copy_to(source, new_key)
 
     def _move(self, key: str, new_key: str) -> None:
-        with self._errors(key):
-            dir_fd, name = self._open_parent(key)
+        dir_fd, name = self._open_parent(key)
         try:
-            with self._errors(key):
-                self._lstat_file(dir_fd, name, key)
-            with self._errors(new_key):
+            self._lstat_file(dir_fd, name, key)
+            with self.translating(new_key):
                 new_dir_fd, new_name = self._open_parent(new_key, create=True)
                 try:
                     self._check_target(new_dir_fd, new_name, new_key)
                     os.replace(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
                 finally:
                     os.close(new_dir_fd)
-            with self._errors(key):
-                self._prune_empty_parents(dir_fd, key.split("/")[:-1])
+            self._prune_empty_parents(dir_fd, key)
         finally:
             os.close(dir_fd)
 
     def _put(
         self, source: str, key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
     ) -> None:
-        with self._errors(key):
+        with self.translating(key):  # put() translates no error of the transfer's local side
             local = open(source, "rb")  # noqa: SIM115 - closed below
         with local:
             count_bytes(self._copy_to(local, key))
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
-        with self._errors(key):
+        with self.translating(key):  # get() translates no error of the transfer's local side
             source = self._open_source(key)
         with source, atomic_replace(dest) as temp_file:
             copied = kernel_copy(source, temp_file)

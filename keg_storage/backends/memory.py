@@ -12,13 +12,8 @@ from typing import Any
 import arrow
 
 from ..secrets import Secret, hold
-from .base import (
-    FileMode,
-    FileStat,
-    InternalLinksStorageBackend,
-    ListEntry,
-    SecretKey,
-)
+from .base import FileMode, FileStat, ListEntry
+from .links import InternalLinksStorageBackend, SecretKey
 from .streams import WrappedFile
 
 
@@ -53,7 +48,7 @@ class MemoryFile(WrappedFile):
 
     def _finish(self) -> None:
         if self.writable():
-            self.storage._publish(self.path, self.buffer.getvalue(), self.content_type)
+            self.storage.store(self.path, self.buffer.getvalue(), self.content_type)
         self.buffer.close()
 
     def _discard(self) -> None:
@@ -78,7 +73,8 @@ class MemoryStorage(InternalLinksStorageBackend):
         self._files: dict[str, _StoredFile] = {}
         self._lock = threading.Lock()
 
-    def _publish(self, key: str, data: bytes, content_type: str | None) -> None:
+    def store(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Store ``data`` under the key ``key`` at once (what closing a writer publishes)."""
         with self._lock:
             self._files[key] = _StoredFile(data, arrow.utcnow(), content_type)
 
@@ -118,7 +114,7 @@ class MemoryStorage(InternalLinksStorageBackend):
 
     def _copy(self, key: str, new_key: str) -> None:
         stored = self._lookup(key)
-        self._publish(new_key, stored.data, stored.content_type)
+        self.store(new_key, stored.data, stored.content_type)
 
     def _move(self, key: str, new_key: str) -> None:
         with self._lock:

@@ -5,14 +5,19 @@ only when it is complete (CONTRACT §3); listings hide temp names; a write that 
 aborted removes its temp file; ``delete`` and ``move`` prune the directories they leave empty, up
 to the root, so that one-level listings look the same as on object stores. The backends keep the
 operations themselves (descriptor-relative calls on LocalFS, SFTP requests); the names and the
-order of the walk are decided here, once.
+order of the walk are decided here, once. :func:`atomic_replace` does the same for a local file
+(the destination of ``get``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
 import secrets
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO
 
 TEMP_PREFIX = ".keg-storage-"
 TEMP_SUFFIX = ".tmp"
@@ -44,3 +49,49 @@ def prune_empty_parents(key: str, remove_directory: Callable[[str], bool]) -> No
         if not remove_directory(parent):
             return
         parent = posixpath.dirname(parent)
+
+
+@contextlib.contextmanager
+def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[IO[bytes]]:
+    """Yield a new temp file beside ``target``, open for writing; on success it replaces
+    ``target`` (with the permissions a new file would get), on failure it is removed and
+    ``target`` is untouched.
+
+    The temp file is written through the descriptor that created it: reopening it with
+    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
+    halves the speed of a large copy.
+    """
+    fd, temp_path = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(target)), prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
+    )
+    try:
+        with os.fdopen(fd, "wb") as temp_file:
+            yield temp_file
+        publish_temp_file(temp_path, target, fsync=fsync)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_path)
+        raise
+
+
+def publish_temp_file(temp_path: str, target: str, *, fsync: bool) -> None:
+    """Give a finished temp file normal permissions and rename it over ``target``."""
+    os.chmod(temp_path, 0o666 & ~current_umask())
+    if fsync:
+        with open(temp_path, "rb") as written:
+            os.fsync(written.fileno())
+    os.replace(temp_path, target)
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,7 +21,6 @@ import arrow
 from ..errors import (
     FileNotFoundInStorageError,
     InvalidPathError,
-    MissingDependencyError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -35,18 +32,35 @@ from ..errors import (
 )
 from ..http import content_disposition
 from ..paths import RemotePath
-from ..progress import ByteCounter
+from ..progress import ByteCounter, ForwardProgress
 from ..secrets import hold, reveal, scrub
-from .base import FileMode, FileStat, ListEntry, RemoteFile, ShareLinkOperation, StorageBackend
+from .base import (
+    FileMode,
+    FileStat,
+    ListEntry,
+    RemoteFile,
+    ShareLinkOperation,
+    StorageBackend,
+    file_errors,
+)
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .forks import PerProcess
+from .s3_settings import (
+    CHECKSUM_OPTIONS,
+    MIN_PART_SIZE,
+    RetryReporter,
+    check_options,
+    client_settings,
+    make_clients,
+    set_elsewhere,
+    transfer_settings,
+)
 from .streams import PartUploadWriter, RangeReader
 
 try:
     import boto3
     import botocore.exceptions
-    from boto3.s3.transfer import TransferConfig
-    from botocore.config import Config
+    import botocore.session
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     boto3 = None  # type: ignore[assignment]
 
@@ -56,8 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
 
 MiB = 1024 * 1024
-MIN_PART_SIZE = 5 * MiB
-"""S3 refuses parts below 5 MiB, except the last."""
 MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
@@ -153,17 +165,12 @@ def map_error(exc: BaseException, backend: Any, key: str | None) -> BaseExceptio
     return exc
 
 
-@contextlib.contextmanager
-def s3_errors(backend: Any, key: str | None) -> Iterator[None]:
-    """Turn SDK exceptions raised in the block into keg_storage errors, chained."""
-    try:
-        yield
-    except Exception as exc:
-        # botocore's and urllib3's frames hold the request: its signature and session token.
-        mapped = map_error(scrub(exc), backend, key)
-        if mapped is exc:
-            raise
-        raise mapped from exc
+def translate_s3_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
+    """The :class:`StorageError` for an SDK exception (see :func:`map_error`), or None for any
+    other; either way the exception is scrubbed first: botocore's and urllib3's frames hold the
+    request, with its signature and session token."""
+    mapped = map_error(scrub(error), backend, key)
+    return mapped if isinstance(mapped, StorageError) else None
 
 
 class S3FileBase(RemoteFile):
@@ -188,8 +195,8 @@ class S3FileBase(RemoteFile):
         self.client = client
         self.storage = storage if storage is not None else f"S3 bucket {bucket!r}"
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return s3_errors(self.storage, self.filename)
+    def _translation(self) -> contextlib.AbstractContextManager[None]:
+        return file_errors(self.storage, self.filename, translate_s3_error)
 
 
 class S3Reader(S3FileBase, RangeReader):
@@ -214,7 +221,7 @@ class S3Reader(S3FileBase, RangeReader):
     ) -> None:
         self._bind(bucket, filename, client, storage)
         self.read_attempts = max(1, read_attempts)
-        with self._errors():
+        with self._translation():
             head = client.head_object(Bucket=bucket, Key=filename)
         self.etag: str = head["ETag"]
         self.content_type: str | None = head.get("ContentType")
@@ -232,25 +239,22 @@ class S3Reader(S3FileBase, RangeReader):
         began, so only that phase is retried here (retries never multiply).
         """
         attempt = 1
-        with self._errors():
-            while True:
-                response = self.client.get_object(
-                    Bucket=self.bucket,
-                    Key=self.filename,
-                    Range=f"bytes={start}-{end - 1}",
-                    IfMatch=self.etag,
-                )
-                try:
-                    with contextlib.closing(response["Body"]) as body:
-                        data = body.read()
-                    break
-                except _BROKEN_BODY_ERRORS as exc:
-                    if attempt >= self.read_attempts:
-                        raise
-                    attempt += 1
-                    _log_retry(
-                        self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts
-                    )
+        while True:
+            response = self.client.get_object(
+                Bucket=self.bucket,
+                Key=self.filename,
+                Range=f"bytes={start}-{end - 1}",
+                IfMatch=self.etag,
+            )
+            try:
+                with contextlib.closing(response["Body"]) as body:
+                    data = body.read()
+                break
+            except _BROKEN_BODY_ERRORS as exc:
+                if attempt >= self.read_attempts:
+                    raise
+                attempt += 1
+                _log_retry(self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts)
         if len(data) != end - start:
             raise StorageError(
                 f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
@@ -307,21 +311,19 @@ class S3Writer(S3FileBase, PartUploadWriter):
         return self._sender.upload_id
 
     def _start_parts(self) -> None:
-        with self._errors():
-            response = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.filename, **self.extra_args
-            )
+        response = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.filename, **self.extra_args
+        )
         self._sender.upload_id = response["UploadId"]
 
     def _complete_parts(self, results: list[Any]) -> None:
         assert self.upload_id is not None
-        with self._errors():
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.filename,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": results},
-            )
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.filename,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": results},
+        )
         self._sender.upload_id = None
 
     def _abort_parts(self) -> None:
@@ -339,7 +341,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
             return
         for attempt, delay in enumerate((*ABORT_RETRY_DELAYS, None)):
             try:
-                with self._errors():
+                with self._translation():
                     self.abort_client.abort_multipart_upload(
                         Bucket=self.bucket, Key=self.filename, UploadId=upload_id
                     )
@@ -363,10 +365,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 raise
 
     def _put_whole(self, data: bytes) -> None:
-        with self._errors():
-            self.client.put_object(
-                Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args
-            )
+        self.client.put_object(Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args)
 
 
 class _PartSender:
@@ -387,34 +386,14 @@ class _PartSender:
                 path=self.key,
             )
         assert self.upload_id is not None
-        with s3_errors(self.storage, self.key):
-            response = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-            )
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+        )
         return {"PartNumber": number, "ETag": response["ETag"]}
-
-
-class _MonotonicCounter:
-    """Relays boto3 transfer progress, which goes back on retries, as forward-only increments."""
-
-    def __init__(self, count_bytes: ByteCounter) -> None:
-        self._count_bytes = count_bytes
-        self._lock = threading.Lock()
-        self._total = 0
-        self._reported = 0
-
-    def __call__(self, amount: int) -> None:
-        with self._lock:
-            self._total += amount
-            increment = self._total - self._reported
-            if increment <= 0:
-                return
-            self._reported = self._total
-        self._count_bytes(increment)
 
 
 def _log_retry(storage: Any, action: str, exc: BaseException, attempt: int, attempts: int) -> None:
@@ -426,92 +405,6 @@ def _log_retry(storage: Any, action: str, exc: BaseException, attempt: int, atte
     )
     endpoint = getattr(storage, "endpoint", None) or "its endpoint"
     log_retry(storage, action, cause, endpoint, attempt, attempts)
-
-
-_KEY = "keg_storage.key"
-_FAILURE = "keg_storage.failure"
-
-
-class _RetryReporter:
-    """Logs every retry botocore makes on ``keg_storage.retry``, through botocore's events
-    (its own retry handler decides and waits; nothing here retries): ``needs-retry`` notes why
-    an attempt failed, and ``before-send`` of the next attempt of that request logs it.
-
-    It holds the storage's label and settings, not the storage: the client outlives no one."""
-
-    def __init__(self, label: str, connect_timeout: float, read_timeout: float) -> None:
-        self.label = label
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-
-    def register(self, client: S3Client) -> None:
-        retries = getattr(client.meta.config, "retries", None) or {}
-        total = retries.get("total_max_attempts")
-        if total is None and "max_attempts" in retries:
-            total = retries["max_attempts"] + 1
-        self.attempts: int | None = total
-        self.endpoint = display_url(client.meta.endpoint_url)
-        events = client.meta.events
-        events.register("before-parameter-build.s3", self.note_key)
-        events.register_last("needs-retry.s3", self.note_failure)
-        events.register("before-send.s3", self.report)
-
-    def note_key(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context[_KEY] = params.get("Key", params.get("Prefix"))
-
-    def note_failure(
-        self,
-        request_dict: dict[str, Any],
-        response: Any = None,
-        caught_exception: BaseException | None = None,
-        **_: Any,
-    ) -> None:
-        if caught_exception is not None:
-            cause = failure_cause(
-                caught_exception,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-            )
-        elif response is not None and response[0].status_code >= 400:
-            code = (response[1] or {}).get("Error", {}).get("Code")
-            cause = f"HTTP {response[0].status_code}" + (f" {code}" if code else "")
-        else:
-            return
-        request_dict["context"][_FAILURE] = cause
-
-    def report(self, request: Any, **_: Any) -> None:
-        context = request.context
-        attempt = context.get("retries", {}).get("attempt", 1)
-        if attempt > 1 and _FAILURE in context:
-            key = context.get(_KEY)
-            action = f"{request.method} {key}" if key else request.method
-            log_retry(self.label, action, context[_FAILURE], self.endpoint, attempt, self.attempts)
-
-
-def _make_clients(
-    session: Any, endpoint_url: str | None, config: Any, reporter: _RetryReporter
-) -> tuple[S3Client, S3Client]:
-    """The client of every request (its retries logged), and one that makes a single try per
-    call."""
-    single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-    client = session.client("s3", endpoint_url=endpoint_url, config=config)
-    reporter.register(client)
-    return client, session.client("s3", endpoint_url=endpoint_url, config=single_try)
-
-
-CHECKSUM_OPTIONS = ("request_checksum_calculation", "response_checksum_validation")
-"""botocore's checksum settings; ``'when_required'`` by default for ``endpoint_url`` stores."""
-
-
-def _set_elsewhere(session: Any, option: str) -> bool:
-    """Whether the environment (``AWS_REQUEST_CHECKSUM_CALCULATION``...) or the profile's config
-    file sets the botocore option ``option``: then that setting applies, not our default."""
-    if os.environ.get(f"AWS_{option.upper()}"):
-        return True
-    try:
-        return option in session._session.get_scoped_config()
-    except botocore.exceptions.ProfileNotFound:
-        return False
 
 
 class S3Storage(StorageBackend):
@@ -585,14 +478,7 @@ class S3Storage(StorageBackend):
         self._aws_session_token = hold(aws_session_token)
         del aws_secret_access_key, aws_session_token
         super().__init__(name)
-        if boto3 is None:
-            raise MissingDependencyError("S3Storage", "s3", "boto3")
-        if chunk_size < MIN_PART_SIZE:
-            raise ValueError(f"chunk_size must be at least {MIN_PART_SIZE} bytes (5 MiB)")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if addressing_style not in (None, "auto", "path", "virtual"):
-            raise ValueError(f"unknown addressing_style {addressing_style!r}")
+        check_options(boto3 is not None, chunk_size, max_concurrency, addressing_style)
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.chunk_size = chunk_size
@@ -605,66 +491,58 @@ class S3Storage(StorageBackend):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.copy_threshold = MAX_COPY_OBJECT_SIZE
-        self.check_directories = (
-            endpoint_url is not None if check_directories is None else check_directories
-        )
+        compatible = endpoint_url is not None  # an S3-compatible store rather than AWS
+        self.check_directories = compatible if check_directories is None else check_directories
         if unsupported_path_characters is None:
             unsupported_path_characters = "\\" if endpoint_url else ""
         self.unsupported_path_characters = unsupported_path_characters
         # Stores built on a file system (SeaweedFS, MinIO) keep names of at most 255 bytes.
         self.max_segment_bytes = 255 if endpoint_url else None
-        style = addressing_style or ("path" if endpoint_url else "auto")
-        with s3_errors(self, None):
-            session = boto3.session.Session(
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=reveal(self._aws_secret_access_key),
-                aws_session_token=reveal(self._aws_session_token),
-                profile_name=aws_profile,
-                region_name=aws_region,
-            )
-            checksums: dict[str, Any] = {
-                option: value
-                for option, value in zip(
-                    CHECKSUM_OPTIONS,
-                    (request_checksum_calculation, response_checksum_validation),
-                    strict=True,
-                )
-                if value is not None
-            }
-            if endpoint_url:
-                # boto3 >= 1.36 sends and checks CRC checksums whenever S3 supports them, which
-                # many compatible stores refuse or get wrong (boto3#4392): only where required.
-                for option in CHECKSUM_OPTIONS:
-                    if option not in checksums and not _set_elsewhere(session, option):
-                        checksums[option] = "when_required"
-            config = Config(
-                signature_version="s3v4",
-                s3={"addressing_style": style},  # type: ignore[arg-type]
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"mode": "standard", "total_max_attempts": max_attempts},
-                max_pool_connections=max(10, 2 * max_concurrency),
-                **checksums,
-            )
-            if client_config is not None:
-                config = config.merge(client_config)
-            reporter = _RetryReporter(self.retry_label, connect_timeout, read_timeout)
+        checksums = (request_checksum_calculation, response_checksum_validation)
+        with self.translating(None):
+            credentials = (aws_access_key_id, aws_profile, aws_region)
+            factory = self._client_factory(*credentials, addressing_style, checksums, client_config)
             # Built again by a forked child on first use there (see keg_storage.backends.forks).
-            self._clients = PerProcess(
-                functools.partial(_make_clients, session, endpoint_url, config, reporter),
-                eager=True,
-            )
+            self._clients = PerProcess(factory, eager=True)
         self.endpoint = display_url(self.client.meta.endpoint_url)
         """Where requests go (``http://127.0.0.1:8333``, ``https://s3.eu-west-1.amazonaws.com``),
         as errors and retry logs name it."""
-        self.transfer_config = TransferConfig(
-            multipart_threshold=max(multipart_threshold, MIN_PART_SIZE),
-            multipart_chunksize=chunk_size,
-            max_concurrency=max_concurrency,
-            use_threads=True,
+        self.transfer_config = transfer_settings(multipart_threshold, chunk_size, max_concurrency)
+
+    def _client_factory(
+        self,
+        aws_access_key_id: str | None,
+        aws_profile: str | None,
+        aws_region: str | None,
+        addressing_style: str | None,
+        checksums: tuple[str | None, str | None],
+        client_config: Any,
+    ) -> Callable[[], tuple[S3Client, S3Client]]:
+        """What makes this storage's two clients (:func:`.s3_settings.make_clients`), from the
+        boto3 session of the credentials; it holds the settings, not the storage."""
+        sdk_session = botocore.session.get_session()
+        session = boto3.session.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=reveal(self._aws_secret_access_key),
+            aws_session_token=reveal(self._aws_session_token),
+            profile_name=aws_profile,
+            region_name=aws_region,
+            botocore_session=sdk_session,
         )
-        # Bound what the transfer manager reads ahead of the parts in flight (default 10 parts).
-        self.transfer_config.max_in_memory_upload_chunks = max_concurrency + 1
+        config = client_settings(
+            functools.partial(set_elsewhere, sdk_session),
+            endpoint_url=self.endpoint_url,
+            addressing_style=addressing_style,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            max_concurrency=self.max_concurrency,
+            checksums=dict(zip(CHECKSUM_OPTIONS, checksums, strict=True)),
+        )
+        if client_config is not None:
+            config = config.merge(client_config)
+        reporter = RetryReporter(self.retry_label, self.connect_timeout, self.read_timeout)
+        return functools.partial(make_clients, session, self.endpoint_url, config, reporter)
 
     @property
     def retry_label(self) -> str:
@@ -692,8 +570,8 @@ class S3Storage(StorageBackend):
         for client in self._clients.current() or ():
             client.close()
 
-    def _errors(self, key: str | None) -> contextlib.AbstractContextManager[None]:
-        return s3_errors(self, key)
+    def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
+        return translate_s3_error(self, error, path)
 
     # -- primitives --------------------------------------------------------------------------
 
@@ -703,14 +581,13 @@ class S3Storage(StorageBackend):
             arguments["Delimiter"] = "/"
         entries = []
         directories: list[str] = []
-        with self._errors(prefix):
-            for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
-                for obj in page.get("Contents", []):
-                    if obj["Key"].endswith("/"):
-                        continue  # a "folder" marker object, not a file
-                    modified = arrow.get(obj["LastModified"]).to("UTC")
-                    entries.append(ListEntry(obj["Key"], modified, obj["Size"]))
-                directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
+        for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):
+                    continue  # a "folder" marker object, not a file
+                modified = arrow.get(obj["LastModified"]).to("UTC")
+                entries.append(ListEntry(obj["Key"], modified, obj["Size"]))
+            directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
         if directories and self.check_directories:
             with ThreadPoolExecutor(self.max_concurrency, "keg-storage-list") as executor:
                 holds_files = list(executor.map(self._holds_files, directories))
@@ -721,7 +598,7 @@ class S3Storage(StorageBackend):
     def _holds_files(self, prefix: str) -> bool:
         """Whether any file (not only folder markers) has a key starting with ``prefix``."""
         paginator = self.client.get_paginator("list_objects_v2")
-        with self._errors(prefix):
+        with self.translating(prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 if any(not obj["Key"].endswith("/") for obj in page.get("Contents", [])):
                     return True
@@ -750,8 +627,7 @@ class S3Storage(StorageBackend):
         )
 
     def _stat(self, key: str) -> FileStat:
-        with self._errors(key):
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        head = self.client.head_object(Bucket=self.bucket, Key=key)
         return FileStat(
             size=head["ContentLength"],
             last_modified=arrow.get(head["LastModified"]).to("UTC"),
@@ -760,8 +636,7 @@ class S3Storage(StorageBackend):
         )
 
     def _delete(self, key: str) -> None:
-        with self._errors(key):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def copy(
         self,
@@ -782,16 +657,14 @@ class S3Storage(StorageBackend):
 
     def _copy(self, key: str, new_key: str) -> None:
         """Copy on the server: ``copy_object`` up to 5 GiB, a multipart copy above."""
-        with self._errors(key):
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        head = self.client.head_object(Bucket=self.bucket, Key=key)
         if head["ContentLength"] <= self.copy_threshold:
-            with self._errors(key):
-                self.client.copy_object(
-                    Bucket=self.bucket,
-                    Key=new_key,
-                    CopySource={"Bucket": self.bucket, "Key": key},
-                    CopySourceIfMatch=head["ETag"],
-                )
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=new_key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySourceIfMatch=head["ETag"],
+            )
             return
         self._multipart_copy(key, new_key, head)
 
@@ -800,22 +673,21 @@ class S3Storage(StorageBackend):
         part_size = max(self.chunk_size, math.ceil(size / MAX_PARTS), MIN_PART_SIZE)
         ranges = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
         attributes = {field: head[field] for field in _COPIED_HEAD_FIELDS if field in head}
-        with self._errors(new_key):
+        with self.translating(new_key):
             upload_id = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=new_key, **attributes
             )["UploadId"]
 
         def copy_part(number: int, start: int, end: int) -> Any:
-            with self._errors(key):
-                response = self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=new_key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": key},
-                    CopySourceRange=f"bytes={start}-{end - 1}",
-                    CopySourceIfMatch=head["ETag"],
-                )
+            response = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=new_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySourceRange=f"bytes={start}-{end - 1}",
+                CopySourceIfMatch=head["ETag"],
+            )
             return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
 
         try:
@@ -825,7 +697,7 @@ class S3Storage(StorageBackend):
                     for number, (start, end) in enumerate(ranges, start=1)
                 ]
                 parts = [future.result() for future in futures]
-            with self._errors(new_key):
+            with self.translating(new_key):
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=new_key,
@@ -842,13 +714,13 @@ class S3Storage(StorageBackend):
     def _upload(
         self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
     ) -> None:
-        with self._errors(key):
+        with self.translating(key):
             self.client.upload_fileobj(
                 file_obj,
                 self.bucket,
                 key,
                 ExtraArgs=extra_args or None,
-                Callback=_MonotonicCounter(count_bytes),
+                Callback=ForwardProgress(count_bytes).advance,
                 Config=self.transfer_config,
             )
 
@@ -890,10 +762,9 @@ class S3Storage(StorageBackend):
         seconds = math.ceil((expires_at - arrow.utcnow()).total_seconds())
         if seconds > MAX_PRESIGN_SECONDS:
             raise ValueError("S3 presigned links expire after at most 7 days")
-        with self._errors(key):
-            url: str = self.client.generate_presigned_url(
-                method, Params=params, ExpiresIn=max(1, seconds)
-            )
+        url: str = self.client.generate_presigned_url(
+            method, Params=params, ExpiresIn=max(1, seconds)
+        )
         return url
 
 

@@ -22,9 +22,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from ..errors import StorageError
-from ..progress import ByteCounter
+from ..progress import ByteCounter, ForwardProgress
 from . import cleanup
-from .base import FileMode, RemoteFile
+from .files import FileMode, RemoteFile
 
 
 class WrappedFile(RemoteFile):
@@ -149,7 +149,7 @@ class RangeReader(RemoteFile):
             future.set_exception(exc)
         return future
 
-    def _finish(self) -> None:
+    def _release_resources(self) -> None:
         for future in self._chunks.values():
             future.cancel()
         self._chunks.clear()
@@ -188,7 +188,7 @@ class FileSlice(io.RawIOBase):
         self.backend = backend
         self.path = path
         self._position = 0
-        self._counted = 0
+        self._progress = ForwardProgress(count_bytes) if count_bytes is not None else None
 
     def __len__(self) -> int:
         # What HTTP clients (requests' super_len) take for the Content-Length.
@@ -225,9 +225,8 @@ class FileSlice(io.RawIOBase):
                 path=self.path,
             )
         self._position += len(data)
-        if self.count_bytes is not None and self._position > self._counted:
-            self.count_bytes(self._position - self._counted)
-            self._counted = self._position
+        if self._progress is not None:
+            self._progress.reach(self._position)
         return data
 
     def readinto(self, buffer: Any) -> int:

@@ -416,7 +416,7 @@ def test_writer_refuses_more_blocks_than_a_blob_holds(
 )
 def test_upload_block_size_follows_the_file_size(size: int, block: int) -> None:
     storage = AzureStorage("account", "a2V5", "container", max_concurrency=4)
-    assert storage._upload_block_size(size) == block
+    assert storage.upload_block_size(size) == block
 
 
 def test_unknown_extra_args_are_refused(backend_azure: AzureStorage) -> None:
