@@ -97,7 +97,9 @@ def run_threads(work: Callable[[int], None], seconds: float) -> None:
     assert not hung, f"threads hung: {hung}"
 
 
-def test_directory_swapped_for_symlink_never_leads_outside(tmp_path: Path) -> None:
+def make_trees(tmp_path: Path) -> tuple[Path, Path]:
+    """The root (with ``box``, the directory the swapper exchanges with the symlink ``swap``)
+    and the outside directory, full of files an escape would read, change or remove."""
     root = tmp_path / "root"
     outside = tmp_path / "outside"
     box = root / "box"
@@ -111,107 +113,127 @@ def test_directory_swapped_for_symlink_never_leads_outside(tmp_path: Path) -> No
             (outside / name).write_bytes(OUTSIDE_SECRET)
     (outside / "prunable").mkdir()  # empty: pruned only through an escape
     os.symlink(outside, root / "swap")
-    before = snapshot(outside)
-    storage = LocalFSStorage(root)
-    escapes: collections.Counter[str] = collections.Counter()
-    untyped: list[BaseException] = []
-    operations: collections.Counter[str] = collections.Counter()
-    refusals: collections.Counter[str] = collections.Counter()
-    stop = time.monotonic() + SECONDS
+    return root, outside
 
-    def secret_read(what: str, data: bytes) -> None:
+
+class Tally:
+    """What the threads saw: operations run, typed refusals, escapes, untyped errors."""
+
+    def __init__(self) -> None:
+        self.operations: collections.Counter[str] = collections.Counter()
+        self.refusals: collections.Counter[str] = collections.Counter()
+        self.escapes: collections.Counter[str] = collections.Counter()
+        self.untyped: list[BaseException] = []
+
+    def secret_read(self, what: str, data: bytes) -> None:
         if OUTSIDE_SECRET in data:
-            escapes[what] += 1
+            self.escapes[what] += 1
 
-    def work(index: int) -> None:
-        local = tmp_path / f"local-{index}.bin"
-        local.write_bytes(INSIDE_SECRET)
-        got = tmp_path / f"got-{index}.bin"
-        actions: dict[str, Callable[[], None]] = {
+
+class RaceActions:
+    """Every LocalFS operation on keys under ``box``, for one thread (``index``)."""
+
+    def __init__(self, storage: LocalFSStorage, root: Path, tmp_path: Path, index: int) -> None:
+        self.storage, self.root, self.index = storage, root, index
+        self.local = tmp_path / f"local-{index}.bin"
+        self.local.write_bytes(INSIDE_SECRET)
+        self.got = tmp_path / f"got-{index}.bin"
+
+    def all(self, tally: Tally) -> dict[str, Callable[[], object]]:
+        storage, index, secret_read = self.storage, self.index, tally.secret_read
+        return {
             "read": lambda: secret_read("read", storage.open("box/secret.txt").read()),
-            "r+": lambda: read_write(),
+            "r+": lambda: self.read_write(tally),
             "get": lambda: (
-                storage.get("box/secret.txt", got),
-                secret_read("get", got.read_bytes()),
+                storage.get("box/secret.txt", self.got),
+                secret_read("get", self.got.read_bytes()),
             ),
-            "download": lambda: download(),
-            "copy": lambda: copy(),
-            "stat": lambda: stat(),
-            "exists": lambda: storage.exists("box/secret.txt") and None,
-            "list": lambda: listing(storage.list("box")),
-            "glob": lambda: listing(storage.glob("box/*.txt")),
-            "write": lambda: write(),
+            "download": lambda: self.download(tally),
+            "copy": lambda: self.copy(tally),
+            "stat": lambda: self.stat(tally),
+            "exists": lambda: storage.exists("box/secret.txt"),
+            "list": lambda: self.listing(tally, storage.list("box")),
+            "glob": lambda: self.listing(tally, storage.glob("box/*.txt")),
+            "write": self.write,
             "upload": lambda: storage.upload(io.BytesIO(b"new"), f"box/up-{index}.txt"),
-            "put": lambda: storage.put(local, f"box/canary/x-{index}.txt"),
-            "move": lambda: (
-                storage.upload(io.BytesIO(b"mine"), f"box/moveme-{index}.txt"),
-                storage.move(f"box/moveme-{index}.txt", f"moved/m-{index}.txt"),
-                secret_read("move", (root / "moved" / f"m-{index}.txt").read_bytes()),
-            ),
+            "put": lambda: storage.put(self.local, f"box/canary/x-{index}.txt"),
+            "move": lambda: self.move(tally),
             "move in": lambda: storage.move(f"moved/m-{index}.txt", f"box/back-{index}.txt"),
-            "delete": lambda: (
-                storage.upload(io.BytesIO(b"mine"), f"box/victim-{index}.txt"),
-                storage.delete(f"box/victim-{index}.txt"),
-            ),
-            "prune": lambda: (
-                storage.upload(io.BytesIO(b"mine"), f"box/prunable/p-{index}.txt"),
-                storage.delete(f"box/prunable/p-{index}.txt"),
-            ),
+            "delete": lambda: self.upload_and_delete(f"box/victim-{index}.txt"),
+            "prune": lambda: self.upload_and_delete(f"box/prunable/p-{index}.txt"),
         }
 
-        def read_write() -> None:
-            with storage.open("box/secret.txt", "r+") as file:
-                data = file.read()
-                secret_read("r+", data)
-                file.seek(0)
-                file.write(INSIDE_SECRET)
+    def read_write(self, tally: Tally) -> None:
+        with self.storage.open("box/secret.txt", "r+") as file:
+            tally.secret_read("r+", file.read())
+            file.seek(0)
+            file.write(INSIDE_SECRET)
 
-        def download() -> None:
-            buffer = io.BytesIO()
-            storage.download("box/secret.txt", buffer)
-            secret_read("download", buffer.getvalue())
+    def download(self, tally: Tally) -> None:
+        buffer = io.BytesIO()
+        self.storage.download("box/secret.txt", buffer)
+        tally.secret_read("download", buffer.getvalue())
 
-        def copy() -> None:
-            storage.copy("box/secret.txt", f"copies/c-{index}.txt")
-            secret_read("copy", (root / "copies" / f"c-{index}.txt").read_bytes())
+    def copy(self, tally: Tally) -> None:
+        self.storage.copy("box/secret.txt", f"copies/c-{self.index}.txt")
+        tally.secret_read("copy", (self.root / "copies" / f"c-{self.index}.txt").read_bytes())
 
-        def stat() -> None:
-            if storage.stat("box/secret.txt").size == len(OUTSIDE_SECRET):
-                escapes["stat"] += 1
+    def stat(self, tally: Tally) -> None:
+        if self.storage.stat("box/secret.txt").size == len(OUTSIDE_SECRET):
+            tally.escapes["stat"] += 1
 
-        def listing(entries: list[object]) -> None:
-            if any("outside-only" in str(entry) for entry in entries):
-                escapes["list"] += 1
+    def listing(self, tally: Tally, entries: list[object]) -> None:
+        if any("outside-only" in str(entry) for entry in entries):
+            tally.escapes["list"] += 1
 
-        def write() -> None:
-            with storage.open(f"box/w-{index}.txt", "wb") as file:
-                file.write(b"written")
+    def write(self) -> None:
+        with self.storage.open(f"box/w-{self.index}.txt", "wb") as file:
+            file.write(b"written")
 
+    def move(self, tally: Tally) -> None:
+        self.storage.upload(io.BytesIO(b"mine"), f"box/moveme-{self.index}.txt")
+        self.storage.move(f"box/moveme-{self.index}.txt", f"moved/m-{self.index}.txt")
+        tally.secret_read("move", (self.root / "moved" / f"m-{self.index}.txt").read_bytes())
+
+    def upload_and_delete(self, key: str) -> None:
+        self.storage.upload(io.BytesIO(b"mine"), key)
+        self.storage.delete(key)
+
+
+def test_directory_swapped_for_symlink_never_leads_outside(tmp_path: Path) -> None:
+    root, outside = make_trees(tmp_path)
+    before = snapshot(outside)
+    storage = LocalFSStorage(root)
+    tally = Tally()
+    stop = time.monotonic() + SECONDS
+
+    def work(index: int) -> None:
+        actions = RaceActions(storage, root, tmp_path, index).all(tally)
         names = list(actions)
         while time.monotonic() < stop:
             name = random.choice(names)
-            operations[name] += 1
+            tally.operations[name] += 1
             try:
                 actions[name]()
             except StorageError:  # a typed refusal: the path was a symlink at that moment
-                refusals[name] += 1
+                tally.refusals[name] += 1
             except Exception as exc:
-                untyped.append(exc)
+                tally.untyped.append(exc)
 
-    with swapping(box, root / "swap"):
+    with swapping(root / "box", root / "swap"):
         run_threads(work, SECONDS)
 
     after = snapshot(outside)
     changed = sorted(name for name in before if after.get(name, b"gone") != before[name])
     created = sorted(set(after) - set(before))
-    print(f"\noperations: {dict(operations)}\nrefused: {dict(refusals)}")
-    print(f"escapes: {dict(escapes)}")
+    print(f"\noperations: {dict(tally.operations)}\nrefused: {dict(tally.refusals)}")
+    print(f"escapes: {dict(tally.escapes)}")
     print(f"outside changed or gone: {changed}\noutside created: {created}")
-    assert sum(refusals.values()) > 0, "the swapper never got in the way"
-    assert not escapes, f"reads through the symlink: {dict(escapes)}"
+    assert sum(tally.refusals.values()) > 0, "the swapper never got in the way"
+    assert not tally.escapes, f"reads through the symlink: {dict(tally.escapes)}"
     assert not changed, f"outside entries changed, moved or removed: {changed}"
     assert not created, f"entries created outside: {created}"
-    assert not untyped, f"untyped errors: {untyped[:5]}"
+    assert not tally.untyped, f"untyped errors: {tally.untyped[:5]}"
     leftovers = [p.name for p in root.rglob(".keg-storage-*")]
     assert not leftovers, f"temp files left: {leftovers}"
 
