@@ -196,10 +196,6 @@ def _logged_retry_class() -> Any:
     return _LoggedRetry
 
 
-def _strip_etag(etag: str | None) -> str | None:
-    return etag.strip('"') if etag else etag
-
-
 def _without_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -688,7 +684,7 @@ class AzureStorage(StorageBackend):
         return FileStat(
             size=properties.size,
             last_modified=arrow.get(properties.last_modified),
-            etag=_strip_etag(properties.etag),
+            etag=properties.etag,
             content_type=properties.content_settings.content_type,
         )
 

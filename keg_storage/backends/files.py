@@ -85,7 +85,12 @@ class ListEntry(NamedTuple):
 
 @dataclass(frozen=True)
 class FileStat:
-    """What :meth:`StorageBackend.stat` tells about a file; None where the service has none."""
+    """What :meth:`StorageBackend.stat` tells about a file; None where the service has none.
+
+    ``etag`` has one form on every backend, HTTP's quoted strong form (``'"abc"'``): the
+    service's own ETag on S3 and Azure, an MD5 of the content on Memory, and the modification
+    time and size on LocalFS and SFTP (whose servers keep no ETag).
+    """
 
     size: int
     last_modified: arrow.Arrow

@@ -25,7 +25,7 @@ class _StoredFile:
 
     @property
     def etag(self) -> str:
-        return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+        return f'"{hashlib.md5(self.data, usedforsecurity=False).hexdigest()}"'
 
 
 class MemoryFile(WrappedFile):

@@ -326,7 +326,9 @@ class SFTPStorage(InternalLinksStorageBackend):
         attr = self.transport.call(
             key, lambda session: self._stat_attr(session, key), action="stat"
         )
-        return FileStat(size=attr.st_size or 0, last_modified=mtime(attr))
+        size = attr.st_size or 0
+        etag = f'"{attr.st_mtime or 0:x}-{size:x}"'  # the server keeps none: LocalFS's form
+        return FileStat(size=size, last_modified=mtime(attr), etag=etag)
 
     def _delete(self, key: str) -> None:
         log.info("Deleting remote file '%s'", key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import threading
 from pathlib import Path
 from typing import IO, Any, cast
@@ -216,8 +217,14 @@ class OperationCases(BackendCases):
         first = storage.stat("doc.txt").etag
         write(storage, "doc.txt", b"two, longer")
         second = storage.stat("doc.txt").etag
-        if first is not None:
-            assert first != second
+        assert first != second
+
+    def test_etag_has_one_form(self, storage: StorageBackend) -> None:
+        # HTTP's quoted strong form on every backend (CONTRACT §4), what if_match will take.
+        for key, data in (("empty.txt", b""), ("small.txt", b"small")):
+            write(storage, key, data)
+            etag = storage.stat(key).etag
+            assert etag is not None and re.fullmatch(r'"[!#-~]+"', etag), etag
 
     def test_list_recursive(self, storage: StorageBackend) -> None:
         _tree(storage)
