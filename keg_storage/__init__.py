@@ -30,12 +30,15 @@ from .backends import (
     memory,
 )
 from .backends.base import RemoteTextFile
+from .backends.conditions import Capabilities
 from .errors import (
     ExpiredLinkTokenError,
+    FileExistsInStorageError,
     InvalidPathError,
     LinkTokenError,
     MalformedLinkTokenError,
     MissingDependencyError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -71,7 +74,9 @@ def __getattr__(name: str) -> _Any:
 
 __all__ = [
     "AzureStorage",
+    "Capabilities",
     "ExpiredLinkTokenError",
+    "FileExistsInStorageError",
     "FileMode",
     "FileNotFoundInStorageError",
     "FileStat",
@@ -85,6 +90,7 @@ __all__ = [
     "MalformedLinkTokenError",
     "MemoryStorage",
     "MissingDependencyError",
+    "PreconditionFailedError",
     "ProgressCallback",
     "RemoteFile",
     "RemoteTextFile",

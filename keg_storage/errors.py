@@ -73,6 +73,17 @@ class UnsupportedOperationError(StorageError, NotImplementedError):
     """The backend cannot do this (a mode, an option, a kind of link)."""
 
 
+class FileExistsInStorageError(StorageError, FileExistsError):
+    """A create-only write (``overwrite=False``) found a file at the path; nothing was published
+    and the file there is unchanged (CONTRACT §9)."""
+
+
+class PreconditionFailedError(StorageError):
+    """A compare-and-swap write (``if_match=etag``) found no file at the path, or one whose
+    ETag is no longer ``etag``; nothing was published and the file there is unchanged
+    (CONTRACT §9)."""
+
+
 class StorageConnectionError(StorageError, ConnectionError):
     """The service could not be reached or refused the connection (auth, host key, network).
 
@@ -202,11 +213,13 @@ class ExpiredLinkTokenError(LinkTokenError):
 
 __all__ = [
     "ExpiredLinkTokenError",
+    "FileExistsInStorageError",
     "FileNotFoundInStorageError",
     "InvalidPathError",
     "LinkTokenError",
     "MalformedLinkTokenError",
     "MissingDependencyError",
+    "PreconditionFailedError",
     "StorageConnectionError",
     "StorageError",
     "StoragePermissionError",

@@ -40,6 +40,8 @@ def test_base_names(name: str) -> None:
         (errors.StoragePermissionError, PermissionError),
         (errors.UnsupportedOperationError, NotImplementedError),
         (errors.StorageConnectionError, ConnectionError),
+        (errors.FileExistsInStorageError, FileExistsError),
+        (errors.PreconditionFailedError, errors.StorageError),
         (errors.LinkTokenError, errors.StorageError),
         (errors.ExpiredLinkTokenError, errors.LinkTokenError),
     ],
@@ -98,7 +100,9 @@ def test_version() -> None:
 
 PUBLIC_NAMES = {
     "AzureStorage",
+    "Capabilities",
     "ExpiredLinkTokenError",
+    "FileExistsInStorageError",
     "FileMode",
     "FileNotFoundInStorageError",
     "FileStat",
@@ -113,6 +117,7 @@ PUBLIC_NAMES = {
     "MalformedLinkTokenError",
     "MemoryStorage",
     "MissingDependencyError",
+    "PreconditionFailedError",
     "ProgressCallback",
     "RemoteFile",
     "RemoteTextFile",

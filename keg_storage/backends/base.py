@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import codecs
 import contextlib
+import dataclasses
 import enum
 import errno
 import functools
@@ -28,11 +29,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import IO, Any, Literal, TypeVar, cast, overload
+from typing import IO, Any, ClassVar, Literal, TypeVar, cast, overload
 
 import arrow
 
 from ..errors import (
+    FileExistsInStorageError,
     FileNotFoundInStorageError,
     StorageError,
     UnsupportedOperationError,
@@ -40,6 +42,7 @@ from ..errors import (
 from ..paths import RemotePath, directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 from ..secrets import install_log_redaction
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .files import BinaryMode, FileMode, FileStat, ListEntry, RemoteFile, RemoteTextFile, TextMode
 from .files import RemoteFileT as RemoteFileT
 from .legacy import LEGACY_PRIMITIVES, legacy_stat, with_recursive
@@ -147,8 +150,12 @@ class StorageBackend:
         {"ContentType", "ContentEncoding", "Metadata"}
     )
     """``extra_args`` keys the backend accepts; None accepts every key (S3)."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    """What the backend can do (CONTRACT §9); an operation whose capability is False raises
+    :class:`UnsupportedOperationError` before any I/O."""
     supports_read_write = False
-    """Whether ``open(path, 'r+')`` works (the service can change a file in place)."""
+    """Whether ``open(path, 'r+')`` works: ``capabilities.read_write``, kept in step with it
+    (a subclass may set either)."""
     unsupported_path_characters = ""
     """Characters the service cannot keep in a key (Azure reads ``\\`` as ``/``); a path holding
     one raises :class:`InvalidPathError` before any I/O."""
@@ -171,6 +178,12 @@ class StorageBackend:
         ``download``, ``upload``, ``copy``, ``move``, ``exists``, ``stat``) use the override, and
         a ``list(path)`` override without ``recursive`` is given that argument."""
         super().__init_subclass__(**kwargs)
+        if "capabilities" in cls.__dict__:
+            cls.supports_read_write = cls.capabilities.read_write
+        elif "supports_read_write" in cls.__dict__:
+            cls.capabilities = dataclasses.replace(
+                cls.capabilities, read_write=cls.supports_read_write
+            )
         for public, primitive, adapter in LEGACY_PRIMITIVES:
             overridden = getattr(cls, public) is not getattr(StorageBackend, public)
             if overridden and getattr(cls, primitive) is getattr(StorageBackend, primitive):
@@ -218,6 +231,25 @@ class StorageBackend:
         inside it (chained to the exception), for ``path``."""
         return translated_errors(self._translate_error, path)
 
+    def _write_condition(self, key: str, overwrite: bool, if_match: str | None) -> WriteCondition:
+        """``overwrite`` and ``if_match`` checked, and refused before any I/O where the
+        backend's capabilities do not have them (CONTRACT §9)."""
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be a bool, not {type(overwrite).__name__}")
+        if if_match is not None and not isinstance(if_match, str):
+            raise TypeError(f"if_match must be an ETag str, not {type(if_match).__name__}")
+        if not overwrite and if_match is not None:
+            raise ValueError("overwrite=False and if_match exclude each other")
+        if not overwrite and not self.capabilities.conditional_create:
+            raise UnsupportedOperationError(
+                "create-only writes (overwrite=False) are not supported", backend=self, path=key
+            )
+        if if_match is not None and not self.capabilities.conditional_replace:
+            raise UnsupportedOperationError(
+                "compare-and-swap writes (if_match) are not supported", backend=self, path=key
+            )
+        return WriteCondition(overwrite=overwrite, if_match=if_match)
+
     def _check_extra_args(self, extra_args: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
         if not extra_args:
             return {}
@@ -262,6 +294,8 @@ class StorageBackend:
         encoding: str = "utf-8",
         errors: str | None = None,
         newline: str | None = None,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> RemoteTextFile: ...
 
     @overload
@@ -270,6 +304,9 @@ class StorageBackend:
         path: RemotePath,
         mode: BinaryMode | Literal[FileMode.read, FileMode.write] = ...,
         extra_args: Mapping[str, Any] | None = None,
+        *,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> RemoteFile: ...
 
     @overload
@@ -282,6 +319,8 @@ class StorageBackend:
         encoding: str | None = None,
         errors: str | None = None,
         newline: str | None = None,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> Any: ...
 
     def open(
@@ -293,8 +332,15 @@ class StorageBackend:
         encoding: str | None = None,
         errors: str | None = None,
         newline: str | None = None,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> Any:
         """Open a remote file; a missing file opened for reading raises at once.
+
+        A writer publishes on ``close()``; with ``overwrite=False`` only if nothing exists at
+        ``path`` then (else :class:`FileExistsInStorageError`), with ``if_match=etag`` only if
+        the file's ETag (as :meth:`stat` gives it) is still ``etag`` (else
+        :class:`PreconditionFailedError`). Either may already fail at ``open()``.
 
         Without ``t`` in ``mode`` the file is binary (:class:`RemoteFile`, keg-storage 0.5's
         behaviour): ``'r'`` reads bytes, ``'w'`` writes bytes, iteration yields chunks. With
@@ -314,17 +360,20 @@ class StorageBackend:
         file_mode &= ~FileMode.text
         if not file_mode:
             raise ValueError(f"file mode {mode!r} asks neither to read nor to write")
-        if file_mode == FileMode.read | FileMode.write and not self.supports_read_write:
+        if file_mode == FileMode.read | FileMode.write and not self.capabilities.read_write:
             raise UnsupportedOperationError(
                 "read+write mode is not supported", backend=self, path=key
             )
+        condition = self._write_condition(key, overwrite, if_match)
+        if not condition.unconditional and file_mode != FileMode.write:
+            raise ValueError("overwrite=False and if_match apply to files opened for writing ('w')")
         if text:  # the wrapper's own checks, before any I/O
             codecs.lookup(encoding or "utf-8")
             if newline not in (None, "", "\n", "\r", "\r\n"):
                 raise ValueError(f"illegal newline value: {newline!r}")
         extra = self._check_extra_args(extra_args, key)
         with self.translating(key):
-            remote_file = self._open(key, file_mode, extra)
+            remote_file = self._open(key, file_mode, extra, **_conditional(condition))
         if not text:
             return remote_file
         try:
@@ -353,23 +402,31 @@ class StorageBackend:
         with self.translating(key):
             self._delete(key)
 
-    def copy(self, path: RemotePath, new_path: RemotePath) -> None:
-        """Copy a file, server-side where the service can; an existing destination is replaced."""
+    def copy(self, path: RemotePath, new_path: RemotePath, *, overwrite: bool = True) -> None:
+        """Copy a file, server-side where the service can; an existing destination is replaced,
+        unless ``overwrite=False`` (then :class:`FileExistsInStorageError`)."""
         key, new_key = self._file_key(path), self._file_key(new_path)
+        condition = self._write_condition(new_key, overwrite, None)
         with self.translating(key):
             if key == new_key:
                 self._stat(key)
+                if not overwrite:
+                    raise FileExistsInStorageError(FILE_EXISTS, backend=self, path=new_key)
                 return
-            self._copy(key, new_key)
+            self._copy(key, new_key, **_overwrite(condition))
 
-    def move(self, path: RemotePath, new_path: RemotePath) -> None:
-        """Move a file, server-side where the service can; an existing destination is replaced."""
+    def move(self, path: RemotePath, new_path: RemotePath, *, overwrite: bool = True) -> None:
+        """Move a file, server-side where the service can; an existing destination is replaced,
+        unless ``overwrite=False`` (then :class:`FileExistsInStorageError`)."""
         key, new_key = self._file_key(path), self._file_key(new_path)
+        condition = self._write_condition(new_key, overwrite, None)
         with self.translating(key):
             if key == new_key:
                 self._stat(key)
+                if not overwrite:
+                    raise FileExistsInStorageError(FILE_EXISTS, backend=self, path=new_key)
                 return
-            self._move(key, new_key)
+            self._move(key, new_key, **_overwrite(condition))
 
     def get(
         self,
@@ -390,8 +447,11 @@ class StorageBackend:
         *,
         progress_callback: ProgressCallback | None = None,
         extra_args: Mapping[str, Any] | None = None,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> None:
-        """Copy the local file ``path`` to the remote file ``dest``.
+        """Copy the local file ``path`` to the remote file ``dest`` (``overwrite`` and
+        ``if_match`` as for :meth:`open`).
 
         A missing local file raises ``FileNotFoundError`` naming it (and a directory
         ``IsADirectoryError``) before any remote call, so it is never mistaken for a missing
@@ -399,11 +459,14 @@ class StorageBackend:
         """
         key = self._file_key(dest)
         extra = self._check_extra_args(extra_args, key)
+        conditional = _conditional(self._write_condition(key, overwrite, if_match))
         source = os.fspath(path)
         if os.path.isdir(source):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
         os.stat(source)  # FileNotFoundError / PermissionError naming the local file
-        relay_progress(lambda count: self._put(source, key, extra, count), progress_callback)
+        relay_progress(
+            lambda count: self._put(source, key, extra, count, **conditional), progress_callback
+        )
 
     def download(
         self,
@@ -426,14 +489,21 @@ class StorageBackend:
         *,
         progress_callback: ProgressCallback | None = None,
         extra_args: Mapping[str, Any] | None = None,
+        overwrite: bool = True,
+        if_match: str | None = None,
     ) -> None:
-        """Store everything ``file_obj`` yields at ``path``, atomically.
+        """Store everything ``file_obj`` yields at ``path``, atomically (``overwrite`` and
+        ``if_match`` as for :meth:`open`).
 
         ``progress_callback`` receives the cumulative byte count on the calling thread.
         """
         key = self._file_key(path)
         extra = self._check_extra_args(extra_args, key)
-        relay_progress(lambda count: self._upload(file_obj, key, extra, count), progress_callback)
+        conditional = _conditional(self._write_condition(key, overwrite, if_match))
+        relay_progress(
+            lambda count: self._upload(file_obj, key, extra, count, **conditional),
+            progress_callback,
+        )
 
     def link_to(
         self,
@@ -490,13 +560,16 @@ class StorageBackend:
             return False
         return True
 
-    def _copy(self, key: str, new_key: str) -> None:
-        """Stream the file through this process (for services without a server-side copy)."""
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        """Stream the file through this process (for services without a server-side copy).
+        ``overwrite`` is passed only when False, and only to a backend whose capabilities say
+        ``conditional_create``."""
+        conditional = _conditional(WriteCondition(overwrite=overwrite))
         with self._open(key, FileMode.read, {}) as source:
-            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes)
+            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes, **conditional)
 
-    def _move(self, key: str, new_key: str) -> None:
-        self._copy(key, new_key)
+    def _move(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        self._copy(key, new_key, **_overwrite(WriteCondition(overwrite=overwrite)))
         self._delete(key)
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
@@ -510,10 +583,17 @@ class StorageBackend:
                 count_bytes(len(chunk))
 
     def _upload(
-        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        file_obj: IO[bytes],
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
+        """``condition`` is passed only when it is not :data:`ALWAYS` (so a backend without
+        conditional writes need not take it), and then on to ``_open``."""
         with self.translating(key):  # the store's side only, as in _download
-            target = self._open(key, FileMode.write, extra_args)
+            target = self._open(key, FileMode.write, extra_args, **_conditional(condition))
         with target:
             while chunk := file_obj.read(self.transfer_chunk_size):
                 target.write(chunk)
@@ -524,13 +604,36 @@ class StorageBackend:
             self._download(key, local, count_bytes)
 
     def _put(
-        self, source: str, key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        source: str,
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         with open(source, "rb") as local:
-            self._upload(local, key, extra_args, count_bytes)
+            self._upload(local, key, extra_args, count_bytes, **_conditional(condition))
 
 
 StorageBackendT = TypeVar("StorageBackendT", bound=StorageBackend)
+
+FILE_EXISTS = "a file exists at this path"
+"""The message of :class:`FileExistsInStorageError` for a create-only write."""
+PRECONDITION_FAILED = "the file is not the version given by if_match"
+"""The message of :class:`PreconditionFailedError` for a compare-and-swap write."""
+
+
+def _conditional(condition: WriteCondition) -> dict[str, WriteCondition]:
+    """``condition=`` for a primitive, only when the write is conditional: a backend without
+    conditional writes (third-party ones and keg-storage 0.5 style ones included) is never
+    passed an argument it does not take, since :meth:`StorageBackend._write_condition` refused
+    the write before."""
+    return {} if condition.unconditional else {"condition": condition}
+
+
+def _overwrite(condition: WriteCondition) -> dict[str, bool]:
+    """``overwrite=False`` for ``_copy``/``_move``, only when the copy is create-only."""
+    return {} if condition.overwrite else {"overwrite": False}
 
 
 def file_errors(
