@@ -8,13 +8,19 @@ full path after a check. A symlink is never followed, only regular files are ope
 and ``r+`` refuses a file with more than one hard link.
 
 Writes go to a temp file in the target directory and are renamed over the target on ``close()``,
-so readers never see a partial file. Whole-file operations (``get``, ``put``, ``copy``) copy
-inside the kernel (``copy_file_range``, as ``cp`` does) instead of a Python read loop.
+so readers never see a partial file. Every rename that publishes (and every delete) happens under
+the directory's publish lock (:func:`directories_locked`), where the write's condition is decided
+(:func:`place`): ``overwrite=False`` by ``renameat2(RENAME_NOREPLACE)`` (or ``link``), which the
+kernel refuses atomically when the name exists; ``if_match`` by comparing the target's ETag.
+
+Whole-file operations (``get``, ``put``, ``copy``) copy inside the kernel (``copy_file_range``,
+as ``cp`` does) instead of a Python read loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import io
@@ -29,14 +35,18 @@ from typing import IO, Any
 import arrow
 
 from ..errors import (
+    FileExistsInStorageError,
     FileNotFoundInStorageError,
     InvalidPathError,
+    PreconditionFailedError,
     StorageError,
     StoragePermissionError,
+    UnsupportedOperationError,
 )
 from ..progress import ByteCounter
 from ..secrets import Secret, hold
-from .base import FileMode, FileStat, ListEntry, file_errors
+from .base import FILE_EXISTS, PRECONDITION_FAILED, FileMode, FileStat, ListEntry, file_errors
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
 from .publish import (
     atomic_replace,
@@ -53,6 +63,136 @@ PATH_MAX_BYTES = 4095
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+_NO_LOCKS = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
+"""``flock`` errors of file systems without it (NFS refuses it on a read-only descriptor)."""
+
+
+def _load_renameat2() -> Any:
+    """libc's ``renameat2`` (glibc 2.28+), or None: Python's ``os`` has no binding for it, and
+    ``RENAME_NOREPLACE`` is the one call that publishes a finished file under its name only if
+    the name is free, without a moment where the file has two names."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    int_, name = ctypes.c_int, ctypes.c_char_p
+    function.argtypes = [int_, name, int_, name, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _load_renameat2()
+
+
+def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> None:
+    """Rename ``src`` (in ``src_dir_fd``) to ``dst`` (in ``dst_dir_fd``) only if ``dst`` does
+    not exist, decided atomically by the kernel: else FileExistsError. ``renameat2`` with
+    ``RENAME_NOREPLACE``; where the kernel or the file system lacks it, a hard link (which
+    fails with EEXIST just as atomically) then the removal of ``src``."""
+    if _renameat2 is not None:
+        names = os.fsencode(src), os.fsencode(dst)
+        if _renameat2(src_dir_fd, names[0], dst_dir_fd, names[1], _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), dst)
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+def etag_of(info: os.stat_result) -> str:
+    """The ETag of a file (``stat().etag``): its modification time in nanoseconds and its size,
+    quoted. :func:`place` keeps it from repeating among the versions of a path."""
+    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+
+
+@contextlib.contextmanager
+def directories_locked(*dir_fds: int) -> Iterator[bool]:
+    """Hold the publish lock of each directory (an exclusive ``flock`` of the directory
+    itself), which every keg_storage writer of it takes around its publish or delete.
+
+    Each lock is taken on a new descriptor of the directory: ``flock`` locks belong to an open
+    file description, so two threads of one process exclude each other only that way. Locks are
+    taken in the order of the directories' identities, so that two moves never deadlock. Yields
+    whether they are held: where the file system has no ``flock`` (NFS), writes go on unlocked.
+    """
+    with contextlib.ExitStack() as stack:
+        held: dict[tuple[int, int], int] = {}
+        for dir_fd in dir_fds:
+            lock_fd = os.open(".", _DIR_FLAGS, dir_fd=dir_fd)
+            stack.callback(os.close, lock_fd)
+            info = os.fstat(lock_fd)
+            held.setdefault((info.st_dev, info.st_ino), lock_fd)
+        try:
+            for _, lock_fd in sorted(held.items()):
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            yield False
+        else:
+            yield True
+
+
+def _status(dir_fd: int, name: str) -> os.stat_result | None:
+    """The status of the entry ``name`` of ``dir_fd`` (a symlink's own), or None."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def check_condition(
+    current: os.stat_result | None, condition: WriteCondition, backend: Any, key: str
+) -> None:
+    """Raise what ``condition`` makes of the entry ``current`` at ``key`` (None: nothing):
+    FileExistsInStorageError for a create-only write onto anything, PreconditionFailedError
+    for a compare-and-swap write onto no file or another version."""
+    if current is not None and not condition.overwrite:
+        raise FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key)
+    if condition.if_match is not None and (
+        current is None
+        or not stat_module.S_ISREG(current.st_mode)
+        or etag_of(current) != condition.if_match
+    ):
+        raise PreconditionFailedError(PRECONDITION_FAILED, backend=backend, path=key)
+
+
+def place(
+    source: tuple[int, str],
+    target: tuple[int, str],
+    condition: WriteCondition,
+    *,
+    backend: Any,
+    key: str,
+    new_version: bool = True,
+) -> None:
+    """Rename the file ``source`` (a directory descriptor and a name) to ``target`` if
+    ``condition`` allows, the one place where LocalFS publishes; the caller holds the target
+    directory's lock (:func:`directories_locked`).
+
+    A create-only write renames with :func:`rename_noreplace`, so it is decided by the kernel
+    even against a writer that bypasses keg_storage. A ``new_version`` (written content, not a
+    moved file) that replaces a file gets a modification time later than that file's (one
+    nanosecond later, where the clock's tick has not moved on): the ETag of a path then never
+    repeats, and an ``if_match`` of an older version never matches a newer one.
+    """
+    (src_dir_fd, src), (dst_dir_fd, dst) = source, target
+    current = _status(dst_dir_fd, dst)
+    check_condition(current, condition, backend, key)
+    if not condition.overwrite:
+        try:
+            rename_noreplace(src_dir_fd, src, dst_dir_fd, dst)
+        except FileExistsError:
+            raise FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key) from None
+        return
+    if new_version and current is not None:
+        written = os.stat(src, dir_fd=src_dir_fd, follow_symlinks=False)
+        if written.st_mtime_ns <= current.st_mtime_ns:
+            times = (written.st_atime_ns, current.st_mtime_ns + 1)
+            os.utime(src, ns=times, dir_fd=src_dir_fd, follow_symlinks=False)
+    os.replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
 
 def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
@@ -131,17 +271,36 @@ def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
         return name, os.fdopen(fd, "wb")
 
 
-def _publish_temp(temp: IO[bytes], dir_fd: int, temp_name: str, name: str, *, fsync: bool) -> None:
+def _publish_temp(
+    temp: IO[bytes],
+    dir_fd: int,
+    temp_name: str,
+    name: str,
+    *,
+    fsync: bool,
+    condition: WriteCondition = ALWAYS,
+    backend: Any = "LocalFSStorage",
+    key: str = "",
+) -> None:
     """Give a written temp file the permissions a new file gets (umask), flush it, close it and
-    rename it over ``name`` in the same directory. The temp file is written and flushed through
-    the descriptor that created it: reopening it with ``O_TRUNC`` would make ext4 flush it on
-    close (its replace-by-truncate heuristic), which halves the speed of a large copy."""
+    rename it to ``name`` in the same directory as ``condition`` allows (:func:`place`, under
+    the directory's lock); if it does not, the temp file stays for the caller to remove. The
+    temp file is written and flushed through the descriptor that created it: reopening it with
+    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
+    halves the speed of a large copy."""
     temp.flush()
     os.fchmod(temp.fileno(), 0o666 & ~current_umask())
     if fsync:
         os.fsync(temp.fileno())
     temp.close()
-    os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    with directories_locked(dir_fd) as locked:
+        if condition.if_match is not None and not locked:
+            raise UnsupportedOperationError(
+                "compare-and-swap writes (if_match) need flock, which this file system lacks",
+                backend=backend,
+                path=key,
+            )
+        place((dir_fd, temp_name), (dir_fd, name), condition, backend=backend, key=key)
     if fsync:
         os.fsync(dir_fd)
 
@@ -155,13 +314,25 @@ def _remove_temp(temp: IO[bytes], dir_fd: int, temp_name: str) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_file(dir_fd: int, name: str, *, fsync: bool) -> Iterator[IO[bytes]]:
-    """Yield a new temp file in the directory ``dir_fd``; on success it replaces ``name`` there,
-    on failure it is removed and ``name`` is untouched."""
+def _atomic_file(
+    dir_fd: int, name: str, *, fsync: bool, condition: WriteCondition, backend: Any, key: str
+) -> Iterator[IO[bytes]]:
+    """Yield a new temp file in the directory ``dir_fd``; on success it is published as
+    ``name`` there (as ``condition`` allows), on failure it is removed and ``name`` is
+    untouched."""
     temp_name, temp = _create_temp(dir_fd)
     try:
         yield temp
-        _publish_temp(temp, dir_fd, temp_name, name, fsync=fsync)
+        _publish_temp(
+            temp,
+            dir_fd,
+            temp_name,
+            name,
+            fsync=fsync,
+            condition=condition,
+            backend=backend,
+            key=key,
+        )
     except BaseException:
         _remove_temp(temp, dir_fd, temp_name)
         raise
@@ -222,7 +393,7 @@ class LocalFSFile(WrappedFile):
 
     ``dir_fd``, when given, is an open descriptor of the directory holding the file, whose name
     there is ``path``'s last component; the file owns it from then on. Without it, the directory
-    is opened by path.
+    is opened by path. A writer publishes only as ``condition`` allows (:func:`place`).
     """
 
     def __init__(
@@ -234,10 +405,12 @@ class LocalFSFile(WrappedFile):
         storage: Any = None,
         key: str | None = None,
         dir_fd: int | None = None,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         super().__init__(mode)
         self.path = os.fspath(path)
         self.fsync = fsync
+        self.condition = condition
         self.storage = storage
         self.key = key if key is not None else self.path
         self._dir_fd: int | None = dir_fd
@@ -284,7 +457,16 @@ class LocalFSFile(WrappedFile):
             self.fp.close()
         else:
             assert self._dir_fd is not None
-            _publish_temp(self.fp, self._dir_fd, self._temp_name, self._name, fsync=self.fsync)
+            _publish_temp(
+                self.fp,
+                self._dir_fd,
+                self._temp_name,
+                self._name,
+                fsync=self.fsync,
+                condition=self.condition,
+                backend=self._backend(),
+                key=self.key,
+            )
             self._temp_name = None
         self._close_dir()
 
@@ -305,12 +487,26 @@ class LocalFSStorage(InternalLinksStorageBackend):
     ``fsync=True`` flushes every written file (and its directory) to disk before it is published,
     for durability across power loss, at the cost of write speed.
 
+    ``overwrite=False`` is decided by the kernel (``renameat2(RENAME_NOREPLACE)``, else
+    ``link``); ``if_match`` under the directory's publish lock, which every keg_storage writer of
+    the directory takes: it holds among keg_storage writers on this host, not against programs
+    that write the directory themselves, nor writers on other hosts of a network file system.
+
     Keys longer than the file system allows (``max_segment_bytes`` for a name, ``max_key_bytes``
     for the whole key after the root's own path, in UTF-8) raise :class:`InvalidPathError`
     before any I/O.
     """
 
-    supports_read_write = True
+    capabilities = Capabilities(
+        read_write=True,
+        conditional_create=True,
+        conditional_replace=True,
+        server_side_copy=True,
+        service_links=False,
+        internal_links=True,
+        multi_operation_links=True,
+        metadata=False,
+    )
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
     disallowed_path_chars: frozenset[str] = frozenset()
     """Characters a subclass refuses in paths (``InvalidPathError``), beyond the control
@@ -479,11 +675,20 @@ class LocalFSStorage(InternalLinksStorageBackend):
                     os.close(parent)
         return entries
 
-    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> LocalFSFile:
+    def _open(
+        self,
+        key: str,
+        mode: FileMode,
+        extra_args: dict[str, Any],
+        condition: WriteCondition = ALWAYS,
+    ) -> LocalFSFile:
+        """A conditional writer fails early where its condition fails already, and is decided
+        again when it publishes."""
         dir_fd, name = self._open_parent(key, create=mode == FileMode.write)
         try:
             if mode == FileMode.write:
                 self._check_target(dir_fd, name, key)
+                check_condition(_status(dir_fd, name), condition, self, key)
         except BaseException:
             os.close(dir_fd)
             raise
@@ -494,6 +699,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             storage=self,
             key=key,
             dir_fd=dir_fd,
+            condition=condition,
         )
 
     def _stat(self, key: str) -> FileStat:
@@ -502,8 +708,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             info = self._lstat_file(dir_fd, name, key)
         finally:
             os.close(dir_fd)
-        etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
-        return FileStat(info.st_size, arrow.get(info.st_mtime), etag, None)
+        return FileStat(info.st_size, arrow.get(info.st_mtime), etag_of(info), None)
 
     def _delete(self, key: str) -> None:
         try:
@@ -511,34 +716,40 @@ class LocalFSStorage(InternalLinksStorageBackend):
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat_module.S_ISLNK(info.st_mode):
-                raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
-            os.unlink(name, dir_fd=dir_fd)
+            with directories_locked(dir_fd):
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat_module.S_ISLNK(info.st_mode):
+                    raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
+                os.unlink(name, dir_fd=dir_fd)
             self._prune_empty_parents(dir_fd, key)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return
         finally:
             os.close(dir_fd)
 
-    def _copy_to(self, source: IO[bytes], key: str) -> int:
-        """Copy an open local file to ``key`` with the kernel's copy, atomically; returns its
-        size."""
+    def _copy_to(self, source: IO[bytes], key: str, condition: WriteCondition) -> int:
+        """Copy an open local file to ``key`` with the kernel's copy, atomically and as
+        ``condition`` allows; returns its size."""
         with self.translating(key):  # the target's key (copy() translates for the source)
             dir_fd, name = self._open_parent(key, create=True)
             try:
                 self._check_target(dir_fd, name, key)
-                with _atomic_file(dir_fd, name, fsync=self.fsync) as temp_file:
+                check_condition(_status(dir_fd, name), condition, self, key)
+                with _atomic_file(
+                    dir_fd, name, fsync=self.fsync, condition=condition, backend=self, key=key
+                ) as temp_file:
                     return kernel_copy(source, temp_file)
             finally:
                 os.close(dir_fd)
 
-    def _copy(self, key: str, new_key: str) -> None:
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
         source = self._open_source(key)
         with source:
-            self._copy_to(source, new_key)
+            self._copy_to(source, new_key, WriteCondition(overwrite=overwrite))
 
-    def _move(self, key: str, new_key: str) -> None:
+    def _move(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        """A rename under both directories' locks; create-only, one the kernel refuses where
+        ``new_key`` exists (:func:`place`)."""
         dir_fd, name = self._open_parent(key)
         try:
             self._lstat_file(dir_fd, name, key)
@@ -546,7 +757,15 @@ class LocalFSStorage(InternalLinksStorageBackend):
                 new_dir_fd, new_name = self._open_parent(new_key, create=True)
                 try:
                     self._check_target(new_dir_fd, new_name, new_key)
-                    os.replace(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
+                    with directories_locked(dir_fd, new_dir_fd):
+                        place(
+                            (dir_fd, name),
+                            (new_dir_fd, new_name),
+                            WriteCondition(overwrite=overwrite),
+                            backend=self,
+                            key=new_key,
+                            new_version=False,
+                        )
                 finally:
                     os.close(new_dir_fd)
             self._prune_empty_parents(dir_fd, key)
@@ -554,12 +773,17 @@ class LocalFSStorage(InternalLinksStorageBackend):
             os.close(dir_fd)
 
     def _put(
-        self, source: str, key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        source: str,
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         with self.translating(key):  # put() translates no error of the transfer's local side
             local = open(source, "rb")  # noqa: SIM115 - closed below
         with local:
-            count_bytes(self._copy_to(local, key))
+            count_bytes(self._copy_to(local, key, condition))
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with self.translating(key):  # get() translates no error of the transfer's local side
