@@ -353,3 +353,36 @@ def test_a_new_version_gets_a_later_mtime_than_the_one_it_replaces(
     with pytest.raises(PreconditionFailedError):
         storage.upload(io.BytesIO(b"v3"), "f.txt", if_match=stale)
     assert (tmp_path / "f.txt").read_bytes() == b"v2"
+
+
+def test_moves_in_opposite_directions_never_deadlock(
+    storage: LocalFSStorage, tmp_path: Path
+) -> None:
+    """Each move locks both directories; taken in one order, two moves cannot wait on each
+    other."""
+    for index in range(4):
+        storage.upload(io.BytesIO(b"x%d" % index), f"x/{index}")
+        storage.upload(io.BytesIO(b"y%d" % index), f"y/{index}")
+    storage.upload(io.BytesIO(b"keep"), "x/keep")  # keeps x/ and y/ from being pruned
+    storage.upload(io.BytesIO(b"keep"), "y/keep")
+
+    def shuttle(source: str, target: str, index: int) -> None:
+        for _ in range(50):
+            storage.move(f"{source}/{index}", f"{target}/{index}.moved")
+            storage.move(f"{target}/{index}.moved", f"{source}/{index}", overwrite=False)
+
+    threads = [
+        threading.Thread(target=shuttle, args=(source, target, index), daemon=True)
+        for index in range(4)
+        for source, target in (("x", "y"), ("y", "x"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert sorted(entry.name for entry in storage.list()) == sorted(
+        [f"{side}/{index}" for side in "xy" for index in range(4)] + ["x/keep", "y/keep"]
+    )
+    assert (tmp_path / "x/0").read_bytes() == b"x0"
+    assert temp_files(tmp_path) == []
