@@ -177,6 +177,17 @@ def copy_data(sftp: Any, source: bytes, target: bytes) -> None:
     sftp._request(CMD_EXTENDED, "copy-data", source, int64(0), int64(0), target, int64(0))
 
 
+HARDLINK = "hardlink@openssh.com"
+"""The extension that links a new name to a file, failing when the name exists."""
+
+
+def hardlink(sftp: Any, existing: str, new: str) -> None:
+    """Give the file ``existing`` the new name ``new`` on the server (``hardlink@openssh.com``);
+    an ``OSError`` when ``new`` exists (OpenSSH answers a generic failure) or the server
+    refuses. paramiko has no method for it."""
+    sftp._request(CMD_EXTENDED, HARDLINK, existing, new)
+
+
 def request_limits(sftp: Any) -> tuple[int, int] | None:
     """The server's largest read and write request (``limits@openssh.com``; 0 for no limit),
     or None when it does not announce them."""
