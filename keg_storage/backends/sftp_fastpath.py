@@ -32,6 +32,7 @@ try:
         CMD_LSTAT,
         CMD_OPEN,
         CMD_READ,
+        CMD_REMOVE,
         CMD_STATUS,
         CMD_VERSION,
         CMD_WRITE,
@@ -186,6 +187,23 @@ def hardlink(sftp: Any, existing: str, new: str) -> None:
     an ``OSError`` when ``new`` exists (OpenSSH answers a generic failure) or the server
     refuses. paramiko has no method for it."""
     sftp._request(CMD_EXTENDED, HARDLINK, existing, new)
+
+
+def hardlink_then_remove(sftp: Any, existing: str, new: str) -> None:
+    """:func:`hardlink` ``existing`` to ``new`` and remove ``existing``, both requests sent
+    before either answer is read: one round trip. The removal is wanted whatever the link's
+    answer (a published temp file's name, or a refused one's), so it need not wait for it.
+    Raises the link's error first, else the removal's."""
+    pipeline = Pipeline(sftp)
+    link_num = pipeline.send(CMD_EXTENDED, HARDLINK, existing, new)
+    remove_num = pipeline.send(CMD_REMOVE, existing)
+    try:
+        pipeline.wait_status(link_num)
+    except OSError:
+        with contextlib.suppress(OSError):
+            pipeline.wait_status(remove_num)
+        raise
+    pipeline.wait_status(remove_num)
 
 
 def request_limits(sftp: Any) -> tuple[int, int] | None:

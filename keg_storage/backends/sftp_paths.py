@@ -10,12 +10,21 @@ import posixpath
 import stat as stat_module
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FileExistsInStorageError, InvalidPathError, UnsupportedOperationError
 from .base import FILE_EXISTS
 from .publish import new_temp_name, prune_empty_parents
-from .sftp_fastpath import HARDLINK, OPEN_CREATE, OPEN_EXCL, OPEN_WRITE, hardlink, open_handle
+from .sftp_fastpath import (
+    HARDLINK,
+    OPEN_CREATE,
+    OPEN_EXCL,
+    OPEN_WRITE,
+    hardlink,
+    hardlink_then_remove,
+    open_handle,
+)
 
 if TYPE_CHECKING:
     from .base import StorageBackend
@@ -224,19 +233,27 @@ class RemotePaths:
         (``hardlink@openssh.com`` fails on an existing name): :class:`FileExistsInStorageError`
         when something is. Any other refusal is raised as the server gave it."""
         self.require_create_only(session, key)
-        try:
+        with self.file_exists_error(session, target, key):
             hardlink(session.sftp, source, target)
+
+    def publish_new(self, session: Session, temp: str, target: str, key: str) -> None:
+        """Publish ``temp`` at ``target`` only if nothing is there, as :meth:`link_new`, and
+        drop the temp name in the same round trip. After a dropped connection the temp file
+        may stay, for the caller to remove through another session."""
+        self.require_create_only(session, key)
+        with self.file_exists_error(session, target, key):
+            hardlink_then_remove(session.sftp, temp, target)
+
+    @contextlib.contextmanager
+    def file_exists_error(self, session: Session, target: str, key: str) -> Iterator[None]:
+        """:class:`FileExistsInStorageError` for a link refused because ``target`` exists
+        (OpenSSH answers a generic failure: checked by LSTAT, only on failure)."""
+        try:
+            yield
         except OSError as exc:
             if exc.errno is not None or not self.exists(session.sftp, target):
                 raise  # missing directory, permission, a dropped connection: not "exists"
             raise FileExistsInStorageError(FILE_EXISTS, backend=self.backend, path=key) from None
-
-    def publish_new(self, session: Session, temp: str, target: str, key: str) -> None:
-        """Publish ``temp`` at ``target`` only if nothing is there (:meth:`link_new`), then
-        drop the temp name. On failure the temp file stays for the caller to remove (it knows
-        whether the connection still works)."""
-        self.link_new(session, temp, target, key)
-        session.sftp.remove(temp)
 
     @staticmethod
     def exists(sftp: Any, remote: str) -> bool:

@@ -286,13 +286,13 @@ def test_create_only_upload_is_not_restarted_once_its_publish_went_out(
         FaultProxy("127.0.0.1", sftp_server.port) as proxy,
         make_storage(sftp_server, sftp_base_path, port=proxy.port) as storage,
     ):
-        link_new = storage.paths.link_new
+        publish_new = storage.paths.publish_new
 
         def cut_its_answer(*args: Any) -> None:
             proxy.cut_after(1, "downstream")  # the request reaches the server, not its answer
-            link_new(*args)
+            publish_new(*args)
 
-        monkeypatch.setattr(storage.paths, "link_new", cut_its_answer)
+        monkeypatch.setattr(storage.paths, "publish_new", cut_its_answer)
         with pytest.raises(StorageConnectionError):
             storage.upload(io.BytesIO(data), "doc.bin", overwrite=False)
         assert not proxy.armed
