@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from .backends.base import InternalLinksStorageBackend, ShareLinkOperation, StorageBackend
-from .errors import FileNotFoundInStorageError, StorageError
+from .errors import FileExistsInStorageError, FileNotFoundInStorageError, StorageError
 from .paths import file_key
 from .profiles import (
     BACKEND_ALIASES,
@@ -227,6 +227,34 @@ def _clean_errors() -> Iterator[None]:
         raise click.ClickException(_describe_error(exc)) from exc
 
 
+NO_CLOBBER_HELP = (
+    "Refuse to replace an existing {}: the service decides as it publishes, so no other "
+    "writer slips in between a check and the write."
+)
+
+
+def _overwrite(backend: StorageBackend, no_clobber: bool) -> bool:
+    """The write's ``overwrite``: False with ``--no-clobber``, refused before any transfer
+    where the backend cannot write create-only."""
+    if no_clobber and not backend.capabilities.conditional_create:
+        raise click.ClickException(
+            f"--no-clobber needs create-only writes, which {describe(backend)} cannot do"
+        )
+    return not no_clobber
+
+
+@contextlib.contextmanager
+def _not_clobbered(backend: StorageBackend) -> Iterator[None]:
+    """The one line for a create-only write that found a file at its path (as ``get
+    --no-clobber`` says it of a local file)."""
+    try:
+        yield
+    except FileExistsInStorageError as exc:
+        raise click.ClickException(
+            f"{exc.path!r} exists on {describe(backend)}; not replaced (--no-clobber)"
+        ) from exc
+
+
 def _is_backend(backend: StorageBackend, *aliases: str) -> bool:
     return bool(_class_names(type(backend)) & {BACKEND_ALIASES[alias] for alias in aliases})
 
@@ -364,11 +392,13 @@ def get_command(path: str, file: str | None, no_clobber: bool) -> None:
 @click.argument("file", type=click.Path(allow_dash=True))
 @click.argument("path")
 @click.option("--content-type", help="Content type stored with the file (S3, Azure, Memory).")
-def put_command(file: str, path: str, content_type: str | None) -> None:
-    """Upload the local FILE ('-' for stdin) to PATH."""
+@click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("PATH"))
+def put_command(file: str, path: str, content_type: str | None, no_clobber: bool) -> None:
+    """Upload the local FILE ('-' for stdin) to PATH, replacing it unless --no-clobber."""
     backend = _backend()
     with _clean_errors():
         key = file_key(path, backend)
+    overwrite = _overwrite(backend, no_clobber)
     if content_type and _is_backend(backend, "localfs", "sftp"):
         click.echo(
             f"keg-storage: warning: {describe(backend)} stores no content type; "
@@ -377,35 +407,45 @@ def put_command(file: str, path: str, content_type: str | None) -> None:
         )
     _check_base_path(backend)
     extra_args = {"ContentType": content_type} if content_type else None
-    with _clean_errors():
+    with _clean_errors(), _not_clobbered(backend):
         if file == "-":
             with click.open_file("-", "rb") as stdin:
-                backend.upload(stdin, key, extra_args=extra_args)
+                backend.upload(stdin, key, extra_args=extra_args, overwrite=overwrite)
         else:
             with _progress(lambda: os.path.getsize(file), f"put {key}") as progress:
-                backend.put(file, key, progress_callback=progress, extra_args=extra_args)
+                backend.put(
+                    file,
+                    key,
+                    progress_callback=progress,
+                    extra_args=extra_args,
+                    overwrite=overwrite,
+                )
     click.echo(f"Uploaded {'stdin' if file == '-' else file} to {key}.", err=True)
 
 
 @click.command("copy")
 @click.argument("source")
 @click.argument("destination")
-def copy_command(source: str, destination: str) -> None:
-    """Copy SOURCE to DESTINATION (replacing it)."""
+@click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("DESTINATION"))
+def copy_command(source: str, destination: str, no_clobber: bool) -> None:
+    """Copy SOURCE to DESTINATION (replacing it unless --no-clobber)."""
     backend = _backend()
-    with _clean_errors():
-        backend.copy(source, destination)
+    overwrite = _overwrite(backend, no_clobber)
+    with _clean_errors(), _not_clobbered(backend):
+        backend.copy(source, destination, overwrite=overwrite)
     click.echo(f"Copied {source} to {destination}.", err=True)
 
 
 @click.command("move")
 @click.argument("source")
 @click.argument("destination")
-def move_command(source: str, destination: str) -> None:
-    """Move SOURCE to DESTINATION (replacing it)."""
+@click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("DESTINATION"))
+def move_command(source: str, destination: str, no_clobber: bool) -> None:
+    """Move SOURCE to DESTINATION (replacing it unless --no-clobber; SOURCE then stays)."""
     backend = _backend()
-    with _clean_errors():
-        backend.move(source, destination)
+    overwrite = _overwrite(backend, no_clobber)
+    with _clean_errors(), _not_clobbered(backend):
+        backend.move(source, destination, overwrite=overwrite)
     click.echo(f"Moved {source} to {destination}.", err=True)
 
 
@@ -452,12 +492,17 @@ def _with_token(base_url: str, token: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _upload_hint(backend: StorageBackend, url: str, content_type: str | None) -> str:
+def _upload_hint(
+    backend: StorageBackend, url: str, content_type: str | None, *, create_only: bool = False
+) -> str:
     """A curl command that uploads to ``url`` with the headers the service requires: the
-    Content-Type S3 signed, Azure's blob type."""
+    Content-Type S3 signed (and ``If-None-Match: *`` for a create-only link), Azure's blob
+    type."""
     headers: list[str] = []
     if _is_backend(backend, "s3"):
         headers.append(f"Content-Type: {content_type or 'application/octet-stream'}")
+        if create_only:
+            headers.append("If-None-Match: *")
     elif _is_backend(backend, "azure"):
         headers.append("x-ms-blob-type: BlockBlob")
     words = ["curl", "-X", "PUT"]
@@ -486,6 +531,12 @@ def _upload_hint(backend: StorageBackend, url: str, content_type: str | None) ->
     metavar="URL",
     help="Where the app that serves LocalFS/SFTP/Memory links is (see docs/cli.rst).",
 )
+@click.option(
+    "--no-clobber",
+    "-n",
+    is_flag=True,
+    help="Sign a create-only upload link: its upload never replaces an existing file.",
+)
 def link_command(
     path: str,
     expiration: int,
@@ -495,9 +546,12 @@ def link_command(
     output_path: str | None,
     content_type: str | None,
     base_url: str | None,
+    no_clobber: bool,
 ) -> None:
     """Print a link allowing the chosen operations on PATH (the bare URL on stdout; for an
     upload link, the curl command that uses it on stderr)."""
+    if no_clobber and not upload:
+        raise click.UsageError("--no-clobber applies to upload links: add --upload")
     backend = _backend()
     if download is None:
         download = not (upload or delete)
@@ -518,10 +572,11 @@ def link_command(
             output_path=output_path,
             content_type=content_type,
             base_url=base_url,
+            create_only=no_clobber,
         )
     click.echo(url)
     if upload:
-        click.echo(_upload_hint(backend, url, content_type), err=True)
+        click.echo(_upload_hint(backend, url, content_type, create_only=no_clobber), err=True)
 
 
 def _make_link(
@@ -533,20 +588,21 @@ def _make_link(
     output_path: str | None,
     content_type: str | None,
     base_url: str | None,
+    create_only: bool,
 ) -> str:
     """The link ``link`` prints: built by the app under ``flask storage``; for LocalFS, SFTP
-    and Memory a token on ``--base-url`` (the app's link view); else the service's own URL."""
+    and Memory a token on ``--base-url`` (the app's link view); else the service's own URL.
+    ``create_only``: signed with ``overwrite=False`` (passed only then)."""
+    options: dict[str, Any] = {"output_path": output_path, "content_type": content_type}
+    if create_only:
+        options["overwrite"] = False
     ctx = click.get_current_context()
     link_context = ctx.meta.get(LINK_CONTEXT_KEY)
     if link_context is not None:  # flask storage: the app builds the URL
         with link_context(backend, base_url):
-            return backend.link_to(
-                path, operation, expire, output_path=output_path, content_type=content_type
-            )
+            return backend.link_to(path, operation, expire, **options)
     if not isinstance(backend, InternalLinksStorageBackend):
-        return backend.link_to(
-            path, operation, expire, output_path=output_path, content_type=content_type
-        )
+        return backend.link_to(path, operation, expire, **options)
     base_url = base_url or ctx.meta.get(LINK_BASE_URL_KEY)
     if ctx.meta.get(DEFAULT_STORE_KEY) and not os.environ.get("KEG_STORAGE_SECRET_KEY"):
         raise click.ClickException(
@@ -559,13 +615,7 @@ def _make_link(
             "--base-url with its URL (or set link_base_url in the profile, or "
             "KEG_STORAGE_LINK_BASE_URL for the default store)"
         )
-    token = backend.create_link_token(
-        path=path,
-        operation=operation,
-        expire=expire,
-        output_path=output_path,
-        content_type=content_type,
-    )
+    token = backend.create_link_token(path=path, operation=operation, expire=expire, **options)
     return _with_token(base_url, token)
 
 

@@ -17,6 +17,10 @@ What keg-storage 0.5 lacked, this backend does:
   and bypass two copying hot spots of paramiko (see :mod:`keg_storage.backends.sftp_fastpath`).
 - **Atomic writes** through a temp file in the target directory and ``posix-rename``; copies use
   the server's ``copy-data`` extension when it has one.
+- **Create-only writes** (``overwrite=False``) publish the temp file with
+  ``hardlink@openssh.com``, which the server refuses when the name exists, then drop the temp
+  name: of concurrent writers exactly one wins. ``if_match`` is refused before any transfer: no
+  SFTP request compares and replaces in one step.
 
 The layers: this module holds the backend's primitives; :mod:`~keg_storage.backends.sftp_file`
 its file object; :mod:`~keg_storage.backends.sftp_paths` keys, confinement to ``base_path`` and
@@ -30,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import posixpath
 import stat as stat_module
@@ -42,6 +47,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 import arrow
 
 from ..errors import (
+    FileExistsInStorageError,
     FileNotFoundInStorageError,
     MissingDependencyError,
     StorageConnectionError,
@@ -56,6 +62,7 @@ from .base import (
     ListEntry,
     SecretKey,
 )
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .publish import is_temp_name
 from .sftp_fastpath import OPEN_READ, close_handle, copy_data, open_handle
 from .sftp_file import SFTPRemoteFile
@@ -150,7 +157,16 @@ class SFTPStorage(InternalLinksStorageBackend):
     confinement to ``base_path`` and the atomic publish. Both serve the storage and its files.
     """
 
-    supports_read_write = True
+    capabilities = Capabilities(
+        read_write=True,
+        conditional_create=True,  # where the server offers hardlink@openssh.com (OpenSSH does)
+        conditional_replace=False,
+        server_side_copy=True,
+        service_links=False,
+        internal_links=True,
+        multi_operation_links=True,
+        metadata=False,
+    )
     # The limits of the file systems OpenSSH serves (NAME_MAX, PATH_MAX): longer paths are
     # refused before a request instead of failing on the server with a bare "failure".
     max_segment_bytes = 255
@@ -346,23 +362,36 @@ class SFTPStorage(InternalLinksStorageBackend):
 
         self.transport.call(key, delete, action="delete")
 
-    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> SFTPRemoteFile:
-        return SFTPRemoteFile(mode, key, self)
+    def _open(
+        self,
+        key: str,
+        mode: FileMode,
+        extra_args: dict[str, Any],
+        condition: WriteCondition = ALWAYS,
+    ) -> SFTPRemoteFile:
+        return SFTPRemoteFile(mode, key, self, condition=condition)
 
-    def _copy(self, key: str, new_key: str) -> None:
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        # A create-only copy is not retried: its publish may have landed before the drop.
         self.transport.call(
-            key, lambda session: self._copy_on(session, key, new_key), action="copy"
+            key,
+            lambda session: self._copy_on(session, key, new_key, overwrite),
+            idempotent=overwrite,
+            action="copy",
         )
 
-    def _copy_on(self, session: Session, key: str, new_key: str) -> None:
+    def _copy_on(self, session: Session, key: str, new_key: str, overwrite: bool = True) -> None:
         """Copy on the server where it can (``copy-data``), else through this process."""
+        if not overwrite:
+            self.paths.require_create_only(session, new_key)
         if "copy-data" in session.extensions:
-            self._copy_data(session, key, new_key)
+            self._copy_data(session, key, new_key, overwrite)
         else:
-            self._copy_stream(session, key, new_key)
+            self._copy_stream(session, key, new_key, overwrite)
 
-    def _copy_data(self, session: Session, key: str, new_key: str) -> None:
-        """Server-side copy with the ``copy-data`` extension, into a temp file then renamed."""
+    def _copy_data(self, session: Session, key: str, new_key: str, overwrite: bool) -> None:
+        """Server-side copy with the ``copy-data`` extension, into a temp file then published
+        (create-only: hardlinked, see :meth:`RemotePaths.publish_new`)."""
         sftp = session.sftp
         self.paths.checked_attr(sftp, key)
         self.paths.check_target(sftp, new_key)
@@ -374,7 +403,9 @@ class SFTPStorage(InternalLinksStorageBackend):
                 copy_data(sftp, source, target)
             finally:
                 close_handle(sftp, target)
-            self.paths.publish(session, temp, self.paths.remote(new_key))
+            self.paths.publish(
+                session, temp, self.paths.remote(new_key), overwrite=overwrite, key=new_key
+            )
             temp = None
         finally:
             with contextlib.suppress(OSError, paramiko.SSHException):
@@ -383,13 +414,19 @@ class SFTPStorage(InternalLinksStorageBackend):
                 with contextlib.suppress(OSError, paramiko.SSHException):
                     sftp.remove(temp)
 
-    def _copy_stream(self, session: Session, key: str, new_key: str) -> None:
+    def _copy_stream(self, session: Session, key: str, new_key: str, overwrite: bool) -> None:
         """Copy through this process: read and write on separate SFTP sessions (pipelined
         writes interleaved with reads on one session can deadlock paramiko)."""
+        condition = WriteCondition(overwrite=overwrite)
         with SFTPRemoteFile(FileMode.read, key, self, session=session) as source:
-            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes)
+            self._upload(cast(IO[bytes], source), new_key, {}, ignore_bytes, condition)
 
-    def _move(self, key: str, new_key: str) -> None:
+    def _move(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        if not overwrite:
+            move_new = functools.partial(self._move_new, key=key, new_key=new_key)
+            self.transport.call(key, move_new, idempotent=False, action="move")
+            return
+
         def move(session: Session) -> None:
             sftp = session.sftp
             source, target = self.paths.remote(key), self.paths.remote(new_key)
@@ -415,6 +452,32 @@ class SFTPStorage(InternalLinksStorageBackend):
 
         self.transport.call(key, move, idempotent=False, action="move")
 
+    def _move_new(self, session: Session, key: str, new_key: str) -> None:
+        """Create-only move: link the source at the target (refused by the server when a file
+        is there), then remove the source. Where the server cannot link (another file
+        system), a create-only copy then the removal."""
+        sftp = session.sftp
+        source, target = self.paths.remote(key), self.paths.remote(new_key)
+        self._stat_attr(session, key)
+        self.paths.check_target(sftp, new_key)
+        try:
+            try:
+                self.paths.link_new(session, source, target, new_key)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                self.paths.makedirs(sftp, posixpath.dirname(target))
+                self.paths.link_new(session, source, target, new_key)
+        except FileExistsInStorageError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
+                raise
+            log.info("hardlink of %s failed (%s); copying instead", key, exc)
+            self._copy_on(session, key, new_key, overwrite=False)
+        sftp.remove(source)
+        self.paths.prune(sftp, key)
+
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
         def transfer(count: ByteCounter) -> None:
             with SFTPRemoteFile(FileMode.read, key, self) as source:
@@ -425,10 +488,18 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=True, action="download")
 
     def _upload(
-        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        file_obj: IO[bytes],
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
+        writers: list[SFTPRemoteFile] = []
+
         def transfer(count: ByteCounter) -> None:
-            with SFTPRemoteFile(FileMode.write, key, self) as target:
+            with SFTPRemoteFile(FileMode.write, key, self, condition=condition) as target:
+                writers.append(target)
                 chunk_size = target.write_chunk_bytes
                 readinto = getattr(file_obj, "readinto", None)
                 if readinto is not None:
@@ -441,7 +512,14 @@ class SFTPStorage(InternalLinksStorageBackend):
                     target.write(chunk)
                     count(len(chunk))
 
-        self._transfer_with_retry(transfer, file_obj, count_bytes, rewrite=False, action="upload")
+        def may_restart() -> bool:
+            """A create-only upload whose publish went out may have won before the drop: a
+            restart would find its own file and report it as another's."""
+            return condition.overwrite or not (writers and writers[-1].publish_sent)
+
+        self._transfer_with_retry(
+            transfer, file_obj, count_bytes, rewrite=False, action="upload", may_restart=may_restart
+        )
 
     def _transfer_with_retry(
         self,
@@ -451,6 +529,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         *,
         rewrite: bool,
         action: str,
+        may_restart: Callable[[], bool] = lambda: True,
     ) -> None:
         """Run a whole-file transfer; when the connection drops and ``file_obj`` can seek, start
         over on a new connection (``retry`` times). A write is atomic, so a restarted upload
@@ -463,7 +542,7 @@ class SFTPStorage(InternalLinksStorageBackend):
             try:
                 transfer(progress.advance)
             except StorageConnectionError as exc:
-                if start is None:
+                if start is None or not may_restart():
                     raise
                 raise RetryableFailure(exc, f"{action} {exc.path or ''}".strip()) from exc
 

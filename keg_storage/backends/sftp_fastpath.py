@@ -32,6 +32,7 @@ try:
         CMD_LSTAT,
         CMD_OPEN,
         CMD_READ,
+        CMD_REMOVE,
         CMD_STATUS,
         CMD_VERSION,
         CMD_WRITE,
@@ -175,6 +176,34 @@ def close_handle(sftp: Any, handle: bytes) -> None:
 def copy_data(sftp: Any, source: bytes, target: bytes) -> None:
     """Copy the whole of the open ``source`` into the open ``target`` on the server."""
     sftp._request(CMD_EXTENDED, "copy-data", source, int64(0), int64(0), target, int64(0))
+
+
+HARDLINK = "hardlink@openssh.com"
+"""The extension that links a new name to a file, failing when the name exists."""
+
+
+def hardlink(sftp: Any, existing: str, new: str) -> None:
+    """Give the file ``existing`` the new name ``new`` on the server (``hardlink@openssh.com``);
+    an ``OSError`` when ``new`` exists (OpenSSH answers a generic failure) or the server
+    refuses. paramiko has no method for it."""
+    sftp._request(CMD_EXTENDED, HARDLINK, existing, new)
+
+
+def hardlink_then_remove(sftp: Any, existing: str, new: str) -> None:
+    """:func:`hardlink` ``existing`` to ``new`` and remove ``existing``, both requests sent
+    before either answer is read: one round trip. The removal is wanted whatever the link's
+    answer (a published temp file's name, or a refused one's), so it need not wait for it.
+    Raises the link's error first, else the removal's."""
+    pipeline = Pipeline(sftp)
+    link_num = pipeline.send(CMD_EXTENDED, HARDLINK, existing, new)
+    remove_num = pipeline.send(CMD_REMOVE, existing)
+    try:
+        pipeline.wait_status(link_num)
+    except OSError:
+        with contextlib.suppress(OSError):
+            pipeline.wait_status(remove_num)
+        raise
+    pipeline.wait_status(remove_num)
 
 
 def request_limits(sftp: Any) -> tuple[int, int] | None:

@@ -13,9 +13,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidPathError, StorageError
+from ..errors import FileExistsInStorageError, InvalidPathError, StorageError
 from . import cleanup
-from .base import FileMode, RemoteFile
+from .base import FILE_EXISTS, FileMode, RemoteFile
+from .conditions import ALWAYS, WriteCondition
 from .sftp_fastpath import OPEN_READ, OPEN_WRITE, Pipeline, close_handle
 from .sftp_transport import Session, is_connection_failure, refusals_ignored, remove_quietly
 
@@ -33,6 +34,10 @@ class SFTPRemoteFile(RemoteFile):
     directory (created with its parents), pipelined, and is renamed over the target on
     :meth:`close`; :meth:`abort` or an exception removes the temp file. ``'r+'`` reads and
     writes the existing file in place. The file holds one pooled SFTP session until closed.
+
+    A create-only writer (``condition`` with ``overwrite=False``) fails at open when the file
+    exists then (the LSTAT sent with the OPEN tells, no extra round trip) and publishes with
+    ``hardlink@openssh.com``, which fails if a file appeared meanwhile.
     """
 
     def __init__(
@@ -42,9 +47,14 @@ class SFTPRemoteFile(RemoteFile):
         client: SFTPStorage,
         *,
         session: Session | None = None,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         super().__init__(mode)
         self.path = path
+        self.overwrite = condition.overwrite
+        self.publish_sent = False
+        """Whether the publishing request went out (its outcome unknown if the connection
+        then dropped: a create-only write is not retried past that point)."""
         self.client = client
         self._transport = client.transport
         self._paths = client.paths
@@ -124,6 +134,8 @@ class SFTPRemoteFile(RemoteFile):
         # LSTAT pipelined with the OPEN: one round trip for both.
         stat_num = self._responses.send_lstat(self._target)
         if self.mode == FileMode.write:
+            if not self.overwrite:
+                self._paths.require_create_only(self._session, self.path)
             # Named first: a temp file the server created but whose handle never arrived is
             # still removed (see __init__).
             self._temp = self._paths.temp_path(directory)
@@ -136,7 +148,9 @@ class SFTPRemoteFile(RemoteFile):
                 attr = self._responses.wait_attr(stat_num)
                 if stat_module.S_ISLNK(attr.st_mode or 0):
                     self._paths.check_link(sftp, self._target, self.path)
-            except (OSError, InvalidPathError) as exc:
+                if not self.overwrite:
+                    raise FileExistsInStorageError(FILE_EXISTS, backend=self.client, path=self.path)
+            except (OSError, InvalidPathError, FileExistsInStorageError) as exc:
                 if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
                     return  # a new file
                 self._close_handle()
@@ -414,7 +428,10 @@ class SFTPRemoteFile(RemoteFile):
                 self._flush_writes()
             self._close_handle()
             if self._temp is not None:
-                self._paths.publish(self._session, self._temp, self._target)
+                self.publish_sent = True
+                self._paths.publish(
+                    self._session, self._temp, self._target, overwrite=self.overwrite, key=self.path
+                )
                 self._temp = None
         except BaseException as exc:
             error = self._failure(exc)

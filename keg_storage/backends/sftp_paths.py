@@ -10,11 +10,21 @@ import posixpath
 import stat as stat_module
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidPathError
+from ..errors import FileExistsInStorageError, InvalidPathError, UnsupportedOperationError
+from .base import FILE_EXISTS
 from .publish import new_temp_name, prune_empty_parents
-from .sftp_fastpath import OPEN_CREATE, OPEN_EXCL, OPEN_WRITE, open_handle
+from .sftp_fastpath import (
+    HARDLINK,
+    OPEN_CREATE,
+    OPEN_EXCL,
+    OPEN_WRITE,
+    hardlink,
+    hardlink_then_remove,
+    open_handle,
+)
 
 if TYPE_CHECKING:
     from .base import StorageBackend
@@ -188,8 +198,25 @@ class RemotePaths:
                 self.makedirs(sftp, remote_dir)
         raise AssertionError("unreachable")
 
-    def publish(self, session: Session, temp: str, target: str) -> None:
-        """Rename ``temp`` over ``target`` atomically (posix-rename), else remove + rename."""
+    def require_create_only(self, session: Session, key: str) -> None:
+        """Refuse a create-only write before any byte is sent when the server lacks
+        ``hardlink@openssh.com`` (known from its version reply: no round trip)."""
+        if HARDLINK not in session.extensions:
+            raise UnsupportedOperationError(
+                "create-only writes (overwrite=False) need the server's hardlink@openssh.com "
+                "extension, which it does not offer",
+                backend=self.backend,
+                path=key,
+            )
+
+    def publish(
+        self, session: Session, temp: str, target: str, *, overwrite: bool = True, key: str = ""
+    ) -> None:
+        """Rename ``temp`` over ``target`` atomically (posix-rename), else remove + rename.
+        ``overwrite=False``: :meth:`publish_new` (``key`` names the target in its error)."""
+        if not overwrite:
+            self.publish_new(session, temp, target, key)
+            return
         sftp = session.sftp
         if "posix-rename@openssh.com" in session.extensions:
             sftp.posix_rename(temp, target)
@@ -200,5 +227,43 @@ class RemotePaths:
             with contextlib.suppress(OSError):
                 sftp.remove(target)
             sftp.rename(temp, target)
+
+    def link_new(self, session: Session, source: str, target: str, key: str) -> None:
+        """Give ``source`` the name ``target`` only if nothing is there, decided by the server
+        (``hardlink@openssh.com`` fails on an existing name): :class:`FileExistsInStorageError`
+        when something is. Any other refusal is raised as the server gave it."""
+        self.require_create_only(session, key)
+        with self.file_exists_error(session, target, key):
+            hardlink(session.sftp, source, target)
+
+    def publish_new(self, session: Session, temp: str, target: str, key: str) -> None:
+        """Publish ``temp`` at ``target`` only if nothing is there, as :meth:`link_new`, and
+        drop the temp name in the same round trip. After a dropped connection the temp file
+        may stay, for the caller to remove through another session."""
+        self.require_create_only(session, key)
+        with self.file_exists_error(session, target, key):
+            hardlink_then_remove(session.sftp, temp, target)
+
+    @contextlib.contextmanager
+    def file_exists_error(self, session: Session, target: str, key: str) -> Iterator[None]:
+        """:class:`FileExistsInStorageError` for a link refused because ``target`` exists
+        (OpenSSH answers a generic failure: checked by LSTAT, only on failure)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno is not None or not self.exists(session.sftp, target):
+                raise  # missing directory, permission, a dropped connection: not "exists"
+            raise FileExistsInStorageError(FILE_EXISTS, backend=self.backend, path=key) from None
+
+    @staticmethod
+    def exists(sftp: Any, remote: str) -> bool:
+        """Whether anything (a symlink included) is at ``remote``."""
+        try:
+            sftp.lstat(remote)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
 
     # -- primitives ---------------------------------------------------------------------------
