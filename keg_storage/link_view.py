@@ -624,7 +624,9 @@ class LinkViewMixin:
             connection if isinstance(connection, socket.socket) else None,
         )
         try:
-            storage.upload(cast(IO[bytes], body), data.path, extra_args=extra_args)
+            storage.upload(
+                cast(IO[bytes], body), data.path, extra_args=extra_args, overwrite=data.overwrite
+            )
         except Exception:
             if body.timed_out:  # whatever the backend made of the TimeoutError
                 response = _plain_error(408, "The request body stopped arriving.")

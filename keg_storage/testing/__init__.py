@@ -35,8 +35,10 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.operations",
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
+    "keg_storage.testing.conditional",
 )
 
+from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
 from .links import LinkCases, LinkSigningCases  # noqa: E402
@@ -46,13 +48,22 @@ from .text_files import TextFileCases  # noqa: E402
 
 
 class ConformanceCases(
-    FileCases, TextFileCases, OperationCases, PathCases, LinkCases, LinkSigningCases
+    FileCases,
+    TextFileCases,
+    OperationCases,
+    PathCases,
+    LinkCases,
+    LinkSigningCases,
+    ConditionalWriteCases,
+    CapabilityCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other."""
 
 
 __all__ = [
     "BackendCases",
+    "CapabilityCases",
+    "ConditionalWriteCases",
     "ConformanceCases",
     "FileCases",
     "LinkCases",
