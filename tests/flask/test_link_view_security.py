@@ -155,6 +155,9 @@ def test_error_responses_carry_the_security_headers_too(
         {"key": "a.txt", "op": "d", "content_type": 7},
         {"key": "a.txt", "op": "d", "content_type": "text/plain\r\nX: y"},
         {"key": "a.txt", "op": "u", "content_type": ["text/plain"]},
+        {"key": "a.txt", "op": "u", "overwrite": "false"},
+        {"key": "a.txt", "op": "u", "overwrite": 0},
+        {"key": "a.txt", "op": "u", "overwrite": None},
     ],
 )
 def test_claims_of_the_wrong_type_are_a_bad_request(
