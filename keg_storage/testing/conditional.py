@@ -12,7 +12,6 @@ import dataclasses
 import io
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from keg_storage import (
 from keg_storage.backends.base import FILE_EXISTS, PRECONDITION_FAILED
 
 from .helpers import BackendCases, MiB, names, payload, read, write
-from .links import FLASK_NEEDED
+from .links import sign
 
 SIZES = {"empty": 0, "small": 1000, "multipart": 12 * MiB + 5}
 """A 0-byte file, a small one, and one written in parts (S3 parts of 8 MiB, Azure blocks,
@@ -88,18 +87,6 @@ def asking(
         "move": lambda source: storage.move("source.bin", path, **condition),
     }
     return calls[writer]
-
-
-def sign(storage: StorageBackend, path: str, operation: str, **options: Any) -> str:
-    """``link_to`` as an app calls it (inside a request of an app with a link endpoint)."""
-    if not isinstance(storage, InternalLinksStorageBackend):
-        return storage.link_to(path, operation, timedelta(minutes=5), **options)
-    flask = pytest.importorskip("flask", reason=FLASK_NEEDED)
-    app = flask.Flask(__name__)
-    app.add_url_rule("/link", "link", lambda: "")
-    storage.linked_endpoint = "link"
-    with app.test_request_context():
-        return storage.link_to(path, operation, timedelta(minutes=5), **options)
 
 
 sized = pytest.mark.parametrize("size", list(SIZES.values()), ids=list(SIZES))
