@@ -32,9 +32,9 @@ def served() -> Iterator[tuple[LinkApp, ServerThread]]:
         yield app, server
 
 
-def upload_link(app: LinkApp, path: str, **options: bool) -> str:
+def upload_link(app: LinkApp, path: str, overwrite: bool = True) -> str:
     with app.app_context():
-        return app.backend.link_to(path, "upload", timedelta(minutes=5), **options)
+        return app.backend.link_to(path, "upload", timedelta(minutes=5), overwrite=overwrite)
 
 
 def put(url: str, data: bytes) -> requests.Response:
