@@ -16,7 +16,9 @@ want) in a test module, with a name starting with ``Test``, and define the fixtu
 
 Needs pytest (``pip install "keg-storage[testing]"``; ``keg_storage`` itself never imports this
 package). Flask is needed only by
-:class:`LinkSigningCases` on a backend with internal links; without it they skip. The docs page
+:class:`LinkSigningCases` and the link cases of :class:`CapabilityCases` on a backend with internal
+links; without it they skip. :class:`ConditionalWriteCases` and :class:`CapabilityCases` read the
+backend's ``capabilities``: where a field is False they check the refusal instead. The docs page
 "Writing a backend" walks through :mod:`keg_storage.testing.example`, a backend that passes it.
 """
 
