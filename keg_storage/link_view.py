@@ -48,6 +48,7 @@ from .errors import (
     InvalidPathError,
     LinkTokenError,
     MalformedLinkTokenError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -386,7 +387,8 @@ def describe_storage_error(error: StorageError) -> tuple[int, str]:
     backend names and tracebacks (the link view's and the demo's error responses).
 
     What the request asked for is at fault (4xx): a name the storage refuses 400 (409 when a
-    folder is in the way), a missing file 404, an existing one 409, access refused 403, an
+    folder is in the way), a missing file 404, an existing one 409, one changed since it was
+    read 412, access refused 403, an
     operation the storage cannot do 400, a bad link 400/403. The server is at fault (5xx): the
     storage cannot be reached 503, anything else 500."""
     if isinstance(error, InvalidPathError):
@@ -395,6 +397,8 @@ def describe_storage_error(error: StorageError) -> tuple[int, str]:
         return 404, "This file does not exist: it may have been moved or deleted."
     if isinstance(error, FileExistsError):  # FileExistsInStorageError (overwrite=False)
         return 409, "A file with this name already exists."
+    if isinstance(error, PreconditionFailedError):  # if_match
+        return 412, "The file was changed by someone else: reload it and try again."
     if isinstance(error, StoragePermissionError):
         return 403, "The storage refused access to this file."
     if isinstance(error, UnsupportedOperationError):
@@ -624,7 +628,9 @@ class LinkViewMixin:
             connection if isinstance(connection, socket.socket) else None,
         )
         try:
-            storage.upload(cast(IO[bytes], body), data.path, extra_args=extra_args)
+            storage.upload(
+                cast(IO[bytes], body), data.path, extra_args=extra_args, overwrite=data.overwrite
+            )
         except Exception:
             if body.timed_out:  # whatever the backend made of the TimeoutError
                 response = _plain_error(408, "The request body stopped arriving.")

@@ -30,6 +30,7 @@ from .base import (
     check_link_header_values,
     resolve_expiry,
 )
+from .conditions import Capabilities
 
 __all__ = ["InternalLinkTokenData", "InternalLinksStorageBackend", "SecretKey"]
 
@@ -38,20 +39,25 @@ SecretKey = str | bytes | Sequence[str | bytes]
 
 class InternalLinkTokenData(NamedTuple):
     """What an internal link token allows: the key, the operations and, signed with them, the
-    file name to serve a download as and its content type."""
+    file name to serve a download as, its content type, and whether an upload may replace an
+    existing file (``overwrite``)."""
 
     path: str
     operations: ShareLinkOperation
     output_path: str | None = None
     content_type: str | None = None
+    overwrite: bool = True
 
     def serialize(self) -> dict[str, Any]:
-        """The token's claims: ``key``, ``op`` and, when set, ``output_path``, ``content_type``."""
+        """The token's claims: ``key``, ``op`` and, when set, ``output_path``, ``content_type``,
+        and ``overwrite`` only when False (tokens made before it existed mean True)."""
         claims: dict[str, Any] = {"key": self.path, "op": str(self.operations)}
         if self.output_path is not None:
             claims["output_path"] = self.output_path
         if self.content_type is not None:
             claims["content_type"] = self.content_type
+        if not self.overwrite:
+            claims["overwrite"] = False
         return claims
 
     @classmethod
@@ -59,11 +65,15 @@ class InternalLinkTokenData(NamedTuple):
         """The data of verified token claims (the inverse of :meth:`serialize`).
 
         Claims of the wrong type (``key`` and ``op`` must be strings, ``output_path`` and
-        ``content_type`` strings without control characters when present) raise
-        :class:`MalformedLinkTokenError`: the link view answers 400, never 500."""
+        ``content_type`` strings without control characters when present, ``overwrite`` a
+        boolean when present) raise :class:`MalformedLinkTokenError`: the link view answers 400,
+        never 500."""
         for claim in ("key", "op"):
             if not isinstance(data.get(claim), str):
                 raise MalformedLinkTokenError(f"link token claim {claim!r} must be a string")
+        overwrite = data.get("overwrite", True)
+        if not isinstance(overwrite, bool):
+            raise MalformedLinkTokenError("link token claim 'overwrite' must be a boolean")
         output_path, content_type = data.get("output_path"), data.get("content_type")
         try:
             check_link_header_values(output_path, content_type)
@@ -74,6 +84,7 @@ class InternalLinkTokenData(NamedTuple):
             operations=ShareLinkOperation.as_operation(data["op"]),
             output_path=output_path,
             content_type=content_type,
+            overwrite=overwrite,
         )
 
     @property
@@ -106,6 +117,7 @@ class InternalLinksStorageBackend(StorageBackend):
     bytes, or a list of them: the first signs, all verify (key rotation).
     """
 
+    capabilities = Capabilities(internal_links=True, multi_operation_links=True)
     token_algorithm = "HS512"
 
     def __init__(
@@ -157,12 +169,35 @@ class InternalLinksStorageBackend(StorageBackend):
         expire: Expiry,
         output_path: str | None = None,
         content_type: str | None = None,
+        overwrite: bool = True,
     ) -> str:
-        """A signed token allowing ``operation`` on ``path`` until ``expire``."""
+        """A signed token allowing ``operation`` on ``path`` until ``expire``; with
+        ``overwrite=False`` its upload never replaces an existing file."""
         key = self._file_key(path)
         parsed = ShareLinkOperation.as_operation(operation)
         check_link_header_values(output_path, content_type)
-        return self._sign_token(key, parsed, resolve_expiry(expire), output_path, content_type)
+        self._check_link_overwrite(key, parsed, overwrite)
+        return self._sign_token(
+            key, parsed, resolve_expiry(expire), output_path, content_type, overwrite
+        )
+
+    def _check_link_overwrite(
+        self, key: str, operation: ShareLinkOperation, overwrite: bool
+    ) -> None:
+        """``overwrite=False`` asks for a create-only upload link: refused where it means
+        nothing (no upload) or where the backend cannot write create-only."""
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be a bool, not {type(overwrite).__name__}")
+        if overwrite:
+            return
+        if ShareLinkOperation.upload not in operation:
+            raise ValueError("overwrite=False applies to links that allow 'upload'")
+        if not self.capabilities.conditional_create:
+            raise UnsupportedOperationError(
+                "create-only upload links (overwrite=False) are not supported",
+                backend=self,
+                path=key,
+            )
 
     def _sign_token(
         self,
@@ -171,10 +206,12 @@ class InternalLinksStorageBackend(StorageBackend):
         expires_at: arrow.Arrow,
         output_path: str | None,
         content_type: str | None,
+        overwrite: bool = True,
     ) -> str:
         """The token for arguments already validated (by ``create_link_token`` or ``link_to``)."""
         signing_key = self._signing_key()
-        claims = InternalLinkTokenData(key, operation, output_path, content_type).serialize()
+        data = InternalLinkTokenData(key, operation, output_path, content_type, overwrite)
+        claims = data.serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
         claims["exp"] = math.ceil(expires_at.timestamp())
         with scrubbed():
@@ -225,8 +262,11 @@ class InternalLinksStorageBackend(StorageBackend):
         expires_at: arrow.Arrow,
         output_path: str | None,
         content_type: str | None,
+        overwrite: bool = True,
         **options: Any,
     ) -> str:
+        """A link to the app's link view; ``overwrite=False`` signs a create-only upload."""
+        self._check_link_overwrite(key, operation, overwrite)
         try:
             import flask
         except ImportError as exc:
@@ -238,7 +278,7 @@ class InternalLinksStorageBackend(StorageBackend):
             ) from exc
         if not self.linked_endpoint:
             raise ValueError(f"{self!r} must be configured with linked_endpoint to use links")
-        token = self._sign_token(key, operation, expires_at, output_path, content_type)
+        token = self._sign_token(key, operation, expires_at, output_path, content_type, overwrite)
         try:
             return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)
         except RuntimeError as exc:  # outside a request and without SERVER_NAME

@@ -11,8 +11,10 @@ from typing import Any
 
 import arrow
 
+from ..errors import FileExistsInStorageError, PreconditionFailedError
 from ..secrets import Secret, hold
-from .base import FileMode, FileStat, ListEntry
+from .base import FILE_EXISTS, PRECONDITION_FAILED, FileMode, FileStat, ListEntry
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
 from .streams import WrappedFile
 
@@ -38,17 +40,21 @@ class MemoryFile(WrappedFile):
         mode: FileMode,
         initial: bytes,
         content_type: str | None,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         super().__init__(mode)
         self.storage = storage
         self.path = path
         self.content_type = content_type
+        self.condition = condition
         self.buffer = io.BytesIO(initial)
         self.fp = self.buffer
 
     def _finish(self) -> None:
         if self.writable():
-            self.storage.store(self.path, self.buffer.getvalue(), self.content_type)
+            self.storage.store(
+                self.path, self.buffer.getvalue(), self.content_type, condition=self.condition
+            )
         self.buffer.close()
 
     def _discard(self) -> None:
@@ -56,9 +62,17 @@ class MemoryFile(WrappedFile):
 
 
 class MemoryStorage(InternalLinksStorageBackend):
-    """Files in a dict of this process; links are internal links served by ``LinkViewMixin``."""
+    """Files in a dict of this process; links are internal links served by ``LinkViewMixin``.
+    Conditional writes are decided under the store's lock at the moment of publishing."""
 
-    supports_read_write = True
+    capabilities = Capabilities(
+        read_write=True,
+        conditional_create=True,
+        conditional_replace=True,
+        server_side_copy=True,
+        internal_links=True,
+        multi_operation_links=True,
+    )
 
     def __init__(
         self,
@@ -73,10 +87,30 @@ class MemoryStorage(InternalLinksStorageBackend):
         self._files: dict[str, _StoredFile] = {}
         self._lock = threading.Lock()
 
-    def store(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        """Store ``data`` under the key ``key`` at once (what closing a writer publishes)."""
+    def store(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        condition: WriteCondition = ALWAYS,
+    ) -> None:
+        """Store ``data`` under the key ``key`` at once (what closing a writer publishes), if
+        ``condition`` holds then: decided under the lock, so of concurrent create-only writers
+        exactly one publishes."""
         with self._lock:
+            self._check_condition(key, condition)
             self._files[key] = _StoredFile(data, arrow.utcnow(), content_type)
+
+    def _check_condition(self, key: str, condition: WriteCondition) -> None:
+        """Raise unless ``condition`` holds for ``key`` now (the caller holds the lock)."""
+        current = self._files.get(key)
+        if not condition.overwrite and current is not None:
+            raise FileExistsInStorageError(FILE_EXISTS, backend=self, path=key)
+        if condition.if_match is not None and (
+            current is None or current.etag != condition.if_match
+        ):
+            raise PreconditionFailedError(PRECONDITION_FAILED, backend=self, path=key)
 
     def _lookup(self, key: str) -> _StoredFile:
         with self._lock:
@@ -98,11 +132,17 @@ class MemoryStorage(InternalLinksStorageBackend):
         for directory in directories:
             yield ListEntry(directory, None, 0)
 
-    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> MemoryFile:
+    def _open(
+        self,
+        key: str,
+        mode: FileMode,
+        extra_args: dict[str, Any],
+        condition: WriteCondition = ALWAYS,
+    ) -> MemoryFile:
         if FileMode.read in mode:
             stored = self._lookup(key)
             return MemoryFile(self, key, mode, stored.data, stored.content_type)
-        return MemoryFile(self, key, mode, b"", extra_args.get("ContentType"))
+        return MemoryFile(self, key, mode, b"", extra_args.get("ContentType"), condition)
 
     def _stat(self, key: str) -> FileStat:
         stored = self._lookup(key)
@@ -112,14 +152,15 @@ class MemoryStorage(InternalLinksStorageBackend):
         with self._lock:
             self._files.pop(key, None)
 
-    def _copy(self, key: str, new_key: str) -> None:
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
         stored = self._lookup(key)
-        self.store(new_key, stored.data, stored.content_type)
+        condition = WriteCondition(overwrite=overwrite)
+        self.store(new_key, stored.data, stored.content_type, condition=condition)
 
-    def _move(self, key: str, new_key: str) -> None:
+    def _move(self, key: str, new_key: str, overwrite: bool = True) -> None:
         with self._lock:
-            stored = self._files.pop(key, None)
-            if stored is not None:
-                self._files[new_key] = stored
-        if stored is None:
-            raise self._not_found(key)
+            stored = self._files.get(key)
+            if stored is None:
+                raise self._not_found(key)
+            self._check_condition(new_key, WriteCondition(overwrite=overwrite))
+            self._files[new_key] = self._files.pop(key)

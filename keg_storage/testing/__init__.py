@@ -16,7 +16,9 @@ want) in a test module, with a name starting with ``Test``, and define the fixtu
 
 Needs pytest (``pip install "keg-storage[testing]"``; ``keg_storage`` itself never imports this
 package). Flask is needed only by
-:class:`LinkSigningCases` on a backend with internal links; without it they skip. The docs page
+:class:`LinkSigningCases` and the link cases of :class:`CapabilityCases` on a backend with internal
+links; without it they skip. :class:`ConditionalWriteCases` and :class:`CapabilityCases` read the
+backend's ``capabilities``: where a field is False they check the refusal instead. The docs page
 "Writing a backend" walks through :mod:`keg_storage.testing.example`, a backend that passes it.
 """
 
@@ -35,8 +37,10 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.operations",
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
+    "keg_storage.testing.conditional",
 )
 
+from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
 from .links import LinkCases, LinkSigningCases  # noqa: E402
@@ -46,13 +50,22 @@ from .text_files import TextFileCases  # noqa: E402
 
 
 class ConformanceCases(
-    FileCases, TextFileCases, OperationCases, PathCases, LinkCases, LinkSigningCases
+    FileCases,
+    TextFileCases,
+    OperationCases,
+    PathCases,
+    LinkCases,
+    LinkSigningCases,
+    ConditionalWriteCases,
+    CapabilityCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other."""
 
 
 __all__ = [
     "BackendCases",
+    "CapabilityCases",
+    "ConditionalWriteCases",
     "ConformanceCases",
     "FileCases",
     "LinkCases",

@@ -19,6 +19,7 @@ from typing import Any
 import arrow
 
 from keg_storage import (
+    Capabilities,
     FileMode,
     FileNotFoundInStorageError,
     FileStat,
@@ -79,7 +80,11 @@ class DictWriter(RemoteFile):
 
 
 class DictStorage(StorageBackend):
-    """Files in a dict of this process, safe to share between threads."""
+    """Files in a dict of this process, safe to share between threads. It writes unconditionally
+    only, copies through this process and has no links: every capability is False, so
+    ``overwrite=False``, ``if_match``, ``'r+'`` and ``link_to`` raise UnsupportedOperationError."""
+
+    capabilities = Capabilities()
 
     def __init__(self, name: str = "dict") -> None:
         super().__init__(name)

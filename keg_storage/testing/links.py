@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import arrow
 import pytest
@@ -43,17 +44,17 @@ def refused_paths(storage: StorageBackend) -> list[str]:
     return paths
 
 
-def sign(storage: StorageBackend, path: str, operation: str) -> str:
-    """``link_to`` as an app calls it: internal links inside a request of an app with a link
-    endpoint."""
+def sign(storage: StorageBackend, path: str, operation: str, **options: Any) -> str:
+    """``link_to`` (with ``options``) as an app calls it: internal links inside a request of
+    an app with a link endpoint, ``http://localhost/link?token=...``."""
     if not isinstance(storage, InternalLinksStorageBackend):
-        return storage.link_to(path, operation, timedelta(minutes=5))
+        return storage.link_to(path, operation, timedelta(minutes=5), **options)
     flask = pytest.importorskip("flask", reason=FLASK_NEEDED)
     app = flask.Flask(__name__)
     app.add_url_rule("/link", "link", lambda: "")
     storage.linked_endpoint = "link"
     with app.test_request_context():
-        return storage.link_to(path, operation, timedelta(minutes=5))
+        return storage.link_to(path, operation, timedelta(minutes=5), **options)
 
 
 class LinkCases(BackendCases):

@@ -3,6 +3,8 @@ backend (conftest.py provides it as ``storage`` and says which cases cannot appl
 why)."""
 
 from keg_storage.testing import (
+    CapabilityCases,
+    ConditionalWriteCases,
     FileCases,
     LinkCases,
     LinkSigningCases,
@@ -11,5 +13,13 @@ from keg_storage.testing import (
 )
 
 
-class TestLegacyConformance(FileCases, LinkCases, LinkSigningCases, OperationCases, PathCases):
+class TestLegacyConformance(
+    FileCases,
+    LinkCases,
+    LinkSigningCases,
+    OperationCases,
+    PathCases,
+    ConditionalWriteCases,
+    CapabilityCases,
+):
     pass

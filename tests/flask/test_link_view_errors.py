@@ -20,10 +20,12 @@ import requests
 from flask.views import MethodView
 
 from keg_storage import (
+    FileExistsInStorageError,
     InvalidPathError,
     LinkViewMixin,
     LocalFSStorage,
     MemoryStorage,
+    PreconditionFailedError,
     SFTPStorage,
     StorageBackend,
     StorageError,
@@ -275,3 +277,17 @@ def test_a_body_over_the_limit_is_a_413_with_the_limit(served: Served) -> None:
     response = requests.put(served.url("files", "big.bin", "upload"), b"x" * 1_500_001, timeout=10)
     assert_plain(response, 413, "This file is larger than the server accepts (at most 1.5 MB).")
     assert not served.backends["files"].exists("big.bin")
+
+
+def test_conditional_write_failures_in_plain_words() -> None:
+    storage = MemoryStorage()
+    storage.upload(io.BytesIO(b"v1"), "a.txt")
+    with pytest.raises(FileExistsInStorageError) as exists:
+        storage.upload(io.BytesIO(b"v2"), "a.txt", overwrite=False)
+    assert describe_storage_error(exists.value) == (409, "A file with this name already exists.")
+    with pytest.raises(PreconditionFailedError) as changed:
+        storage.upload(io.BytesIO(b"v2"), "a.txt", if_match='"stale"')
+    assert describe_storage_error(changed.value) == (
+        412,
+        "The file was changed by someone else: reload it and try again.",
+    )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import flask
 import jwt
@@ -155,6 +155,9 @@ def test_error_responses_carry_the_security_headers_too(
         {"key": "a.txt", "op": "d", "content_type": 7},
         {"key": "a.txt", "op": "d", "content_type": "text/plain\r\nX: y"},
         {"key": "a.txt", "op": "u", "content_type": ["text/plain"]},
+        {"key": "a.txt", "op": "u", "overwrite": "false"},
+        {"key": "a.txt", "op": "u", "overwrite": 0},
+        {"key": "a.txt", "op": "u", "overwrite": None},
     ],
 )
 def test_claims_of_the_wrong_type_are_a_bad_request(
@@ -175,9 +178,10 @@ def test_control_characters_are_refused_at_signing(field: str, value: str) -> No
     app = make_app()
     with app.test_request_context(), pytest.raises(ValueError, match=field):
         app.backend.link_to("a.txt", "download", timedelta(minutes=1), **{field: value})
+    header: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
         app.backend.create_link_token(
-            path="a.txt", operation="download", expire=timedelta(minutes=1), **{field: value}
+            path="a.txt", operation="download", expire=timedelta(minutes=1), **header
         )
 
 
