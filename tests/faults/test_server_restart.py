@@ -142,7 +142,8 @@ def _azure(request: pytest.FixtureRequest, patience: str) -> Iterator[Crashable]
             ]
 
     # The SDK types the backoff as int, but it is seconds and takes a float.
-    retry: dict[str, Any] = {"backoff": 0.5, "random_jitter_range": 0}
+    # 10 retries 1 s apart: a window that a loaded machine's Azurite restart fits in.
+    retry: dict[str, Any] = {"backoff": 1.0, "random_jitter_range": 0}
     storage = AzureStorage(
         server.account,
         server.key,
