@@ -2,8 +2,9 @@
 
 Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
 multipart upload with parallel parts (a single ``put_object`` for small and empty files),
-``upload``/``put`` go through boto3's transfer manager, copies stay on the server, and links are
-SigV4 presigned URLs.
+``upload``/``put`` go through boto3's transfer manager (conditional ones through the writer),
+copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
+(``overwrite=False``, ``if_match``) are decided by the service on the request that publishes.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ except ImportError:  # pragma: no cover - exercised by the package tests without
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
+__all__ = ["CREATE_ONLY_HEADERS", "S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000
