@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -373,7 +374,12 @@ class S3Writer(S3FileBase, PartUploadWriter):
 
     def _complete_parts(self, results: list[Any]) -> None:
         assert self.upload_id is not None
-        with deciding(self.condition, self.storage, self.filename):
+
+        def etag() -> str:
+            digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in results)
+            return f'"{hashlib.md5(digests).hexdigest()}-{len(results)}"'
+
+        with self._deciding(etag):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.filename,
@@ -422,7 +428,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 raise
 
     def _put_whole(self, data: bytes) -> None:
-        with deciding(self.condition, self.storage, self.filename):
+        with self._deciding(lambda: f'"{hashlib.md5(data).hexdigest()}"'):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.filename,
@@ -430,6 +436,35 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 **self.extra_args,
                 **condition_parameters(self.condition),
             )
+
+    @contextlib.contextmanager
+    def _deciding(self, etag: Callable[[], str]) -> Iterator[None]:
+        """:func:`deciding` for the request that publishes, which would give the object the
+        ETag ``etag()`` (S3's: the MD5 of the body, or of the parts' MD5s then ``-<parts>``).
+
+        botocore resends a request whose answer was lost; when the first try had published, the
+        service refuses the resend (412) as the object now exists. A refusal after a resend is
+        therefore checked: an object whose ETag is ``etag()`` holds exactly these bytes, so the
+        write went through. Only after a resend, so a refusal at the first try always stands.
+        (SeaweedFS, like AWS, answers a resent complete of a completed upload as the first.)
+        """
+        try:
+            with deciding(self.condition, self.storage, self.filename):
+                yield
+        except (FileExistsInStorageError, PreconditionFailedError) as refused:
+            if not (_retried(refused.__cause__) and self._stored_etag() == etag()):
+                raise
+
+    def _stored_etag(self) -> str | None:
+        with contextlib.suppress(botocore.exceptions.ClientError):
+            return self.client.head_object(Bucket=self.bucket, Key=self.filename)["ETag"]
+        return None
+
+
+def _retried(error: BaseException | None) -> bool:
+    """Whether botocore sent the request that failed with ``error`` more than once."""
+    response = getattr(error, "response", None) or {}
+    return bool(response.get("ResponseMetadata", {}).get("RetryAttempts"))
 
 
 class _PartSender:

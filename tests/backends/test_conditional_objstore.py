@@ -288,3 +288,81 @@ def test_azure_links_cannot_be_create_only(
     assert "Azure SAS links cannot be create-only (overwrite=False)" in str(caught.value)
     assert "path 'x.bin'" in str(caught.value)
     assert list(azure_container.list_blobs()) == []
+
+
+@pytest.fixture
+def s3_through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, Any]]:
+    """An S3Storage that reaches SeaweedFS through a fault-injecting proxy."""
+    from tests.faults.proxy import FaultProxy
+
+    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
+        storage = S3Storage(
+            s3_bucket,
+            seaweedfs.region,
+            seaweedfs.access_key,
+            seaweedfs.secret_key,
+            endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            chunk_size=5 * MiB,
+            max_attempts=3,
+            connect_timeout=2,
+            read_timeout=5,
+        )
+        with storage:
+            yield storage, proxy
+
+
+@pytest.mark.parametrize("size", [1000, SIZES["multipart"]], ids=["small", "multipart"])
+@pytest.mark.parametrize("way", ["overwrite", "if_match", "plain"])
+def test_s3_publish_whose_answer_is_lost(
+    s3_through_proxy: tuple[S3Storage, Any], size: int, way: str, request: pytest.FixtureRequest
+) -> None:
+    """The connection breaks after the service published but before its answer arrived:
+    botocore sends the request again, which the service refuses (412; a resent complete may
+    also find its upload gone). The stored object has this write's ETag, so the write went
+    through and ``close()`` says so."""
+    storage, proxy = s3_through_proxy
+    storage.upload(io.BytesIO(b"old"), "lost.bin")
+    condition = {
+        "overwrite": {"overwrite": False, "path": "new.bin"},
+        "if_match": {"if_match": storage.stat("lost.bin").etag, "path": "lost.bin"},
+        "plain": {"path": "lost.bin"},
+    }[way]
+    path = condition.pop("path")
+    publishing = "CompleteMultipartUpload" if size > storage.chunk_size else "PutObject"
+    sent: list[str] = []
+
+    def cut_the_answer(**_: Any) -> None:
+        sent.append(publishing)
+        if len(sent) == 1:  # past "100 Continue" (25 B) if the service sends one
+            proxy.cut_after(30, "downstream")
+
+    storage.client.meta.events.register(f"before-send.s3.{publishing}", cut_the_answer)
+    data = data_of(size, 12)
+    with storage.open(path, "w", **condition) as file:
+        file.write(data)
+    assert sent == [publishing, publishing]
+    assert not proxy.armed
+    assert read(storage, path) == data
+    assert leftovers(storage, request) == []
+
+
+def test_s3_rival_after_a_lost_answer_still_wins(
+    s3_through_proxy: tuple[S3Storage, Any], s3_client: S3Client
+) -> None:
+    """A resend refused because another writer's bytes are there is still a refusal."""
+    storage, proxy = s3_through_proxy
+    sent: list[str] = []
+
+    def rival_then_cut(**_: Any) -> None:
+        sent.append("PutObject")
+        if len(sent) == 1:
+            s3_client.put_object(Bucket=storage.bucket, Key="raced.bin", Body=b"rival")
+            proxy.cut_after(30, "downstream")
+
+    storage.client.meta.events.register("before-send.s3.PutObject", rival_then_cut)
+    file = storage.open("raced.bin", "w", overwrite=False)
+    file.write(b"mine")
+    with pytest.raises(FileExistsInStorageError):
+        file.close()
+    assert sent == ["PutObject", "PutObject"]
+    assert read(storage, "raced.bin") == b"rival"
