@@ -405,13 +405,22 @@ class AzureWriter(AzureFile, PartUploadWriter):
                 self._written += length
 
     def _complete_parts(self, results: list[Any]) -> None:
-        with deciding(self.condition, self.storage, self.path):
-            self.blob_client.commit_block_list(
-                [BlobBlock(block_id) for block_id in results],
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-                **condition_arguments(self.condition),
-            )
+        """Commit the blocks. A refused conditional commit is checked against the blob's
+        committed blocks: the SDK resends a commit whose answer was lost, and when the first try
+        had committed, the service refuses the resend. The block ids are this writer's alone (a
+        random prefix), so a blob made of exactly them is this write's own."""
+        try:
+            with deciding(self.condition, self.storage, self.path):
+                self.blob_client.commit_block_list(
+                    [BlobBlock(block_id) for block_id in results],
+                    content_settings=self.content_settings,
+                    metadata=self.metadata,
+                    **condition_arguments(self.condition),
+                )
+        except (FileExistsInStorageError, PreconditionFailedError):
+            committed, _ = self.blob_client.get_block_list("committed")
+            if [block.id for block in committed] != results:
+                raise
 
     def _put_whole(self, data: bytes) -> None:
         with deciding(self.condition, self.storage, self.path):

@@ -366,3 +366,50 @@ def test_s3_rival_after_a_lost_answer_still_wins(
         file.close()
     assert sent == ["PutObject", "PutObject"]
     assert read(storage, "raced.bin") == b"rival"
+
+
+@pytest.mark.parametrize("way", ["overwrite", "if_match"])
+def test_azure_commit_whose_answer_is_lost(
+    azurite: Azurite, azure_container: ContainerClient, way: str
+) -> None:
+    """The connection breaks after the service committed the blocks but before its answer
+    arrived: the SDK resends the commit, which the service refuses; the blob is made of this
+    writer's blocks, so ``close()`` succeeds."""
+    from azure.storage.blob import LinearRetry
+
+    from tests.faults.proxy import FaultProxy
+
+    azure_container.upload_blob("lost.bin", b"old")
+    with (
+        FaultProxy("127.0.0.1", azurite.port) as proxy,
+        AzureStorage(
+            azurite.account,
+            azurite.key,
+            azure_container.container_name,
+            chunk_size=64 * 1024,
+            account_url=f"http://127.0.0.1:{proxy.port}/{azurite.account}",
+            retry=LinearRetry(backoff=0.1, random_jitter_range=0.05, retry_total=3),
+        ) as storage,
+    ):
+        condition: dict[str, Any] = (
+            {"overwrite": False, "path": "new.bin"}
+            if way == "overwrite"
+            else {"if_match": storage.stat("lost.bin").etag, "path": "lost.bin"}
+        )
+        path = condition.pop("path")
+        data = data_of(200 * 1024, 13)
+        file = storage.open(path, "w", **condition)
+        file.write(data)
+        commit = file.blob_client.commit_block_list  # type: ignore[attr-defined]
+        commits: list[int] = []
+
+        def cut_the_answer(*args: Any, **kwargs: Any) -> Any:
+            commits.append(1)
+            proxy.cut_after(30, "downstream")
+            return commit(*args, **kwargs)
+
+        file.blob_client.commit_block_list = cut_the_answer  # type: ignore[attr-defined]
+        file.close()
+        assert commits == [1]  # the resend is the SDK's, within the one call
+        assert not proxy.armed
+    assert azure_container.download_blob(path).readall() == data
