@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -27,9 +27,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import arrow
 
 from ..errors import (
+    FileExistsInStorageError,
     FileNotFoundInStorageError,
     InvalidPathError,
     MissingDependencyError,
+    PreconditionFailedError,
     StorageError,
     StoragePermissionError,
     UnsupportedOperationError,
@@ -41,6 +43,8 @@ from ..http import content_disposition
 from ..progress import ByteCounter
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
 from .base import (
+    FILE_EXISTS,
+    PRECONDITION_FAILED,
     Expiry,
     FileMode,
     FileStat,
@@ -51,6 +55,7 @@ from .base import (
     file_errors,
     resolve_expiry,
 )
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
@@ -60,6 +65,7 @@ try:
     from azure.core.exceptions import (
         AzureError,
         ClientAuthenticationError,
+        ResourceExistsError,
         ResourceModifiedError,
         ResourceNotFoundError,
         ServiceRequestError,
@@ -152,6 +158,46 @@ def translate_azure_error(backend: Any, error: Exception, key: str | None) -> St
     token (see :func:`~keg_storage.secrets.scrub`)."""
     scrub(error)
     return azure_error(backend, error, key) if isinstance(error, AzureError) else None
+
+
+def condition_arguments(condition: WriteCondition) -> dict[str, Any]:
+    """The SDK's keyword arguments with which the service decides ``condition`` as it publishes
+    (commit of the block list, single-shot upload, copy): ``If-None-Match: *`` or
+    ``If-Match: etag``."""
+    if not condition.overwrite:
+        return {"if_none_match": "*"}
+    if condition.if_match is not None:
+        return {"if_match": condition.if_match}
+    return {}
+
+
+def condition_failure(
+    error: BaseException, condition: WriteCondition, backend: Any, key: str
+) -> StorageError | None:
+    """:class:`FileExistsInStorageError` or :class:`PreconditionFailedError` when ``error`` is
+    the service refusing ``condition`` (409 BlobAlreadyExists or 412 ConditionNotMet; for
+    ``if_match`` also a missing blob), else None."""
+    status = getattr(error, "status_code", None)
+    if not condition.overwrite and (isinstance(error, ResourceExistsError) or status == 412):
+        return FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key)
+    if condition.if_match is not None and isinstance(
+        error, (ResourceModifiedError, ResourceNotFoundError)
+    ):
+        return PreconditionFailedError(PRECONDITION_FAILED, backend=backend, path=key)
+    return None
+
+
+@contextlib.contextmanager
+def deciding(condition: WriteCondition, backend: Any, key: str) -> Iterator[None]:
+    """Around the request that publishes under ``condition``: the service's refusal becomes
+    :func:`condition_failure`'s error (scrubbed and chained); anything else passes unchanged."""
+    try:
+        yield
+    except AzureError as error:
+        failure = condition_failure(scrub(error), condition, backend, key)
+        if failure is None:
+            raise
+        raise failure from error
 
 
 def _timeouts(timeout: float | tuple[float, float] | None) -> tuple[float | None, float | None]:
@@ -292,6 +338,11 @@ class AzureWriter(AzureFile, PartUploadWriter):
 
     An aborted or failed write commits nothing, so the previous blob stays. The service has no
     call to drop staged blocks; it discards uncommitted blocks itself after a week.
+
+    ``condition`` (``overwrite=False`` or ``if_match``) goes with the request that publishes,
+    the commit or the single-shot upload, so the service decides it there; when it does not
+    hold, ``close()`` raises :class:`FileExistsInStorageError` or
+    :class:`PreconditionFailedError` and the blob stays as it was.
     """
 
     max_block_size = MAX_BLOCK_SIZE
@@ -308,6 +359,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
         metadata: Mapping[str, str] | None = None,
         storage: Any = None,
         path: str | None = None,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.write:
             raise ValueError("AzureWriter writes only: open it with mode 'wb'")
@@ -318,6 +370,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
         self.storage = storage
         self.content_settings = content_settings
         self.metadata = dict(metadata) if metadata else None
+        self.condition = condition
         # Every block id of one blob must have the same length; a random prefix keeps the blocks
         # of concurrent or earlier, aborted writers apart.
         self._block_prefix = uuid.uuid4().hex
@@ -352,20 +405,33 @@ class AzureWriter(AzureFile, PartUploadWriter):
                 self._written += length
 
     def _complete_parts(self, results: list[Any]) -> None:
-        self.blob_client.commit_block_list(
-            [BlobBlock(block_id) for block_id in results],
-            content_settings=self.content_settings,
-            metadata=self.metadata,
-        )
+        """Commit the blocks. A refused conditional commit is checked against the blob's
+        committed blocks: the SDK resends a commit whose answer was lost, and when the first try
+        had committed, the service refuses the resend. The block ids are this writer's alone (a
+        random prefix), so a blob made of exactly them is this write's own."""
+        try:
+            with deciding(self.condition, self.storage, self.path):
+                self.blob_client.commit_block_list(
+                    [BlobBlock(block_id) for block_id in results],
+                    content_settings=self.content_settings,
+                    metadata=self.metadata,
+                    **condition_arguments(self.condition),
+                )
+        except (FileExistsInStorageError, PreconditionFailedError):
+            committed, _ = self.blob_client.get_block_list("committed")
+            if [block.id for block in committed] != results:
+                raise
 
     def _put_whole(self, data: bytes) -> None:
-        self.blob_client.upload_blob(
-            data,
-            length=len(data),
-            overwrite=True,
-            content_settings=self.content_settings,
-            metadata=self.metadata,
-        )
+        with deciding(self.condition, self.storage, self.path):
+            self.blob_client.upload_blob(
+                data,
+                length=len(data),
+                overwrite=True,
+                content_settings=self.content_settings,
+                metadata=self.metadata,
+                **condition_arguments(self.condition),
+            )
 
 
 def _stage_block(
@@ -416,6 +482,14 @@ class AzureStorage(StorageBackend):
     :class:`UnsupportedOperationError`.
     """
 
+    capabilities = Capabilities(
+        conditional_create=True,
+        conditional_replace=True,
+        server_side_copy=True,
+        service_links=True,
+        multi_operation_links=True,  # one SAS combines permissions
+        metadata=True,
+    )
     supported_extra_args = frozenset(_EXTRA_ARG_SETTINGS) | {"Metadata"}
     # The service reads a backslash in a blob name as "/" (a file "x\\y" would silently become
     # "y" in the directory "x"), so such paths are refused before any request.
@@ -607,7 +681,13 @@ class AzureStorage(StorageBackend):
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
         return translate_azure_error(self, error, path)
 
-    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
+    def _open(
+        self,
+        key: str,
+        mode: FileMode,
+        extra_args: dict[str, Any],
+        condition: WriteCondition = ALWAYS,
+    ) -> RemoteFile:
         blob = self._blob(key)
         if mode == FileMode.read:
             return AzureReader(
@@ -628,17 +708,23 @@ class AzureStorage(StorageBackend):
             metadata=extra_args.get("Metadata"),
             storage=self,
             path=key,
+            condition=condition,
         )
 
     def _upload(
-        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        file_obj: IO[bytes],
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         """A local file larger than one chunk is staged in blocks streamed from the file (see
         :data:`STREAMED_BLOCK_SIZE`); anything else goes through the writer. Either way the
         file object ends at its end, as if it had been read."""
         extent = local_file_extent(file_obj)
         if extent is None or extent[2] <= self.chunk_size:
-            super()._upload(file_obj, key, extra_args, count_bytes)
+            super()._upload(file_obj, key, extra_args, count_bytes, condition=condition)
             return
         fd, start, size = extent
         block_size = self.upload_block_size(size)
@@ -649,7 +735,7 @@ class AzureStorage(StorageBackend):
                 backend=self,
                 path=key,
             )
-        with self._open(key, FileMode.write, extra_args) as target:
+        with self._open(key, FileMode.write, extra_args, condition) as target:
             assert isinstance(target, AzureWriter)
             target.stage_local_file(fd, start, size, block_size, count_bytes)
         file_obj.seek(start + size)
@@ -694,12 +780,18 @@ class AzureStorage(StorageBackend):
         with contextlib.suppress(FileNotFoundInStorageError), self.translating(key):
             blob.delete_blob(delete_snapshots="include")
 
-    def _copy(self, key: str, new_key: str) -> None:
-        """Server-side copy; waits until the service has finished it."""
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        """Server-side copy; waits until the service has finished it. With ``overwrite=False``
+        the copy is started ``If-None-Match: *``, so the service refuses it onto a blob that
+        exists (Azurite enforces it too)."""
+        condition = WriteCondition(overwrite=overwrite)
         source, target = self._blob(key), self._blob(new_key)
         with self.translating(new_key):  # failures name the target, but a missing source
             try:
-                result = target.start_copy_from_url(source.url)
+                with deciding(condition, self, new_key):
+                    result = target.start_copy_from_url(
+                        source.url, **condition_arguments(condition)
+                    )
             except ResourceNotFoundError as exc:
                 raise azure_error(self, scrub(exc), key) from exc
             status = result.get("copy_status")
@@ -737,8 +829,16 @@ class AzureStorage(StorageBackend):
         output_path: str | None,
         content_type: str | None,
         ip: str | None = None,
+        overwrite: bool = True,
         **options: Any,
     ) -> str:
+        if not overwrite:
+            raise UnsupportedOperationError(
+                "Azure SAS links cannot be create-only (overwrite=False): a SAS grants "
+                "permissions, not conditions, and the upload's own headers decide those",
+                backend=self,
+                path=key,
+            )
         if options:
             raise TypeError(f"unsupported link options for Azure: {', '.join(sorted(options))}")
         blob = self._blob(key)

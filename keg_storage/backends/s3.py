@@ -2,25 +2,29 @@
 
 Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
 multipart upload with parallel parts (a single ``put_object`` for small and empty files),
-``upload``/``put`` go through boto3's transfer manager, copies stay on the server, and links are
-SigV4 presigned URLs.
+``upload``/``put`` go through boto3's transfer manager (conditional ones through the writer),
+copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
+(``overwrite=False``, ``if_match``) are decided by the service on the request that publishes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 import arrow
 
 from ..errors import (
+    FileExistsInStorageError,
     FileNotFoundInStorageError,
     InvalidPathError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -35,6 +39,8 @@ from ..paths import RemotePath
 from ..progress import ByteCounter, ForwardProgress
 from ..secrets import hold, reveal, scrub
 from .base import (
+    FILE_EXISTS,
+    PRECONDITION_FAILED,
     FileMode,
     FileStat,
     ListEntry,
@@ -44,6 +50,7 @@ from .base import (
     file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
+from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .s3_settings import (
     CHECKSUM_OPTIONS,
@@ -67,7 +74,7 @@ except ImportError:  # pragma: no cover - exercised by the package tests without
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
+__all__ = ["CREATE_ONLY_HEADERS", "S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000
@@ -75,10 +82,13 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most seven days."""
+CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
+"""The header an upload through a create-only presigned link (``overwrite=False``) must send."""
 ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 """Pauses between further tries of an abort whose connection failed (about 4 s in all)."""
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412"})
 _PERMISSION_CODES = frozenset(
     {
         "AccessDenied",
@@ -171,6 +181,45 @@ def translate_s3_error(backend: Any, error: Exception, key: str | None) -> Stora
     request, with its signature and session token."""
     mapped = map_error(scrub(error), backend, key)
     return mapped if isinstance(mapped, StorageError) else None
+
+
+def condition_parameters(condition: WriteCondition) -> dict[str, Any]:
+    """The request parameters with which S3 decides ``condition`` as it publishes (PutObject,
+    CompleteMultipartUpload, CopyObject): ``IfNoneMatch='*'`` or ``IfMatch=etag``."""
+    if not condition.overwrite:
+        return {"IfNoneMatch": "*"}
+    if condition.if_match is not None:
+        return {"IfMatch": condition.if_match}
+    return {}
+
+
+def condition_failure(
+    error: BaseException, condition: WriteCondition, backend: Any, key: str
+) -> StorageError | None:
+    """:class:`FileExistsInStorageError` or :class:`PreconditionFailedError` when ``error`` is
+    the service refusing ``condition`` (412 PreconditionFailed; for ``if_match`` also a missing
+    key, which AWS answers 404), else None."""
+    if condition.unconditional or not isinstance(error, botocore.exceptions.ClientError):
+        return None
+    code = _client_error_code(error)
+    if not condition.overwrite and code in _CONDITION_FAILED_CODES:
+        return FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key)
+    if condition.if_match is not None and code in _CONDITION_FAILED_CODES | _NOT_FOUND_CODES:
+        return PreconditionFailedError(PRECONDITION_FAILED, backend=backend, path=key)
+    return None
+
+
+@contextlib.contextmanager
+def deciding(condition: WriteCondition, backend: Any, key: str) -> Iterator[None]:
+    """Around the request that publishes under ``condition``: the service's refusal becomes
+    :func:`condition_failure`'s error (scrubbed and chained); anything else passes unchanged."""
+    try:
+        yield
+    except Exception as error:
+        failure = condition_failure(scrub(error), condition, backend, key)
+        if failure is None:
+            raise
+        raise failure from error
 
 
 class S3FileBase(RemoteFile):
@@ -280,6 +329,11 @@ class S3Writer(S3FileBase, PartUploadWriter):
     exception in a ``with`` block or garbage collection abort the upload: nothing is published
     and no multipart upload is left behind. ``extra_args`` (``ContentType``, ``Metadata``, ...)
     go to the request that creates the object.
+
+    ``condition`` (``overwrite=False`` or ``if_match``) goes with the request that publishes,
+    ``put_object`` or ``complete_multipart_upload``, so the service decides it there; when it
+    does not hold, ``close()`` aborts the upload and raises :class:`FileExistsInStorageError` or
+    :class:`PreconditionFailedError`, and the object stays as it was.
     """
 
     def __init__(
@@ -293,12 +347,14 @@ class S3Writer(S3FileBase, PartUploadWriter):
         max_concurrency: int = 4,
         storage: Any = None,
         abort_client: S3Client | None = None,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
         if chunk_size < MIN_PART_SIZE:
             raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
         self._bind(bucket, filename, client, storage)
         self.abort_client = abort_client if abort_client is not None else client
         self.extra_args = dict(extra_args or {})
+        self.condition = condition
         PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
         # Worker threads get a callable that does not hold the writer: an unclosed writer must be
         # collected (and its upload aborted) on the thread that drops it, not in a worker.
@@ -318,12 +374,19 @@ class S3Writer(S3FileBase, PartUploadWriter):
 
     def _complete_parts(self, results: list[Any]) -> None:
         assert self.upload_id is not None
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.filename,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": results},
-        )
+
+        def etag() -> str:
+            digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in results)
+            return f'"{hashlib.md5(digests).hexdigest()}-{len(results)}"'
+
+        with self._deciding(etag):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.filename,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": results},
+                **condition_parameters(self.condition),
+            )
         self._sender.upload_id = None
 
     def _abort_parts(self) -> None:
@@ -365,7 +428,43 @@ class S3Writer(S3FileBase, PartUploadWriter):
                 raise
 
     def _put_whole(self, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.filename, Body=data, **self.extra_args)
+        with self._deciding(lambda: f'"{hashlib.md5(data).hexdigest()}"'):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.filename,
+                Body=data,
+                **self.extra_args,
+                **condition_parameters(self.condition),
+            )
+
+    @contextlib.contextmanager
+    def _deciding(self, etag: Callable[[], str]) -> Iterator[None]:
+        """:func:`deciding` for the request that publishes, which would give the object the
+        ETag ``etag()`` (S3's: the MD5 of the body, or of the parts' MD5s then ``-<parts>``).
+
+        botocore resends a request whose answer was lost; when the first try had published, the
+        service refuses the resend (412) as the object now exists. A refusal after a resend is
+        therefore checked: an object whose ETag is ``etag()`` holds exactly these bytes, so the
+        write went through. Only after a resend, so a refusal at the first try always stands.
+        (SeaweedFS, like AWS, answers a resent complete of a completed upload as the first.)
+        """
+        try:
+            with deciding(self.condition, self.storage, self.filename):
+                yield
+        except (FileExistsInStorageError, PreconditionFailedError) as refused:
+            if not (_retried(refused.__cause__) and self._stored_etag() == etag()):
+                raise
+
+    def _stored_etag(self) -> str | None:
+        with contextlib.suppress(botocore.exceptions.ClientError):
+            return self.client.head_object(Bucket=self.bucket, Key=self.filename)["ETag"]
+        return None
+
+
+def _retried(error: BaseException | None) -> bool:
+    """Whether botocore sent the request that failed with ``error`` more than once."""
+    response = getattr(error, "response", None) or {}
+    return bool(response.get("ResponseMetadata", {}).get("RetryAttempts"))
 
 
 class _PartSender:
@@ -446,6 +545,13 @@ class S3Storage(StorageBackend):
     presigned with Signature Version 4.
     """
 
+    capabilities = Capabilities(
+        conditional_create=True,
+        conditional_replace=True,
+        server_side_copy=True,
+        service_links=True,
+        metadata=True,
+    )
     supported_extra_args = None
     max_key_bytes = 1024
 
@@ -604,7 +710,13 @@ class S3Storage(StorageBackend):
                     return True
         return False
 
-    def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:
+    def _open(
+        self,
+        key: str,
+        mode: FileMode,
+        extra_args: dict[str, Any],
+        condition: WriteCondition = ALWAYS,
+    ) -> RemoteFile:
         if mode == FileMode.read:
             return S3Reader(
                 self.bucket,
@@ -624,6 +736,7 @@ class S3Storage(StorageBackend):
             max_concurrency=self.max_concurrency,
             storage=self,
             abort_client=self.single_try_client,
+            condition=condition,
         )
 
     def _stat(self, key: str) -> FileStat:
@@ -655,20 +768,33 @@ class S3Storage(StorageBackend):
             **options,
         )
 
-    def _copy(self, key: str, new_key: str) -> None:
-        """Copy on the server: ``copy_object`` up to 5 GiB, a multipart copy above."""
+    def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
+        """Copy on the server: ``copy_object`` up to 5 GiB, a multipart copy above; with
+        ``overwrite=False`` the request that publishes carries ``IfNoneMatch='*'`` (SeaweedFS
+        and AWS decide it on both)."""
+        condition = WriteCondition(overwrite=overwrite)
         head = self.client.head_object(Bucket=self.bucket, Key=key)
-        if head["ContentLength"] <= self.copy_threshold:
-            self.client.copy_object(
-                Bucket=self.bucket,
-                Key=new_key,
-                CopySource={"Bucket": self.bucket, "Key": key},
-                CopySourceIfMatch=head["ETag"],
-            )
+        if head["ContentLength"] > self.copy_threshold:
+            self._multipart_copy(key, new_key, head, condition)
             return
-        self._multipart_copy(key, new_key, head)
+        try:
+            with deciding(condition, self, new_key):
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=new_key,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    CopySourceIfMatch=head["ETag"],
+                    **condition_parameters(condition),
+                )
+        except FileExistsInStorageError as refused:
+            # A 412 may also be CopySourceIfMatch's: the source was replaced since the HEAD.
+            if self._exists(new_key) or refused.__cause__ is None:
+                raise
+            raise refused.__cause__ from None
 
-    def _multipart_copy(self, key: str, new_key: str, head: Any) -> None:
+    def _multipart_copy(
+        self, key: str, new_key: str, head: Any, condition: WriteCondition = ALWAYS
+    ) -> None:
         size = head["ContentLength"]
         part_size = max(self.chunk_size, math.ceil(size / MAX_PARTS), MIN_PART_SIZE)
         ranges = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
@@ -697,12 +823,13 @@ class S3Storage(StorageBackend):
                     for number, (start, end) in enumerate(ranges, start=1)
                 ]
                 parts = [future.result() for future in futures]
-            with self.translating(new_key):
+            with self.translating(new_key), deciding(condition, self, new_key):
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=new_key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
+                    **condition_parameters(condition),
                 )
         except BaseException:
             with contextlib.suppress(Exception):
@@ -712,8 +839,19 @@ class S3Storage(StorageBackend):
             raise
 
     def _upload(
-        self, file_obj: IO[bytes], key: str, extra_args: dict[str, Any], count_bytes: ByteCounter
+        self,
+        file_obj: IO[bytes],
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
     ) -> None:
+        """Through boto3's transfer manager; a conditional upload through :class:`S3Writer`
+        instead, since the transfer manager (s3transfer 0.19) does not pass ``IfNoneMatch`` or
+        ``IfMatch`` on to the request that publishes."""
+        if not condition.unconditional:
+            super()._upload(file_obj, key, extra_args, count_bytes, condition=condition)
+            return
         with self.translating(key):
             self.client.upload_fileobj(
                 file_obj,
@@ -733,8 +871,18 @@ class S3Storage(StorageBackend):
         content_type: str | None,
         **options: Any,
     ) -> str:
-        """A presigned URL for exactly one operation (S3 signs one request per URL)."""
+        """A presigned URL for exactly one operation (S3 signs one request per URL).
+
+        An upload link with ``overwrite=False`` signs ``If-None-Match: *`` as a header the
+        upload must send (:data:`CREATE_ONLY_HEADERS`): the service then refuses (412) an upload
+        onto an existing object, and a request without the header does not match the signature.
+        """
         content_encoding = options.pop("content_encoding", None)
+        overwrite = options.pop("overwrite", True)
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be a bool, not {type(overwrite).__name__}")
+        if not overwrite and operation != ShareLinkOperation.upload:
+            raise ValueError("overwrite=False applies to upload links only")
         if options:
             raise TypeError(f"unexpected link options: {', '.join(sorted(options))}")
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -751,6 +899,8 @@ class S3Storage(StorageBackend):
             params["ContentType"] = content_type or "application/octet-stream"
             if content_encoding is not None:
                 params["ContentEncoding"] = content_encoding
+            if not overwrite:
+                params.update(condition_parameters(WriteCondition(overwrite=False)))
         elif operation == ShareLinkOperation.remove:
             method = "delete_object"
         else:
