@@ -22,14 +22,10 @@ import arrow
 
 from ..errors import (
     FileExistsInStorageError,
-    FileNotFoundInStorageError,
-    InvalidPathError,
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
-    StoragePermissionError,
     UnsupportedOperationError,
-    connection_failed,
     display_url,
     failure_cause,
     log_retry,
@@ -37,10 +33,8 @@ from ..errors import (
 from ..http import content_disposition
 from ..paths import RemotePath
 from ..progress import ByteCounter, ForwardProgress
-from ..secrets import hold, reveal, scrub
+from ..secrets import hold, reveal
 from .base import (
-    FILE_EXISTS,
-    PRECONDITION_FAILED,
     FileMode,
     FileStat,
     ListEntry,
@@ -52,6 +46,13 @@ from .base import (
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .s3_errors import (
+    BROKEN_BODY_ERRORS,
+    client_error_code,
+    condition_parameters,
+    deciding,
+    translate_s3_error,
+)
 from .s3_settings import (
     CHECKSUM_OPTIONS,
     MIN_PART_SIZE,
@@ -87,30 +88,6 @@ CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 """Pauses between further tries of an abort whose connection failed (about 4 s in all)."""
 
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412"})
-_PERMISSION_CODES = frozenset(
-    {
-        "AccessDenied",
-        "403",
-        "Forbidden",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AllAccessDisabled",
-        "AccountProblem",
-    }
-)
-# Failures while a response body streams in, after botocore's own retries are over.
-_BROKEN_BODY_ERRORS: tuple[type[Exception], ...] = (
-    (
-        botocore.exceptions.ResponseStreamingError,
-        botocore.exceptions.IncompleteReadError,
-        botocore.exceptions.ReadTimeoutError,
-        botocore.exceptions.ConnectionClosedError,
-    )
-    if boto3 is not None
-    else ()
-)
 # Object attributes that a multipart copy has to carry over itself (copy_object keeps them).
 _COPIED_HEAD_FIELDS = (
     "CacheControl",
@@ -121,105 +98,6 @@ _COPIED_HEAD_FIELDS = (
     "Expires",
     "Metadata",
 )
-
-
-def _client_error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    code = response.get("Error", {}).get("Code")
-    if code:
-        return str(code)
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return str(status or "")
-
-
-def map_error(exc: BaseException, backend: Any, key: str | None) -> BaseException:
-    """The keg_storage error for a boto3/botocore exception (the caller chains it), or ``exc``
-    itself when it is no SDK error."""
-    if boto3 is None:
-        return exc
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = _client_error_code(exc)
-        if code in _NOT_FOUND_CODES:
-            return FileNotFoundInStorageError(backend, key or "")
-        if code in _PERMISSION_CODES:
-            return StoragePermissionError(f"S3 refused access ({code})", backend=backend, path=key)
-        if code == "KeyTooLongError":
-            return InvalidPathError("the store refuses a key this long", backend=backend, path=key)
-        if code == "NoSuchBucket":
-            return StorageError("the bucket does not exist", backend=backend, path=key)
-        return StorageError(f"S3 request failed ({code}): {exc}", backend=backend, path=key)
-    if isinstance(
-        exc,
-        (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectionClosedError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ProxyConnectionError,
-            *_BROKEN_BODY_ERRORS,
-        ),
-    ):
-        return connection_failed(
-            "S3",
-            getattr(backend, "endpoint", None) or "its endpoint",
-            exc,
-            backend=backend,
-            path=key,
-            connect_timeout=getattr(backend, "connect_timeout", None),
-            read_timeout=getattr(backend, "read_timeout", None),
-        )
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return StoragePermissionError("no AWS credentials found", backend=backend, path=key)
-    if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return StorageError(f"S3 request failed: {exc}", backend=backend, path=key)
-    return exc
-
-
-def translate_s3_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
-    """The :class:`StorageError` for an SDK exception (see :func:`map_error`), or None for any
-    other; either way the exception is scrubbed first: botocore's and urllib3's frames hold the
-    request, with its signature and session token."""
-    mapped = map_error(scrub(error), backend, key)
-    return mapped if isinstance(mapped, StorageError) else None
-
-
-def condition_parameters(condition: WriteCondition) -> dict[str, Any]:
-    """The request parameters with which S3 decides ``condition`` as it publishes (PutObject,
-    CompleteMultipartUpload, CopyObject): ``IfNoneMatch='*'`` or ``IfMatch=etag``."""
-    if not condition.overwrite:
-        return {"IfNoneMatch": "*"}
-    if condition.if_match is not None:
-        return {"IfMatch": condition.if_match}
-    return {}
-
-
-def condition_failure(
-    error: BaseException, condition: WriteCondition, backend: Any, key: str
-) -> StorageError | None:
-    """:class:`FileExistsInStorageError` or :class:`PreconditionFailedError` when ``error`` is
-    the service refusing ``condition`` (412 PreconditionFailed; for ``if_match`` also a missing
-    key, which AWS answers 404), else None."""
-    if condition.unconditional or not isinstance(error, botocore.exceptions.ClientError):
-        return None
-    code = _client_error_code(error)
-    if not condition.overwrite and code in _CONDITION_FAILED_CODES:
-        return FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key)
-    if condition.if_match is not None and code in _CONDITION_FAILED_CODES | _NOT_FOUND_CODES:
-        return PreconditionFailedError(PRECONDITION_FAILED, backend=backend, path=key)
-    return None
-
-
-@contextlib.contextmanager
-def deciding(condition: WriteCondition, backend: Any, key: str) -> Iterator[None]:
-    """Around the request that publishes under ``condition``: the service's refusal becomes
-    :func:`condition_failure`'s error (scrubbed and chained); anything else passes unchanged."""
-    try:
-        yield
-    except Exception as error:
-        failure = condition_failure(scrub(error), condition, backend, key)
-        if failure is None:
-            raise
-        raise failure from error
 
 
 class S3FileBase(RemoteFile):
@@ -299,7 +177,7 @@ class S3Reader(S3FileBase, RangeReader):
                 with contextlib.closing(response["Body"]) as body:
                     data = body.read()
                 break
-            except _BROKEN_BODY_ERRORS as exc:
+            except BROKEN_BODY_ERRORS as exc:
                 if attempt >= self.read_attempts:
                     raise
                 attempt += 1
@@ -423,7 +301,7 @@ class S3Writer(S3FileBase, PartUploadWriter):
             except StorageError as exc:
                 # An earlier try may have reached the server before its connection broke.
                 cause = exc.__cause__
-                if attempt and cause is not None and _client_error_code(cause) == "NoSuchUpload":
+                if attempt and cause is not None and client_error_code(cause) == "NoSuchUpload":
                     return
                 raise
 
