@@ -8,7 +8,6 @@ backend and its files.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from ..errors import (
@@ -22,6 +21,7 @@ from ..errors import (
 from ..secrets import scrub
 from .base import FILE_EXISTS, PRECONDITION_FAILED
 from .conditions import WriteCondition
+from .conditions import deciding as deciding_with
 
 # The backend raises MissingDependencyError when used without the SDK; nothing here runs then.
 with contextlib.suppress(ImportError):
@@ -102,17 +102,12 @@ def condition_failure(
     return None
 
 
-@contextlib.contextmanager
-def deciding(condition: WriteCondition, backend: Any, key: str) -> Iterator[None]:
+def deciding(
+    condition: WriteCondition, backend: Any, key: str
+) -> contextlib.AbstractContextManager[None]:
     """Around the request that publishes under ``condition``: the service's refusal becomes
-    :func:`condition_failure`'s error (scrubbed and chained); anything else passes unchanged."""
-    try:
-        yield
-    except AzureError as error:
-        failure = condition_failure(scrub(error), condition, backend, key)
-        if failure is None:
-            raise
-        raise failure from error
+    :func:`condition_failure`'s error (:func:`.conditions.deciding`)."""
+    return deciding_with(condition, backend, key, condition_failure)
 
 
 def split_timeouts(

@@ -9,9 +9,15 @@ a backend's writer, which asks the service to decide it at the moment of publish
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ALWAYS", "Capabilities", "WriteCondition"]
+from ..errors import StorageError
+from ..secrets import scrub
+
+__all__ = ["ALWAYS", "Capabilities", "WriteCondition", "deciding"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +59,22 @@ class WriteCondition:
 
 ALWAYS = WriteCondition()
 """The condition of a plain write."""
+
+
+Refusal = Callable[[BaseException, WriteCondition, Any, str], StorageError | None]
+"""What a backend reads in its SDK's exception: the condition's error when the service refused
+``condition`` for ``key`` (FileExistsInStorageError, PreconditionFailedError), else None."""
+
+
+@contextlib.contextmanager
+def deciding(condition: WriteCondition, backend: Any, key: str, refusal: Refusal) -> Iterator[None]:
+    """Around the request that publishes under ``condition``: the service's refusal, as
+    ``refusal`` recognises it, becomes that error (scrubbed of SDK frames, chained); anything
+    else passes unchanged."""
+    try:
+        yield
+    except Exception as error:
+        failure = refusal(scrub(error), condition, backend, key)
+        if failure is None:
+            raise
+        raise failure from error
