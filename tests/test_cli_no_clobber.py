@@ -13,7 +13,6 @@ import requests
 from click.testing import CliRunner
 
 from keg_storage import LocalFSStorage
-from keg_storage.backends.s3 import S3Storage
 from keg_storage.cli import main
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.sshd import SSHServer
@@ -107,10 +106,6 @@ def test_link_no_clobber_is_for_upload_links(sftp_cli: list[str]) -> None:
     )
 
 
-@pytest.mark.skipif(
-    not S3Storage.capabilities.conditional_create,
-    reason="create-only S3 links come with S3's conditional writes (another branch of issue 16)",
-)
 def test_s3_create_only_upload_link_prints_its_header(
     tmp_path: Path, seaweedfs: SeaweedFS, s3_bucket: str
 ) -> None:
