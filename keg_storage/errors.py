@@ -21,7 +21,11 @@ retry_log = logging.getLogger("keg_storage.retry")
 
 
 def describe_backend(backend: Any) -> str:
-    """``S3Storage 's3'`` for a backend, the string itself for anything else."""
+    """``S3Storage 's3'`` for a backend (its ``backend_description`` when it has one, as a
+    scoped view does), the string itself for anything else."""
+    description = getattr(backend, "backend_description", None)
+    if isinstance(description, str):
+        return description
     name = getattr(backend, "name", None)
     if name is None:
         return str(backend)

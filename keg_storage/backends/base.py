@@ -209,6 +209,17 @@ class StorageBackend:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def scoped(self, prefix: RemotePath) -> StorageBackend:
+        """A view of this backend confined to the directory ``prefix``, for one store per
+        tenant (CONTRACT §10): it shares this backend's clients and pools (closing it closes
+        nothing), its names are relative to ``prefix``, nothing outside it can be reached, and
+        the internal links it signs open nothing outside it. Views nest:
+        ``s.scoped('a').scoped('b') == s.scoped('a/b')``. An empty prefix, or one breaking the
+        path rules (``..``, control characters), raises :class:`InvalidPathError`."""
+        from .scoped import scoped_view
+
+        return scoped_view(self, prefix)
+
     def _file_key(self, path: RemotePath) -> str:
         return file_key(path, self)
 

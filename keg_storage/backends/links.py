@@ -21,7 +21,7 @@ from ..errors import (
     UnsupportedOperationError,
     describe_backend,
 )
-from ..paths import RemotePath
+from ..paths import RemotePath, directory_prefix
 from ..secrets import Secret, hold, scrubbed
 from .base import (
     Expiry,
@@ -39,18 +39,26 @@ SecretKey = str | bytes | Sequence[str | bytes]
 
 class InternalLinkTokenData(NamedTuple):
     """What an internal link token allows: the key, the operations and, signed with them, the
-    file name to serve a download as, its content type, and whether an upload may replace an
-    existing file (``overwrite``)."""
+    file name to serve a download as, its content type, whether an upload may replace an
+    existing file (``overwrite``), and the scope (``'tenant/'``) of the
+    :meth:`~keg_storage.backends.base.StorageBackend.scoped` view that signed it, ``''`` for
+    the backend itself.
+
+    In a token ``path`` is relative to ``scope``; what
+    :meth:`InternalLinksStorageBackend.deserialize_link_token` returns has ``path`` relative to
+    the backend that verified it (the scope joined in front), so it never leaves the scope."""
 
     path: str
     operations: ShareLinkOperation
     output_path: str | None = None
     content_type: str | None = None
     overwrite: bool = True
+    scope: str = ""
 
     def serialize(self) -> dict[str, Any]:
         """The token's claims: ``key``, ``op`` and, when set, ``output_path``, ``content_type``,
-        and ``overwrite`` only when False (tokens made before it existed mean True)."""
+        ``overwrite`` only when False (tokens made before it existed mean True) and ``scope``
+        only when not empty (so the backend's own tokens are what they were)."""
         claims: dict[str, Any] = {"key": self.path, "op": str(self.operations)}
         if self.output_path is not None:
             claims["output_path"] = self.output_path
@@ -58,6 +66,8 @@ class InternalLinkTokenData(NamedTuple):
             claims["content_type"] = self.content_type
         if not self.overwrite:
             claims["overwrite"] = False
+        if self.scope:
+            claims["scope"] = self.scope
         return claims
 
     @classmethod
@@ -66,14 +76,17 @@ class InternalLinkTokenData(NamedTuple):
 
         Claims of the wrong type (``key`` and ``op`` must be strings, ``output_path`` and
         ``content_type`` strings without control characters when present, ``overwrite`` a
-        boolean when present) raise :class:`MalformedLinkTokenError`: the link view answers 400,
-        never 500."""
+        boolean when present, ``scope`` a string when present) raise
+        :class:`MalformedLinkTokenError`: the link view answers 400, never 500."""
         for claim in ("key", "op"):
             if not isinstance(data.get(claim), str):
                 raise MalformedLinkTokenError(f"link token claim {claim!r} must be a string")
         overwrite = data.get("overwrite", True)
         if not isinstance(overwrite, bool):
             raise MalformedLinkTokenError("link token claim 'overwrite' must be a boolean")
+        scope = data.get("scope", "")
+        if not isinstance(scope, str):
+            raise MalformedLinkTokenError("link token claim 'scope' must be a string")
         output_path, content_type = data.get("output_path"), data.get("content_type")
         try:
             check_link_header_values(output_path, content_type)
@@ -85,6 +98,7 @@ class InternalLinkTokenData(NamedTuple):
             output_path=output_path,
             content_type=content_type,
             overwrite=overwrite,
+            scope=scope,
         )
 
     @property
@@ -207,10 +221,12 @@ class InternalLinksStorageBackend(StorageBackend):
         output_path: str | None,
         content_type: str | None,
         overwrite: bool = True,
+        scope: str = "",
     ) -> str:
-        """The token for arguments already validated (by ``create_link_token`` or ``link_to``)."""
+        """The token for arguments already validated (by ``create_link_token`` or ``link_to``);
+        ``key`` is relative to ``scope``, the prefix of the scoped view that signs it."""
         signing_key = self._signing_key()
-        data = InternalLinkTokenData(key, operation, output_path, content_type, overwrite)
+        data = InternalLinkTokenData(key, operation, output_path, content_type, overwrite, scope)
         claims = data.serialize()
         claims["iat"] = int(arrow.utcnow().timestamp())
         claims["exp"] = math.ceil(expires_at.timestamp())
@@ -248,12 +264,23 @@ class InternalLinksStorageBackend(StorageBackend):
         if claims is None:
             raise LinkTokenError("link token signature is invalid", backend=self)
         try:
-            data = InternalLinkTokenData.deserialize(claims)
-            return data._replace(path=self._file_key(data.path))
+            return self._confined(InternalLinkTokenData.deserialize(claims))
         except MalformedLinkTokenError as exc:
             raise MalformedLinkTokenError(str(exc), backend=self) from exc
         except (ValueError, TypeError) as exc:  # InvalidPathError is a ValueError
             raise LinkTokenError(f"link token claims are invalid: {exc}", backend=self) from exc
+
+    def _confined(self, data: InternalLinkTokenData) -> InternalLinkTokenData:
+        """The verified ``data`` with its path joined to its scope: both checked by the path
+        rules (no ``..``, no control character, no leading ``/``; the scope must be written as
+        :meth:`scoped` writes it), so the path never leaves the scope that signed the token."""
+        key = self._file_key(data.path)
+        if not data.scope:
+            return data._replace(path=key)
+        scope = directory_prefix(data.scope, self)
+        if scope != data.scope:
+            raise LinkTokenError(f"link token scope {data.scope!r} is not a scope", backend=self)
+        return data._replace(path=self._file_key(scope + key))
 
     def _link_to(
         self,
@@ -266,6 +293,23 @@ class InternalLinksStorageBackend(StorageBackend):
         **options: Any,
     ) -> str:
         """A link to the app's link view; ``overwrite=False`` signs a create-only upload."""
+        return self._internal_link(
+            "", key, operation, expires_at, output_path, content_type, overwrite, options
+        )
+
+    def _internal_link(
+        self,
+        scope: str,
+        key: str,
+        operation: ShareLinkOperation,
+        expires_at: arrow.Arrow,
+        output_path: str | None,
+        content_type: str | None,
+        overwrite: bool,
+        options: dict[str, Any],
+    ) -> str:
+        """A link to the app's link view for ``key`` inside ``scope`` (the prefix of the scoped
+        view that signs it, ``''`` for the backend itself); ``options`` go to ``url_for``."""
         self._check_link_overwrite(key, operation, overwrite)
         try:
             import flask
@@ -278,7 +322,9 @@ class InternalLinksStorageBackend(StorageBackend):
             ) from exc
         if not self.linked_endpoint:
             raise ValueError(f"{self!r} must be configured with linked_endpoint to use links")
-        token = self._sign_token(key, operation, expires_at, output_path, content_type, overwrite)
+        token = self._sign_token(
+            key, operation, expires_at, output_path, content_type, overwrite, scope
+        )
         try:
             return flask.url_for(self.linked_endpoint, token=token, _external=True, **options)
         except RuntimeError as exc:  # outside a request and without SERVER_NAME
