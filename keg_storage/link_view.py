@@ -42,6 +42,7 @@ from .backends.base import (
     ShareLinkOperation,
     StorageBackend,
 )
+from .backends.scoped import ScopedStorage
 from .errors import (
     ExpiredLinkTokenError,
     FileNotFoundInStorageError,
@@ -171,17 +172,23 @@ _transfer_slots: weakref.WeakKeyDictionary[Any, _TransferSlots] = weakref.WeakKe
 _transfer_slots_lock = threading.Lock()
 
 
+def _shared_backend(backend: StorageBackend) -> StorageBackend:
+    """The backend whose clients ``backend`` uses: the parent of a scoped view, else itself."""
+    return backend.parent if isinstance(backend, ScopedStorage) else backend
+
+
 def _connection_pool(backend: StorageBackend) -> Any | None:
     """The connection pool a backend's transfers draw on (SFTP's ``transport.pool``, this
-    process's), or None for a backend without one."""
-    return getattr(getattr(backend, "transport", None), "pool", None)
+    process's; a scoped view's parent's), or None for a backend without one."""
+    return getattr(getattr(_shared_backend(backend), "transport", None), "pool", None)
 
 
 def _slots_of(backend: StorageBackend) -> _TransferSlots:
     """One count per connection pool (backends sharing a pool share it; a forked child has
-    its own), else per backend."""
+    its own), else per backend (a scoped view counts with its parent: views made per request
+    never add transfers beyond the cap)."""
     pool = _connection_pool(backend)
-    owner = backend if pool is None else pool
+    owner = _shared_backend(backend) if pool is None else pool
     with _transfer_slots_lock:
         slots = _transfer_slots.get(owner)
         if slots is None:
@@ -434,7 +441,10 @@ class LinkViewMixin:
 
     By default the backend is the app's profile whose ``linked_endpoint`` is this view's endpoint
     (or the profile named by ``storage_profile``); override :meth:`get_storage_backend` to choose
-    otherwise.
+    otherwise. It serves the links of the backend's scoped views too (``storage.scoped(prefix)``:
+    a token carries its view's scope, and its path is resolved inside it). Override
+    :meth:`get_storage_scope` to confine a request to a scope (the tenant of the request): a
+    link signed outside that scope then answers 403.
     """
 
     decorators: Sequence[Callable[..., Any]] = ()
@@ -507,6 +517,22 @@ class LinkViewMixin:
                 return backend
         return candidates[0]
 
+    def get_storage_scope(self) -> str | None:
+        """The scope (a prefix, such as the request's tenant) this request is confined to, or
+        None (the default) for the whole backend. With a scope the view serves
+        ``get_storage_backend().scoped(scope)``: only links signed by that view (or a view
+        inside it) work, any other answers 403."""
+        return None
+
+    def get_request_storage(self) -> InternalLinksStorageBackend:
+        """The backend this request is served from: :meth:`get_storage_backend`, confined to
+        :meth:`get_storage_scope` when that gives a scope."""
+        storage = self.get_storage_backend()
+        scope = self.get_storage_scope()
+        if scope is None:
+            return storage
+        return _internal_links(storage.scoped(scope))
+
     def get_request_token(self) -> str | None:
         """The link token of the request (the ``token`` query argument)."""
         return request.args.get("token")
@@ -575,7 +601,7 @@ class LinkViewMixin:
 
     def get(self) -> ResponseReturnValue:
         """Stream the file (GET/HEAD), answering conditional and ``Range`` requests."""
-        storage = self.get_storage_backend()
+        storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.download)
         release = self.take_transfer_slot(storage)
         try:
@@ -613,7 +639,7 @@ class LinkViewMixin:
 
     def put(self) -> ResponseReturnValue:
         """Store the raw request body at the link's path, streamed, atomically."""
-        storage = self.get_storage_backend()
+        storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.upload)
         content_type = data.content_type or request.mimetype or None
         extra_args = {"ContentType": content_type} if content_type else None
@@ -648,7 +674,7 @@ class LinkViewMixin:
 
     def delete(self) -> ResponseReturnValue:
         """Remove the file at the link's path (a missing file is not an error)."""
-        storage = self.get_storage_backend()
+        storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.remove)
         storage.delete(data.path)
         return self.on_delete_success(data)

@@ -38,6 +38,7 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
     "keg_storage.testing.conditional",
+    "keg_storage.testing.scopes",
 )
 
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
@@ -46,6 +47,7 @@ from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E40
 from .links import LinkCases, LinkSigningCases  # noqa: E402
 from .operations import OperationCases  # noqa: E402
 from .paths import PathCases  # noqa: E402
+from .scopes import ScopedCases, ScopedLinkCases  # noqa: E402
 from .text_files import TextFileCases  # noqa: E402
 
 
@@ -58,6 +60,8 @@ class ConformanceCases(
     LinkSigningCases,
     ConditionalWriteCases,
     CapabilityCases,
+    ScopedCases,
+    ScopedLinkCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other."""
 
@@ -73,6 +77,8 @@ __all__ = [
     "MiB",
     "OperationCases",
     "PathCases",
+    "ScopedCases",
+    "ScopedLinkCases",
     "TextFileCases",
     "names",
     "payload",
