@@ -599,8 +599,11 @@ class LinkViewMixin:
             flask.abort(_plain_error(403, f"This link does not allow {_verb(operation)}."))
         return data
 
-    def get(self) -> ResponseReturnValue:
-        """Stream the file (GET/HEAD), answering conditional and ``Range`` requests."""
+    def get(self, **view_args: Any) -> ResponseReturnValue:
+        """Stream the file (GET/HEAD), answering conditional and ``Range`` requests.
+
+        ``view_args``, the route's variables (a tenant in ``/t/<tenant>/link``), are for the
+        hooks, which read them from ``request.view_args``; the other methods take them too."""
         storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.download)
         release = self.take_transfer_slot(storage)
@@ -637,7 +640,7 @@ class LinkViewMixin:
             release()
             raise
 
-    def put(self) -> ResponseReturnValue:
+    def put(self, **view_args: Any) -> ResponseReturnValue:
         """Store the raw request body at the link's path, streamed, atomically."""
         storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.upload)
@@ -668,11 +671,11 @@ class LinkViewMixin:
             release()
         return self.on_upload_success(data)
 
-    def post(self) -> ResponseReturnValue:
+    def post(self, **view_args: Any) -> ResponseReturnValue:
         """Same as PUT (the raw body, not a multipart form)."""
-        return self.put()
+        return self.put(**view_args)
 
-    def delete(self) -> ResponseReturnValue:
+    def delete(self, **view_args: Any) -> ResponseReturnValue:
         """Remove the file at the link's path (a missing file is not an error)."""
         storage = self.get_request_storage()
         data = self.get_token_data(storage, ShareLinkOperation.remove)
