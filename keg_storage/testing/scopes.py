@@ -220,6 +220,13 @@ class ScopedCases(BackendCases):
             assert read(storage, f"{TENANT}/outside.txt") == b"inside"
             with pytest.raises(FileExistsInStorageError):
                 view.copy("outside.txt", "a.txt", overwrite=False)
+            late_writer = view.open("late.txt", "wb", overwrite=False)
+            with pytest.raises(FileExistsInStorageError) as late, late_writer:
+                late_writer.write(b"mine")  # decided when publishing, at close
+                write(storage, f"{TENANT}/late.txt", b"theirs")
+            assert late.value.path == "late.txt"
+            assert f"scoped to '{TENANT}/'" in str(late.value)
+            assert read(storage, f"{TENANT}/late.txt") == b"theirs"
         etag = view.stat("a.txt").etag
         assert etag == storage.stat(f"{TENANT}/a.txt").etag
         if not storage.capabilities.conditional_replace:
