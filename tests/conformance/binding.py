@@ -7,13 +7,17 @@ import os
 from typing import Any
 
 from keg_storage.backends.base import StorageBackend
+from keg_storage.backends.scoped import ScopedStorage
 from keg_storage.testing import BackendCases, names
 
 
 def leftovers(storage: StorageBackend) -> list[str]:
     """Temporary state of unfinished writes, seen from outside the backend: files on disk that
     the listing does not show (LocalFS, and SFTP, whose test server shares this disk) and S3
-    multipart uploads. Azure keeps uncommitted blocks by design (CONTRACT §3), Memory nothing."""
+    multipart uploads. Azure keeps uncommitted blocks by design (CONTRACT §3), Memory nothing.
+    A scoped view's are its backend's."""
+    if isinstance(storage, ScopedStorage):
+        return leftovers(storage.parent)
     kind = type(storage).__name__
     if kind in ("LocalFSStorage", "SFTPStorage"):
         root = str(storage.root if kind == "LocalFSStorage" else storage.base_path)  # type: ignore[attr-defined]
