@@ -3,7 +3,10 @@ cannot look: the listing stays lazy, and repr, close and the parent are what the
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
+
+import pytest
 
 from keg_storage import ListEntry, MemoryStorage
 from keg_storage.backends.scoped import ScopedInternalLinksStorage, ScopedStorage
@@ -51,3 +54,16 @@ def test_a_backend_without_internal_links_gets_a_plain_view() -> None:
     assert type(view) is ScopedStorage
     write(view, "x.txt", b"dict")
     assert [entry.name for entry in view.parent.list()] == ["t/x.txt"]
+
+
+def test_an_unclosed_writer_of_a_view_is_discarded_when_dropped() -> None:
+    storage = MemoryStorage()
+    writer = storage.scoped("t").open("x.txt", "wb")
+    writer.write(b"never published")
+    gc.disable()  # freed by its reference count alone, not by the cycle collector
+    try:
+        with pytest.warns(ResourceWarning, match="garbage-collected without close"):
+            del writer
+    finally:
+        gc.enable()
+    assert storage.list() == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -129,11 +130,14 @@ class ScopedStorage(StorageBackend):
 
     def _rescope(self, error: StorageError) -> None:
         """Make ``error``, raised by the parent about a full key, name this view and the key
-        relative to it (in place: its class, chain and traceback stay)."""
+        relative to it (in place: its class, chain and traceback stay). An error about no
+        path names the view; one about a path outside it (none should be) is left as it is."""
         if error.backend != self.parent_description:
             return
         path = error.path
-        if path is not None and (path + "/").startswith(self.prefix):
+        if path is not None:
+            if not (path + "/").startswith(self.prefix):
+                return
             path = path[len(self.prefix) :]
         StorageError.__init__(error, error.reason, backend=self, path=path)
         if isinstance(error, FileNotFoundInStorageError):
@@ -182,10 +186,24 @@ class ScopedStorage(StorageBackend):
     ) -> RemoteFile:
         with self._rescoped():
             remote = self.parent._open(self._full(key), mode, extra_args, **conditional)
-        own_translation = getattr(remote, "_translation", None)
-        if own_translation is not None:  # the file's errors name the view too
-            remote._translation = functools.partial(self._rescoped, own_translation)  # type: ignore[method-assign]
+        if isinstance(remote, RemoteFile):  # the file's errors name the view too
+            remote._translation = self._file_translation(remote)  # type: ignore[method-assign]
         return remote
+
+    def _file_translation(
+        self, remote: RemoteFile
+    ) -> Callable[[], contextlib.AbstractContextManager[None]]:
+        """``remote``'s own error translation followed by :meth:`_rescope`. It holds the file
+        weakly: a file referring to itself would be freed only by the cycle collector, so
+        an unclosed writer would be discarded late instead of when it is dropped."""
+        own = type(remote)._translation
+        file = weakref.ref(remote)
+
+        def translation() -> contextlib.AbstractContextManager[None]:
+            alive = file()
+            return self._rescoped(None if alive is None else functools.partial(own, alive))
+
+        return translation
 
     def _stat(self, key: str) -> FileStat:
         with self._rescoped():
