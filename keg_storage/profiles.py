@@ -32,6 +32,7 @@ __all__ = [
     "check_profile_options",
     "choose_profile",
     "resolve_backend_class",
+    "url_profile",
 ]
 
 BACKEND_ALIASES = {
@@ -92,6 +93,18 @@ def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBacke
     if not (isinstance(backend_class, type) and issubclass(backend_class, StorageBackend)):
         raise ValueError(f"{spec!r} is not a StorageBackend class")
     return backend_class
+
+
+def url_profile(url: Any, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The backend alias and the options of a profile given as a URL (``s3://bucket/app``, see
+    :func:`keg_storage.from_url`): the URL's, with ``options`` (the secrets) added or
+    overriding. The URL's refusals (a secret in it, an unknown option) are ``ValueError``."""
+    from .urls import url_options
+
+    if not isinstance(url, str):
+        raise ValueError(f"a profile's url must be a str, not {type(url).__name__}")
+    alias, given = url_options(url)
+    return alias, {**given, **options}
 
 
 _TYPE_NAMES: dict[Any, str] = {

@@ -162,10 +162,10 @@ def url_options(url: str) -> tuple[str, dict[str, Any]]:
     if parts.password is not None:
         refusal = _secret_refusal(scheme, "the password in the URL's user part", "password")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    for name, _ in pairs:
-        if refusal is None and name.lower() in SECRET_OPTIONS:
-            option = SECRET_OPTIONS[name.lower()]
-            refusal = _secret_refusal(scheme, f"the query parameter {name!r}", option)
+    secret_names = [name for name, _ in pairs if name.lower() in SECRET_OPTIONS]
+    if refusal is None and secret_names:
+        option = SECRET_OPTIONS[secret_names[0].lower()]
+        refusal = _secret_refusal(scheme, f"the query parameter {secret_names[0]!r}", option)
     if refusal is not None:
         del url, parts, pairs  # no frame of the traceback holds the secret
         raise refusal
@@ -240,9 +240,13 @@ def from_url(url: str, **options: Any) -> StorageBackend:
     A URL carrying a secret, an unknown option or a value of the wrong type is a
     ``ValueError`` naming it.
     """
-    alias, url_given = url_options(url)
+    try:
+        alias, url_given = url_options(url)
+    except ValueError as refused:
+        del url  # the traceback's frames (and their locals) must not show a secret
+        raise refused.with_traceback(None) from None
     factory = resolve_backend_class(alias)
-    scheme = url.partition(":")[0].lower()
+    scheme = urlsplit(url).scheme.lower()
     merged = {**url_given, **options}
     checked = check_profile_options(scheme, factory, merged, label=f"{scheme}:// URL")
     return factory(**checked)
