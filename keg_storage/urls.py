@@ -90,8 +90,10 @@ SCHEMES: dict[str, UrlScheme] = {
         port="port",
         username="username",
         secret_elsewhere=", or use a key file (key_filename) or an SSH agent (allow_agent=true)",
-        unshown=frozenset({"known_hosts_fpath"}),
-        derived_defaults=lambda backend: {"retry": 1},
+        derived_defaults=lambda backend: {
+            "retry": 1,
+            "known_hosts_fpath": os.path.expanduser("~/.ssh/known_hosts"),
+        },
     ),
 }
 """Every scheme :func:`from_url` knows; the one table of what each part of a URL sets.

@@ -38,6 +38,7 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
     "keg_storage.testing.conditional",
+    "keg_storage.testing.urls",
 )
 
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
@@ -47,6 +48,7 @@ from .links import LinkCases, LinkSigningCases  # noqa: E402
 from .operations import OperationCases  # noqa: E402
 from .paths import PathCases  # noqa: E402
 from .text_files import TextFileCases  # noqa: E402
+from .urls import UrlCases  # noqa: E402
 
 
 class ConformanceCases(
@@ -58,6 +60,7 @@ class ConformanceCases(
     LinkSigningCases,
     ConditionalWriteCases,
     CapabilityCases,
+    UrlCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other."""
 
@@ -74,6 +77,7 @@ __all__ = [
     "OperationCases",
     "PathCases",
     "TextFileCases",
+    "UrlCases",
     "names",
     "payload",
     "read",
