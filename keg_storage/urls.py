@@ -174,14 +174,16 @@ def url_options(url: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = dict(spec.defaults)
     options.update(_located_options(scheme, spec, parts))
     valid = _query_names(spec)
+    given: set[str] = set()
     for name, value in pairs:
         option = spec.aliases.get(name, name)
         if name not in valid:
             raise ValueError(
                 f"{scheme}:// URL: unknown option {name!r} (valid: {', '.join(sorted(valid))})"
             )
-        if option in options and option not in spec.defaults:
+        if option in given:
             raise ValueError(f"{scheme}:// URL: option {name!r} is given twice")
+        given.add(option)
         options[option] = value
     return spec.backend, options
 
