@@ -178,7 +178,7 @@ def test_malformed_urls_say_what_is_wrong(url: str, message: str) -> None:
 
 
 def test_a_prefix_that_escapes_is_refused() -> None:
-    with pytest.raises(InvalidPathError, match="'.' and '..' are not allowed in paths"):
+    with pytest.raises(InvalidPathError, match=r"'\.' and '\.\.' are not allowed in paths"):
         from_url("s3://bucket/app/../other?region=eu-west-1")
 
 
