@@ -68,8 +68,7 @@ def test_url_mistakes_are_one_line(runner: CliRunner, tmp_path: Path) -> None:
     missing = runner.invoke(main, ["stat", f"file://{tmp_path}/nope.txt"])
     assert missing.exit_code == 1
     assert (
-        missing.output
-        == f"Error: File not found (backend LocalFSStorage 'file', path 'nope.txt')\n"
+        missing.output == "Error: File not found (backend LocalFSStorage 'file', path 'nope.txt')\n"
     )
 
 
