@@ -375,7 +375,8 @@ def open_location(
     last ``/`` (with its query), the path the rest, so ``s3://bucket/app/a.txt`` is
     ``(S3Storage of 'bucket' with prefix 'app', 'a.txt')`` and ``sftp://host/srv/`` is
     ``(SFTPStorage with base_path '/srv', '')`` (a directory). ``memory://name/a.txt`` is the
-    store ``memory://name`` and the path ``a.txt``.
+    store ``memory://name`` and the path ``a.txt``. For ``file://`` the store is the nearest
+    directory of the URL that exists, so that a file can be written into new directories.
 
     ``build`` makes the backend from the store URL (default: ``from_url(url, **options)``).
     """
@@ -384,10 +385,19 @@ def open_location(
     return backend, paths[0]
 
 
+def _existing_directory(path: str) -> str:
+    """``path`` (of a ``file://`` URL) or its nearest ancestor that exists on this disk, so that
+    ``put`` can write into directories that do not exist yet."""
+    while path not in ("", "/") and not os.path.isdir(unquote(path)):
+        path = path.rpartition("/")[0]
+    return path or "/"
+
+
 def split_locations(texts: list[str]) -> tuple[str, list[str]]:
     """One store URL for several URLs of the same store, and each one's path in it: the store
-    is the deepest directory holding them all (the last ``/`` of one URL). URLs of different
-    stores (scheme, host, port, user or query) raise ``ValueError``."""
+    is the deepest directory holding them all (the last ``/`` of one URL; for ``file://``, the
+    nearest one of it that exists). URLs of different stores (scheme, host, port, user or
+    query) raise ``ValueError``."""
     split = [urlsplit(text) for text in texts]
     for text in texts:
         _scheme_of(text)
@@ -407,8 +417,8 @@ def split_locations(texts: list[str]) -> tuple[str, list[str]]:
     else:
         directories = [parts.path.rpartition("/")[0] for parts in split]
     common = os.path.commonpath(directories) if all(directories) else ""
-    if first.scheme.lower() == "file" and not common:
-        common = "/"
+    if first.scheme.lower() == "file":
+        common = _existing_directory(common)
     relative = [parts.path[len(common) :].lstrip("/") for parts in split]
     store = f"{first.scheme}://{first.netloc}{common}" + (f"?{first.query}" if first.query else "")
     return store, [unquote(path) for path in relative]

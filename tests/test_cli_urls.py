@@ -48,6 +48,11 @@ def test_every_command_takes_file_urls(runner: CliRunner, tmp_path: Path) -> Non
     assert stat.output.splitlines()[:2] == ["path: c.txt", "size: 5"]
     assert runner.invoke(main, ["delete", f"{url}/docs/c.txt"]).exit_code == 0
     assert sorted(p.name for p in (store / "docs").iterdir()) == ["a.txt"]
+    put = runner.invoke(main, ["put", "in.txt", f"{url}/new/dir/x.txt"])
+    assert put.exit_code == 0 and put.stderr == "Uploaded in.txt to new/dir/x.txt.\n"
+    assert (store / "new" / "dir" / "x.txt").read_bytes() == b"hello"
+    assert runner.invoke(main, ["delete", f"{url}/new/dir/x.txt"]).exit_code == 0
+    assert (store / "new" / "dir").is_dir()  # the store was new/dir itself: nothing pruned
     assert not (tmp_path / "default-store").exists()  # no command used the default store
 
 
