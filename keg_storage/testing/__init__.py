@@ -60,9 +60,10 @@ class ConformanceCases(
     LinkSigningCases,
     ConditionalWriteCases,
     CapabilityCases,
-    UrlCases,
 ):
-    """Every case of the conformance suite: what a backend must pass to be used as any other."""
+    """Every case of the conformance suite: what a backend must pass to be used as any other.
+    (:class:`UrlCases` is apart: only the backends of :data:`keg_storage.urls.SCHEMES` have a
+    URL.)"""
 
 
 __all__ = [
