@@ -200,3 +200,15 @@ def test_sftp_url_in_the_installed_command(
     assert missing.stderr == (
         f"Error: base_path '{sftp_base_path}/nowhere' does not exist on SFTPStorage 'sftp'\n"
     )
+
+
+def test_flask_storage_takes_urls_beside_the_apps_profiles(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"A")
+    app = flask.Flask(__name__)
+    app.config["KEG_STORAGE_PROFILES"] = [("files", "memory://files")]
+    Storage(app)
+    runner = app.test_cli_runner()
+    listing = runner.invoke(args=["storage", "list", "--simple", f"file://{tmp_path}/"])
+    assert listing.exit_code == 0 and listing.output == "a.txt\n"
+    on_profile = runner.invoke(args=["storage", "list", "--simple"])
+    assert on_profile.exit_code == 0 and on_profile.output == ""
