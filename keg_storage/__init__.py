@@ -54,6 +54,8 @@ _LAZY = {
     "azure": "keg_storage.backends.azure",
     "sftp": "keg_storage.backends.sftp",
     "plugin": "keg_storage.plugin",
+    "from_url": "keg_storage.urls",
+    "storage_url": "keg_storage.urls",
     "cli": "keg_storage.cli",
     "Storage": "keg_storage.plugin",
     "LinkViewMixin": "keg_storage.plugin",
@@ -106,7 +108,9 @@ __all__ = [
     "backends",
     "base",
     "filesystem",
+    "from_url",
     "memory",
+    "storage_url",
 ]
 
 

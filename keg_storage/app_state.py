@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends.base import StorageBackend
-from .profiles import ProfileError, check_profile_options, choose_profile, resolve_backend_class
+from .profiles import (
+    ProfileError,
+    check_profile_options,
+    choose_profile,
+    resolve_backend_class,
+    url_profile,
+)
 
 __all__ = [
     "DEFAULT_LOCATION_KEY",
@@ -126,6 +132,22 @@ class StorageState:
             profile.close()
 
 
+def _url_entry(where: str, spec: Any, options: Any) -> tuple[Any, Any]:
+    """A profile given as ``(name, url)`` or ``(name, {"url": url, **options})`` as the
+    ``(backend, options)`` pair it stands for (the name in the options); any other entry as
+    it is."""
+    if isinstance(options, str):
+        options = {"url": options}
+    if not (isinstance(spec, str) and isinstance(options, Mapping) and "url" in options):
+        return spec, options
+    given = {key: value for key, value in options.items() if key != "url"}
+    given.setdefault("name", spec)
+    try:
+        return url_profile(options["url"], given)
+    except ValueError as exc:
+        raise ValueError(f"{where} (profile {spec!r}): {exc}") from None
+
+
 def parse_profiles(config: Mapping[str, Any]) -> dict[str, ConfiguredProfile]:
     """Check ``KEG_STORAGE_PROFILES`` and say what is wrong, and where, when it is malformed."""
     raw = config.get(PROFILES_KEY)
@@ -141,7 +163,7 @@ def parse_profiles(config: Mapping[str, Any]) -> dict[str, ConfiguredProfile]:
         where = f"{PROFILES_KEY}[{index}]"
         if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence) or len(entry) != 2:
             raise ValueError(f"{where} must be a (BackendClass, options) pair, not {entry!r}")
-        spec, options = entry
+        spec, options = _url_entry(where, *entry)
         if not (isinstance(spec, str) or callable(spec)):
             raise ValueError(f"{where}: the backend must be a class or a dotted path, not {spec!r}")
         if not isinstance(options, Mapping):

@@ -34,7 +34,9 @@ from .profiles import (
     check_profile_options,
     choose_profile,
     resolve_backend_class,
+    url_profile,
 )
+from .urls import is_url, split_locations
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +47,7 @@ BACKEND_FACTORY_KEY = "keg_storage.backend_factory"
 LINK_BASE_URL_KEY = "keg_storage.link_base_url"
 LINK_CONTEXT_KEY = "keg_storage.link_context"
 DEFAULT_STORE_KEY = "keg_storage.default_store"
+TIMEOUT_KEY = "keg_storage.timeout"
 RETRY_LOGGER = "keg_storage.retry"
 """The logger on which backends report each retry (one WARNING line per retry)."""
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["--help", "-h"]}
@@ -66,7 +69,7 @@ CLI_NETWORK_DEFAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 server fails in seconds, not minutes; Azure's ``retry=2`` waits about 2 and 4 s, where the
 SDK's default policy waits 18, 24 and 42 s), and the ones ``--timeout`` sets."""
 
-PROFILE_ONLY_KEYS = ("backend", "link_base_url")
+PROFILE_ONLY_KEYS = ("backend", "url", "link_base_url")
 """Keys of a TOML profile that are the CLI's, not constructor options."""
 
 _ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -100,13 +103,22 @@ def expand_environment(profile: str, value: Any) -> Any:
 
 
 def backend_from_profile(
-    name: str, profile: Mapping[str, Any], *, timeout: float | None = None
+    name: str,
+    profile: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    label: str | None = None,
 ) -> StorageBackend:
     """Build the backend a TOML profile describes: ``${NAME}`` expanded from the environment,
     options checked against the backend's constructor, ``name`` defaulting to the profile's.
 
+    A profile names its backend with ``backend`` and its options, or with a ``url``
+    (``s3://bucket/app?region=eu-west-1``, see :func:`keg_storage.from_url`) whose options
+    the others add to or override (secrets go there, never in the URL).
+
     Network backends get the CLI's short timeouts (:data:`CLI_NETWORK_DEFAULTS`) where the
-    profile sets none; ``timeout`` (``--timeout``) overrides both.
+    profile sets none; ``timeout`` (``--timeout``) overrides both. ``label`` replaces
+    ``profile 'NAME'`` in the messages.
     """
     options = {
         key: expand_environment(name, value)
@@ -114,8 +126,15 @@ def backend_from_profile(
         if key not in PROFILE_ONLY_KEYS
     }
     spec = profile.get("backend")
+    if "url" in profile:
+        if spec:
+            raise ValueError(f"profile {name!r}: give 'backend' or 'url', not both")
+        try:
+            spec, options = url_profile(expand_environment(name, profile["url"]), options)
+        except ValueError as exc:
+            raise ValueError(f"{label or f'profile {name!r}'}: {exc}") from None
     if not spec:
-        raise ValueError(f"profile {name!r} has no 'backend' key")
+        raise ValueError(f"profile {name!r} has no 'backend' key (or 'url')")
     if not isinstance(spec, str):
         raise ValueError(f"profile {name!r}: 'backend' must be a str, not {type(spec).__name__}")
     backend_class = resolve_backend_class(spec)
@@ -127,7 +146,8 @@ def backend_from_profile(
                 options[key] = value
         if timeout is not None:
             options.update(dict.fromkeys(timeout_keys, timeout))
-    return backend_class(**check_profile_options(name, backend_class, options))
+    checked = check_profile_options(name, backend_class, options, label=label)
+    return backend_class(**checked)
 
 
 def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
@@ -197,6 +217,38 @@ def _backend() -> StorageBackend:
     if close:
         ctx.call_on_close(functools.partial(_close_quietly, backend))
     return backend
+
+
+def resolve_locations(*texts: str) -> tuple[StorageBackend, list[str]]:
+    """The store and the paths that a command's locations name: paths on the configured store
+    (the profile, the default store, or the app's under ``flask storage``), or storage URLs
+    (``s3://bucket/app/a.txt``) of one store. A URL's store is the URL up to its last ``/``
+    (the deepest directory holding every URL given), its path the rest: see
+    :func:`keg_storage.urls.split_locations`. The store of URLs is built like a TOML profile
+    ``url`` (the CLI's short network timeouts, ``--timeout``) and closed after the command.
+    Mixing URLs and paths is a usage error."""
+    urls = [is_url(text) for text in texts]
+    if not any(urls):
+        return _backend(), list(texts)
+    if not all(urls):
+        raise click.UsageError("give every location as a storage URL, or none")
+    ctx = click.get_current_context()
+    with _clean_errors():
+        store, paths = split_locations(list(texts))
+        scheme = store.partition(":")[0].lower()
+        timeout = ctx.meta.get(TIMEOUT_KEY)
+        alias, options = url_profile(store, {})
+        profile = {"backend": alias, **options}
+        backend = backend_from_profile(scheme, profile, timeout=timeout, label=f"{scheme}:// URL")
+    ctx.call_on_close(functools.partial(_close_quietly, backend))
+    return backend, paths
+
+
+def resolve_location(text: str) -> tuple[StorageBackend, str]:
+    """The store and the path one location names (see :func:`resolve_locations`):
+    ``resolve_location('sftp://host/srv/a.txt')`` is (SFTPStorage of ``/srv``, ``'a.txt'``)."""
+    backend, paths = resolve_locations(text)
+    return backend, paths[0]
 
 
 def _close_quietly(backend: StorageBackend) -> None:
@@ -334,7 +386,7 @@ def list_command(path: str, simple: bool, recursive: bool) -> None:
     Each line: last modification (UTC), size and name, separated by tabs; a sub-directory
     (with --no-recursive) shows DIR and a name ending in '/'.
     """
-    backend = _backend()
+    backend, path = resolve_location(path)
     _check_base_path(backend)
     with _clean_errors():
         entries = backend.list(path, recursive=recursive)
@@ -373,7 +425,7 @@ def _local_target(path: str, file: str | None) -> str:
 def get_command(path: str, file: str | None, no_clobber: bool) -> None:
     """Download PATH to FILE (default: its name in this directory; a directory: its name in
     there; '-' for stdout). An existing FILE is replaced, unless --no-clobber."""
-    backend = _backend()
+    backend, path = resolve_location(path)
     if file == "-":
         with _clean_errors(), click.open_file("-", "wb") as stdout:
             backend.download(path, stdout)
@@ -395,7 +447,7 @@ def get_command(path: str, file: str | None, no_clobber: bool) -> None:
 @click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("PATH"))
 def put_command(file: str, path: str, content_type: str | None, no_clobber: bool) -> None:
     """Upload the local FILE ('-' for stdin) to PATH, replacing it unless --no-clobber."""
-    backend = _backend()
+    backend, path = resolve_location(path)
     with _clean_errors():
         key = file_key(path, backend)
     overwrite = _overwrite(backend, no_clobber)
@@ -429,7 +481,7 @@ def put_command(file: str, path: str, content_type: str | None, no_clobber: bool
 @click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("DESTINATION"))
 def copy_command(source: str, destination: str, no_clobber: bool) -> None:
     """Copy SOURCE to DESTINATION (replacing it unless --no-clobber)."""
-    backend = _backend()
+    backend, (source, destination) = resolve_locations(source, destination)
     overwrite = _overwrite(backend, no_clobber)
     with _clean_errors(), _not_clobbered(backend):
         backend.copy(source, destination, overwrite=overwrite)
@@ -442,7 +494,7 @@ def copy_command(source: str, destination: str, no_clobber: bool) -> None:
 @click.option("--no-clobber", "-n", is_flag=True, help=NO_CLOBBER_HELP.format("DESTINATION"))
 def move_command(source: str, destination: str, no_clobber: bool) -> None:
     """Move SOURCE to DESTINATION (replacing it unless --no-clobber; SOURCE then stays)."""
-    backend = _backend()
+    backend, (source, destination) = resolve_locations(source, destination)
     overwrite = _overwrite(backend, no_clobber)
     with _clean_errors(), _not_clobbered(backend):
         backend.move(source, destination, overwrite=overwrite)
@@ -453,7 +505,7 @@ def move_command(source: str, destination: str, no_clobber: bool) -> None:
 @click.argument("path")
 def delete_command(path: str) -> None:
     """Delete PATH (a missing file is not an error: exit code 0)."""
-    backend = _backend()
+    backend, path = resolve_location(path)
     with _clean_errors():
         existed = backend.exists(path)
         backend.delete(path)
@@ -467,7 +519,7 @@ def delete_command(path: str) -> None:
 @click.argument("path")
 def stat_command(path: str) -> None:
     """Show size, last modification, ETag and content type of PATH."""
-    backend = _backend()
+    backend, path = resolve_location(path)
     with _clean_errors():
         info = backend.stat(path)
     click.echo(f"path: {path}")
@@ -552,7 +604,7 @@ def link_command(
     upload link, the curl command that uses it on stderr)."""
     if no_clobber and not upload:
         raise click.UsageError("--no-clobber applies to upload links: add --upload")
-    backend = _backend()
+    backend, path = resolve_location(path)
     if download is None:
         download = not (upload or delete)
     operation = ShareLinkOperation(0)
@@ -640,7 +692,12 @@ def _make_link(
 def main(
     ctx: click.Context, config_path: str | None, profile: str | None, timeout: float | None
 ) -> None:
-    """Store, fetch and share files on LocalFS, S3, Azure or SFTP."""
+    """Store, fetch and share files on LocalFS, S3, Azure or SFTP.
+
+    A PATH, SOURCE or DESTINATION may be a storage URL instead (s3://bucket/prefix/a.txt,
+    az://container/a.txt?account=NAME, sftp://user@host/srv/a.txt, file:///srv/files/a.txt):
+    the store is the URL up to its last '/', the path the rest.
+    """
     # The CLI is the application: it decides what reaches the terminal. Without a handler,
     # Python would print SDK warnings (paramiko's, botocore's) through its last-resort handler.
     root_logger = logging.getLogger()
@@ -649,6 +706,7 @@ def main(
         root_logger.addHandler(silence)
         ctx.call_on_close(lambda: root_logger.removeHandler(silence))
     echo_retries(ctx)
+    ctx.meta[TIMEOUT_KEY] = timeout
 
     def factory() -> StorageBackend:
         if config_path is None:

@@ -32,6 +32,7 @@ __all__ = [
     "check_profile_options",
     "choose_profile",
     "resolve_backend_class",
+    "url_profile",
 ]
 
 BACKEND_ALIASES = {
@@ -94,6 +95,18 @@ def resolve_backend_class(spec: str | type[StorageBackend]) -> type[StorageBacke
     return backend_class
 
 
+def url_profile(url: Any, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The backend alias and the options of a profile given as a URL (``s3://bucket/app``, see
+    :func:`keg_storage.from_url`): the URL's, with ``options`` (the secrets) added or
+    overriding. The URL's refusals (a secret in it, an unknown option) are ``ValueError``."""
+    from .urls import url_options
+
+    if not isinstance(url, str):
+        raise ValueError(f"a profile's url must be a str, not {type(url).__name__}")
+    alias, given = url_options(url)
+    return alias, {**given, **options}
+
+
 _TYPE_NAMES: dict[Any, str] = {
     str: "str",
     bytes: "bytes",
@@ -110,7 +123,11 @@ _TYPE_NAMES: dict[Any, str] = {
 
 
 def check_profile_options(
-    profile: str, factory: Callable[..., Any], options: Mapping[str, Any]
+    profile: str,
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    *,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """The options to call ``factory`` with, checked against its signature.
 
@@ -119,9 +136,11 @@ def check_profile_options(
     the constructor's hints refuse. A path-like value is accepted where a str is, and a list
     where a tuple is expected (TOML has no tuples) becomes a tuple, and a str becomes the int,
     number or bool an option that takes no str wants (configuration read from the environment
-    is text: ``${PORT}``, ``os.environ['PORT']``). A factory whose signature cannot be read is
-    called unchecked.
+    is text: ``${PORT}``, ``os.environ['PORT']``, a URL's query), also where the option takes
+    any object besides (``int | Any``). A factory whose signature cannot be read is called
+    unchecked. ``label`` replaces ``profile 'NAME'`` in the messages (``s3:// URL``).
     """
+    where = label or f"profile {profile!r}"
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -139,17 +158,21 @@ def check_profile_options(
     known = [parameter.name for parameter in parameters]
     for option in options:
         if option not in known and not takes_any:
-            raise ProfileError(
-                f"profile {profile!r}: unknown option {option!r} (valid: {', '.join(known)})"
-            )
+            raise ProfileError(f"{where}: unknown option {option!r} (valid: {', '.join(known)})")
     for parameter in parameters:
         if parameter.default is inspect.Parameter.empty and parameter.name not in options:
-            raise ProfileError(f"profile {profile!r}: missing required option {parameter.name!r}")
+            raise ProfileError(f"{where}: missing required option {parameter.name!r}")
     hints = _type_hints(factory)
     checked = dict(options)
     for option, value in options.items():
         hint = hints.get(option)
-        if hint is None or _matches(value, hint):
+        if hint is None:
+            continue
+        number = _from_string(value, hint) if not _names_text(hint) else None
+        if number is not None:
+            checked[option] = number
+            continue
+        if _matches(value, hint):
             continue
         if isinstance(value, list) and _matches(tuple(value), hint):
             checked[option] = tuple(value)
@@ -159,8 +182,7 @@ def check_profile_options(
             checked[option] = converted
             continue
         raise ProfileError(
-            f"profile {profile!r}: option {option!r} must be {_describe(hint)}, "
-            f"not {type(value).__name__}"
+            f"{where}: option {option!r} must be {_describe(hint)}, not {type(value).__name__}"
         )
     return checked
 
@@ -196,14 +218,23 @@ def _alternatives(hint: Any) -> tuple[Any, ...]:
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
+def _names_text(hint: Any) -> bool:
+    """Whether ``hint`` lists ``str`` (or a path) itself: text given for it stays text."""
+    return any(
+        (typing.get_origin(alternative) or alternative) in (str, os.PathLike)
+        for alternative in _alternatives(hint)
+    )
+
+
 def _from_string(value: Any, hint: Any) -> int | float | bool | None:
     """``value``, a str, as the first of bool, int or float that ``hint`` takes (None when it
     takes none of them or the text is not one)."""
     if not isinstance(value, str):
         return None
     text = value.strip()
+    listed = {typing.get_origin(alternative) or alternative for alternative in _alternatives(hint)}
     for kind in (bool, int, float):
-        if not _matches(kind(), hint):
+        if kind not in listed and not (kind is int and float in listed):
             continue
         if kind is bool:
             if text.lower() in _BOOLEANS:

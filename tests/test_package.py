@@ -135,7 +135,9 @@ PUBLIC_NAMES = {
     "backends",
     "base",
     "filesystem",
+    "from_url",
     "memory",
+    "storage_url",
 }
 """Every public name of ``keg_storage`` (with Flask installed, as in the tests)."""
 

@@ -60,6 +60,7 @@ from .base import (
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .prefixes import KeyPrefix, user_path
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
 try:
@@ -390,6 +391,11 @@ class AzureStorage(StorageBackend):
     your own). The retries of the first two are logged on ``keg_storage.retry``; a request fails
     after at most ``retry + 1`` tries of ``timeout`` each plus those waits.
 
+    ``prefix`` (account and container SAS modes): every key lives under it (``prefix='app'``:
+    the file ``a.txt`` is the blob ``app/a.txt``), as under LocalFS's root; listings, copies,
+    moves and SAS links stay inside it and name keys relative to it. Normalised by the path
+    rules (``..`` refused).
+
     Links are SAS URLs signed with the account key: download grants ``r``, upload ``cw``, remove
     ``d``; they can be combined. Without the key (SAS URL modes) ``link_to`` raises
     :class:`UnsupportedOperationError`.
@@ -423,6 +429,7 @@ class AzureStorage(StorageBackend):
         max_concurrency: int = 4,
         timeout: float | tuple[float, float] = (20.0, 60.0),
         retry: int | Any | None = None,
+        prefix: str = "",
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._key = hold(key)
@@ -440,6 +447,12 @@ class AzureStorage(StorageBackend):
             raise ValueError("max_concurrency must be at least 1")
         self.account = account
         self.bucket = bucket
+        self._prefix = KeyPrefix.of(prefix, self)
+        self.prefix = self._prefix.name
+        """Where every key lives in the container (``''``: the whole container)."""
+        self.max_key_bytes = self._prefix.key_bytes(type(self).max_key_bytes or 1024)
+        if self.prefix and self._sas_blob_url:
+            raise ValueError("a prefix needs a container: a blob SAS URL gives one blob only")
         self.chunk_size = chunk_size
         # upload/download/get/put then move whole blocks, which the reader and writer pass on
         # without slicing them.
@@ -579,7 +592,7 @@ class AzureStorage(StorageBackend):
     def _blob(self, key: str) -> BlobClient:
         clients = self.clients()
         if clients.container is not None:
-            return clients.container.get_blob_client(key)
+            return clients.container.get_blob_client(self._prefix.service(key))
         assert clients.blob is not None
         if key != clients.blob.blob_name:
             raise InvalidPathError(
@@ -592,7 +605,7 @@ class AzureStorage(StorageBackend):
     # -- primitives --------------------------------------------------------------------------
 
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
-        return translate_azure_error(self, error, path)
+        return translate_azure_error(self, error, user_path(path))
 
     def _open(
         self,
@@ -666,16 +679,18 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
         container = self._container(prefix)
+        prefix = self._prefix.service(prefix)
         if recursive:
             items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
         else:
             items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
         entries = []
         for item in items:
+            name = self._prefix.relative(item.name)
             if isinstance(item, BlobPrefix):
-                entries.append(ListEntry(item.name, None, 0))
+                entries.append(ListEntry(name, None, 0))
             elif not item.name.endswith("/"):  # folder markers are not files
-                entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
+                entries.append(ListEntry(name, arrow.get(item.last_modified), item.size))
         return entries
 
     def _stat(self, key: str) -> FileStat:
@@ -804,6 +819,10 @@ class AzureStorage(StorageBackend):
         only from the address or range ``ip``; usable as ``sas_container_url``."""
         expires_at = resolve_expiry(expire)
         container = self._container()
+        if self.prefix:
+            raise UnsupportedOperationError(
+                "a container SAS URL would reach outside the prefix", backend=self
+            )
         account, account_key = self._signing_key(None)
         with scrubbed():  # the SDK's frames hold the revealed key
             sas = generate_container_sas(

@@ -197,7 +197,11 @@ class StorageBackend:
         return type(self).__name__
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
+        """``S3Storage('s3://bucket/app?region=eu-west-1', name='files')``: the URL
+        :func:`keg_storage.from_url` rebuilds the backend from, without secrets."""
+        from ..urls import backend_repr
+
+        return backend_repr(self)
 
     def close(self) -> None:
         """Release pools, sockets and clients; idempotent. The backend is unusable afterwards

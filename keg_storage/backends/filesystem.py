@@ -537,9 +537,6 @@ class LocalFSStorage(InternalLinksStorageBackend):
         self._root = str(self.root)
         self.max_key_bytes = PATH_MAX_BYTES - len(os.fsencode(self._root)) - 1
 
-    def __repr__(self) -> str:
-        return f"LocalFSStorage(root={self._root!r}, name={self.name!r})"
-
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
         return translate_os_error(self, error, path)
 

@@ -46,6 +46,7 @@ from .base import (
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .prefixes import KeyPrefix, user_path
 from .s3_errors import (
     BROKEN_BODY_ERRORS,
     client_error_code,
@@ -413,7 +414,10 @@ class S3Storage(StorageBackend):
       sends and checks checksums whenever S3 supports them, which many compatible stores
       refuse: boto3#4392), unless the environment or the profile sets them; else boto3's;
     - ``aws_session_token`` for temporary credentials and ``client_config`` (a botocore
-      ``Config``) merged over the settings above.
+      ``Config``) merged over the settings above;
+    - ``prefix``: every key lives under it (``prefix='app'``: the file ``a.txt`` is the object
+      ``app/a.txt``), as under LocalFS's root; listings, copies, moves and presigned links stay
+      inside it and name keys relative to it. Normalised by the path rules (``..`` refused).
 
     Connection errors name :attr:`endpoint` and the cause; every retry is logged on
     ``keg_storage.retry``.
@@ -456,6 +460,7 @@ class S3Storage(StorageBackend):
         unsupported_path_characters: str | None = None,
         request_checksum_calculation: str | None = None,
         response_checksum_validation: str | None = None,
+        prefix: str = "",
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._aws_secret_access_key = hold(aws_secret_access_key)
@@ -465,6 +470,12 @@ class S3Storage(StorageBackend):
         check_options(boto3 is not None, chunk_size, max_concurrency, addressing_style)
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        self.aws_region, self.aws_profile = aws_region, aws_profile
+        self.addressing_style = addressing_style
+        self._prefix = KeyPrefix.of(prefix, self)
+        self.prefix = self._prefix.name
+        """Where every key lives in the bucket (``''``: the whole bucket)."""
+        self.max_key_bytes = self._prefix.key_bytes(type(self).max_key_bytes or 1024)
         self.chunk_size = chunk_size
         # download/get then read whole ranges from the reader (parallel ranged GETs, written in
         # order, so any writable file object works and memory stays bounded).
@@ -533,10 +544,6 @@ class S3Storage(StorageBackend):
         """How errors and retry logs name this storage: ``s3 'archive'``."""
         return f"s3 {self.name!r}"
 
-    def __repr__(self) -> str:
-        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
-        return f"S3Storage(name={self.name!r}, bucket={getattr(self, 'bucket', None)!r})"
-
     @property
     def client(self) -> S3Client:
         """This process's boto3 client, shared by its threads."""
@@ -555,12 +562,12 @@ class S3Storage(StorageBackend):
             client.close()
 
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
-        return translate_s3_error(self, error, path)
+        return translate_s3_error(self, error, user_path(path))
 
     # -- primitives --------------------------------------------------------------------------
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._prefix.service(prefix)}
         if not recursive:
             arguments["Delimiter"] = "/"
         entries = []
@@ -570,13 +577,13 @@ class S3Storage(StorageBackend):
                 if obj["Key"].endswith("/"):
                     continue  # a "folder" marker object, not a file
                 modified = arrow.get(obj["LastModified"]).to("UTC")
-                entries.append(ListEntry(obj["Key"], modified, obj["Size"]))
+                entries.append(ListEntry(self._prefix.relative(obj["Key"]), modified, obj["Size"]))
             directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
         if directories and self.check_directories:
             with ThreadPoolExecutor(self.max_concurrency, "keg-storage-list") as executor:
                 holds_files = list(executor.map(self._holds_files, directories))
             directories = [d for d, keep in zip(directories, holds_files, strict=True) if keep]
-        entries.extend(ListEntry(directory, None, 0) for directory in directories)
+        entries.extend(ListEntry(self._prefix.relative(d), None, 0) for d in directories)
         return entries
 
     def _holds_files(self, prefix: str) -> bool:
@@ -598,7 +605,7 @@ class S3Storage(StorageBackend):
         if mode == FileMode.read:
             return S3Reader(
                 self.bucket,
-                key,
+                self._prefix.service(key),
                 self.client,
                 chunk_size=self.chunk_size,
                 max_concurrency=self.max_concurrency,
@@ -607,7 +614,7 @@ class S3Storage(StorageBackend):
             )
         return S3Writer(
             self.bucket,
-            key,
+            self._prefix.service(key),
             self.client,
             self.chunk_size,
             extra_args,
@@ -618,7 +625,7 @@ class S3Storage(StorageBackend):
         )
 
     def _stat(self, key: str) -> FileStat:
-        head = self.client.head_object(Bucket=self.bucket, Key=key)
+        head = self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
         return FileStat(
             size=head["ContentLength"],
             last_modified=arrow.get(head["LastModified"]).to("UTC"),
@@ -627,7 +634,7 @@ class S3Storage(StorageBackend):
         )
 
     def _delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        self.client.delete_object(Bucket=self.bucket, Key=self._prefix.service(key))
 
     def copy(
         self,
@@ -651,7 +658,8 @@ class S3Storage(StorageBackend):
         ``overwrite=False`` the request that publishes carries ``IfNoneMatch='*'`` (SeaweedFS
         and AWS decide it on both)."""
         condition = WriteCondition(overwrite=overwrite)
-        head = self.client.head_object(Bucket=self.bucket, Key=key)
+        source, target = self._prefix.service(key), self._prefix.service(new_key)
+        head = self.client.head_object(Bucket=self.bucket, Key=source)
         if head["ContentLength"] > self.copy_threshold:
             self._multipart_copy(key, new_key, head, condition)
             return
@@ -659,8 +667,8 @@ class S3Storage(StorageBackend):
             with deciding(condition, self, new_key):
                 self.client.copy_object(
                     Bucket=self.bucket,
-                    Key=new_key,
-                    CopySource={"Bucket": self.bucket, "Key": key},
+                    Key=target,
+                    CopySource={"Bucket": self.bucket, "Key": source},
                     CopySourceIfMatch=head["ETag"],
                     **condition_parameters(condition),
                 )
@@ -677,18 +685,19 @@ class S3Storage(StorageBackend):
         part_size = max(self.chunk_size, math.ceil(size / MAX_PARTS), MIN_PART_SIZE)
         ranges = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
         attributes = {field: head[field] for field in _COPIED_HEAD_FIELDS if field in head}
+        source, target = self._prefix.service(key), self._prefix.service(new_key)
         with self.translating(new_key):
             upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=new_key, **attributes
+                Bucket=self.bucket, Key=target, **attributes
             )["UploadId"]
 
         def copy_part(number: int, start: int, end: int) -> Any:
             response = self.client.upload_part_copy(
                 Bucket=self.bucket,
-                Key=new_key,
+                Key=target,
                 UploadId=upload_id,
                 PartNumber=number,
-                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySource={"Bucket": self.bucket, "Key": source},
                 CopySourceRange=f"bytes={start}-{end - 1}",
                 CopySourceIfMatch=head["ETag"],
             )
@@ -704,7 +713,7 @@ class S3Storage(StorageBackend):
             with self.translating(new_key), deciding(condition, self, new_key):
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket,
-                    Key=new_key,
+                    Key=target,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
                     **condition_parameters(condition),
@@ -712,7 +721,7 @@ class S3Storage(StorageBackend):
         except BaseException:
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=new_key, UploadId=upload_id
+                    Bucket=self.bucket, Key=target, UploadId=upload_id
                 )
             raise
 
@@ -734,7 +743,7 @@ class S3Storage(StorageBackend):
             self.client.upload_fileobj(
                 file_obj,
                 self.bucket,
-                key,
+                self._prefix.service(key),
                 ExtraArgs=extra_args or None,
                 Callback=ForwardProgress(count_bytes).advance,
                 Config=self.transfer_config,
@@ -763,7 +772,7 @@ class S3Storage(StorageBackend):
             raise ValueError("overwrite=False applies to upload links only")
         if options:
             raise TypeError(f"unexpected link options: {', '.join(sorted(options))}")
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._prefix.service(key)}
         if operation == ShareLinkOperation.download:
             method = "get_object"
             if output_path is not None:

@@ -231,12 +231,6 @@ class SFTPStorage(InternalLinksStorageBackend):
             limits=PoolLimits(pool_size, sessions_per_connection, max_request_size),
         )
 
-    def __repr__(self) -> str:
-        # getattr: a traceback with locals shows ``self`` of a constructor that failed half-way.
-        fields = ("host", "port", "username", "base_path", "name")
-        shown = ", ".join(f"{field}={getattr(self, field, None)!r}" for field in fields)
-        return f"SFTPStorage({shown})"
-
     def close(self) -> None:
         """Close every pooled connection; idempotent. The storage reconnects on next use."""
         self.transport.close()

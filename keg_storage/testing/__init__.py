@@ -39,6 +39,7 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.links",
     "keg_storage.testing.conditional",
     "keg_storage.testing.scopes",
+    "keg_storage.testing.urls",
 )
 
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
@@ -49,6 +50,7 @@ from .operations import OperationCases  # noqa: E402
 from .paths import PathCases  # noqa: E402
 from .scopes import ScopedCases, ScopedLinkCases  # noqa: E402
 from .text_files import TextFileCases  # noqa: E402
+from .urls import UrlCases  # noqa: E402
 
 
 class ConformanceCases(
@@ -63,7 +65,9 @@ class ConformanceCases(
     ScopedCases,
     ScopedLinkCases,
 ):
-    """Every case of the conformance suite: what a backend must pass to be used as any other."""
+    """Every case of the conformance suite: what a backend must pass to be used as any other.
+    (:class:`UrlCases` is apart: only the backends of :data:`keg_storage.urls.SCHEMES` have a
+    URL.)"""
 
 
 __all__ = [
@@ -80,6 +84,7 @@ __all__ = [
     "ScopedCases",
     "ScopedLinkCases",
     "TextFileCases",
+    "UrlCases",
     "names",
     "payload",
     "read",
