@@ -51,6 +51,8 @@ class UrlScheme:
     """Query names for options spelled otherwise (``region`` -> ``aws_region``)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Options a URL leaves out that the constructor requires."""
+    password_option: str = "password"
+    """The option a password in the URL's user part belongs in instead."""
     secret_elsewhere: str = ""
     """Where else than options the scheme's secrets can come from (the refusal says it)."""
     unshown: frozenset[str] = frozenset()
@@ -69,6 +71,7 @@ SCHEMES: dict[str, UrlScheme] = {
         path="prefix",
         aliases={"region": "aws_region", "profile": "aws_profile"},
         defaults={"aws_region": None},
+        password_option="aws_secret_access_key",
         secret_elsewhere=(
             ", or leave it to boto3's credential chain (AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY in the environment, aws_profile, an instance role)"
@@ -79,6 +82,7 @@ SCHEMES: dict[str, UrlScheme] = {
         "azure",
         host="bucket",
         path="prefix",
+        password_option="key",
         derived_defaults=lambda backend: {
             "account_url": f"https://{backend.account}.blob.core.windows.net"
         },
@@ -162,7 +166,9 @@ def url_options(url: str) -> tuple[str, dict[str, Any]]:
     parts = urlsplit(url)
     refusal = None
     if parts.password is not None:
-        refusal = _secret_refusal(scheme, "the password in the URL's user part", "password")
+        refusal = _secret_refusal(
+            scheme, "the password in the URL's user part", SCHEMES[scheme].password_option
+        )
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     secret_names = [name for name, _ in pairs if name.lower() in SECRET_OPTIONS]
     if refusal is None and secret_names:

@@ -44,6 +44,14 @@ def refusal(scheme: str, what: str, option: str, hint: str = "") -> str:
             refusal("sftp", "the password in the URL's user part", "password", SFTP_HINT),
         ),
         (
+            "s3://AKIAEXAMPLE:hunter2-pw@bucket/app",
+            refusal("s3", "the password in the URL's user part", "aws_secret_access_key") + S3_HINT,
+        ),
+        (
+            "az://assets:hunter2-pw@container?account=acct",
+            refusal("az", "the password in the URL's user part", "key"),
+        ),
+        (
             "sftp://files.example.com/srv?password=hunter2-pw",
             refusal("sftp", "the query parameter 'password'", "password", SFTP_HINT),
         ),
