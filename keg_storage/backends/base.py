@@ -55,12 +55,12 @@ from .publish import current_umask as current_umask
 from .publish import publish_temp_file as publish_temp_file
 
 __all__ = [
+    "DeleteResult",
     "FileMode",
     "FileNotFoundInStorageError",
     "FileStat",
     "InternalLinkTokenData",
     "InternalLinksStorageBackend",
-    "DeleteResult",
     "ListEntry",
     "ProgressCallback",
     "RemoteFile",

@@ -159,11 +159,18 @@ def download_many(
     return _run(items, [job(path, local) for path, local in items], max_concurrency, progress)
 
 
+def in_batches(keys: list[str], size: int) -> list[list[str]]:
+    """``keys`` cut into lists of at most ``size`` (for a service's batch call)."""
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
 def _items(values: Iterable[Any], name: str) -> list[Any]:
     """``values`` as a list; a single str or path (which would iterate by characters) is a
     TypeError."""
     if isinstance(values, (str, bytes, os.PathLike)):
-        raise TypeError(f"{name} must be an iterable of paths, not a single {type(values).__name__}")
+        raise TypeError(
+            f"{name} must be an iterable of paths, not a single {type(values).__name__}"
+        )
     return list(values)
 
 

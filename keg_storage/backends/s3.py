@@ -22,6 +22,7 @@ import arrow
 
 from ..errors import (
     FileExistsInStorageError,
+    FileNotFoundInStorageError,
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
@@ -44,6 +45,7 @@ from .base import (
     file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
+from .bulk import in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .s3_errors import (
@@ -83,6 +85,8 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most seven days."""
+DELETE_BATCH = 1000
+"""Keys per DeleteObjects request: S3's limit."""
 CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 """The header an upload through a create-only presigned link (``overwrite=False``) must send."""
 ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -794,6 +798,34 @@ class S3Storage(StorageBackend):
             method, Params=params, ExpiresIn=max(1, seconds)
         )
         return url
+
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """DeleteObjects with up to 1,000 keys per request (S3's limit), ``max_concurrency``
+        requests at a time. A key S3 reports in the response's ``Errors`` gets that error (a
+        missing key is deleted); a request that fails gives its error to each of its keys."""
+        failed: dict[str, Exception] = {}
+        with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
+            for errors in executor.map(self._delete_batch, in_batches(keys, DELETE_BATCH)):
+                failed.update(errors)
+        return failed
+
+    def _delete_batch(self, keys: list[str]) -> dict[str, Exception]:
+        objects: list[Any] = [{"Key": key} for key in keys]
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+        except Exception as exc:
+            return {key: translate_s3_error(self, exc, key) or exc for key in keys}
+        failed: dict[str, Exception] = {}
+        for refusal in response.get("Errors", []):
+            key = refusal.get("Key", "")
+            cause = botocore.exceptions.ClientError({"Error": dict(refusal)}, "DeleteObjects")
+            error = translate_s3_error(self, cause, key)
+            if error is not None and not isinstance(error, FileNotFoundInStorageError):
+                error.__cause__ = cause
+                failed[key] = error
+        return failed
 
 
 def _one_argument(

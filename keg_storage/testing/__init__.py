@@ -38,8 +38,10 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
     "keg_storage.testing.conditional",
+    "keg_storage.testing.bulk",
 )
 
+from .bulk import BulkCases  # noqa: E402
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
@@ -58,12 +60,14 @@ class ConformanceCases(
     LinkSigningCases,
     ConditionalWriteCases,
     CapabilityCases,
+    BulkCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other."""
 
 
 __all__ = [
     "BackendCases",
+    "BulkCases",
     "CapabilityCases",
     "ConditionalWriteCases",
     "ConformanceCases",
