@@ -46,7 +46,7 @@ class BulkCases(BackendCases):
         count = self.bulk_count(storage)
         files = _local_files(tmp_path / "src", count, size=16)
         keys = [f"d{number % 3}/{local.name}" for number, (local, _) in enumerate(files)]
-        assert all(r.ok for r in storage.upload_many(zip((f for f, _ in files), keys)))
+        assert all(r.ok for r in storage.upload_many(zip((f for f, _ in files), keys, strict=True)))
         write(storage, "kept/file.txt", b"kept")
         paths = [*keys, "never/existed.txt", keys[0], "/" + keys[1]]
         results = storage.delete_many(paths)
@@ -113,9 +113,7 @@ class BulkCases(BackendCases):
         self, storage: StorageBackend, tmp_path: Path
     ) -> None:
         files = _local_files(tmp_path / "src", 30)
-        assert all(
-            r.ok for r in storage.upload_many([(f, f"down/{f.name}") for f, _ in files])
-        )
+        assert all(r.ok for r in storage.upload_many([(f, f"down/{f.name}") for f, _ in files]))
         target = tmp_path / "target"
         target.mkdir()
         (target / "missing.bin").write_bytes(b"previous")
