@@ -820,7 +820,8 @@ class S3Storage(StorageBackend):
         failed: dict[str, Exception] = {}
         for refusal in response.get("Errors", []):
             key = refusal.get("Key", "")
-            cause = botocore.exceptions.ClientError({"Error": dict(refusal)}, "DeleteObjects")
+            refused: Any = {"Error": dict(refusal)}
+            cause = botocore.exceptions.ClientError(refused, "DeleteObjects")
             error = translate_s3_error(self, cause, key)
             if error is not None and not isinstance(error, FileNotFoundInStorageError):
                 error.__cause__ = cause

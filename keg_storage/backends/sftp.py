@@ -572,7 +572,8 @@ class SFTPStorage(InternalLinksStorageBackend):
         return self.transport.call(None, delete, action="delete")
 
     def _delete_on(self, session: Session, keys: list[str]) -> dict[str, Exception]:
-        sftp, failed = session.sftp, {}
+        sftp = session.sftp
+        failed: dict[str, Exception] = {}
         checked = []
         for key in keys:
             with self._refusal_of(key, failed):
