@@ -828,9 +828,12 @@ class AzureStorage(StorageBackend):
         each of its keys."""
         if self.clients().container is None:
             return super()._delete_many(keys)
+        batches = in_batches(keys, DELETE_BATCH)
+        if len(batches) == 1:  # on the calling thread: starting a thread costs more
+            return self._delete_batch(batches[0])
         failed: dict[str, Exception] = {}
         with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
-            for errors in executor.map(self._delete_batch, in_batches(keys, DELETE_BATCH)):
+            for errors in executor.map(self._delete_batch, batches):
                 failed.update(errors)
         return failed
 

@@ -803,9 +803,12 @@ class S3Storage(StorageBackend):
         """DeleteObjects with up to 1,000 keys per request (S3's limit), ``max_concurrency``
         requests at a time. A key S3 reports in the response's ``Errors`` gets that error (a
         missing key is deleted); a request that fails gives its error to each of its keys."""
+        batches = in_batches(keys, DELETE_BATCH)
+        if len(batches) == 1:  # on the calling thread: starting a thread costs more
+            return self._delete_batch(batches[0])
         failed: dict[str, Exception] = {}
         with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
-            for errors in executor.map(self._delete_batch, in_batches(keys, DELETE_BATCH)):
+            for errors in executor.map(self._delete_batch, batches):
                 failed.update(errors)
         return failed
 
