@@ -60,7 +60,7 @@ from .base import (
     file_errors,
     resolve_expiry,
 )
-from .bulk import in_batches
+from .bulk import batch_failed, in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
@@ -846,7 +846,7 @@ class AzureStorage(StorageBackend):
                     )
                 )
         except Exception as exc:
-            return {key: translate_azure_error(self, exc, key) or exc for key in keys}
+            return batch_failed(self, exc, keys)
         failed: dict[str, Exception] = {}
         for key, response in zip(keys, responses, strict=True):
             if response.status_code in (202, 404):

@@ -159,6 +159,20 @@ def download_many(
     return _run(items, [job(path, local) for path, local in items], max_concurrency, progress)
 
 
+def batch_failed(
+    backend: StorageBackend, error: Exception, keys: list[str]
+) -> dict[str, Exception]:
+    """Each of ``keys`` failed with ``error``, the SDK's failure of their whole batch request:
+    translated for each key (chained to ``error``)."""
+    failed: dict[str, Exception] = {}
+    for key in keys:
+        translated = backend._translate_error(error, key)
+        if translated is not None:
+            translated.__cause__ = error
+        failed[key] = translated or error
+    return failed
+
+
 def in_batches(keys: list[str], size: int) -> list[list[str]]:
     """``keys`` cut into lists of at most ``size`` (for a service's batch call)."""
     return [keys[start : start + size] for start in range(0, len(keys), size)]

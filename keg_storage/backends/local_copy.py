@@ -56,6 +56,7 @@ def copy_file_object(
 ) -> int:
     """Copy the rest of ``source`` (:func:`kernel_source`) from its position into ``target``
     (:func:`kernel_target`) at its position; the number of bytes copied."""
+    source.flush()  # a read/write file's pending writes are part of what is copied
     target.flush()
     source_start, target_start = source.tell(), target.tell()
     copied = _kernel_copy(

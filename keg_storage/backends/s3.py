@@ -45,7 +45,7 @@ from .base import (
     file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
-from .bulk import in_batches
+from .bulk import batch_failed, in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .s3_errors import (
@@ -819,7 +819,7 @@ class S3Storage(StorageBackend):
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
             )
         except Exception as exc:
-            return {key: translate_s3_error(self, exc, key) or exc for key in keys}
+            return batch_failed(self, exc, keys)
         failed: dict[str, Exception] = {}
         for refusal in response.get("Errors", []):
             key = refusal.get("Key", "")
