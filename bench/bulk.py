@@ -8,9 +8,10 @@ from elsewhere on the machine hits both alike):
 - ``delete_many`` of 500 files against the SDK's batch call (boto3 ``delete_objects``, Azure
   ``delete_blobs``);
 - ``upload_many`` of 500 x 4 KiB with 8 jobs against the SDK uploading them one after the
-  other (boto3 ``put_object``, Azure ``upload_blob``);
+  other (boto3 ``put_object``, Azure ``upload_blob``), and, for S3, the SDK itself with 8
+  threads against the same: the most the server gives to parallel requests on this machine;
 - LocalFS ``upload``/``download`` of an open file object against ``shutil.copyfile`` at 64 and
-  256 MiB (dirty pages flushed with ``sync`` before each).
+  256 MiB, each writing a new file (dirty pages flushed with ``sync`` before each).
 
 Prints the median seconds of each side, the spread (min-max) and the ratio raw/keg_storage:
 above 1.0x, keg_storage is faster. Not a test: nothing is asserted.
@@ -30,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,12 @@ def s3_put_each(client: Any, bucket: str, pairs: Pairs) -> None:
     for local, key in pairs:
         with local.open("rb") as body:
             client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def s3_put_parallel(client: Any, bucket: str, pairs: Pairs, jobs: int = 8) -> None:
+    """boto3 ``put_object`` of each file, ``jobs`` at a time: what the server allows at best."""
+    with ThreadPoolExecutor(jobs) as executor:
+        list(executor.map(lambda pair: s3_put_each(client, bucket, [pair]), pairs))
 
 
 def azure_delete_blobs(container: Any, keys: Sequence[str]) -> None:
@@ -210,17 +218,32 @@ def localfs_rows(
 def localfs_size_rows(
     backend: LocalFSStorage, source: Path, target: Path, repeat: int
 ) -> list[tuple[str, list[float], list[float]]]:
+    """Each run writes a new file (its previous version removed and everything flushed first,
+    untimed): replacing a file costs ext4 a writeback at the rename or truncation, on both
+    sides, which is noise here."""
     mib = source.stat().st_size // MIB
     stored = backend.root / "stored.bin"
     backend.put(source, "stored.bin")
+
+    def fresh(*paths: Path) -> Callable[[], None]:
+        def before() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+            os.sync()
+
+        return before
+
+    uploaded = backend.root / "up.bin"
     upload = interleaved(
-        lambda: timed(lambda: copyfile(source, target), os.sync),
-        lambda: timed(lambda: keg_upload_file_object(backend, source, "up.bin"), os.sync),
+        lambda: timed(lambda: copyfile(source, target), fresh(target)),
+        lambda: timed(lambda: keg_upload_file_object(backend, source, "up.bin"), fresh(uploaded)),
         repeat,
     )
     download = interleaved(
-        lambda: timed(lambda: copyfile(stored, target), os.sync),
-        lambda: timed(lambda: keg_download_file_object(backend, "stored.bin", target), os.sync),
+        lambda: timed(lambda: copyfile(stored, target), fresh(target)),
+        lambda: timed(
+            lambda: keg_download_file_object(backend, "stored.bin", target), fresh(target)
+        ),
         repeat,
     )
     return [
@@ -281,7 +304,7 @@ def s3_rows(
             endpoint_url=server.endpoint_url,
         )
         with backend:
-            return object_store_rows(
+            rows = object_store_rows(
                 "S3",
                 backend,
                 lambda keys: s3_delete_objects(client, bucket, keys),
@@ -289,6 +312,13 @@ def s3_rows(
                 files,
                 repeat,
             )
+            pairs = [(local, f"ceiling/{local.name}") for local in files]
+            ceiling = interleaved(
+                lambda: timed(lambda: s3_put_each(client, bucket, pairs)),
+                lambda: timed(lambda: s3_put_parallel(client, bucket, pairs)),
+                repeat,
+            )
+            return [*rows, ("S3 raw put_object, 8 threads vs sequential", *ceiling)]
 
 
 def azure_rows(

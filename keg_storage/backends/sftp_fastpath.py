@@ -7,8 +7,9 @@ OpenSSH's ``sftp`` keep many requests in flight, which needs its private request
 attribute parser (``SFTPAttributes._from_msg``) and two channel internals to open the
 subsystem with a timeout. Those accesses live here and nowhere else, written against paramiko
 3.x: :class:`Pipeline` for pipelined requests, :func:`session_class` for the SFTP client,
-:func:`chunk_pipe_class` for a channel buffer without quadratic copying, and the small request
-helpers below. Everything else in keg_storage uses these names only.
+:func:`chunk_pipe_class` for a channel buffer without quadratic copying, :func:`lstat_many` and
+:func:`remove_many` for bulk deletes, and the small request helpers below. Everything else in
+keg_storage uses these names only.
 """
 
 from __future__ import annotations
