@@ -30,6 +30,7 @@ from .backends import (
     memory,
 )
 from .backends.base import RemoteTextFile
+from .backends.bulk import DeleteResult, TransferResult
 from .backends.conditions import Capabilities
 from .errors import (
     ExpiredLinkTokenError,
@@ -77,6 +78,7 @@ def __getattr__(name: str) -> _Any:
 __all__ = [
     "AzureStorage",
     "Capabilities",
+    "DeleteResult",
     "ExpiredLinkTokenError",
     "FileExistsInStorageError",
     "FileMode",
@@ -103,6 +105,7 @@ __all__ = [
     "StorageConnectionError",
     "StorageError",
     "StoragePermissionError",
+    "TransferResult",
     "UnsupportedOperationError",
     "__version__",
     "backends",

@@ -101,6 +101,7 @@ def test_version() -> None:
 PUBLIC_NAMES = {
     "AzureStorage",
     "Capabilities",
+    "DeleteResult",
     "ExpiredLinkTokenError",
     "FileExistsInStorageError",
     "FileMode",
@@ -130,6 +131,7 @@ PUBLIC_NAMES = {
     "StorageError",
     "StorageOperations",
     "StoragePermissionError",
+    "TransferResult",
     "UnsupportedOperationError",
     "__version__",
     "backends",

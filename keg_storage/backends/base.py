@@ -42,6 +42,8 @@ from ..errors import (
 from ..paths import RemotePath, directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 from ..secrets import install_log_redaction
+from . import bulk
+from .bulk import DeleteResult, LocalPath, TransferResult
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .files import BinaryMode, FileMode, FileStat, ListEntry, RemoteFile, RemoteTextFile, TextMode
 from .files import RemoteFileT as RemoteFileT
@@ -53,6 +55,7 @@ from .publish import current_umask as current_umask
 from .publish import publish_temp_file as publish_temp_file
 
 __all__ = [
+    "DeleteResult",
     "FileMode",
     "FileNotFoundInStorageError",
     "FileStat",
@@ -64,6 +67,7 @@ __all__ = [
     "RemoteTextFile",
     "ShareLinkOperation",
     "StorageBackend",
+    "TransferResult",
 ]
 
 Expiry = arrow.Arrow | datetime | timedelta
@@ -520,6 +524,50 @@ class StorageBackend:
             progress_callback,
         )
 
+    def delete_many(self, paths: Iterable[RemotePath]) -> builtins.list[DeleteResult]:
+        """Delete many files, in as few requests as the service allows (S3 DeleteObjects of
+        1,000 keys, Azure blob batches of 256, pipelined SFTP removes); a result per path, in
+        the order given.
+
+        As for :meth:`delete`, a missing file is no error. A path that is invalid or that the
+        service refuses gets its error in its result (naming the path), and every other path is
+        still deleted: nothing is raised for one path.
+        """
+        return bulk.delete_many(self, paths)
+
+    def upload_many(
+        self,
+        pairs: Iterable[tuple[LocalPath, RemotePath]],
+        *,
+        max_concurrency: int = 8,
+        progress: ProgressCallback | None = None,
+        overwrite: bool = True,
+    ) -> builtins.list[TransferResult]:
+        """:meth:`put` each ``(local file, remote path)`` pair, ``max_concurrency`` at a time;
+        a result per pair, in the order given.
+
+        Each file is published whole or not at all (``overwrite`` as for :meth:`put`); one that
+        fails gets its error in its result and never stops the others. ``progress`` receives the
+        total bytes of all the files, cumulative, on the calling thread. If ``progress`` raises,
+        or the caller is interrupted (``KeyboardInterrupt``), the running transfers stop at their
+        next chunk, leaving no temp state, and the exception propagates.
+        """
+        return bulk.upload_many(
+            self, pairs, max_concurrency=max_concurrency, progress=progress, overwrite=overwrite
+        )
+
+    def download_many(
+        self,
+        pairs: Iterable[tuple[RemotePath, LocalPath]],
+        *,
+        max_concurrency: int = 8,
+        progress: ProgressCallback | None = None,
+    ) -> builtins.list[TransferResult]:
+        """:meth:`get` each ``(remote path, local file)`` pair, ``max_concurrency`` at a time;
+        a result per pair, in the order given, as :meth:`upload_many` (each local file replaced
+        whole or left untouched; its directory must exist)."""
+        return bulk.download_many(self, pairs, max_concurrency=max_concurrency, progress=progress)
+
     def link_to(
         self,
         path: RemotePath,
@@ -613,6 +661,19 @@ class StorageBackend:
             while chunk := file_obj.read(self.transfer_chunk_size):
                 target.write(chunk)
                 count_bytes(len(chunk))
+
+    def _delete_many(self, keys: builtins.list[str]) -> dict[str, Exception]:
+        """Delete ``keys`` (valid, distinct); the error of each key not deleted, translated (a
+        missing file is deleted). The default deletes one key after the other; a backend
+        overrides it with its service's batch call."""
+        failed: dict[str, Exception] = {}
+        for key in keys:
+            try:
+                with self.translating(key):
+                    self._delete(key)
+            except Exception as exc:
+                failed[key] = exc
+        return failed
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with atomic_replace(dest) as local:

@@ -45,9 +45,18 @@ from ..errors import (
 )
 from ..progress import ByteCounter
 from ..secrets import Secret, hold
-from .base import FILE_EXISTS, PRECONDITION_FAILED, FileMode, FileStat, ListEntry, file_errors
+from .base import (
+    FILE_EXISTS,
+    PRECONDITION_FAILED,
+    FileMode,
+    FileStat,
+    ListEntry,
+    _conditional,
+    file_errors,
+)
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
+from .local_copy import copy_file_object, kernel_source, kernel_target
 from .publish import (
     atomic_replace,
     current_umask,
@@ -788,6 +797,95 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with source, atomic_replace(dest) as temp_file:
             copied = kernel_copy(source, temp_file)
         count_bytes(copied)
+
+    def _upload(
+        self,
+        file_obj: IO[bytes],
+        key: str,
+        extra_args: dict[str, Any],
+        count_bytes: ByteCounter,
+        condition: WriteCondition = ALWAYS,
+    ) -> None:
+        """A plain local file (:func:`~.local_copy.kernel_source`) is copied by the kernel from
+        its position into a temp file published as for a writer; anything else is read."""
+        if not kernel_source(file_obj):
+            super()._upload(file_obj, key, extra_args, count_bytes, **_conditional(condition))
+            return
+        with self.translating(key):  # the store's side only, as in StorageBackend._upload
+            dir_fd, name = self._open_parent(key, create=True)
+        try:
+            with self.translating(key):
+                self._check_target(dir_fd, name, key)
+                check_condition(_status(dir_fd, name), condition, self, key)
+                temp_name, temp = _create_temp(dir_fd)
+            try:
+                copy_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size)
+                with self.translating(key):
+                    _publish_temp(
+                        temp,
+                        dir_fd,
+                        temp_name,
+                        name,
+                        fsync=self.fsync,
+                        condition=condition,
+                        backend=self,
+                        key=key,
+                    )
+            except BaseException:
+                _remove_temp(temp, dir_fd, temp_name)
+                raise
+        finally:
+            os.close(dir_fd)
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        """Into a plain local file (:func:`~.local_copy.kernel_target`) the kernel copies, at
+        its position; anything else is written to."""
+        if not kernel_target(file_obj):
+            super()._download(key, file_obj, count_bytes)
+            return
+        with self.translating(key):
+            source = self._open_source(key)
+        with source:
+            copy_file_object(source, file_obj, count_bytes, self.transfer_chunk_size)
+
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """Per directory: one descriptor, one publish lock and one pruning for all its keys
+        (:meth:`_delete` for each key would take them per key)."""
+        failed: dict[str, Exception] = {}
+        by_directory: dict[str, list[str]] = {}
+        for key in keys:
+            by_directory.setdefault(posixpath.dirname(key), []).append(key)
+        for group in by_directory.values():
+            try:
+                dir_fd, _ = self._open_parent(group[0])
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except Exception as exc:
+                failed.update((key, translate_os_error(self, exc, key) or exc) for key in group)
+                continue
+            try:
+                with directories_locked(dir_fd):
+                    deleted = [key for key in group if self._unlink(dir_fd, key, failed)]
+                if deleted:
+                    self._prune_empty_parents(dir_fd, deleted[0])
+            finally:
+                os.close(dir_fd)
+        return failed
+
+    def _unlink(self, dir_fd: int, key: str, failed: dict[str, Exception]) -> bool:
+        """Unlink the file ``key`` in ``dir_fd`` as :meth:`_delete` does (a symlink is refused,
+        a missing file or a directory left alone); whether it was, its error in ``failed``."""
+        name = posixpath.basename(key)
+        try:
+            if stat_module.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise InvalidPathError("a symlink is not deleted", backend=self, path=key)
+            os.unlink(name, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        except Exception as exc:
+            failed[key] = translate_os_error(self, exc, key) or exc
+            return False
+        return True
 
 
 __all__ = ["FileNotFoundInStorageError", "LocalFSError", "LocalFSFile", "LocalFSStorage"]

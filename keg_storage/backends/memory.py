@@ -164,3 +164,10 @@ class MemoryStorage(InternalLinksStorageBackend):
                 raise self._not_found(key)
             self._check_condition(new_key, WriteCondition(overwrite=overwrite))
             self._files[new_key] = self._files.pop(key)
+
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """Under the lock at once."""
+        with self._lock:
+            for key in keys:
+                self._files.pop(key, None)
+        return {}

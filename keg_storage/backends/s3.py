@@ -22,6 +22,7 @@ import arrow
 
 from ..errors import (
     FileExistsInStorageError,
+    FileNotFoundInStorageError,
     PreconditionFailedError,
     StorageConnectionError,
     StorageError,
@@ -44,6 +45,7 @@ from .base import (
     file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
+from .bulk import batch_failed, in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .prefixes import KeyPrefix, user_path
@@ -84,6 +86,8 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs live at most seven days."""
+DELETE_BATCH = 1000
+"""Keys per DeleteObjects request: S3's limit."""
 CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 """The header an upload through a create-only presigned link (``overwrite=False``) must send."""
 ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -803,6 +807,38 @@ class S3Storage(StorageBackend):
             method, Params=params, ExpiresIn=max(1, seconds)
         )
         return url
+
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """DeleteObjects with up to 1,000 keys per request (S3's limit), ``max_concurrency``
+        requests at a time. A key S3 reports in the response's ``Errors`` gets that error (a
+        missing key is deleted); a request that fails gives its error to each of its keys."""
+        batches = in_batches(keys, DELETE_BATCH)
+        if len(batches) == 1:  # on the calling thread: starting a thread costs more
+            return self._delete_batch(batches[0])
+        failed: dict[str, Exception] = {}
+        with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
+            for errors in executor.map(self._delete_batch, batches):
+                failed.update(errors)
+        return failed
+
+    def _delete_batch(self, keys: list[str]) -> dict[str, Exception]:
+        objects: list[Any] = [{"Key": self._prefix.service(key)} for key in keys]
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+        except Exception as exc:
+            return batch_failed(self, exc, keys)
+        failed: dict[str, Exception] = {}
+        for refusal in response.get("Errors", []):
+            key = self._prefix.relative(refusal.get("Key", ""))
+            refused: Any = {"Error": dict(refusal)}
+            cause = botocore.exceptions.ClientError(refused, "DeleteObjects")
+            error = translate_s3_error(self, cause, key)
+            if error is not None and not isinstance(error, FileNotFoundInStorageError):
+                error.__cause__ = cause
+                failed[key] = error
+        return failed
 
 
 def _one_argument(

@@ -217,6 +217,17 @@ class ScopedStorage(StorageBackend):
         with self._rescoped():
             self.parent._delete(self._full(key))
 
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """The parent's batch delete (one request per batch on S3 and Azure), its errors
+        naming this view and the relative keys."""
+        with self._rescoped():
+            failed = self.parent._delete_many([self._full(key) for key in keys])
+        start = len(self.prefix)
+        for error in failed.values():
+            if isinstance(error, StorageError):
+                self._rescope(error)
+        return {key[start:]: error for key, error in failed.items()}
+
     def _copy(self, key: str, new_key: str, **conditional: Any) -> None:  # type: ignore[override]
         with self._rescoped():
             self.parent._copy(self._full(key), self._full(new_key), **conditional)

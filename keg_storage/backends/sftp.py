@@ -64,7 +64,14 @@ from .base import (
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .publish import is_temp_name
-from .sftp_fastpath import OPEN_READ, close_handle, copy_data, open_handle
+from .sftp_fastpath import (
+    OPEN_READ,
+    close_handle,
+    copy_data,
+    lstat_many,
+    open_handle,
+    remove_many,
+)
 from .sftp_file import SFTPRemoteFile
 from .sftp_paths import DIR_CHECK_ENTRIES, DIR_CHECK_TTL, RemotePaths
 from .sftp_transport import (
@@ -547,6 +554,58 @@ class SFTPStorage(InternalLinksStorageBackend):
                 file_obj.truncate()
 
         self.transport.retrying(attempt, before_retry=rewind)
+
+    def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
+        """On one session, pipelined (:func:`.sftp_fastpath.lstat_many`, then
+        :func:`~.sftp_fastpath.remove_many`): one round trip for the LSTATs of every key and one
+        for the REMOVEs of the files, instead of two per key; then the directories left empty
+        are pruned. Confinement as for :meth:`_delete`: each directory is checked (once), and a
+        symlink's target too. A dropped connection retries the whole, which is idempotent."""
+        log.info("Deleting %d remote files", len(keys))
+        delete = functools.partial(self._delete_on, keys=keys)
+        return self.transport.call(None, delete, action="delete")
+
+    def _delete_on(self, session: Session, keys: list[str]) -> dict[str, Exception]:
+        sftp = session.sftp
+        failed: dict[str, Exception] = {}
+        checked = []
+        for key in keys:
+            with self._refusal_of(key, failed):
+                self.paths.check_dir(sftp, posixpath.dirname(self.paths.remote(key)), key)
+                checked.append(key)
+        files = []
+        answers = lstat_many(sftp, [self.paths.remote(key) for key in checked])
+        for key, attr in zip(checked, answers, strict=True):
+            with self._refusal_of(key, failed):
+                if isinstance(attr, OSError):
+                    raise attr
+                if stat_module.S_ISLNK(attr.st_mode or 0):
+                    attr = self.paths.checked_attr(sftp, key)  # the target, if it stays inside
+                if not stat_module.S_ISDIR(attr.st_mode or 0):  # a directory is not a file
+                    files.append(key)
+        refusals = remove_many(sftp, [self.paths.remote(key) for key in files])
+        for key, refusal in zip(files, refusals, strict=True):
+            with self._refusal_of(key, failed):
+                if refusal is not None:
+                    raise refusal
+        emptied = {posixpath.dirname(key): key for key in files if key not in failed}
+        for key in emptied.values():
+            self.paths.prune(sftp, key)
+        return failed
+
+    @contextlib.contextmanager
+    def _refusal_of(self, key: str, failed: dict[str, Exception]) -> Iterator[None]:
+        """Record in ``failed`` the server's refusal about ``key`` (a missing file is none); a
+        failed connection goes on to the retry of :meth:`SFTPTransport.call`."""
+        try:
+            yield
+        except StorageError as exc:
+            failed[key] = exc
+        except OSError as exc:
+            if is_connection_failure(exc):
+                raise
+            if exc.errno != errno.ENOENT:
+                failed[key] = self.transport.error(exc, key)
 
 
 def check_options(

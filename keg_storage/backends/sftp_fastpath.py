@@ -7,8 +7,9 @@ OpenSSH's ``sftp`` keep many requests in flight, which needs its private request
 attribute parser (``SFTPAttributes._from_msg``) and two channel internals to open the
 subsystem with a timeout. Those accesses live here and nowhere else, written against paramiko
 3.x: :class:`Pipeline` for pipelined requests, :func:`session_class` for the SFTP client,
-:func:`chunk_pipe_class` for a channel buffer without quadratic copying, and the small request
-helpers below. Everything else in keg_storage uses these names only.
+:func:`chunk_pipe_class` for a channel buffer without quadratic copying, :func:`lstat_many` and
+:func:`remove_many` for bulk deletes, and the small request helpers below. Everything else in
+keg_storage uses these names only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import errno
 import functools
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 try:
@@ -145,6 +146,65 @@ class Pipeline:
             return None
         raise_status(code, msg.get_text())
         raise OSError(f"unexpected SFTP response type {t}")
+
+
+PIPELINE_WINDOW = 64
+"""Requests kept in flight by :func:`lstat_many` and :func:`remove_many`."""
+
+
+def lstat_many(sftp: Any, paths: Sequence[str]) -> list[Any]:
+    """LSTAT every path, pipelined: for each, its attributes or the ``OSError`` the server
+    answered (a failed connection raises)."""
+    return _pipelined(sftp, [(CMD_LSTAT, path) for path in paths], _attributes)
+
+
+def remove_many(sftp: Any, paths: Sequence[str]) -> list[OSError | None]:
+    """REMOVE every path, pipelined: for each, None or the ``OSError`` the server answered (a
+    failed connection raises)."""
+    return _pipelined(sftp, [(CMD_REMOVE, path) for path in paths], _status)
+
+
+def _attributes(t: int, msg: Any) -> Any:
+    if t == CMD_STATUS:
+        raise_status(msg.get_int(), msg.get_text())
+    return cast(Any, SFTPAttributes)._from_msg(msg)
+
+
+def _status(t: int, msg: Any) -> None:
+    if t != CMD_STATUS:
+        raise OSError(f"unexpected SFTP response type {t}")
+    raise_status(msg.get_int(), msg.get_text())
+
+
+def _pipelined(
+    sftp: Any, requests: Sequence[tuple[int, str]], interpret: Callable[[int, Any], Any]
+) -> list[Any]:
+    """Send ``requests`` (a type and a path each) with up to :data:`PIPELINE_WINDOW` in flight;
+    what ``interpret`` makes of each answer, in order, the ``OSError`` it raises for the
+    server's refusal included. Reading the answers fails only when the connection does."""
+    pipeline = Pipeline(sftp)
+    pending: deque[int] = deque()
+    outcomes: list[Any] = []
+
+    def collect() -> None:
+        t, msg = pipeline.wait(pending[0])
+        pending.popleft()
+        try:
+            outcomes.append(interpret(t, msg))
+        except OSError as exc:
+            outcomes.append(exc)
+
+    try:
+        for kind, path in requests:
+            pending.append(pipeline.send(kind, path))
+            if len(pending) >= PIPELINE_WINDOW:
+                collect()
+        while pending:
+            collect()
+    except BaseException:
+        pipeline.forget(pending)
+        raise
+    return outcomes
 
 
 def raise_status(code: int, text: str) -> None:

@@ -40,8 +40,10 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.conditional",
     "keg_storage.testing.scopes",
     "keg_storage.testing.urls",
+    "keg_storage.testing.bulk",
 )
 
+from .bulk import BulkCases  # noqa: E402
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
@@ -64,6 +66,7 @@ class ConformanceCases(
     CapabilityCases,
     ScopedCases,
     ScopedLinkCases,
+    BulkCases,
 ):
     """Every case of the conformance suite: what a backend must pass to be used as any other.
     (:class:`UrlCases` is apart: only the backends of :data:`keg_storage.urls.SCHEMES` have a
@@ -72,6 +75,7 @@ class ConformanceCases(
 
 __all__ = [
     "BackendCases",
+    "BulkCases",
     "CapabilityCases",
     "ConditionalWriteCases",
     "ConformanceCases",

@@ -1,0 +1,281 @@
+"""Bulk operations: :meth:`~.StorageBackend.delete_many`, :meth:`~.StorageBackend.upload_many`
+and :meth:`~.StorageBackend.download_many`.
+
+Each returns one result per item, in the order given: the item's error, or None when it was
+done. One item failing (a bad path, a missing file, a refusal) never stops the others, and no
+item is ever half-done: deletes are deletes, and every transfer goes through the backend's own
+``_put``/``_get``, which publish each file whole or not at all.
+
+Deletes hand the whole list of keys to the backend's ``_delete_many`` primitive, which uses its
+service's batch call where it has one (S3 DeleteObjects, Azure blob batch, pipelined SFTP
+removes); the default deletes one key after the other.
+
+Transfers run in a thread pool of ``max_concurrency`` workers (the backends are thread-safe,
+CONTRACT §7). The workers report their bytes to the calling thread, which sums them into one
+progress callback, cumulative and never decreasing, as :func:`~keg_storage.progress.relay_progress`
+does for one transfer. That relay is written out here rather than reused, because it must also
+stop the pool: when the callback raises or the caller is interrupted (``KeyboardInterrupt``),
+every running transfer stops at its next chunk (its temp state removed by the backend, as for any
+failed transfer), queued ones never start, and the exception propagates once they have unwound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StorageError
+from ..paths import RemotePath
+from ..progress import ByteCounter, ProgressCallback, TransferCancelledError
+
+if TYPE_CHECKING:
+    from .base import StorageBackend
+
+LocalPath = str | os.PathLike[str]
+
+_POLL_SECONDS = 0.1
+"""How long the calling thread waits for news of the workers before looking again (so that
+``KeyboardInterrupt`` is seen promptly)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteResult:
+    """What :meth:`~.StorageBackend.delete_many` did with one path.
+
+    ``error`` is None when nothing is at ``path`` any more (a file that was already missing
+    included, as for :meth:`~.StorageBackend.delete`), else the error that kept it (an
+    :class:`~keg_storage.errors.InvalidPathError` for a bad path, a
+    :class:`~keg_storage.errors.StoragePermissionError`, ...), naming the path and the backend.
+    """
+
+    path: str
+    """The path as given."""
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the path was deleted (or had nothing to delete)."""
+        return self.error is None
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferResult:
+    """What :meth:`~.StorageBackend.upload_many` or :meth:`~.StorageBackend.download_many`
+    did with one pair.
+
+    ``error`` is None when the file was transferred whole, else the error that stopped it; the
+    destination then holds what it held before (nothing, or the previous content).
+    """
+
+    source: str
+    """The local file (upload) or the remote path (download), as given."""
+    destination: str
+    """The remote path (upload) or the local file (download), as given."""
+    bytes: int = 0
+    """Bytes transferred: the file's size when done."""
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file was transferred."""
+        return self.error is None
+
+
+def delete_many(backend: StorageBackend, paths: Iterable[RemotePath]) -> list[DeleteResult]:
+    """:meth:`~.StorageBackend.delete_many`: validate every path, delete the valid ones in one
+    call of the backend's ``_delete_many``, and give a result per path."""
+    given = _items(paths, "paths")
+    keys: list[str | None] = []
+    errors: dict[int, Exception] = {}
+    for index, path in enumerate(given):
+        try:
+            keys.append(backend._file_key(path))
+        except (StorageError, TypeError, ValueError) as exc:
+            keys.append(None)
+            errors[index] = exc
+    unique = list(dict.fromkeys(key for key in keys if key is not None))
+    failed: dict[str, Exception] = {}
+    if unique:
+        try:
+            with backend.translating(None):
+                failed = dict(backend._delete_many(unique))
+        except Exception as exc:  # the whole call failed (a dead server): no key is known gone
+            failed = dict.fromkeys(unique, exc)
+    return [
+        DeleteResult(_text(path), errors.get(index) or failed.get(keys[index] or ""))
+        for index, path in enumerate(given)
+    ]
+
+
+def upload_many(
+    backend: StorageBackend,
+    pairs: Iterable[tuple[LocalPath, RemotePath]],
+    *,
+    max_concurrency: int,
+    progress: ProgressCallback | None,
+    overwrite: bool,
+) -> list[TransferResult]:
+    """:meth:`~.StorageBackend.upload_many`: each pair ``put`` by a worker."""
+
+    def job(local: LocalPath, path: RemotePath) -> Callable[[ByteCounter], None]:
+        def put(count_bytes: ByteCounter) -> None:
+            key = backend._file_key(path)
+            condition = backend._write_condition(key, overwrite, None)
+            conditional = {} if condition.unconditional else {"condition": condition}
+            source = os.fspath(local)
+            if os.path.isdir(source):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
+            os.stat(source)  # FileNotFoundError naming the local file, as put() raises
+            backend._put(source, key, {}, count_bytes, **conditional)
+
+        return put
+
+    items = _pairs(pairs)
+    return _run(items, [job(local, path) for local, path in items], max_concurrency, progress)
+
+
+def download_many(
+    backend: StorageBackend,
+    pairs: Iterable[tuple[RemotePath, LocalPath]],
+    *,
+    max_concurrency: int,
+    progress: ProgressCallback | None,
+) -> list[TransferResult]:
+    """:meth:`~.StorageBackend.download_many`: each pair ``get`` by a worker."""
+
+    def job(path: RemotePath, local: LocalPath) -> Callable[[ByteCounter], None]:
+        def get(count_bytes: ByteCounter) -> None:
+            backend._get(backend._file_key(path), os.fspath(local), count_bytes)
+
+        return get
+
+    items = _pairs(pairs)
+    return _run(items, [job(path, local) for path, local in items], max_concurrency, progress)
+
+
+def batch_failed(
+    backend: StorageBackend, error: Exception, keys: list[str]
+) -> dict[str, Exception]:
+    """Each of ``keys`` failed with ``error``, the SDK's failure of their whole batch request:
+    translated for each key (chained to ``error``)."""
+    failed: dict[str, Exception] = {}
+    for key in keys:
+        translated = backend._translate_error(error, key)
+        if translated is not None:
+            translated.__cause__ = error
+        failed[key] = translated or error
+    return failed
+
+
+def in_batches(keys: list[str], size: int) -> list[list[str]]:
+    """``keys`` cut into lists of at most ``size`` (for a service's batch call)."""
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
+def _items(values: Iterable[Any], name: str) -> list[Any]:
+    """``values`` as a list; a single str or path (which would iterate by characters) is a
+    TypeError."""
+    if isinstance(values, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"{name} must be an iterable of paths, not a single {type(values).__name__}"
+        )
+    return list(values)
+
+
+def _pairs(pairs: Iterable[Any]) -> list[tuple[Any, Any]]:
+    items = _items(pairs, "pairs")
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise TypeError(f"each pair must be a (source, destination) tuple, not {item!r}")
+    return items
+
+
+def _text(path: Any) -> str:
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
+
+
+def _run(
+    items: Sequence[tuple[Any, Any]],
+    jobs: Sequence[Callable[[ByteCounter], None]],
+    max_concurrency: int,
+    progress: ProgressCallback | None,
+) -> list[TransferResult]:
+    """Run ``jobs`` in a pool of ``max_concurrency`` threads; a result per job."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    run = _Transfers(len(jobs))
+    if jobs:
+        executor = ThreadPoolExecutor(min(max_concurrency, len(jobs)), "keg-storage-bulk")
+        try:
+            for index, transfer in enumerate(jobs):
+                executor.submit(run.work, index, transfer)
+            run.relay(progress)
+        except BaseException:
+            run.cancelled.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        executor.shutdown()
+    elif progress is not None:
+        progress(0)
+    return [
+        TransferResult(_text(source), _text(target), run.sizes[index], run.errors.get(index))
+        for index, (source, target) in enumerate(items)
+    ]
+
+
+class _Transfers:
+    """The state of one bulk transfer: what the workers report to the calling thread."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sizes = [0] * count  # written by the calling thread only
+        self.errors: dict[int, Exception] = {}
+        self.cancelled = threading.Event()
+        self.news: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        """``(index, bytes)`` as a transfer moves on; None when one has ended."""
+
+    def work(self, index: int, transfer: Callable[[ByteCounter], None]) -> None:
+        """Run one transfer in a worker; its error is its result."""
+
+        def count_bytes(amount: int) -> None:
+            if self.cancelled.is_set():
+                raise TransferCancelledError("the bulk transfer was stopped")
+            self.news.put((index, amount))
+
+        try:
+            if self.cancelled.is_set():
+                raise TransferCancelledError("the bulk transfer was stopped")
+            transfer(count_bytes)
+        except Exception as exc:
+            self.errors[index] = exc
+        finally:
+            self.news.put(None)
+
+    def relay(self, progress: ProgressCallback | None) -> None:
+        """On the calling thread until every transfer has ended: sum the workers' bytes and
+        report the total to ``progress`` whenever it grew (0 once when nothing moved)."""
+        ended, total, reported = 0, 0, -1
+        while ended < self.count:
+            try:
+                news = [self.news.get(timeout=_POLL_SECONDS)]
+            except queue.Empty:
+                continue
+            while not self.news.empty():
+                news.append(self.news.get())
+            for item in news:
+                if item is None:
+                    ended += 1
+                else:
+                    self.sizes[item[0]] += item[1]
+                    total += item[1]
+            if progress is not None and total > reported and (total or ended == self.count):
+                progress(total)
+                reported = total

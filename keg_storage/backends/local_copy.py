@@ -1,0 +1,105 @@
+"""Copies between local file objects inside the kernel, for LocalFS's ``upload`` and
+``download`` of a file object (``get``, ``put`` and ``copy`` use
+:func:`~.filesystem.kernel_copy` on files they open themselves).
+
+A file object qualifies when it is a plain file of :func:`open` (``io.FileIO`` or a buffered
+reader/writer of one, not a subclass or wrapper that may transform its bytes, as ``GzipFile``
+does) whose descriptor is a regular file; a pipe, a socket or a ``BytesIO`` goes through the
+generic read/write loop. The copy starts at the file object's position, not its descriptor's
+(a buffered reader has read ahead), with explicit offsets, and leaves the file object where a
+read/write loop would. It runs in chunks, reporting each to the byte counter (so progress moves
+and a callback that raises stops it), through ``copy_file_range`` (what ``cp`` uses), else
+``sendfile`` (what :func:`shutil.copyfile` uses), else, where the kernel refuses both before a
+byte is copied (an ``O_APPEND`` target, an old kernel), a read/write loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+from typing import IO
+
+from ..progress import ByteCounter
+
+CHUNK_SIZE = 8 * 1024 * 1024
+"""Bytes per kernel call: progress is reported after each."""
+
+_READERS = (io.FileIO, io.BufferedReader, io.BufferedRandom)
+_WRITERS = (io.FileIO, io.BufferedWriter)
+_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF)
+"""Errors with which the kernel refuses a copy between two descriptors (before any byte)."""
+
+
+def kernel_source(file_obj: IO[bytes]) -> bool:
+    """Whether ``file_obj`` is a plain local file that the kernel can copy from."""
+    return _plain_file(file_obj, _READERS)
+
+
+def kernel_target(file_obj: IO[bytes]) -> bool:
+    """Whether ``file_obj`` is a plain local file that the kernel can copy into."""
+    return _plain_file(file_obj, _WRITERS)
+
+
+def _plain_file(file_obj: IO[bytes], kinds: tuple[type, ...]) -> bool:
+    if type(file_obj) not in kinds:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(file_obj.fileno()).st_mode)
+    except (OSError, ValueError):  # closed, or no descriptor after all
+        return False
+
+
+def copy_file_object(
+    source: IO[bytes], target: IO[bytes], count_bytes: ByteCounter, chunk_size: int = CHUNK_SIZE
+) -> int:
+    """Copy the rest of ``source`` (:func:`kernel_source`) from its position into ``target``
+    (:func:`kernel_target`) at its position; the number of bytes copied."""
+    source.flush()  # a read/write file's pending writes are part of what is copied
+    target.flush()
+    source_start, target_start = source.tell(), target.tell()
+    copied = _kernel_copy(
+        (source.fileno(), source_start), (target.fileno(), target_start), count_bytes, chunk_size
+    )
+    if copied is None:
+        source.seek(source_start)
+        target.seek(target_start)
+        copied = 0
+        while chunk := source.read(chunk_size):
+            target.write(chunk)
+            copied += len(chunk)
+            count_bytes(len(chunk))
+        return copied
+    source.seek(source_start + copied)
+    target.seek(target_start + copied)
+    return copied
+
+
+def _kernel_copy(
+    source: tuple[int, int], target: tuple[int, int], count_bytes: ByteCounter, chunk_size: int
+) -> int | None:
+    """Copy from the descriptor and offset ``source`` to its end into ``target``: the bytes
+    copied, or None when the kernel refused before copying any."""
+    (source_fd, source_start), (target_fd, target_start) = source, target
+    copied, ranged = 0, True
+    while True:
+        try:
+            if ranged:
+                count = os.copy_file_range(
+                    source_fd, target_fd, chunk_size, source_start + copied, target_start + copied
+                )
+            else:  # writes at the target's position, which it moves on
+                count = os.sendfile(target_fd, source_fd, source_start + copied, chunk_size)
+        except OSError as exc:
+            if copied or exc.errno not in _NO_KERNEL_COPY:
+                raise
+            if not ranged:
+                return None
+            ranged = False
+            os.lseek(target_fd, target_start, os.SEEK_SET)
+            continue
+        if not count:
+            return copied
+        copied += count
+        count_bytes(count)
