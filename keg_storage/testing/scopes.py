@@ -95,6 +95,24 @@ class ScopedCases(BackendCases):
         view.delete("copy.txt")
         assert not storage.exists(f"{TENANT}/copy.txt")
 
+    def test_delete_many_stays_inside(self, storage: StorageBackend) -> None:
+        view = storage.scoped(TENANT)
+        for path in ("a.txt", "sub/b.txt"):
+            write(view, path, b"inside")
+        write(storage, "a.txt", b"outside")
+        results = view.delete_many(["a.txt", "sub/b.txt", "missing.txt", "../a.txt"])
+        assert [(result.path, result.ok) for result in results] == [
+            ("a.txt", True),
+            ("sub/b.txt", True),
+            ("missing.txt", True),
+            ("../a.txt", False),
+        ]
+        refusal = results[3].error
+        assert isinstance(refusal, InvalidPathError)
+        assert refusal.path == "../a.txt"
+        assert names(view) == []
+        assert names(storage) == ["a.txt"]
+
     def test_names_are_relative_to_the_view(self, storage: StorageBackend) -> None:
         view = storage.scoped(TENANT)
         for path in ("a.txt", "sub/b.txt", "sub/deep/c.txt"):

@@ -89,6 +89,20 @@ def test_writes_land_under_the_prefix_in_the_services_view(prefixed: Any) -> Non
     assert read(whole, "tenant/one/a.txt") == b"A"
 
 
+def test_delete_many_deletes_under_the_prefix_only(prefixed: Any) -> None:
+    inner, whole, service_keys = prefixed
+    write(whole, "a.txt", b"outside")
+    for path in ("a.txt", "dir/b.txt"):
+        write(inner, path, b"inside")
+    results = inner.delete_many(["a.txt", "dir/b.txt", "missing.txt"])
+    assert [(result.path, result.ok) for result in results] == [
+        ("a.txt", True),
+        ("dir/b.txt", True),
+        ("missing.txt", True),
+    ]
+    assert service_keys() == ["a.txt"]
+
+
 def test_dot_dot_and_absolute_tricks_stay_inside(prefixed: Any) -> None:
     inner, whole, _ = prefixed
     write(whole, "secret.txt", b"keep")
