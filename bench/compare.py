@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +104,7 @@ def plan(args: argparse.Namespace, settings: Settings, ctx: dict[str, Any]) -> l
             if backend not in workload.backends:
                 continue
             for variant, fields in workload.variants(backend, settings):
-                if fields.get("source_backend", backend) not in args.backends + ["localfs"]:
+                if fields.get("source_backend", backend) not in [*args.backends, "localfs"]:
                     continue
                 case = Case(workload.name, backend, variant, fields)
                 case.raw = raw_label(workload, TARGETS[backend](ctx)) if workload.raw else ""
@@ -150,9 +149,9 @@ def child_main(payload: str) -> None:
 def measure(cases: list[Case], ctx: dict[str, Any], settings: Settings, runs: int) -> None:
     """Run every case ``runs`` times, keg and raw alternating which goes first."""
     for case in cases:
-        if case.skipped:
-            continue
-        sides = ["keg", "raw"] if case.raw and not case.raw.startswith("rclone not") else ["keg"]
+        sides = [] if case.skipped else ["keg"]
+        if case.raw and not case.raw.startswith("rclone not"):
+            sides.append("raw")
         for number in range(runs):
             for side in sides if number % 2 == 0 else sides[::-1]:
                 job = Job(case.backend, case.workload, side, number, **case.fields)

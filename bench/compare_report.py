@@ -29,7 +29,7 @@ def spread(values: list[float]) -> str:
 def ratio(keg: list[float], raw: list[float]) -> str:
     """Raw median over keg median, and the lowest and highest ratio of runs paired by number."""
     value = statistics.median(raw) / statistics.median(keg)
-    paired = [r / k for k, r in zip(keg, raw)]
+    paired = [r / k for k, r in zip(keg, raw, strict=False)]
     if len(paired) == 1:
         return f"{value:.2f}x"
     return f"{value:.2f}x ({min(paired):.2f}-{max(paired):.2f})"
@@ -54,7 +54,7 @@ def case_rows(case: Any) -> list[tuple[str, ...]]:
     head = (case.workload, case.backend, case.variant)
     keg, raw = case.runs["keg"], case.runs["raw"]
     if case.skipped:
-        return [(*head, case.skipped, "", "", "")]
+        return [(*head, case.skipped, spread(totals(raw)) if raw else "", "", "")]
     rss = f"{max(run['peak_rss_mib'] for run in keg):.0f} MiB"
     if not raw:
         alone = "keg only" if not case.raw else case.raw
@@ -62,7 +62,7 @@ def case_rows(case: Any) -> list[tuple[str, ...]]:
     rows = [(*head, spread(totals(keg)), spread(totals(raw)), ratio(totals(keg), totals(raw)), rss)]
     keg_parts, raw_parts = list(keg[0]["parts"]), list(raw[0]["parts"])
     if len(keg_parts) > 1:
-        for number, (keg_part, raw_part) in enumerate(zip(keg_parts, raw_parts)):
+        for number, (keg_part, raw_part) in enumerate(zip(keg_parts, raw_parts, strict=True)):
             name = keg_part if keg_part == raw_part else f"{keg_part} vs {raw_part}"
             keg_times, raw_times = totals(keg, number), totals(raw, number)
             rows.append(
@@ -84,7 +84,8 @@ def rst_table(rows: list[tuple[str, ...]]) -> str:
 
     def line(row: tuple[str, ...]) -> str:
         cells = [cell or ("\\" if i == 0 else "") for i, cell in enumerate(row)]
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return "  ".join(padded).rstrip()
 
     return "\n".join([rule, line(HEADER), rule, *map(line, rows), rule])
 
@@ -99,7 +100,7 @@ def raw_sides(cases: list[Any]) -> list[str]:
     """What the raw side of each backend and workload calls, once each."""
     seen: dict[str, None] = {}
     for case in cases:
-        if case.raw and not case.skipped:
+        if case.raw:
             seen.setdefault(f"{case.backend} {case.workload}: {case.raw}", None)
     return list(seen)
 

@@ -34,8 +34,8 @@ S3_BATCH = 1000  # the most keys one DeleteObjects request may carry
 
 class Target:
     """One store. Subclasses give keg_storage's backend and the raw side, and name the raw
-    calls per kind of workload in ``raw_labels`` ("transfer", "small", "exists"); a store
-    without a raw counterpart (memory) leaves it empty."""
+    calls per kind of workload in ``raw_labels`` ("upload", "download", "small", "put",
+    "exists"); a store without a raw counterpart (memory) leaves it empty."""
 
     name = ""
     raw_labels: dict[str, str] = {}
@@ -116,8 +116,10 @@ class LocalFSTarget(Target):
 
     name = "localfs"
     raw_labels = {
-        "transfer": "shutil.copyfile",
+        "upload": "shutil.copyfile",
+        "download": "shutil.copyfile",
         "small": "open/os.walk/os.unlink",
+        "put": "open().write",
         "exists": "os.path.exists",
     }
 
@@ -176,8 +178,10 @@ class S3Target(Target):
 
     name = "s3"
     raw_labels = {
-        "transfer": "boto3 upload_fileobj/download_fileobj",
+        "upload": "boto3 upload_fileobj",
+        "download": "boto3 download_fileobj",
         "small": "boto3 put_object/list_objects_v2/get_object/delete_objects",
+        "put": "boto3 put_object",
         "exists": "boto3 head_object",
     }
 
@@ -264,8 +268,10 @@ class AzureTarget(Target):
 
     name = "azure"
     raw_labels = {
-        "transfer": "upload_blob/download_blob().readinto (max_concurrency=4)",
+        "upload": "upload_blob (max_concurrency=4)",
+        "download": "download_blob(max_concurrency=4).readinto",
         "small": "upload_blob/list_blobs/download_blob/delete_blobs",
+        "put": "upload_blob",
         "exists": "BlobClient.exists",
     }
 
@@ -337,8 +343,10 @@ class SFTPTarget(Target):
 
     name = "sftp"
     raw_labels = {
-        "transfer": "OpenSSH sftp -b put/get",
+        "upload": "OpenSSH sftp -b put",
+        "download": "OpenSSH sftp -b get",
         "small": "paramiko open/listdir/remove (one connection)",
+        "put": "paramiko open().write (one connection)",
         "exists": "paramiko stat (one connection)",
     }
 
@@ -479,4 +487,9 @@ def running_servers(backends: list[str], work: Path) -> Iterator[Ctx]:
 def rclone_sync(src: str, dst: str, env: dict[str, str], jobs: int) -> None:
     """``rclone sync SRC DST`` with ``jobs`` transfers and checkers."""
     command = ["rclone", "sync", src, dst, f"--transfers={jobs}", f"--checkers={jobs}"]
-    subprocess.run(command, check=True, env={**os.environ, **env}, capture_output=True)
+    # rclone's AWS SDK refuses an AWS_CA_BUNDLE with its own HTTP transport
+    # (LoadCustomCABundleError); the servers are plain HTTP on loopback, so it is not needed.
+    inherited = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
+    done = subprocess.run(command, env={**inherited, **env}, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
