@@ -41,6 +41,7 @@ ROOT = HERE.parent
 # the Azure SDK's ``azure`` package: put the repository root there instead.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from bench.compare_report import print_report, write_json  # noqa: E402
 from bench.compare_targets import TARGETS, make_target, running_servers  # noqa: E402
 from bench.compare_workloads import (  # noqa: E402
     MIB,
@@ -171,6 +172,10 @@ def main() -> None:
     if args.child:
         child_main(args.child)
         return
+    if args.report:
+        cases, conditions = load_json(Path(args.report))
+        print_report(cases, conditions, args.format)
+        return
     load_before = os.getloadavg()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="keg-compare-") as work:
@@ -179,8 +184,6 @@ def main() -> None:
             make_local_data(settings)
             cases = plan(args, settings, ctx)
             measure(cases, ctx, settings, args.runs)
-    from bench.compare_report import print_report, write_json
-
     conditions = {
         "command": " ".join(["bench/compare.py", *sys.argv[1:]]),
         "runs": args.runs,
@@ -192,6 +195,14 @@ def main() -> None:
     print_report(cases, conditions, args.format)
     if args.json:
         write_json(Path(args.json), cases, conditions)
+
+
+def load_json(path: Path) -> tuple[list[Case], dict[str, Any]]:
+    """The cases and conditions a ``--json`` file holds, to print their table again."""
+    data = json.loads(path.read_text())
+    names = ("workload", "backend", "variant", "raw", "skipped", "runs")
+    cases = [Case(fields={}, **{name: case[name] for name in names}) for case in data["cases"]]
+    return cases, data["conditions"]
 
 
 def make_settings(args: argparse.Namespace, work: str) -> Settings:
@@ -210,6 +221,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="also write every run to this file")
     parser.add_argument("--format", choices=("rst", "markdown"), default="rst")
     parser.add_argument("--quick", action="store_true", help="1 MiB, 20 small files, 1 run")
+    parser.add_argument("--report", help="print the table of a --json file, measuring nothing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:

@@ -66,7 +66,7 @@ def case_rows(case: Any) -> list[tuple[str, ...]]:
             name = keg_part if keg_part == raw_part else f"{keg_part} vs {raw_part}"
             keg_times, raw_times = totals(keg, number), totals(raw, number)
             rows.append(
-                ("", "", f"- {name}", spread(keg_times), spread(raw_times),
+                ("", "", f"part: {name}", spread(keg_times), spread(raw_times),
                  ratio(keg_times, raw_times), "")
             )  # fmt: skip
     return rows

@@ -112,7 +112,7 @@ class MemoryTarget(Target):
 
 class LocalFSTarget(Target):
     """A directory on the local disk; raw is ``shutil.copyfile`` (the kernel's copy, as ``cp``)
-    and plain ``open``/``os.scandir``/``os.unlink`` for small files."""
+    and plain ``open``/``os.walk``/``os.unlink`` for small files."""
 
     name = "localfs"
     raw_labels = {
