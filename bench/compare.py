@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def plan(args: argparse.Namespace, settings: Settings, ctx: dict[str, Any]) -> l
             for variant, fields in workload.variants(backend, settings):
                 if fields.get("source_backend", backend) not in [*args.backends, "localfs"]:
                     continue
-                case = Case(workload.name, backend, variant, fields)
+                scratch = str(Path(settings.work, "scratch"))
+                case = Case(workload.name, backend, variant, {**fields, "scratch": scratch})
                 case.raw = raw_label(workload, TARGETS[backend](ctx)) if workload.raw else ""
                 if not keg_has(workload, backend):
                     case.skipped = f"not available: keg_storage has no {workload.needs}"
@@ -147,8 +149,11 @@ def child_main(payload: str) -> None:
     print(json.dumps({"parts": parts, "peak_rss_mib": peak_rss_mib()}))
 
 
-def measure(cases: list[Case], ctx: dict[str, Any], settings: Settings, runs: int) -> None:
-    """Run every case ``runs`` times, keg and raw alternating which goes first."""
+def measure(
+    cases: list[Case], ctx: dict[str, Any], runs: int, checkpoint: Callable[[], None]
+) -> None:
+    """Run every case ``runs`` times, keg and raw alternating which goes first; call
+    ``checkpoint`` after each case, so that a run cut short keeps what it measured."""
     for case in cases:
         sides = [] if case.skipped else ["keg"]
         if case.raw and not case.raw.startswith("rclone not"):
@@ -156,7 +161,6 @@ def measure(cases: list[Case], ctx: dict[str, Any], settings: Settings, runs: in
         for number in range(runs):
             for side in sides if number % 2 == 0 else sides[::-1]:
                 job = Job(case.backend, case.workload, side, number, **case.fields)
-                job = Job(**{**asdict(job), "scratch": str(Path(settings.work, "scratch"))})
                 result = run_child(job, ctx)
                 case.runs[side].append(result)
                 seconds = sum(result["parts"].values())
@@ -165,6 +169,7 @@ def measure(cases: list[Case], ctx: dict[str, Any], settings: Settings, runs: in
                     f"{seconds:.3f} s",
                     file=sys.stderr,
                 )
+        checkpoint()
 
 
 def main() -> None:
@@ -173,8 +178,8 @@ def main() -> None:
         child_main(args.child)
         return
     if args.report:
-        cases, conditions = load_json(Path(args.report))
-        print_report(cases, conditions, args.format)
+        saved_cases, saved_conditions = load_json(Path(args.report))
+        print_report(saved_cases, saved_conditions, args.format)
         return
     load_before = os.getloadavg()
     started = time.time()
@@ -183,8 +188,21 @@ def main() -> None:
         with running_servers(args.backends, Path(work)) as ctx:
             make_local_data(settings)
             cases = plan(args, settings, ctx)
-            measure(cases, ctx, settings, args.runs)
-    conditions = {
+
+            def save() -> None:
+                if args.json:
+                    write_json(Path(args.json), cases, conditions(args, started, load_before))
+
+            measure(cases, ctx, args.runs, save)
+    print_report(cases, conditions(args, started, load_before), args.format)
+    save()
+
+
+def conditions(
+    args: argparse.Namespace, started: float, load_before: tuple[float, ...]
+) -> dict[str, Any]:
+    """What the figures were measured under, printed above the table and saved in the JSON."""
+    return {
         "command": " ".join(["bench/compare.py", *sys.argv[1:]]),
         "runs": args.runs,
         "cpus": os.cpu_count(),
@@ -192,9 +210,6 @@ def main() -> None:
         "load_after": os.getloadavg(),
         "minutes": round((time.time() - started) / 60, 1),
     }
-    print_report(cases, conditions, args.format)
-    if args.json:
-        write_json(Path(args.json), cases, conditions)
 
 
 def load_json(path: Path) -> tuple[list[Case], dict[str, Any]]:

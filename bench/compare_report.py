@@ -136,4 +136,6 @@ def write_json(path: Path, cases: list[Any], conditions: dict[str, Any]) -> None
             for case in cases
         ],
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)

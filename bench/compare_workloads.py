@@ -204,9 +204,10 @@ def keg_stream_read(target: Target, job: Job) -> Parts:
     storage = target.keg()
 
     def run() -> None:
-        with storage.open(source_key(job), "rb") as remote:
-            while remote.read(CHUNK):
-                pass
+        target_file = Path(job.scratch) / "keg-stream.bin"
+        with storage.open(source_key(job), "rb") as remote, open(target_file, "wb") as f:
+            while chunk := remote.read(CHUNK):
+                f.write(chunk)
 
     return timed(run)
 
