@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.compare_targets import Target, rclone_sync
+from bench.compare_targets import Target, make_target, rclone_sync
 
 MIB = 1024 * 1024
 SMALL_SIZE = 4 * 1024
@@ -301,8 +301,6 @@ def raw_upload_each(target: Target, job: Job) -> Parts:
 
 # -- sync --------------------------------------------------------------------------------------
 def source_target(target: Target, job: Job) -> Target:
-    from bench.compare_targets import make_target
-
     return make_target(job.source_backend, target.ctx)
 
 
