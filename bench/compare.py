@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -203,7 +204,7 @@ def conditions(
 ) -> dict[str, Any]:
     """What the figures were measured under, printed above the table and saved in the JSON."""
     return {
-        "command": " ".join(["bench/compare.py", *sys.argv[1:]]),
+        "command": shlex.join(["bench/compare.py", *sys.argv[1:]]),
         "runs": args.runs,
         "cpus": os.cpu_count(),
         "load_before": load_before,
