@@ -46,6 +46,11 @@ from .errors import (
 )
 from .version import VERSION as __version__
 
+# Imported at once, not on first use: a lazily exported function named like its module would be
+# replaced on the package by the module as soon as anything imported ``keg_storage.sync``. The
+# module imports no SDK.
+from .sync import sync
+
 _LAZY = {
     "S3Storage": "keg_storage.backends.s3",
     "AzureStorage": "keg_storage.backends.azure",
@@ -107,6 +112,7 @@ __all__ = [
     "base",
     "filesystem",
     "memory",
+    "sync",
 ]
 
 

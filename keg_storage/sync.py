@@ -143,13 +143,18 @@ class SyncResult:
         return not self.failures
 
     def __str__(self) -> str:
-        verb = "would copy" if self.dry_run else "copied"
-        text = (
-            f"{self.copied} {verb}, {self.skipped} skipped, {self.deleted} "
-            f"{'would delete' if self.dry_run else 'deleted'}, {self.bytes} bytes in "
-            f"{self.seconds:.1f} s"
+        """The summary line: ``3 copied, 1996 skipped, 1 deleted, 12582912 bytes in 1.2 s``
+        (a dry run: ``would copy 3 (12582912 bytes), would delete 1, 1996 skipped``)."""
+        failed = f", {len(self.failures)} failed" if self.failures else ""
+        if self.dry_run:
+            return (
+                f"would copy {self.copied} ({self.bytes} bytes), would delete {self.deleted}, "
+                f"{self.skipped} skipped{failed}"
+            )
+        return (
+            f"{self.copied} copied, {self.skipped} skipped, {self.deleted} deleted, "
+            f"{self.bytes} bytes in {self.seconds:.1f} s{failed}"
         )
-        return text + (f", {len(self.failures)} failed" if self.failures else "")
 
 
 class SyncCancelledError(Exception):

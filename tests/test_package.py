@@ -136,6 +136,7 @@ PUBLIC_NAMES = {
     "base",
     "filesystem",
     "memory",
+    "sync",
 }
 """Every public name of ``keg_storage`` (with Flask installed, as in the tests)."""
 
