@@ -44,12 +44,12 @@ from .errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
-from .version import VERSION as __version__
 
 # Imported at once, not on first use: a lazily exported function named like its module would be
 # replaced on the package by the module as soon as anything imported ``keg_storage.sync``. The
 # module imports no SDK.
 from .sync import sync
+from .version import VERSION as __version__
 
 _LAZY = {
     "S3Storage": "keg_storage.backends.s3",

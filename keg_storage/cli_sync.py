@@ -18,14 +18,6 @@ from contextlib import contextmanager
 import click
 
 from .backends.base import StorageBackend
-from .cli import (
-    LOCATION_FACTORY_KEY,
-    _check_base_path,
-    _clean_errors,
-    _close_quietly,
-    _describe_error,
-    _human_size,
-)
 from .sync import SyncProgress, SyncResult, sync
 
 OPEN_LOCATIONS_KEY = "keg_storage.open_locations"
@@ -36,22 +28,24 @@ def open_location(spec: str) -> tuple[StorageBackend, str]:
     """The backend and the path of a location (``PROFILE:PATH``, ``PROFILE``, ``:PATH``); a
     profile's backend is opened once per command, and closed after it when it is the
     command's."""
+    from . import cli  # here: cli imports this module as it adds its commands
+
     ctx = click.get_current_context()
     if "://" in spec:
         raise click.BadParameter(
             f"{spec!r}: URL locations are not supported here yet; use PROFILE:PATH"
         )
     name, _, path = spec.partition(":")
-    if LOCATION_FACTORY_KEY not in ctx.meta:
+    if cli.LOCATION_FACTORY_KEY not in ctx.meta:
         raise click.UsageError("no storage profiles are configured for this command group")
-    factory, close = ctx.meta[LOCATION_FACTORY_KEY]
+    factory, close = ctx.meta[cli.LOCATION_FACTORY_KEY]
     opened: dict[str, StorageBackend] = ctx.meta.setdefault(OPEN_LOCATIONS_KEY, {})
     if name not in opened:
-        with _clean_errors():
+        with cli._clean_errors():
             opened[name] = factory(name or None)
         if close:
-            ctx.call_on_close(functools.partial(_close_quietly, opened[name]))
-        _check_base_path(opened[name])
+            ctx.call_on_close(functools.partial(cli._close_quietly, opened[name]))
+        cli._check_base_path(opened[name])
     return opened[name], path
 
 
@@ -59,6 +53,8 @@ def open_location(spec: str) -> tuple[StorageBackend, str]:
 def _progress_line() -> Iterator[Callable[[SyncProgress], None] | None]:
     """A line on stderr, redrawn at most ten times a second, with files and bytes done, when
     stderr is a terminal; nothing otherwise."""
+    from . import cli
+
     if not sys.stderr.isatty():
         yield None
         return
@@ -72,7 +68,7 @@ def _progress_line() -> Iterator[Callable[[SyncProgress], None] | None]:
         drawn = time.monotonic()
         line = (
             f"\rsync: {progress.files_done}/{progress.files_total} files, "
-            f"{_human_size(progress.bytes_done)}/{_human_size(progress.bytes_total)}"
+            f"{cli._human_size(progress.bytes_done)}/{cli._human_size(progress.bytes_total)}"
         )
         click.echo(line, err=True, nl=False)
 
@@ -93,7 +89,9 @@ def _summary(source: str, destination: str, result: SyncResult) -> str:
 @click.argument("source")
 @click.argument("destination")
 @click.option("--delete", is_flag=True, help="Delete files of DESTINATION that SOURCE lacks.")
-@click.option("--dry-run", is_flag=True, help="Print the plan, one line per action; change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan, one line per action; change nothing."
+)
 @click.option(
     "--checksum", is_flag=True, help="Compare content (MD5) of same-size files, not times."
 )
@@ -117,9 +115,11 @@ def sync_command(
     SOURCE and DESTINATION are PROFILE:PATH, PROFILE (its root) or :PATH (the store of
     --profile, or the default store).
     """
+    from . import cli
+
     src, src_path = open_location(source)
     dst, dst_path = open_location(destination)
-    with _clean_errors(), _progress_line() as progress:
+    with cli._clean_errors(), _progress_line() as progress:
         result = sync(
             src,
             dst,
@@ -135,7 +135,7 @@ def sync_command(
         for action in result.actions:
             click.echo(str(action))
     for failure in result.failures:
-        reason = _describe_error(failure.error)
+        reason = cli._describe_error(failure.error)
         click.echo(f"keg-storage: {failure.action} {failure.name} failed: {reason}", err=True)
     click.echo(_summary(source, destination, result), err=True)
     if result.failures:

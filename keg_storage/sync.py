@@ -525,4 +525,3 @@ def sync(
     result.failures.sort(key=lambda failure: failure.name)
     result.seconds = time.monotonic() - started
     return result
-
