@@ -43,6 +43,7 @@ def test_a_cut_sync_rerun_ends_byte_identical(fault_target: FaultTarget, tmp_pat
 
     first = sync(source, fault_target.storage, jobs=4)
 
+    assert fault_target.proxy.stats.resets >= 1, f"seed {seed}"  # the sync was cut
     assert first.copied + len(first.failures) == len(files)
     partial = stored(fault_target)
     assert all(files[name] == data for name, data in partial.items()), f"seed {seed}"
