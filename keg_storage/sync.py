@@ -277,15 +277,29 @@ class _CountingReader(io.RawIOBase):
     def tell(self) -> int:
         return self.position
 
+    def read(self, size: int | None = -1) -> bytes:
+        """The source's own read (``RawIOBase.read`` would allocate ``size`` bytes first, for
+        every small file read with a large ``size``)."""
+        self._check()
+        data = self.source.read(-1 if size is None else size)
+        self._count(len(data))
+        return data
+
     def readinto(self, buffer: Any) -> int:
+        self._check()
+        count = cast(int, self.source.readinto(buffer))  # type: ignore[attr-defined]
+        self._count(count)
+        return count
+
+    def _check(self) -> None:
         if self.job.stopped.is_set():
             raise SyncCancelledError("the sync was stopped")
-        count = cast(int, self.source.readinto(buffer))  # type: ignore[attr-defined]
+
+    def _count(self, count: int) -> None:
         self.position += count
         if self.position > self.furthest:
             self.job.count_bytes(self.position - self.furthest)
             self.furthest = self.position
-        return count
 
 
 @dataclass
