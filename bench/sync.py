@@ -215,6 +215,8 @@ def run(args: argparse.Namespace, servers: Servers, work: Path) -> None:
         make_tree(local, count, size)
         source = LocalFSStorage(local)
         for kind in ("s3", "azure", "sftp"):
+            if args.only and args.only != f"local,{kind}":
+                continue
 
             def keg(target: Target, count: int = count, source: LocalFSStorage = source) -> float:
                 files = count if target.remote else 0
@@ -226,6 +228,8 @@ def run(args: argparse.Namespace, servers: Servers, work: Path) -> None:
             label = f"local → {kind}, {count} x {size // 1024} KiB"
             make = functools.partial(new_target, servers, kind)
             compare_pair(label, args.runs, keg, None if kind == "azure" else clone, make)
+        if args.only and args.only != "s3,sftp":
+            continue
         bucket = new_target(servers, "s3")
         sync_workload(source, bucket.storage, count, jobs=args.jobs)
 
@@ -247,6 +251,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=4, help="large files (64 MiB)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--only", help="run the pairs whose source and target are these (s3,sftp)")
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         sys.exit("rclone is not installed: sudo apt-get install -y rclone")

@@ -76,6 +76,8 @@ _FINE_TIMES = {
 }
 """Stores whose listings give times to the microsecond (compared within 1 ms); others: 1 s."""
 _HASH_CHUNK = 1024 * 1024
+SMALL_FILE = 1024 * 1024
+"""Files up to this size are copied through memory (see :func:`copy_file`)."""
 _POLL_SECONDS = 0.1
 
 
@@ -292,8 +294,7 @@ class _CountingReader(io.RawIOBase):
         return count
 
     def _check(self) -> None:
-        if self.job.stopped.is_set():
-            raise SyncCancelledError("the sync was stopped")
+        self.job.check_running()
 
     def _count(self, count: int) -> None:
         self.position += count
@@ -319,6 +320,11 @@ class _Job:
     reported: SyncProgress | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_running(self) -> None:
+        """Raise :class:`SyncCancelledError` once the sync was stopped."""
+        if self.stopped.is_set():
+            raise SyncCancelledError("the sync was stopped")
 
     def count_bytes(self, count: int) -> None:
         with self.lock:
@@ -390,20 +396,34 @@ class _Job:
 
 
 def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
-    """Stream the source file into the destination's atomic upload, with its modification time
-    as metadata where the destination keeps metadata, set on the file where it keeps times;
-    returns the bytes copied."""
+    """Copy one file into the destination's atomic upload, with its modification time as
+    metadata where the destination keeps metadata, set on the file where it keeps times;
+    returns the bytes copied.
+
+    A small file (the listing says at most :data:`SMALL_FILE` bytes) is read whole with
+    ``download`` (one request where the store can) and uploaded from memory, a larger one
+    streams from ``open(key, 'rb')``, so memory stays within ``jobs`` small files or parts."""
     src_key, dst_key = job.src_prefix + name, job.dst_prefix + name
     mtime = entry.last_modified
     extra_args = None
     if mtime is not None and job.dst.capabilities.metadata:
         extra_args = {"Metadata": {"mtime": mtime_metadata(job.dst, mtime)}}
-    with job.src.open(src_key, "rb") as source:
-        reader = _CountingReader(cast(IO[bytes], source), job)
-        job.dst.upload(cast(IO[bytes], reader), dst_key, extra_args=extra_args)
+    if entry.size <= SMALL_FILE:
+        job.check_running()
+        buffer = io.BytesIO()
+        job.src.download(src_key, buffer)
+        copied = buffer.tell()
+        buffer.seek(0)
+        job.dst.upload(buffer, dst_key, extra_args=extra_args)  # boto3 closes the buffer
+        job.count_bytes(copied)
+    else:
+        with job.src.open(src_key, "rb") as source:
+            reader = _CountingReader(cast(IO[bytes], source), job)
+            job.dst.upload(cast(IO[bytes], reader), dst_key, extra_args=extra_args)
+        copied = reader.furthest
     if mtime is not None and _is(job.dst, _KEEPS_MTIME):
         set_mtime(job.dst, dst_key, mtime)
-    return reader.furthest
+    return copied
 
 
 def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
