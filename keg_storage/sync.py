@@ -3,9 +3,9 @@
 Between any two :class:`~keg_storage.backends.base.StorageBackend` instances (LocalFS, Memory, S3,
 Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
 
-- **Planning** merges the two sorted listings (``list(path)``, names in the same order on every
-  backend; :func:`merge_listings` walks any two sorted iterables, so a lazy listing works as
-  well) into actions: copy what the destination lacks or holds differently, delete (with
+- **Planning** merges the two sorted listings (``iter_list(path)`` where the backend has it,
+  else ``list(path)``: names in the same order on every backend; :func:`merge_listings` walks
+  any two sorted iterables) into actions: copy what the destination lacks or holds differently, delete (with
   ``delete=True``) what the source lacks, skip the rest. Only the actions are held in memory.
 - **What is compared** (``compare``): ``'size-mtime'`` (the default) compares sizes, then times
   from the listings, without a request per file. A destination that keeps modification times
@@ -127,8 +127,9 @@ class SyncProgress:
 
 @dataclass
 class SyncResult:
-    """What a sync did (or, with ``dry_run``, would do): ``actions`` in name order, copies
-    first, the counts, bytes copied, seconds taken, and every failure with its error."""
+    """What a sync did (or, with ``dry_run``, would do): ``actions``, every copy and delete
+    planned (a failed one too), copies first, by name; the counts, bytes copied, seconds
+    taken, and every failure with its error."""
 
     copied: int = 0
     skipped: int = 0
@@ -199,6 +200,13 @@ def _relative(entries: Iterable[ListEntry], prefix: str) -> Iterator[tuple[str, 
         yield entry.name[len(prefix) :], entry
 
 
+def _listing(backend: StorageBackend, prefix: str) -> Iterable[ListEntry]:
+    """The files under ``prefix`` in name order: lazily, page by page, where the backend has
+    ``iter_list`` (CONTRACT §11), else its ``list``."""
+    lister = getattr(backend, "iter_list", None) or backend.list
+    return cast(Iterable[ListEntry], lister(prefix))
+
+
 @dataclass(frozen=True)
 class _Rules:
     """How two listing entries of one name are compared."""
@@ -239,6 +247,8 @@ class _Plan:
 def _make_plan(
     pairs: Iterable[tuple[str, ListEntry | None, ListEntry | None]], rules: _Rules, delete: bool
 ) -> _Plan:
+    """What to copy, to check (``checksum``) and to delete; only the skipped files' count is
+    kept of the rest."""
     plan = _Plan()
     for name, src, dst in pairs:
         if src is None:
@@ -540,7 +550,9 @@ def sync(
     dst_prefix = directory_prefix(path if dst_path is None else dst_path, dst)
     result = SyncResult(dry_run=dry_run)
     job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result)
-    pairs = merge_listings(src.list(src_prefix), src_prefix, dst.list(dst_prefix), dst_prefix)
+    pairs = merge_listings(
+        _listing(src, src_prefix), src_prefix, _listing(dst, dst_prefix), dst_prefix
+    )
     plan = _make_plan(pairs, _Rules.of(src, dst, compare), delete)
     result.skipped = plan.skipped
     result.actions = [action for action, _ in plan.copies]
