@@ -5,8 +5,9 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
 
 - **Planning** merges the two sorted listings (``iter_list(path)`` where the backend has it,
   else ``list(path)``: names in the same order on every backend; :func:`merge_listings` walks
-  any two sorted iterables) into actions: copy what the destination lacks or holds differently, delete (with
-  ``delete=True``) what the source lacks, skip the rest. Only the actions are held in memory.
+  any two sorted iterables) into actions: copy what the destination lacks or holds
+  differently, delete (with ``delete=True``) what the source lacks, skip the rest. Only the
+  actions are held in memory.
 - **What is compared** (``compare``): ``'size-mtime'`` (the default) compares sizes, then times
   from the listings, without a request per file. A destination that keeps modification times
   (LocalFS, SFTP: sync sets them to the source's) holds the same file when both times agree
