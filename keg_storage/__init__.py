@@ -45,6 +45,11 @@ from .errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
+
+# Imported at once, not on first use: a lazily exported function named like its module would be
+# replaced on the package by the module as soon as anything imported ``keg_storage.sync``. The
+# module imports no SDK.
+from .sync import sync
 from .version import VERSION as __version__
 
 _LAZY = {
@@ -114,6 +119,7 @@ __all__ = [
     "from_url",
     "memory",
     "storage_url",
+    "sync",
 ]
 
 

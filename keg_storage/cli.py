@@ -44,6 +44,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 BACKEND_FACTORY_KEY = "keg_storage.backend_factory"
+LOCATION_FACTORY_KEY = "keg_storage.location_factory"
 LINK_BASE_URL_KEY = "keg_storage.link_base_url"
 LINK_CONTEXT_KEY = "keg_storage.link_context"
 DEFAULT_STORE_KEY = "keg_storage.default_store"
@@ -184,6 +185,14 @@ def set_backend_factory(
     """Tell the storage commands below ``ctx`` how to get their backend; ``close=False`` when
     the backend belongs to someone else (an app) and must stay open after the command."""
     ctx.meta[BACKEND_FACTORY_KEY] = (factory, close)
+
+
+def set_location_factory(
+    ctx: click.Context, factory: Callable[[str | None], StorageBackend], *, close: bool = True
+) -> None:
+    """Tell ``sync`` how to open the store of a location's profile name (None: the group's own
+    store); ``close=False`` when the backends belong to someone else (an app)."""
+    ctx.meta[LOCATION_FACTORY_KEY] = (factory, close)
 
 
 class _RetryEcho(logging.Handler):
@@ -360,6 +369,8 @@ def _progress(total: Callable[[], int], label: str) -> Iterator[Callable[[int], 
 
 def add_storage_commands(group: click.Group) -> click.Group:
     """Add the storage commands to ``group`` and return it."""
+    from .cli_sync import sync_command  # in a module of its own, which imports this one
+
     for command in (
         list_command,
         get_command,
@@ -369,6 +380,7 @@ def add_storage_commands(group: click.Group) -> click.Group:
         delete_command,
         stat_command,
         link_command,
+        sync_command,
     ):
         group.add_command(command)
     return group
@@ -708,21 +720,23 @@ def main(
     echo_retries(ctx)
     ctx.meta[TIMEOUT_KEY] = timeout
 
-    def factory() -> StorageBackend:
+    def factory(name: str | None = None) -> StorageBackend:
+        """The store of the profile ``name`` (a location's), else of ``--profile``."""
         if config_path is None:
-            if profile:
-                raise ValueError("--profile needs --config")
+            if profile or name:
+                raise ValueError(f"{f'profile {name!r}' if name else '--profile'} needs --config")
             ctx.meta[LINK_BASE_URL_KEY] = os.environ.get("KEG_STORAGE_LINK_BASE_URL")
             ctx.meta[DEFAULT_STORE_KEY] = True
             return default_backend()
         profiles, default = load_config(config_path)
-        chosen = choose_profile(profiles, profile, default, config_path)
+        chosen = choose_profile(profiles, name or profile, default, config_path)
         ctx.meta[LINK_BASE_URL_KEY] = expand_environment(
             chosen, profiles[chosen].get("link_base_url")
         )
         return backend_from_profile(chosen, profiles[chosen], timeout=timeout)
 
     set_backend_factory(ctx, factory)
+    set_location_factory(ctx, factory)
 
 
 add_storage_commands(main)

@@ -26,6 +26,7 @@ from .cli import (
     describe,
     echo_retries,
     set_backend_factory,
+    set_location_factory,
 )
 from .profiles import ProfileError
 
@@ -58,6 +59,9 @@ def make_group(name: str = "storage") -> click.Group:
         echo_retries(ctx)
         # The app's shared backend: the app closes it, not the command.
         set_backend_factory(ctx, profile.get, close=False)
+        set_location_factory(
+            ctx, lambda name: state.choose(name).get() if name else profile.get(), close=False
+        )
         ctx.meta[LINK_CONTEXT_KEY] = _link_context(app)
 
     return add_storage_commands(group)

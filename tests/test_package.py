@@ -140,6 +140,7 @@ PUBLIC_NAMES = {
     "from_url",
     "memory",
     "storage_url",
+    "sync",
 }
 """Every public name of ``keg_storage`` (with Flask installed, as in the tests)."""
 

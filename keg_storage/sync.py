@@ -1,0 +1,574 @@
+"""``sync``: make a directory of one store hold what a directory of another holds.
+
+Between any two :class:`~keg_storage.backends.base.StorageBackend` instances (LocalFS, Memory, S3,
+Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
+
+- **Planning** merges the two sorted listings (``iter_list(path)`` where the backend has it,
+  else ``list(path)``: names in the same order on every backend; :func:`merge_listings` walks
+  any two sorted iterables) into actions: copy what the destination lacks or holds
+  differently, delete (with ``delete=True``) what the source lacks, skip the rest. Only the
+  actions are held in memory.
+- **What is compared** (``compare``): ``'size-mtime'`` (the default) compares sizes, then times
+  from the listings, without a request per file. A destination that keeps modification times
+  (LocalFS, SFTP: sync sets them to the source's) holds the same file when both times agree
+  within the coarser precision of the two stores (1 ms LocalFS and Memory, 1 s the others). On a
+  store that keeps only its own upload time (S3, Azure, Memory), the destination holds the same
+  file when it was written no earlier than the source's last change (in whole seconds, the
+  precision of those stores' listings). ``'checksum'`` compares sizes, then content: the MD5
+  ETags where both stores give one (S3 single-part uploads, Memory), an MD5 of the other side
+  streamed where one does, else an MD5 of both sides streamed.
+- **Copying** runs ``jobs`` files at once in threads sharing the two backends (their clients and
+  pools are thread-safe): each file streams from ``src.open(key, 'rb')`` into ``dst.upload``,
+  which publishes it atomically, so a partial file is never visible at the destination, and an
+  interrupted sync leaves nothing behind but whole files. Source times are kept as rclone keeps
+  them: set on LocalFS (``utime``) and SFTP (``setstat``) after the publish; stored as metadata
+  ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure: RFC 3339, the forms
+  rclone writes and reads).
+- **Deleting** (``delete=True``) happens after every copy, one request per file in parallel
+  (:func:`delete_files`).
+- A file that fails is reported in :attr:`SyncResult.failures` with its error; the others go on.
+  A progress callback that raises (``KeyboardInterrupt``) stops the sync: no new file starts,
+  the running ones stop at their next chunk, publishing nothing, and the exception propagates.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, cast
+
+import arrow
+
+from .backends.base import ListEntry, StorageBackend
+from .errors import StorageError
+from .paths import RemotePath, directory_prefix
+
+__all__ = [
+    "SyncAction",
+    "SyncCancelledError",
+    "SyncFailure",
+    "SyncProgress",
+    "SyncResult",
+    "delete_files",
+    "merge_listings",
+    "sync",
+]
+
+Compare = Literal["size-mtime", "checksum"]
+COMPARE_MODES: tuple[str, ...] = ("size-mtime", "checksum")
+
+_KEEPS_MTIME = {
+    "keg_storage.backends.filesystem:LocalFSStorage",
+    "keg_storage.backends.sftp:SFTPStorage",
+}
+"""Stores whose files' modification times sync sets to the source's."""
+_MD5_ETAGS = {"keg_storage.backends.s3:S3Storage", "keg_storage.backends.memory:MemoryStorage"}
+"""Stores whose ETag is the MD5 of the content (S3: for single-part uploads only)."""
+_FINE_TIMES = {
+    "keg_storage.backends.filesystem:LocalFSStorage",
+    "keg_storage.backends.memory:MemoryStorage",
+}
+"""Stores whose listings give times to the microsecond (compared within 1 ms); others: 1 s."""
+_HASH_CHUNK = 1024 * 1024
+SMALL_FILE = 1024 * 1024
+"""Files up to this size are copied through memory (see :func:`copy_file`)."""
+_POLL_SECONDS = 0.1
+
+
+def _is(backend: StorageBackend, names: set[str]) -> bool:
+    """Whether ``backend`` is (a subclass of) one of the classes ``names`` (``module:Class``),
+    without importing any SDK."""
+    return any(f"{klass.__module__}:{klass.__qualname__}" in names for klass in type(backend).mro())
+
+
+@dataclass(frozen=True)
+class SyncAction:
+    """One thing a sync does to a file: ``copy`` it (``reason``: ``new``, ``size``,
+    ``modified``, ``content``) or ``delete`` it from the destination (``reason``:
+    ``not at source``). ``name`` is relative to the synced directories."""
+
+    kind: Literal["copy", "delete"]
+    name: str
+    size: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} ({self.reason}, {self.size} bytes)"
+
+
+@dataclass(frozen=True)
+class SyncFailure:
+    """A file the sync could not copy, check or delete, and why."""
+
+    action: str
+    name: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.name}: {self.error}"
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """What a sync has done so far: files finished (copied, deleted, checked or failed) and
+    bytes copied, out of what the plan holds."""
+
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass
+class SyncResult:
+    """What a sync did (or, with ``dry_run``, would do): ``actions``, every copy and delete
+    planned (a failed one too), copies first, by name; the counts, bytes copied, seconds
+    taken, and every failure with its error."""
+
+    copied: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    failures: list[SyncFailure] = field(default_factory=list)
+    actions: list[SyncAction] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was done."""
+        return not self.failures
+
+    def __str__(self) -> str:
+        """The summary line: ``3 copied, 1996 skipped, 1 deleted, 12582912 bytes in 1.2 s``
+        (a dry run: ``would copy 3 (12582912 bytes), would delete 1, 1996 skipped``)."""
+        failed = f", {len(self.failures)} failed" if self.failures else ""
+        if self.dry_run:
+            return (
+                f"would copy {self.copied} ({self.bytes} bytes), would delete {self.deleted}, "
+                f"{self.skipped} skipped{failed}"
+            )
+        return (
+            f"{self.copied} copied, {self.skipped} skipped, {self.deleted} deleted, "
+            f"{self.bytes} bytes in {self.seconds:.1f} s{failed}"
+        )
+
+
+class SyncCancelledError(Exception):
+    """Raised inside a running copy to stop it after the sync was stopped."""
+
+
+ProgressFunction = Callable[[SyncProgress], None]
+
+
+def merge_listings(
+    source: Iterable[ListEntry], source_prefix: str, target: Iterable[ListEntry], target_prefix: str
+) -> Iterator[tuple[str, ListEntry | None, ListEntry | None]]:
+    """Walk two listings sorted by name together: ``(name, source entry, target entry)`` per
+    name (relative to each prefix), None on the side that lacks it. A listing out of order
+    raises :class:`StorageError`: the merge would take present files for missing ones."""
+    sources, targets = _relative(source, source_prefix), _relative(target, target_prefix)
+    src, dst = next(sources, None), next(targets, None)
+    while src is not None or dst is not None:
+        if dst is None or (src is not None and src[0] < dst[0]):
+            assert src is not None
+            yield src[0], src[1], None
+            src = next(sources, None)
+        elif src is None or dst[0] < src[0]:
+            yield dst[0], None, dst[1]
+            dst = next(targets, None)
+        else:
+            yield src[0], src[1], dst[1]
+            src, dst = next(sources, None), next(targets, None)
+
+
+def _relative(entries: Iterable[ListEntry], prefix: str) -> Iterator[tuple[str, ListEntry]]:
+    """Files of a sorted listing with their names relative to ``prefix``, checked in order."""
+    last: str | None = None
+    for entry in entries:
+        if entry.name.endswith("/"):
+            continue
+        if last is not None and entry.name <= last:
+            raise StorageError(f"listing is not sorted by name ({last!r} before {entry.name!r})")
+        last = entry.name
+        yield entry.name[len(prefix) :], entry
+
+
+def _listing(backend: StorageBackend, prefix: str) -> Iterable[ListEntry]:
+    """The files under ``prefix`` in name order: lazily, page by page, where the backend has
+    ``iter_list`` (CONTRACT §11), else its ``list``."""
+    lister = getattr(backend, "iter_list", None) or backend.list
+    return cast(Iterable[ListEntry], lister(prefix))
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """How two listing entries of one name are compared."""
+
+    compare: str
+    target_keeps_mtime: bool
+    window: float
+
+    @classmethod
+    def of(cls, src: StorageBackend, dst: StorageBackend, compare: str) -> _Rules:
+        fine = _is(src, _FINE_TIMES) and _is(dst, _FINE_TIMES)
+        return cls(compare, _is(dst, _KEEPS_MTIME), 0.001 if fine else 1.0)
+
+    def difference(self, src: ListEntry, dst: ListEntry) -> str | None:
+        """Why the destination's file differs (``size``, ``modified``), None when it is the
+        same as far as the listings tell, ``check`` when only content can tell."""
+        if src.size != dst.size:
+            return "size"
+        if self.compare == "checksum":
+            return "check"
+        if src.last_modified is None or dst.last_modified is None:
+            return "modified"
+        if self.target_keeps_mtime:
+            delta = abs((dst.last_modified - src.last_modified).total_seconds())
+            return None if delta < self.window else "modified"
+        written = dst.last_modified.timestamp()
+        return None if written >= math.floor(src.last_modified.timestamp()) else "modified"
+
+
+@dataclass
+class _Plan:
+    copies: list[tuple[SyncAction, ListEntry]] = field(default_factory=list)
+    checks: list[tuple[SyncAction, ListEntry]] = field(default_factory=list)
+    deletes: list[SyncAction] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _make_plan(
+    pairs: Iterable[tuple[str, ListEntry | None, ListEntry | None]], rules: _Rules, delete: bool
+) -> _Plan:
+    """What to copy, to check (``checksum``) and to delete; only the skipped files' count is
+    kept of the rest."""
+    plan = _Plan()
+    for name, src, dst in pairs:
+        if src is None:
+            assert dst is not None
+            if delete:
+                plan.deletes.append(SyncAction("delete", name, dst.size, "not at source"))
+            continue
+        reason = "new" if dst is None else rules.difference(src, dst)
+        if reason is None:
+            plan.skipped += 1
+        elif reason == "check":
+            plan.checks.append((SyncAction("copy", name, src.size, "content"), src))
+        else:
+            plan.copies.append((SyncAction("copy", name, src.size, reason), src))
+    return plan
+
+
+class _CountingReader(io.RawIOBase):
+    """A source file as ``upload`` reads it: counts the bytes read past the furthest point
+    reached (a restarted upload seeks back) and stops the copy once the sync is stopped."""
+
+    def __init__(self, source: IO[bytes], job: _Job) -> None:
+        super().__init__()
+        self.source = source
+        self.job = job
+        self.position = self.furthest = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self.source.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.position = self.source.seek(offset, whence)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, size: int | None = -1) -> bytes:
+        """The source's own read (``RawIOBase.read`` would allocate ``size`` bytes first, for
+        every small file read with a large ``size``)."""
+        self._check()
+        data = self.source.read(-1 if size is None else size)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        self._check()
+        count = cast(int, self.source.readinto(buffer))  # type: ignore[attr-defined]
+        self._count(count)
+        return count
+
+    def _check(self) -> None:
+        self.job.check_running()
+
+    def _count(self, count: int) -> None:
+        self.position += count
+        if self.position > self.furthest:
+            self.job.count_bytes(self.position - self.furthest)
+            self.furthest = self.position
+
+
+@dataclass
+class _Job:
+    """What the threads of one sync share."""
+
+    src: StorageBackend
+    dst: StorageBackend
+    src_prefix: str
+    dst_prefix: str
+    dry_run: bool
+    result: SyncResult
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    reported: SyncProgress | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_running(self) -> None:
+        """Raise :class:`SyncCancelledError` once the sync was stopped."""
+        if self.stopped.is_set():
+            raise SyncCancelledError("the sync was stopped")
+
+    def count_bytes(self, count: int) -> None:
+        with self.lock:
+            self.bytes_done += count
+
+    def progress(self) -> SyncProgress:
+        with self.lock:
+            done = (self.files_done, self.files_total, self.bytes_done, self.bytes_total)
+        return SyncProgress(*done)
+
+    def finish(
+        self,
+        *,
+        copied: int = 0,
+        size: int = 0,
+        deleted: int = 0,
+        skipped: int = 0,
+        failure: SyncFailure | None = None,
+    ) -> None:
+        """Count a file done, with what became of it."""
+        with self.lock:
+            self.files_done += 1
+            self.result.copied += copied
+            self.result.bytes += size
+            self.result.deleted += deleted
+            self.result.skipped += skipped
+            if failure is not None:
+                self.result.failures.append(failure)
+
+    def copy(self, action: SyncAction, entry: ListEntry) -> None:
+        """Copy one file, atomically at the destination, keeping its modification time."""
+        if self.dry_run:
+            self.finish(copied=1, size=action.size)
+            return
+        try:
+            size = copy_file(self, action.name, entry)
+        except Exception as error:
+            self.finish(failure=SyncFailure("copy", action.name, error))
+            return
+        self.finish(copied=1, size=size)
+
+    def check(self, action: SyncAction, entry: ListEntry) -> None:
+        """Compare one file's content on both sides, and copy it where it differs."""
+        try:
+            same = same_content(
+                self.src, self.src_prefix + action.name, self.dst, self.dst_prefix + action.name
+            )
+        except Exception as error:
+            self.finish(failure=SyncFailure("check", action.name, error))
+            return
+        if same:
+            self.finish(skipped=1)
+            return
+        with self.lock:
+            self.result.actions.append(action)
+            self.bytes_total += action.size
+        self.copy(action, entry)
+
+    def delete(self, action: SyncAction) -> None:
+        if self.dry_run:
+            self.finish(deleted=1)
+            return
+        try:
+            self.dst.delete(self.dst_prefix + action.name)
+        except Exception as error:
+            self.finish(failure=SyncFailure("delete", action.name, error))
+            return
+        self.finish(deleted=1)
+
+
+def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
+    """Copy one file into the destination's atomic upload, with its modification time as
+    metadata where the destination keeps metadata, set on the file where it keeps times;
+    returns the bytes copied.
+
+    A small file (the listing says at most :data:`SMALL_FILE` bytes) is read whole with
+    ``download`` (one request where the store can) and uploaded from memory, a larger one
+    streams from ``open(key, 'rb')``, so memory stays within ``jobs`` small files or parts."""
+    src_key, dst_key = job.src_prefix + name, job.dst_prefix + name
+    mtime = entry.last_modified
+    extra_args = None
+    if mtime is not None and job.dst.capabilities.metadata:
+        extra_args = {"Metadata": {"mtime": mtime_metadata(job.dst, mtime)}}
+    if entry.size <= SMALL_FILE:
+        job.check_running()
+        buffer = io.BytesIO()
+        job.src.download(src_key, buffer)
+        copied = buffer.tell()
+        buffer.seek(0)
+        job.dst.upload(buffer, dst_key, extra_args=extra_args)  # boto3 closes the buffer
+        job.count_bytes(copied)
+    else:
+        with job.src.open(src_key, "rb") as source:
+            reader = _CountingReader(cast(IO[bytes], source), job)
+            job.dst.upload(cast(IO[bytes], reader), dst_key, extra_args=extra_args)
+        copied = reader.furthest
+    if mtime is not None and _is(job.dst, _KEEPS_MTIME):
+        set_mtime(job.dst, dst_key, mtime)
+    return copied
+
+
+def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
+    """The metadata value rclone writes for a modification time: seconds as a decimal on S3,
+    RFC 3339 elsewhere (Azure)."""
+    if _is(dst, {"keg_storage.backends.s3:S3Storage"}):
+        return f"{mtime.timestamp():.6f}"
+    return mtime.to("UTC").isoformat().replace("+00:00", "Z")
+
+
+def set_mtime(dst: StorageBackend, key: str, mtime: arrow.Arrow) -> None:
+    """Set the modification time of the file ``key`` of a LocalFS or SFTP store: ``utime``
+    relative to a descriptor of its directory (never following a symlink), or SFTP
+    ``setstat`` (whole seconds, the protocol's precision)."""
+    with dst.translating(key):
+        if _is(dst, {"keg_storage.backends.filesystem:LocalFSStorage"}):
+            nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
+            dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
+            try:
+                times = (nanoseconds, nanoseconds)
+                os.utime(name, ns=times, dir_fd=dir_fd, follow_symlinks=False)
+            finally:
+                os.close(dir_fd)
+            return
+        seconds = int(mtime.timestamp())
+        remote = dst.paths.remote(key)  # type: ignore[attr-defined]
+        dst.transport.call(  # type: ignore[attr-defined]
+            key, lambda session: session.sftp.utime(remote, (seconds, seconds)), action="setstat"
+        )
+
+
+def md5_etag(backend: StorageBackend, key: str) -> str | None:
+    """The MD5 of a file's content as its ETag tells it (S3 single-part uploads, Memory), or
+    None where the ETag is something else (a multipart upload's, another store's)."""
+    if not _is(backend, _MD5_ETAGS):
+        return None
+    etag = (backend.stat(key).etag or "").strip('"').lower()
+    return etag if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) else None
+
+
+def streamed_md5(backend: StorageBackend, key: str) -> str:
+    """The MD5 of a file's content, read through once."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with backend.open(key, "rb") as source:
+        while chunk := source.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def same_content(src: StorageBackend, src_key: str, dst: StorageBackend, dst_key: str) -> bool:
+    """Whether two files hold the same bytes: compared by MD5 ETags where both stores give one,
+    else by streaming the sides that do not (an MD5 of each)."""
+    src_md5, dst_md5 = md5_etag(src, src_key), md5_etag(dst, dst_key)
+    src_md5 = src_md5 or streamed_md5(src, src_key)
+    return src_md5 == (dst_md5 or streamed_md5(dst, dst_key))
+
+
+def delete_files(job: _Job, actions: list[SyncAction], pool: Any) -> list[Any]:
+    """Delete the destination's files of ``actions``, one request each, in parallel on ``pool``
+    (to become one ``delete_many`` call where the backends have it)."""
+    return [pool.submit(job.delete, action) for action in actions]
+
+
+def _run(
+    job: _Job, submit: Callable[[Any], list[Any]], progress: ProgressFunction | None, pool: Any
+) -> None:
+    """Run the tasks ``submit`` puts on ``pool``, reporting progress on this thread until they
+    end; anything raised here (by ``progress``, a ``KeyboardInterrupt``) stops the sync."""
+    try:
+        pending = set(submit(pool))
+        while True:
+            if progress is not None and (now := job.progress()) != job.reported:
+                progress(now)
+                job.reported = now
+            if not pending:
+                break
+            _, pending = concurrent.futures.wait(
+                pending, timeout=_POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+    except BaseException:
+        job.stopped.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+
+
+def sync(
+    src: StorageBackend,
+    dst: StorageBackend,
+    *,
+    path: RemotePath = "",
+    delete: bool = False,
+    dry_run: bool = False,
+    compare: Compare = "size-mtime",
+    jobs: int = 8,
+    progress: ProgressFunction | None = None,
+    dst_path: RemotePath | None = None,
+) -> SyncResult:
+    """Make the directory ``path`` of ``dst`` (``dst_path`` when given) hold what ``path`` of
+    ``src`` holds: copy what is missing or different, ``jobs`` files at once, each published
+    whole; with ``delete``, then delete what ``src`` lacks. ``dry_run`` changes nothing and
+    returns the plan in :attr:`SyncResult.actions`. ``compare``: ``'size-mtime'`` or
+    ``'checksum'`` (see the module's documentation). ``progress`` receives a
+    :class:`SyncProgress` on the calling thread as files finish and bytes move.
+
+    Per-file failures are collected in :attr:`SyncResult.failures`; an error of a listing
+    raises.
+    """
+    if compare not in COMPARE_MODES:
+        raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}, not {compare!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, not {jobs!r}")
+    started = time.monotonic()
+    src_prefix = directory_prefix(path, src)
+    dst_prefix = directory_prefix(path if dst_path is None else dst_path, dst)
+    result = SyncResult(dry_run=dry_run)
+    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result)
+    pairs = merge_listings(
+        _listing(src, src_prefix), src_prefix, _listing(dst, dst_prefix), dst_prefix
+    )
+    plan = _make_plan(pairs, _Rules.of(src, dst, compare), delete)
+    result.skipped = plan.skipped
+    result.actions = [action for action, _ in plan.copies]
+    job.files_total = len(plan.copies) + len(plan.checks) + len(plan.deletes)
+    job.bytes_total = sum(action.size for action in result.actions)
+
+    def copies(pool: Any) -> list[Any]:
+        tasks = [pool.submit(job.copy, action, entry) for action, entry in plan.copies]
+        return tasks + [pool.submit(job.check, action, entry) for action, entry in plan.checks]
+
+    with concurrent.futures.ThreadPoolExecutor(jobs, "keg-storage-sync") as pool:
+        _run(job, copies, progress, pool)
+        result.actions.extend(plan.deletes)
+        _run(job, lambda pool: delete_files(job, plan.deletes, pool), progress, pool)
+    result.actions.sort(key=lambda action: (action.kind != "copy", action.name))
+    result.failures.sort(key=lambda failure: failure.name)
+    result.seconds = time.monotonic() - started
+    return result
