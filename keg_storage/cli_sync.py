@@ -19,22 +19,22 @@ import click
 
 from .backends.base import StorageBackend
 from .sync import SyncProgress, SyncResult, sync
+from .urls import is_url
 
 OPEN_LOCATIONS_KEY = "keg_storage.open_locations"
 _REDRAW_SECONDS = 0.1
 
 
 def open_location(spec: str) -> tuple[StorageBackend, str]:
-    """The backend and the path of a location (``PROFILE:PATH``, ``PROFILE``, ``:PATH``); a
+    """The backend and the path of a location (``PROFILE:PATH``, ``PROFILE``, ``:PATH``, or a
+    storage URL such as ``s3://bucket/backups``: :func:`keg_storage.cli.resolve_location`); a
     profile's backend is opened once per command, and closed after it when it is the
     command's."""
     from . import cli  # here: cli imports this module as it adds its commands
 
     ctx = click.get_current_context()
-    if "://" in spec:
-        raise click.BadParameter(
-            f"{spec!r}: URL locations are not supported here yet; use PROFILE:PATH"
-        )
+    if is_url(spec):
+        return cli.resolve_location(spec)
     name, _, path = spec.partition(":")
     if cli.LOCATION_FACTORY_KEY not in ctx.meta:
         raise click.UsageError("no storage profiles are configured for this command group")

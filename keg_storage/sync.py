@@ -24,8 +24,8 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   them: set on LocalFS (``utime``) and SFTP (``setstat``) after the publish; stored as metadata
   ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure: RFC 3339, the forms
   rclone writes and reads).
-- **Deleting** (``delete=True``) happens after every copy, one request per file in parallel
-  (:func:`delete_files`).
+- **Deleting** (``delete=True``) happens after every copy, with the destination's
+  ``delete_many`` (the service's batch call) on batches of 1,000 files (:func:`delete_files`).
 - A file that fails is reported in :attr:`SyncResult.failures` with its error; the others go on.
   A progress callback that raises (``KeyboardInterrupt``) stops the sync: no new file starts,
   the running ones stop at their next chunk, publishing nothing, and the exception propagates.
@@ -79,6 +79,9 @@ _FINE_TIMES = {
 _HASH_CHUNK = 1024 * 1024
 SMALL_FILE = 1024 * 1024
 """Files up to this size are copied through memory (see :func:`copy_file`)."""
+
+DELETE_BATCH = 1000
+"""Files per ``delete_many`` call of a sync (S3's DeleteObjects limit): progress after each."""
 _POLL_SECONDS = 0.1
 
 
@@ -394,16 +397,24 @@ class _Job:
             self.bytes_total += action.size
         self.copy(action, entry)
 
-    def delete(self, action: SyncAction) -> None:
+    def delete(self, actions: list[SyncAction]) -> None:
+        """Delete the destination's files of ``actions`` with one ``delete_many`` (the
+        service's batch call: S3 DeleteObjects, Azure blob batch, pipelined SFTP removes)."""
         if self.dry_run:
-            self.finish(deleted=1)
+            for _ in actions:
+                self.finish(deleted=1)
             return
         try:
-            self.dst.delete(self.dst_prefix + action.name)
+            results = self.dst.delete_many([self.dst_prefix + action.name for action in actions])
         except Exception as error:
-            self.finish(failure=SyncFailure("delete", action.name, error))
+            for action in actions:
+                self.finish(failure=SyncFailure("delete", action.name, error))
             return
-        self.finish(deleted=1)
+        for action, result in zip(actions, results, strict=True):
+            if result.error is None:
+                self.finish(deleted=1)
+            else:
+                self.finish(failure=SyncFailure("delete", action.name, result.error))
 
 
 def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
@@ -493,9 +504,10 @@ def same_content(src: StorageBackend, src_key: str, dst: StorageBackend, dst_key
 
 
 def delete_files(job: _Job, actions: list[SyncAction], pool: Any) -> list[Any]:
-    """Delete the destination's files of ``actions``, one request each, in parallel on ``pool``
-    (to become one ``delete_many`` call where the backends have it)."""
-    return [pool.submit(job.delete, action) for action in actions]
+    """Delete the destination's files of ``actions`` in batches of :data:`DELETE_BATCH`, each
+    one ``delete_many`` call, in parallel on ``pool`` (progress after each batch)."""
+    batches = [actions[i : i + DELETE_BATCH] for i in range(0, len(actions), DELETE_BATCH)]
+    return [pool.submit(job.delete, batch) for batch in batches]
 
 
 def _run(

@@ -130,9 +130,21 @@ def test_locations_of_the_default_store(tmp_path: Path, monkeypatch: pytest.Monk
 
     code, _, err = invoke("sync", "archive:in", ":out")
     assert (code, err) == (1, "Error: profile 'archive' needs --config\n")
-    code, _, err = invoke("sync", "s3://bucket/in", ":out")
-    assert code == 2
-    assert "URL locations are not supported here yet; use PROFILE:PATH" in err
+
+
+def test_locations_as_storage_urls(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_bytes(b"a")
+    (source / "sub" / "b.txt").write_bytes(b"b")
+
+    code, _, err = invoke("sync", f"file://{source}/", f"file://{tmp_path}/copy/")
+    assert code == 0, err
+    assert (tmp_path / "copy" / "a.txt").read_bytes() == b"a"
+    assert (tmp_path / "copy" / "sub" / "b.txt").read_bytes() == b"b"
+    code, _, err = invoke("sync", f"file://{source}/", f"file://{tmp_path}/copy/")
+    assert code == 0, err
+    assert "0 copied, 2 skipped" in err
 
 
 def test_sync_to_an_s3_profile(
