@@ -55,6 +55,7 @@ from .s3_settings import (
     set_elsewhere,
     transfer_settings,
 )
+from .streams import small_body
 
 try:
     import boto3
@@ -300,15 +301,7 @@ class S3Storage(StorageBackend):
         condition: WriteCondition = ALWAYS,
     ) -> RemoteFile:
         if mode == FileMode.read:
-            return S3Reader(
-                self.bucket,
-                key,
-                self.client,
-                chunk_size=self.chunk_size,
-                max_concurrency=self.max_concurrency,
-                read_attempts=self.max_attempts,
-                storage=self,
-            )
+            return self._reader(key)
         return S3Writer(
             self.bucket,
             key,
@@ -320,6 +313,31 @@ class S3Storage(StorageBackend):
             abort_client=self.single_try_client,
             condition=condition,
         )
+
+    def _reader(self, key: str, *, first_range: bool = False) -> S3Reader:
+        return S3Reader(
+            self.bucket,
+            key,
+            self.client,
+            chunk_size=self.chunk_size,
+            max_concurrency=self.max_concurrency,
+            read_attempts=self.max_attempts,
+            storage=self,
+            first_range=first_range,
+        )
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        """The reader's chunks, in order: parallel ranged GETs, the first of which tells the
+        size (no HEAD), so an object of at most ``chunk_size`` is one GET on this thread.
+
+        Not boto3's ``download_fileobj``: it sends a HEAD first, and writes by offset from its
+        own threads, which needs a seekable ``file_obj``; here any writable one works."""
+        with self.translating(key):
+            source = self._reader(key, first_range=True)
+        with source:
+            while chunk := source.read(self.transfer_chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
 
     def _stat(self, key: str) -> FileStat:
         head = self.client.head_object(Bucket=self.bucket, Key=key)
@@ -428,11 +446,19 @@ class S3Storage(StorageBackend):
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
     ) -> None:
-        """Through boto3's transfer manager; a conditional upload through :class:`S3Writer`
+        """A body under ``multipart_threshold`` in one ``put_object`` on this thread, a larger
+        one through boto3's transfer manager; a conditional upload through :class:`S3Writer`
         instead, since the transfer manager (s3transfer 0.19) does not pass ``IfNoneMatch`` or
         ``IfMatch`` on to the request that publishes."""
         if not condition.unconditional:
             super()._upload(file_obj, key, extra_args, count_bytes, condition=condition)
+            return
+        body = small_body(file_obj, self.multipart_threshold)
+        if body is not None:
+            # What the transfer manager would send too, without its threads and their handoff.
+            with self.translating(key):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra_args)
+            count_bytes(len(body))
             return
         with self.translating(key):
             self.client.upload_fileobj(

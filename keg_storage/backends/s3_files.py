@@ -73,11 +73,16 @@ class S3FileBase(RemoteFile):
 
 class S3Reader(S3FileBase, RangeReader):
     """A seekable reader: ranged GETs of ``chunk_size``, up to ``max_concurrency`` in flight
-    while reading sequentially, so seeking downloads nothing it skips.
+    while reading sequentially (from the first read on), so seeking downloads nothing it skips.
 
     The object's size and ETag are read at construction (a missing key raises
     ``FileNotFoundInStorageError`` there); every range is requested ``If-Match`` that ETag, so a
     reader never mixes two versions of an object that is replaced while it reads.
+
+    With ``first_range=True`` construction sends the GET of the first range instead of a HEAD
+    (its ``Content-Range`` gives the size) and the first read takes that response's body: a
+    transfer that reads from the start saves a request, and an object of at most ``chunk_size``
+    costs one GET. A reader that may seek first (``open()``) is better served by the HEAD.
     """
 
     def __init__(
@@ -90,34 +95,62 @@ class S3Reader(S3FileBase, RangeReader):
         max_concurrency: int = 4,
         read_attempts: int = 3,
         storage: Any = None,
+        first_range: bool = False,
     ) -> None:
         self._bind(bucket, filename, client, storage)
         self.read_attempts = max(1, read_attempts)
+        self._first_response: dict[str, Any] | None = None
         with self._translation():
-            head = client.head_object(Bucket=bucket, Key=filename)
+            head = self._get_first(chunk_size) if first_range else None
+            if head is None:
+                head = client.head_object(Bucket=bucket, Key=filename)
         self.etag: str = head["ETag"]
         self.content_type: str | None = head.get("ContentType")
         RangeReader.__init__(
             self,
-            size=head["ContentLength"],
+            size=_object_size(head),
             chunk_size=chunk_size,
             max_concurrency=max_concurrency,
         )
+
+    def _get_first(self, chunk_size: int) -> dict[str, Any] | None:
+        """GET the first ``chunk_size`` bytes and keep the response, its body unread, for the
+        first read; None for an empty object (S3 refuses a range of it: 416), which a HEAD
+        then describes."""
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self.filename, Range=f"bytes=0-{chunk_size - 1}"
+            )
+        except botocore.exceptions.ClientError as exc:
+            if client_error_code(exc) in ("InvalidRange", "416"):
+                return None
+            raise
+        if _object_size(response) > chunk_size and "ContentRange" not in response:
+            response["Body"].close()  # a store that ignored the range: not a first chunk
+            return response
+        self._first_response = response
+        return response
 
     def _read_range(self, start: int, end: int) -> bytes:
         """The range; fetched again when the connection breaks while the body streams in.
 
         botocore retries failed requests itself, but not a body cut short after the response
-        began, so only that phase is retried here (retries never multiply).
+        began, so only that phase is retried here (retries never multiply). The first range
+        comes from the GET made at construction, when there was one (only the calling thread
+        reads the first chunk: see :class:`RangeReader`).
         """
+        response = None
+        if start == 0:
+            response, self._first_response = self._first_response, None
         attempt = 1
         while True:
-            response = self.client.get_object(
-                Bucket=self.bucket,
-                Key=self.filename,
-                Range=f"bytes={start}-{end - 1}",
-                IfMatch=self.etag,
-            )
+            if response is None:
+                response = self.client.get_object(
+                    Bucket=self.bucket,
+                    Key=self.filename,
+                    Range=f"bytes={start}-{end - 1}",
+                    IfMatch=self.etag,
+                )
             try:
                 with contextlib.closing(response["Body"]) as body:
                     data = body.read()
@@ -126,6 +159,7 @@ class S3Reader(S3FileBase, RangeReader):
                 if attempt >= self.read_attempts:
                     raise
                 attempt += 1
+                response = None
                 _log_retry(self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts)
         if len(data) != end - start:
             raise StorageError(
@@ -134,6 +168,20 @@ class S3Reader(S3FileBase, RangeReader):
                 path=self.filename,
             )
         return data
+
+    def _release_resources(self) -> None:
+        response, self._first_response = self._first_response, None
+        if response is not None:
+            response["Body"].close()
+        super()._release_resources()
+
+
+def _object_size(response: Any) -> int:
+    """The object's size from a HEAD or a GET (``Content-Range: bytes 0-9/1234`` for a range)."""
+    content_range = response.get("ContentRange")
+    if content_range:
+        return int(content_range.rpartition("/")[2])
+    return int(response["ContentLength"])
 
 
 class S3Writer(S3FileBase, PartUploadWriter):
