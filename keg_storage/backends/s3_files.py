@@ -99,9 +99,9 @@ class S3Reader(S3FileBase, RangeReader):
     ) -> None:
         self._bind(bucket, filename, client, storage)
         self.read_attempts = max(1, read_attempts)
-        self._first_response: dict[str, Any] | None = None
+        self._first_response: Any = None  # a GetObject response, its body unread
         with self._translation():
-            head = self._get_first(chunk_size) if first_range else None
+            head: Any = self._get_first(chunk_size) if first_range else None
             if head is None:
                 head = client.head_object(Bucket=bucket, Key=filename)
         self.etag: str = head["ETag"]
@@ -113,7 +113,7 @@ class S3Reader(S3FileBase, RangeReader):
             max_concurrency=max_concurrency,
         )
 
-    def _get_first(self, chunk_size: int) -> dict[str, Any] | None:
+    def _get_first(self, chunk_size: int) -> Any:
         """GET the first ``chunk_size`` bytes and keep the response, its body unread, for the
         first read; None for an empty object (S3 refuses a range of it: 416), which a HEAD
         then describes."""
@@ -139,7 +139,7 @@ class S3Reader(S3FileBase, RangeReader):
         comes from the GET made at construction, when there was one (only the calling thread
         reads the first chunk: see :class:`RangeReader`).
         """
-        response = None
+        response: Any = None
         if start == 0:
             response, self._first_response = self._first_response, None
         attempt = 1
