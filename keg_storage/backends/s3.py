@@ -1,9 +1,11 @@
 """S3Storage: Amazon S3 and every S3-compatible store (MinIO, SeaweedFS, R2, ...) through boto3.
 
-Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
-multipart upload with parallel parts (a single ``put_object`` for small and empty files),
-``upload``/``put`` go through boto3's transfer manager (conditional ones through the writer),
-copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
+Reads and downloads are lazy ranged GETs with parallel read-ahead (a download's first GET tells
+the size: no HEAD), writes a lazily created multipart upload with parallel parts (a single
+``put_object`` for small and empty files); ``upload``/``put`` send a body below
+``multipart_threshold`` in one ``put_object`` on the calling thread and a larger one through
+boto3's transfer manager (conditional ones through the writer). The file classes live in
+:mod:`.s3_files`. Copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
 (``overwrite=False``, ``if_match``) are decided by the service on the request that publishes.
 """
 
