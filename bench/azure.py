@@ -6,13 +6,17 @@ median time, the client's CPU time, the CPU time Azurite spent meanwhile (the em
 single Node.js thread and is usually what limits uploads) and the client's peak RSS; then the
 throughput ratios the issue asks for. Run from the repository root::
 
-    .venv/bin/python bench/azure.py                  # 256 MiB, medians of 5
+    .venv/bin/python bench/azure.py                  # 64 and 256 MiB, 500 x 4 KiB, medians of 5
     .venv/bin/python bench/azure.py --rss-mib 1024   # plus the peak-RSS check on a 1 GiB blob
+
+The small-files workload moves ``--small-count`` files of 4 KiB one request each: uploads
+against ``upload_blob``, reads against ``download_blob().readall()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -94,6 +98,58 @@ def keg_open_read(account_url: str, blob: str, local: Path) -> None:
             f.write(chunk)
 
 
+def _small_files(local: Path) -> list[Path]:
+    """The small files of the workload (``local`` is their directory)."""
+    return sorted(local.iterdir(), key=lambda path: int(path.stem))
+
+
+def sdk_upload_small(account_url: str, blob: str, local: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(
+        account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
+    )
+    container = service.get_container_client(CONTAINER)
+    for path in _small_files(local):
+        with path.open("rb") as f:
+            container.upload_blob(f"{blob}/{path.name}", f, overwrite=True)
+
+
+def keg_upload_small(account_url: str, blob: str, local: Path) -> None:
+    with _keg(account_url) as storage:
+        for path in _small_files(local):
+            with path.open("rb") as f:
+                storage.upload(f, f"{blob}/{path.name}")
+
+
+def sdk_download_small(account_url: str, blob: str, local: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(
+        account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
+    )
+    container = service.get_container_client(CONTAINER)
+    for path in _small_files(local):
+        container.download_blob(f"small-source/{path.name}").readall()
+
+
+def keg_download_small(account_url: str, blob: str, local: Path) -> None:
+    with _keg(account_url) as storage:
+        for path in _small_files(local):
+            storage.download(f"small-source/{path.name}", io.BytesIO())
+
+
+SMALL_CASES: dict[str, Callable[[str, str, Path], None]] = {
+    "sdk upload_blob (small)": sdk_upload_small,
+    "keg upload (small)": keg_upload_small,
+    "sdk download_blob (small)": sdk_download_small,
+    "keg download (small)": keg_download_small,
+}
+SMALL_COMPARISONS: list[tuple[str, str, float]] = [
+    ("keg upload (small)", "sdk upload_blob (small)", 1.0),
+    ("keg download (small)", "sdk download_blob (small)", 1.0),
+]
+
 CASES: dict[str, Callable[[str, str, Path], None]] = {
     "sdk upload_blob": sdk_upload,
     "keg upload": keg_upload,
@@ -144,7 +200,7 @@ def child_main(case: str, account_url: str, blob: str, local: str) -> None:
 
     import keg_storage.backends.azure  # noqa: F401
 
-    func = CASES[case]
+    func = {**CASES, **SMALL_CASES}[case]
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     func(account_url, blob, Path(local))
@@ -182,44 +238,74 @@ def bench(
             runs[case].append(run_child(case, account_url, blob, local, server_pid))
             if download and local.stat().st_size != size:
                 raise SystemExit(f"{case}: got {local.stat().st_size} bytes, expected {size}")
-    results = {
+    source.unlink()
+    return summarize(runs)
+
+
+def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Medians of the runs of each case, with the fastest and slowest run."""
+    return {
         case: {
             "seconds": statistics.median(r["seconds"] for r in case_runs),
+            "fastest": min(r["seconds"] for r in case_runs),
+            "slowest": max(r["seconds"] for r in case_runs),
             "cpu": statistics.median(r["cpu"] for r in case_runs),
             "server_cpu": statistics.median(r["server_cpu"] for r in case_runs),
             "rss_mib": max(r["rss_mib"] for r in case_runs),
         }
         for case, case_runs in runs.items()
     }
-    source.unlink()
-    return results
+
+
+def bench_small(
+    account_url: str, server_pid: int, work: Path, count: int, repeat: int
+) -> dict[str, dict[str, float]]:
+    """Medians of ``repeat`` runs of every small-files case over ``count`` files of 4 KiB."""
+    small = work / "small"
+    small.mkdir()
+    for index in range(count):
+        (small / f"{index}.bin").write_bytes(os.urandom(4096))
+    sdk_upload_small(account_url, "small-source", small)
+    runs: dict[str, list[dict[str, float]]] = {case: [] for case in SMALL_CASES}
+    for _ in range(repeat):
+        for case in SMALL_CASES:
+            blob = f"small-{case.split()[0]}"
+            runs[case].append(run_child(case, account_url, blob, small, server_pid))
+    return summarize(runs)
 
 
 def print_table(
-    title: str, size: int, results: dict[str, dict[str, float]], *, compare: bool = True
+    title: str,
+    size: int,
+    results: dict[str, dict[str, float]],
+    *,
+    compare: bool = True,
+    comparisons: list[tuple[str, str, float]] = COMPARISONS,
 ) -> None:
-    print(f"\n{title}: {size // MIB} MiB, medians of the runs, peak RSS of the child process")
+    print(f"\n{title}, medians of the runs, peak RSS of the child process")
     print(
-        f"{'case':<24}{'median s':>9}{'MiB/s':>8}{'client CPU s':>14}{'Azurite CPU s':>15}"
-        f"{'peak RSS MiB':>14}"
+        f"{'case':<26}{'median s':>9}{'spread s':>13}{'MiB/s':>8}{'client CPU s':>14}"
+        f"{'Azurite CPU s':>15}{'peak RSS MiB':>14}"
     )
     for case, r in results.items():
         rate = size / MIB / r["seconds"]
+        spread = f"{r['fastest']:.2f}-{r['slowest']:.2f}"
         print(
-            f"{case:<24}{r['seconds']:>9.3f}{rate:>8.1f}{r['cpu']:>14.2f}{r['server_cpu']:>15.2f}"
-            f"{r['rss_mib']:>14.1f}"
+            f"{case:<26}{r['seconds']:>9.3f}{spread:>13}{rate:>8.1f}{r['cpu']:>14.2f}"
+            f"{r['server_cpu']:>15.2f}{r['rss_mib']:>14.1f}"
         )
     if compare:
-        print(f"\n{'comparison':<48}{'ratio':>8}{'target':>8}")
-        for case, base, target in COMPARISONS:
+        print(f"\n{'comparison':<56}{'ratio':>8}{'target':>8}")
+        for case, base, target in comparisons:
             ratio = results[base]["seconds"] / results[case]["seconds"]
             ok = "ok" if ratio >= target else "MISSED"
-            print(f"{case + ' / ' + base:<48}{ratio:>8.2f}{'>=' + str(target):>8} {ok}")
+            print(f"{case + ' / ' + base:<56}{ratio:>8.2f}{'>=' + str(target):>8} {ok}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--size-mib", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--small-count", type=int, default=500, help="0: no small-files runs")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rss-mib", type=int, default=0, help="also check peak RSS at this size")
     parser.add_argument(
@@ -245,12 +331,17 @@ def main() -> None:
             server.account_url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
         ).create_container(CONTAINER)
         where = (server.account_url, server.process.pid, Path(tmp))
-        size = args.size_mib * MIB
-        print_table("throughput", size, bench(*where, size, args.repeat))
+        for size_mib in args.size_mib:
+            size = size_mib * MIB
+            print_table(f"throughput: {size_mib} MiB", size, bench(*where, size, args.repeat))
+        if args.small_count:
+            small = bench_small(*where, args.small_count, args.repeat)
+            title = f"small files: {args.small_count} x 4 KiB, one request each"
+            print_table(title, args.small_count * 4096, small, comparisons=SMALL_COMPARISONS)
         if args.rss_mib:
             rss_size = args.rss_mib * MIB
             memory = bench(*where, rss_size, 1)
-            print_table("memory", rss_size, memory, compare=False)
+            print_table(f"memory: {args.rss_mib} MiB", rss_size, memory, compare=False)
             worst = max(r["rss_mib"] for case, r in memory.items() if case.startswith("keg"))
             verdict = "ok" if worst < 200 else "MISSED"
             print(f"\nkeg_storage peak RSS {worst:.1f} MiB (target < 200 MiB) {verdict}")

@@ -70,6 +70,7 @@ try:
     import requests
     from azure.core import MatchConditions
     from azure.core.exceptions import (
+        HttpResponseError,
         ResourceNotFoundError,
     )
     from azure.core.pipeline.transport import RequestsTransport
@@ -184,7 +185,11 @@ class AzureReader(AzureFile, RangeReader):
     """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
     sequential reader. Reads are pinned to the blob's ETag at ``open()``: if the blob is replaced
     meanwhile, reading fails instead of mixing two versions. A blob stored with a
-    ``Content-Encoding`` reads as its stored bytes (never decompressed)."""
+    ``Content-Encoding`` reads as its stored bytes (never decompressed).
+
+    With ``first_range=True`` construction downloads the first chunk instead of reading the
+    blob's properties (the response's ``Content-Range`` gives the size), so a transfer that
+    reads from the start saves a request and a blob of at most ``chunk_size`` is one GET."""
 
     def __init__(
         self,
@@ -195,30 +200,60 @@ class AzureReader(AzureFile, RangeReader):
         max_concurrency: int = 1,
         storage: Any = None,
         path: str | None = None,
+        first_range: bool = False,
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.read:
             raise ValueError("AzureReader reads only: open it with mode 'rb'")
         self.blob_client = blob_client
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage
+        self._first_data: bytes | None = None
         with self._translation():
-            properties = blob_client.get_blob_properties()
-        self.etag = properties.etag
+            size = self._download_first(chunk_size) if first_range else None
+            if size is None:
+                properties = blob_client.get_blob_properties()
+                self.etag, size = properties.etag, properties.size
         RangeReader.__init__(
-            self, size=properties.size, chunk_size=chunk_size, max_concurrency=max_concurrency
+            self, size=size, chunk_size=chunk_size, max_concurrency=max_concurrency
         )
 
-    def _read_range(self, start: int, end: int) -> bytes:
-        stream = self.blob_client.download_blob(
+    def _download_first(self, chunk_size: int) -> int | None:
+        """Download the first ``chunk_size`` bytes, kept for the first read; the blob's size, or
+        None for an empty blob (the service refuses a range of it: 416)."""
+        try:
+            stream = self._download(0, chunk_size)
+        except HttpResponseError as exc:
+            if exc.status_code == 416:
+                return None
+            raise
+        self.etag = stream.properties.etag
+        self._first_data = stream.readall()
+        return int(stream.properties.content_range.rpartition("/")[2])
+
+    def _download(self, start: int, length: int, **conditions: Any) -> Any:
+        return self.blob_client.download_blob(
             offset=start,
-            length=end - start,
-            etag=self.etag,
-            match_condition=MatchConditions.IfNotModified,
+            length=length,
             max_concurrency=1,
             decompress=False,  # the stored bytes, as S3 and the other backends return them
             raw_request_hook=_BodyRetryLog(self.storage, self.path),
+            **conditions,
+        )
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        """The range; the first one as downloaded at construction, when it was (only the
+        calling thread reads the first chunk: see :class:`RangeReader`)."""
+        if start == 0 and self._first_data is not None:
+            data, self._first_data = self._first_data, None
+            return data
+        stream = self._download(
+            start, end - start, etag=self.etag, match_condition=MatchConditions.IfNotModified
         )
         return stream.readall()
+
+    def _release_resources(self) -> None:
+        self._first_data = None
+        super()._release_resources()
 
 
 class _BodyRetryLog:
@@ -619,16 +654,9 @@ class AzureStorage(StorageBackend):
         extra_args: dict[str, Any],
         condition: WriteCondition = ALWAYS,
     ) -> RemoteFile:
-        blob = self._blob(key)
         if mode == FileMode.read:
-            return AzureReader(
-                mode,
-                blob,
-                self.chunk_size,
-                max_concurrency=self.max_concurrency,
-                storage=self,
-                path=key,
-            )
+            return self._reader(key)
+        blob = self._blob(key)
         settings = {_EXTRA_ARG_SETTINGS[k]: v for k, v in extra_args.items() if k != "Metadata"}
         return AzureWriter(
             mode,
@@ -641,6 +669,27 @@ class AzureStorage(StorageBackend):
             path=key,
             condition=condition,
         )
+
+    def _reader(self, key: str, *, first_range: bool = False) -> AzureReader:
+        return AzureReader(
+            FileMode.read,
+            self._blob(key),
+            self.chunk_size,
+            max_concurrency=self.max_concurrency,
+            storage=self,
+            path=key,
+            first_range=first_range,
+        )
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        """The reader's chunks, in order, the first of which tells the size (no properties
+        request first), so a blob of at most ``chunk_size`` is one GET on this thread."""
+        with self.translating(key):
+            source = self._reader(key, first_range=True)
+        with source:
+            while chunk := source.read(self.transfer_chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
 
     def _upload(
         self,

@@ -1,9 +1,11 @@
 """S3Storage: Amazon S3 and every S3-compatible store (MinIO, SeaweedFS, R2, ...) through boto3.
 
-Reads and downloads are lazy ranged GETs with parallel read-ahead, writes a lazily created
-multipart upload with parallel parts (a single ``put_object`` for small and empty files),
-``upload``/``put`` go through boto3's transfer manager (conditional ones through the writer),
-copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
+Reads and downloads are lazy ranged GETs with parallel read-ahead (a download's first GET tells
+the size: no HEAD), writes a lazily created multipart upload with parallel parts (a single
+``put_object`` for small and empty files); ``upload``/``put`` send a body below
+``multipart_threshold`` in one ``put_object`` on the calling thread and a larger one through
+boto3's transfer manager (conditional ones through the writer). The file classes live in
+:mod:`.s3_files`. Copies stay on the server, and links are SigV4 presigned URLs. Conditional writes
 (``overwrite=False``, ``if_match``) are decided by the service on the request that publishes.
 """
 
@@ -11,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import math
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,13 +23,9 @@ import arrow
 from ..errors import (
     FileExistsInStorageError,
     FileNotFoundInStorageError,
-    PreconditionFailedError,
-    StorageConnectionError,
     StorageError,
     UnsupportedOperationError,
     display_url,
-    failure_cause,
-    log_retry,
 )
 from ..http import content_disposition
 from ..paths import RemotePath
@@ -42,7 +38,6 @@ from .base import (
     RemoteFile,
     ShareLinkOperation,
     StorageBackend,
-    file_errors,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .bulk import batch_failed, in_batches
@@ -50,12 +45,11 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .prefixes import KeyPrefix, user_path
 from .s3_errors import (
-    BROKEN_BODY_ERRORS,
-    client_error_code,
     condition_parameters,
     deciding,
     translate_s3_error,
 )
+from .s3_files import MAX_PARTS, S3FileBase, S3Reader, S3Writer
 from .s3_settings import (
     CHECKSUM_OPTIONS,
     MIN_PART_SIZE,
@@ -66,7 +60,7 @@ from .s3_settings import (
     set_elsewhere,
     transfer_settings,
 )
-from .streams import PartUploadWriter, RangeReader
+from .streams import small_body
 
 try:
     import boto3
@@ -81,7 +75,6 @@ if TYPE_CHECKING:
 __all__ = ["CREATE_ONLY_HEADERS", "S3FileBase", "S3Reader", "S3Storage", "S3Writer"]
 
 MiB = 1024 * 1024
-MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024 * MiB
 """The largest object ``copy_object`` copies in one request; above it, multipart copy."""
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -90,8 +83,6 @@ DELETE_BATCH = 1000
 """Keys per DeleteObjects request: S3's limit."""
 CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 """The header an upload through a create-only presigned link (``overwrite=False``) must send."""
-ABORT_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
-"""Pauses between further tries of an abort whose connection failed (about 4 s in all)."""
 
 # Object attributes that a multipart copy has to carry over itself (copy_object keeps them).
 _COPIED_HEAD_FIELDS = (
@@ -103,290 +94,6 @@ _COPIED_HEAD_FIELDS = (
     "Expires",
     "Metadata",
 )
-
-
-class S3FileBase(RemoteFile):
-    """What S3 readers and writers share: the bucket, the key, the client and error mapping.
-
-    Read and write operations for S3 are very different so individual subclasses are used for
-    each. Read+write mode is not available for this backend.
-    """
-
-    bucket: str
-    filename: str
-    client: S3Client
-    storage: Any
-
-    @property
-    def path(self) -> str:
-        return self.filename
-
-    def _bind(self, bucket: str, filename: str, client: S3Client, storage: Any) -> None:
-        self.bucket = bucket
-        self.filename = filename
-        self.client = client
-        self.storage = storage if storage is not None else f"S3 bucket {bucket!r}"
-
-    def _translation(self) -> contextlib.AbstractContextManager[None]:
-        return file_errors(self.storage, self.filename, translate_s3_error)
-
-
-class S3Reader(S3FileBase, RangeReader):
-    """A seekable reader: ranged GETs of ``chunk_size``, up to ``max_concurrency`` in flight
-    while reading sequentially, so seeking downloads nothing it skips.
-
-    The object's size and ETag are read at construction (a missing key raises
-    ``FileNotFoundInStorageError`` there); every range is requested ``If-Match`` that ETag, so a
-    reader never mixes two versions of an object that is replaced while it reads.
-    """
-
-    def __init__(
-        self,
-        bucket: str,
-        filename: str,
-        client: S3Client,
-        *,
-        chunk_size: int = 8 * MiB,
-        max_concurrency: int = 4,
-        read_attempts: int = 3,
-        storage: Any = None,
-    ) -> None:
-        self._bind(bucket, filename, client, storage)
-        self.read_attempts = max(1, read_attempts)
-        with self._translation():
-            head = client.head_object(Bucket=bucket, Key=filename)
-        self.etag: str = head["ETag"]
-        self.content_type: str | None = head.get("ContentType")
-        RangeReader.__init__(
-            self,
-            size=head["ContentLength"],
-            chunk_size=chunk_size,
-            max_concurrency=max_concurrency,
-        )
-
-    def _read_range(self, start: int, end: int) -> bytes:
-        """The range; fetched again when the connection breaks while the body streams in.
-
-        botocore retries failed requests itself, but not a body cut short after the response
-        began, so only that phase is retried here (retries never multiply).
-        """
-        attempt = 1
-        while True:
-            response = self.client.get_object(
-                Bucket=self.bucket,
-                Key=self.filename,
-                Range=f"bytes={start}-{end - 1}",
-                IfMatch=self.etag,
-            )
-            try:
-                with contextlib.closing(response["Body"]) as body:
-                    data = body.read()
-                break
-            except BROKEN_BODY_ERRORS as exc:
-                if attempt >= self.read_attempts:
-                    raise
-                attempt += 1
-                _log_retry(self.storage, f"GET {self.filename}", exc, attempt, self.read_attempts)
-        if len(data) != end - start:
-            raise StorageError(
-                f"S3 returned {len(data)} bytes for range {start}-{end - 1}",
-                backend=self.storage,
-                path=self.filename,
-            )
-        return data
-
-
-class S3Writer(S3FileBase, PartUploadWriter):
-    """Writes to S3 are quite a bit more complicated than reads. To support large files, we
-    cannot write in a single operation and the API does not encourage streaming writes, so we
-    make use of the multipart API methods:
-
-    - create a multipart upload and get an upload id to use with subsequent calls;
-    - upload "parts" of the file using the upload id and get back an ETag for each part
-      (here up to ``max_concurrency`` parts at once, from worker threads);
-    - combine the parts using the upload id and all the part ETags.
-
-    Because creating a multipart upload has a cost and nothing may ever be written, the upload
-    is created lazily, when the first part is full; a file smaller than ``chunk_size`` (an empty
-    one included) is stored with a single ``put_object`` on ``close()``. ``abort()``, an
-    exception in a ``with`` block or garbage collection abort the upload: nothing is published
-    and no multipart upload is left behind. ``extra_args`` (``ContentType``, ``Metadata``, ...)
-    go to the request that creates the object.
-
-    ``condition`` (``overwrite=False`` or ``if_match``) goes with the request that publishes,
-    ``put_object`` or ``complete_multipart_upload``, so the service decides it there; when it
-    does not hold, ``close()`` aborts the upload and raises :class:`FileExistsInStorageError` or
-    :class:`PreconditionFailedError`, and the object stays as it was.
-    """
-
-    def __init__(
-        self,
-        bucket: str,
-        filename: str,
-        client: S3Client,
-        chunk_size: int = 10 * MiB,
-        extra_args: dict[str, Any] | None = None,
-        *,
-        max_concurrency: int = 4,
-        storage: Any = None,
-        abort_client: S3Client | None = None,
-        condition: WriteCondition = ALWAYS,
-    ) -> None:
-        if chunk_size < MIN_PART_SIZE:
-            raise ValueError(f"S3 parts must be at least {MIN_PART_SIZE} bytes")
-        self._bind(bucket, filename, client, storage)
-        self.abort_client = abort_client if abort_client is not None else client
-        self.extra_args = dict(extra_args or {})
-        self.condition = condition
-        PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
-        # Worker threads get a callable that does not hold the writer: an unclosed writer must be
-        # collected (and its upload aborted) on the thread that drops it, not in a worker.
-        self._sender = _PartSender(client, bucket, filename, self.storage)
-        self._upload_part = self._sender.upload  # type: ignore[method-assign]
-
-    @property
-    def upload_id(self) -> str | None:
-        """The multipart upload in progress, if one was created."""
-        return self._sender.upload_id
-
-    def _start_parts(self) -> None:
-        response = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=self.filename, **self.extra_args
-        )
-        self._sender.upload_id = response["UploadId"]
-
-    def _complete_parts(self, results: list[Any]) -> None:
-        assert self.upload_id is not None
-
-        def etag() -> str:
-            digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in results)
-            return f'"{hashlib.md5(digests).hexdigest()}-{len(results)}"'
-
-        with self._deciding(etag):
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.filename,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": results},
-                **condition_parameters(self.condition),
-            )
-        self._sender.upload_id = None
-
-    def _abort_parts(self) -> None:
-        """Abort the multipart upload, trying again for a few seconds if the connection fails.
-
-        An abort mostly follows a failed part, often because the server or the network went
-        away, and it is then sent at once, while they are still away. A multipart upload that
-        is never aborted keeps its parts stored (and billed) with no end, invisible to listings,
-        so the abort outlasts a short outage such as a server restart. The pauses are ours, not
-        botocore's (whose backoff cannot be bounded per call, and can reach 20 s a try), and
-        ``abort_client`` makes one try per call, so retries do not multiply.
-        """
-        upload_id, self._sender.upload_id = self.upload_id, None
-        if upload_id is None:
-            return
-        for attempt, delay in enumerate((*ABORT_RETRY_DELAYS, None)):
-            try:
-                with self._translation():
-                    self.abort_client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=self.filename, UploadId=upload_id
-                    )
-                return
-            except StorageConnectionError as exc:
-                if delay is None:
-                    raise
-                _log_retry(
-                    self.storage,
-                    f"abort of the upload of {self.filename}",
-                    exc,
-                    attempt + 2,
-                    len(ABORT_RETRY_DELAYS) + 1,
-                )
-                time.sleep(delay)
-            except StorageError as exc:
-                # An earlier try may have reached the server before its connection broke.
-                cause = exc.__cause__
-                if attempt and cause is not None and client_error_code(cause) == "NoSuchUpload":
-                    return
-                raise
-
-    def _put_whole(self, data: bytes) -> None:
-        with self._deciding(lambda: f'"{hashlib.md5(data).hexdigest()}"'):
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.filename,
-                Body=data,
-                **self.extra_args,
-                **condition_parameters(self.condition),
-            )
-
-    @contextlib.contextmanager
-    def _deciding(self, etag: Callable[[], str]) -> Iterator[None]:
-        """:func:`deciding` for the request that publishes, which would give the object the
-        ETag ``etag()`` (S3's: the MD5 of the body, or of the parts' MD5s then ``-<parts>``).
-
-        botocore resends a request whose answer was lost; when the first try had published, the
-        service refuses the resend (412) as the object now exists. A refusal after a resend is
-        therefore checked: an object whose ETag is ``etag()`` holds exactly these bytes, so the
-        write went through. Only after a resend, so a refusal at the first try always stands.
-        (SeaweedFS, like AWS, answers a resent complete of a completed upload as the first.)
-        """
-        try:
-            with deciding(self.condition, self.storage, self.filename):
-                yield
-        except (FileExistsInStorageError, PreconditionFailedError) as refused:
-            if not (_retried(refused.__cause__) and self._stored_etag() == etag()):
-                raise
-
-    def _stored_etag(self) -> str | None:
-        with contextlib.suppress(botocore.exceptions.ClientError):
-            return self.client.head_object(Bucket=self.bucket, Key=self.filename)["ETag"]
-        return None
-
-
-def _retried(error: BaseException | None) -> bool:
-    """Whether botocore sent the request that failed with ``error`` more than once."""
-    response = getattr(error, "response", None) or {}
-    return bool(response.get("ResponseMetadata", {}).get("RetryAttempts"))
-
-
-class _PartSender:
-    """Uploads one part of a multipart upload; what S3Writer's worker threads run."""
-
-    def __init__(self, client: S3Client, bucket: str, key: str, storage: Any) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.key = key
-        self.storage = storage
-        self.upload_id: str | None = None
-
-    def upload(self, number: int, data: bytes) -> dict[str, Any]:
-        if number > MAX_PARTS:
-            raise StorageError(
-                f"more than {MAX_PARTS} parts: open the file with a larger chunk_size",
-                backend=self.storage,
-                path=self.key,
-            )
-        assert self.upload_id is not None
-        response = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=data,
-        )
-        return {"PartNumber": number, "ETag": response["ETag"]}
-
-
-def _log_retry(storage: Any, action: str, exc: BaseException, attempt: int, attempts: int) -> None:
-    """Log a retry of keg_storage's own (a broken body, an abort) on ``keg_storage.retry``."""
-    cause = failure_cause(
-        exc,
-        connect_timeout=getattr(storage, "connect_timeout", None),
-        read_timeout=getattr(storage, "read_timeout", None),
-    )
-    endpoint = getattr(storage, "endpoint", None) or "its endpoint"
-    log_retry(storage, action, cause, endpoint, attempt, attempts)
 
 
 class S3Storage(StorageBackend):
@@ -607,15 +314,7 @@ class S3Storage(StorageBackend):
         condition: WriteCondition = ALWAYS,
     ) -> RemoteFile:
         if mode == FileMode.read:
-            return S3Reader(
-                self.bucket,
-                self._prefix.service(key),
-                self.client,
-                chunk_size=self.chunk_size,
-                max_concurrency=self.max_concurrency,
-                read_attempts=self.max_attempts,
-                storage=self,
-            )
+            return self._reader(key)
         return S3Writer(
             self.bucket,
             self._prefix.service(key),
@@ -627,6 +326,31 @@ class S3Storage(StorageBackend):
             abort_client=self.single_try_client,
             condition=condition,
         )
+
+    def _reader(self, key: str, *, first_range: bool = False) -> S3Reader:
+        return S3Reader(
+            self.bucket,
+            self._prefix.service(key),
+            self.client,
+            chunk_size=self.chunk_size,
+            max_concurrency=self.max_concurrency,
+            read_attempts=self.max_attempts,
+            storage=self,
+            first_range=first_range,
+        )
+
+    def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
+        """The reader's chunks, in order: parallel ranged GETs, the first of which tells the
+        size (no HEAD), so an object of at most ``chunk_size`` is one GET on this thread.
+
+        Not boto3's ``download_fileobj``: it sends a HEAD first, and writes by offset from its
+        own threads, which needs a seekable ``file_obj``; here any writable one works."""
+        with self.translating(key):
+            source = self._reader(key, first_range=True)
+        with source:
+            while chunk := source.read(self.transfer_chunk_size):
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
 
     def _stat(self, key: str) -> FileStat:
         head = self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
@@ -737,11 +461,21 @@ class S3Storage(StorageBackend):
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
     ) -> None:
-        """Through boto3's transfer manager; a conditional upload through :class:`S3Writer`
+        """A body under ``multipart_threshold`` in one ``put_object`` on this thread, a larger
+        one through boto3's transfer manager; a conditional upload through :class:`S3Writer`
         instead, since the transfer manager (s3transfer 0.19) does not pass ``IfNoneMatch`` or
         ``IfMatch`` on to the request that publishes."""
         if not condition.unconditional:
             super()._upload(file_obj, key, extra_args, count_bytes, condition=condition)
+            return
+        body = small_body(file_obj, self.multipart_threshold)
+        if body is not None:
+            # What the transfer manager would send too, without its threads and their handoff.
+            with self.translating(key):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._prefix.service(key), Body=body, **extra_args
+                )
+            count_bytes(len(body))
             return
         with self.translating(key):
             self.client.upload_fileobj(

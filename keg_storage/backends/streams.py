@@ -60,7 +60,14 @@ class WrappedFile(RemoteFile):
 
 
 class RangeReader(RemoteFile):
-    """A seekable reader over ``_read_range(start, end)``; subclasses implement that primitive."""
+    """A seekable reader over ``_read_range(start, end)``; subclasses implement that primitive.
+
+    Reading from the start is sequential from the first read, so the read-ahead starts with
+    it; the chunk a read waits for is fetched on the calling thread when it was not read
+    ahead (a one-chunk object never starts a thread), and ahead chunks are requested before
+    it, so that they are in flight meanwhile. The first chunk is only ever fetched on the
+    calling thread.
+    """
 
     def __init__(self, *, size: int, chunk_size: int, max_concurrency: int = 1) -> None:
         super().__init__(FileMode.read)
@@ -71,7 +78,7 @@ class RangeReader(RemoteFile):
         self.max_concurrency = max(1, max_concurrency)
         self._position = 0
         self._chunks: dict[int, Future[bytes]] = {}
-        self._last_chunk = -2
+        self._last_chunk = -1
         self._executor: ThreadPoolExecutor | None = None
 
     def _read_range(self, start: int, end: int) -> bytes:
@@ -122,15 +129,17 @@ class RangeReader(RemoteFile):
     def _chunk(self, index: int) -> bytes:
         sequential = index in (self._last_chunk, self._last_chunk + 1)
         self._last_chunk = index
-        for stale in [i for i in self._chunks if i < index or (not sequential and i != index)]:
+        # A jump drops the read-ahead, ``index`` included: it is fetched again, then.
+        for stale in [i for i in self._chunks if i < index or not sequential]:
             self._chunks.pop(stale).cancel()
-        if index not in self._chunks:
-            self._chunks[index] = self._fetch(index, in_background=False)
         if sequential and self.max_concurrency > 1:
+            # Ahead first, so that they are in flight while this thread fetches ``index``.
             last = (self.size - 1) // self.chunk_size
             for ahead in range(index + 1, min(index + self.max_concurrency, last) + 1):
                 if ahead not in self._chunks:
                     self._chunks[ahead] = self._fetch(ahead, in_background=True)
+        if index not in self._chunks:
+            self._chunks[index] = self._fetch(index, in_background=False)
         return self._chunks[index].result()
 
     def _fetch(self, index: int, *, in_background: bool) -> Future[bytes]:
@@ -139,7 +148,7 @@ class RangeReader(RemoteFile):
         if in_background:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
-                    self.max_concurrency - 1, thread_name_prefix="keg-storage-read"
+                    self.max_concurrency, thread_name_prefix="keg-storage-read"
                 )
             return self._executor.submit(self._read_range, start, end)
         future: Future[bytes] = Future()
@@ -256,6 +265,31 @@ def local_file_extent(file_obj: IO[bytes]) -> tuple[int, int, int] | None:
     if not stat.S_ISREG(info.st_mode):
         return None
     return fd, position, max(0, info.st_size - position)
+
+
+def small_body(file_obj: IO[bytes], limit: int) -> bytes | None:
+    """All that ``file_obj`` has left when it is seekable and that is under ``limit`` bytes,
+    read; None, the position unchanged, for a larger or unseekable one. A small body is sent in
+    one request from the calling thread: a transfer manager's threads cost more than it."""
+    try:
+        if not file_obj.seekable():
+            return None
+        start = file_obj.tell()
+        left = file_obj.seek(0, io.SEEK_END) - start
+        file_obj.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    if left >= limit:
+        return None
+    parts = []
+    read = 0
+    while read < limit and (part := file_obj.read(limit - read)):
+        parts.append(part)
+        read += len(part)
+    if read >= limit:  # it grew meanwhile
+        file_obj.seek(start)
+        return None
+    return b"".join(parts)
 
 
 class PartUploadWriter(RemoteFile):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -600,3 +601,40 @@ def test_missing_sdk_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert 'pip install "keg-storage[azure]"' in out
+
+
+def sent_requests(storage: AzureStorage) -> list[str]:
+    """``METHOD path`` of every request the storage's HTTP session sends from now on (a
+    requests response hook on the SDK's transport, no mock)."""
+    transport: Any = storage.clients().container._pipeline._transport  # type: ignore[union-attr]
+    while not hasattr(transport, "session"):  # the SDK wraps the transport it shares
+        transport = transport._transport
+    sent: list[str] = []
+    transport.session.hooks["response"].append(
+        lambda response, **_: sent.append(
+            f"{response.request.method} {urlsplit(response.url).path}"
+        )
+    )
+    return sent
+
+
+def test_download_of_a_small_blob_is_one_get(small_blocks: AzureStorage, tmp_path: Path) -> None:
+    """Issue 18: the first ranged GET tells the size, so no properties request precedes it."""
+    small_blocks.upload(io.BytesIO(b"small body"), "small.txt")
+    sent = sent_requests(small_blocks)
+    target = io.BytesIO()
+    small_blocks.download("small.txt", target)
+    small_blocks.get("small.txt", tmp_path / "small.txt")
+    assert target.getvalue() == b"small body"
+    assert (tmp_path / "small.txt").read_bytes() == b"small body"
+    assert [request.split()[0] for request in sent] == ["GET", "GET"]
+
+
+def test_download_of_a_larger_blob_is_only_ranged_gets(small_blocks: AzureStorage) -> None:
+    data = bytes(range(256)) * (3 * BLOCK // 256) + b"end"
+    small_blocks.upload(io.BytesIO(data), "large.bin")
+    sent = sent_requests(small_blocks)
+    target = io.BytesIO()
+    small_blocks.download("large.bin", target)
+    assert target.getvalue() == data
+    assert [request.split()[0] for request in sent] == ["GET"] * 4

@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import zipfile
@@ -297,6 +298,99 @@ class TestReads:
             file.seek(10 * MiB)
             with pytest.raises(StorageError, match="PreconditionFailed"):
                 file.read(10)
+
+
+def stored(storage: S3Storage, path: str) -> bytes:
+    target = io.BytesIO()
+    storage.download(path, target)
+    return target.getvalue()
+
+
+class TestTransferRequests:
+    """A transfer costs the requests of the SDK's own calls and no more (issue 18)."""
+
+    def test_download_and_get_of_a_small_object_are_one_get(
+        self, small_parts: S3Storage, tmp_path: Any
+    ) -> None:
+        small_parts.upload(io.BytesIO(b"small body"), "small.txt")
+        counter = CountRequests(small_parts.client)
+        target = io.BytesIO()
+        small_parts.download("small.txt", target)
+        small_parts.get("small.txt", tmp_path / "small.txt")
+        assert target.getvalue() == b"small body"
+        assert (tmp_path / "small.txt").read_bytes() == b"small body"
+        assert [name for name, _ in counter.calls] == ["GetObject", "GetObject"]
+
+    def test_download_reads_ranges_without_a_head(self, small_parts: S3Storage) -> None:
+        data = data_of(11 * MiB, seed=5)
+        small_parts.upload(io.BytesIO(data), "large.bin")
+        counter = CountRequests(small_parts.client)
+        target = io.BytesIO()
+        small_parts.download("large.bin", target)
+        assert target.getvalue() == data
+        assert [name for name, _ in counter.calls] == ["GetObject"] * 3
+        assert sorted(counter.ranges()) == [
+            f"bytes=0-{5 * MiB - 1}",
+            f"bytes={10 * MiB}-{11 * MiB - 1}",
+            f"bytes={5 * MiB}-{10 * MiB - 1}",
+        ]
+
+    def test_download_of_an_empty_object(self, small_parts: S3Storage) -> None:
+        small_parts.upload(io.BytesIO(b""), "empty.bin")
+        target = io.BytesIO(b"")
+        small_parts.download("empty.bin", target)
+        assert target.getvalue() == b""
+
+    def test_object_replaced_during_a_download_fails_cleanly(
+        self, small_parts: S3Storage, s3_client: S3Client, tmp_path: Any
+    ) -> None:
+        """Replaced after the first GET: the other ranges are refused (If-Match), so ``get``
+        raises and leaves the local file as it was, never a mix of two versions."""
+        small_parts.upload(io.BytesIO(data_of(11 * MiB, seed=1)), "moving.bin")
+        replaced: list[bool] = []
+
+        def replace_once(**_: Any) -> None:
+            if not replaced:
+                replaced.append(True)
+                s3_client.put_object(
+                    Bucket=small_parts.bucket, Key="moving.bin", Body=data_of(11 * MiB, seed=2)
+                )
+
+        small_parts.client.meta.events.register("after-call.s3.GetObject", replace_once)
+        local = tmp_path / "moving.bin"
+        local.write_bytes(b"before")
+        with pytest.raises(StorageError, match="PreconditionFailed") as raised:
+            small_parts.get("moving.bin", local)
+        assert raised.value.path == "moving.bin"
+        assert local.read_bytes() == b"before"
+        assert list(tmp_path.iterdir()) == [local]
+
+    def test_small_upload_and_put_are_one_put_object(
+        self, small_parts: S3Storage, tmp_path: Any
+    ) -> None:
+        local = tmp_path / "local.csv"
+        local.write_bytes(b"a,b\n")
+        counter = CountRequests(small_parts.client)
+        senders: list[threading.Thread] = []
+        small_parts.client.meta.events.register(
+            "before-call.s3.PutObject", lambda **_: senders.append(threading.current_thread())
+        )
+        small_parts.upload(io.BytesIO(b"x" * 1000), "uploaded.bin")
+        small_parts.put(local, "put.csv", extra_args={"ContentType": "text/csv"})
+        assert [name for name, _ in counter.calls] == ["PutObject", "PutObject"]
+        assert senders == [threading.current_thread()] * 2  # no transfer manager thread
+        assert small_parts.stat("put.csv").content_type == "text/csv"
+        assert [stored(small_parts, "uploaded.bin"), stored(small_parts, "put.csv")] == [
+            b"x" * 1000,
+            b"a,b\n",
+        ]
+
+    def test_upload_sends_what_is_left_from_the_position(self, small_parts: S3Storage) -> None:
+        source = io.BytesIO(b"skipped|sent")
+        source.seek(8)
+        small_parts.upload(source, "rest.txt")
+        assert stored(small_parts, "rest.txt") == b"sent"
+        assert source.tell() == 12
 
 
 class TestServerSideCopy:
