@@ -43,7 +43,9 @@ def test_repr_parent_and_close() -> None:
     view = storage.scoped("a").scoped("b")
     assert isinstance(view, ScopedInternalLinksStorage)
     assert (view.parent, view.prefix, view.name) == (storage, "a/b/", "memory")
-    assert repr(view) == "ScopedInternalLinksStorage(MemoryStorage(name='memory'), prefix='a/b/')"
+    assert repr(view) == (
+        "ScopedInternalLinksStorage(MemoryStorage('memory://memory', name='memory'), prefix='a/b/')"
+    )
     view.close()
     write(view, "x.txt", b"still open")
     assert [entry.name for entry in storage.list()] == ["a/b/x.txt"]
