@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -60,6 +60,7 @@ from .base import (
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .object_listing import azure_listing
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
 try:
@@ -408,6 +409,7 @@ class AzureStorage(StorageBackend):
     # "y" in the directory "x"), so such paths are refused before any request.
     unsupported_path_characters = "\\"
     max_key_bytes = 1024
+    ordered_listing = True
 
     def __init__(
         self,
@@ -664,19 +666,10 @@ class AzureStorage(StorageBackend):
             math.ceil(size / MAX_BLOCKS),
         )
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """Lazily, a page at a time, in listing order (:func:`.object_listing.azure_listing`)."""
         container = self._container(prefix)
-        if recursive:
-            items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
-        else:
-            items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
-        entries = []
-        for item in items:
-            if isinstance(item, BlobPrefix):
-                entries.append(ListEntry(item.name, None, 0))
-            elif not item.name.endswith("/"):  # folder markers are not files
-                entries.append(ListEntry(item.name, arrow.get(item.last_modified), item.size))
-        return entries
+        return azure_listing(container, prefix, recursive, self.list_page_size, BlobPrefix)
 
     def _stat(self, key: str) -> FileStat:
         properties = self._blob(key).get_blob_properties()

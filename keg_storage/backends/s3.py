@@ -14,7 +14,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from .base import (
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .object_listing import s3_listing
 from .s3_errors import (
     BROKEN_BODY_ERRORS,
     client_error_code,
@@ -432,6 +433,7 @@ class S3Storage(StorageBackend):
     )
     supported_extra_args = None
     max_key_bytes = 1024
+    ordered_listing = True
 
     def __init__(
         self,
@@ -559,25 +561,9 @@ class S3Storage(StorageBackend):
 
     # -- primitives --------------------------------------------------------------------------
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if not recursive:
-            arguments["Delimiter"] = "/"
-        entries = []
-        directories: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/"):
-                    continue  # a "folder" marker object, not a file
-                modified = arrow.get(obj["LastModified"]).to("UTC")
-                entries.append(ListEntry(obj["Key"], modified, obj["Size"]))
-            directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
-        if directories and self.check_directories:
-            with ThreadPoolExecutor(self.max_concurrency, "keg-storage-list") as executor:
-                holds_files = list(executor.map(self._holds_files, directories))
-            directories = [d for d, keep in zip(directories, holds_files, strict=True) if keep]
-        entries.extend(ListEntry(directory, None, 0) for directory in directories)
-        return entries
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """Lazily, a page at a time, in listing order (:func:`.object_listing.s3_listing`)."""
+        return s3_listing(self, prefix, recursive)
 
     def _holds_files(self, prefix: str) -> bool:
         """Whether any file (not only folder markers) has a key starting with ``prefix``."""

@@ -38,12 +38,14 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.paths",
     "keg_storage.testing.links",
     "keg_storage.testing.conditional",
+    "keg_storage.testing.listing",
 )
 
 from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
 from .links import LinkCases, LinkSigningCases  # noqa: E402
+from .listing import ListingCases  # noqa: E402
 from .operations import OperationCases  # noqa: E402
 from .paths import PathCases  # noqa: E402
 from .text_files import TextFileCases  # noqa: E402
@@ -53,6 +55,7 @@ class ConformanceCases(
     FileCases,
     TextFileCases,
     OperationCases,
+    ListingCases,
     PathCases,
     LinkCases,
     LinkSigningCases,
@@ -70,6 +73,7 @@ __all__ = [
     "FileCases",
     "LinkCases",
     "LinkSigningCases",
+    "ListingCases",
     "MiB",
     "OperationCases",
     "PathCases",
