@@ -182,8 +182,8 @@ def test_azure_missing_container_fails_while_iterating(azurite: Any) -> None:
 def test_sftp_reads_one_directory_at_a_time(
     backend_sftp: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """paramiko logs each directory read (``listdir``, on our SSH logger): two before the first entry of a tree
-    of five directories (the root and the first), six in all."""
+    """paramiko logs each directory read (``listdir``, on our SSH logger): two before the
+    first entry of a tree of five directories (the root and the first), six in all."""
     fill(backend_sftp, [f"d{directory}/f.txt" for directory in range(5)])
     caplog.set_level(logging.DEBUG, SSH_LOG)
 
