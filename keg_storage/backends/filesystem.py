@@ -354,7 +354,8 @@ def _scan(dir_fd: int, base: str) -> list[ListEntry]:
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # removed since it was listed
                     continue
-                found.append(ListEntry(base + entry.name, arrow.get(info.st_mtime), info.st_size))
+                modified = arrow.Arrow.utcfromtimestamp(info.st_mtime)
+                found.append(ListEntry(base + entry.name, modified, info.st_size))
     return sorted_entries(found)
 
 
