@@ -9,10 +9,13 @@ repair: there a recursive listing walks directories itself, one delimited listin
 
 from __future__ import annotations
 
+import collections
 import datetime
+import itertools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import arrow
 
@@ -20,6 +23,9 @@ from .files import ListEntry
 from .listing import is_directory, reordered
 
 UTC = datetime.timezone.utc
+S3_PAGE_SIZE = 1000
+"""Keys per page of ``list_objects_v2`` (the service's most and default)."""
+T = TypeVar("T")
 
 Pages = Callable[[str, bool], Iterator[list[ListEntry]]]
 """Reads the listing of a prefix (flat, or one level with ``True``) page by page."""
@@ -31,14 +37,63 @@ def modified(moment: datetime.datetime) -> arrow.Arrow:
     return arrow.Arrow.fromdatetime(moment.astimezone(UTC))
 
 
-def walk(pages: Pages, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+def read_ahead(pages: Iterator[T], executor: Executor) -> Iterator[T]:
+    """``pages``, the next one requested in ``executor`` while the caller works through the
+    current one (one page ahead: memory stays two pages)."""
+    upcoming = executor.submit(next, pages, None)
+    while (page := upcoming.result()) is not None:
+        upcoming = executor.submit(next, pages, None)
+        yield page
+
+
+def first_page(pages: Iterator[list[ListEntry]]) -> Iterator[list[ListEntry]]:
+    """``pages`` with its first page already fetched (by the thread that calls this)."""
+    return itertools.chain([next(pages, [])], pages)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """How :func:`walk` reads: ``pages`` of a directory, fetched ahead in ``executor``, the
+    first pages of up to ``directories`` sub-directories among the next ``entries`` entries."""
+
+    pages: Pages
+    executor: Executor
+    directories: int
+    entries: int
+
+
+def walk(how: Walk, prefix: str, recursive: bool) -> Iterator[ListEntry]:
     """The entries under ``prefix`` from one-level listings, in listing order: a sub-directory
-    is listed (depth first) where its name sorts, one page in memory per level."""
-    for entry in reordered(pages(prefix, True)):
-        if recursive and is_directory(entry):
-            yield from walk(pages, entry.name, recursive)
-        else:
-            yield entry
+    is listed (depth first) where its name sorts, while the first pages of the next ones are
+    fetched (memory: a few pages per level)."""
+    return _walk(how, first_page(how.pages(prefix, True)), recursive)
+
+
+def _walk(how: Walk, listing: Iterator[list[ListEntry]], recursive: bool) -> Iterator[ListEntry]:
+    entries = reordered(listing)
+    if not recursive:
+        yield from entries
+        return
+    upcoming: collections.deque[tuple[ListEntry, Future[Any] | None]] = collections.deque()
+    fetching = 0
+
+    def full() -> bool:
+        return fetching >= how.directories or len(upcoming) >= how.entries
+
+    for entry in itertools.chain(entries, [None]):
+        if entry is not None:
+            future = None
+            if is_directory(entry):
+                future = how.executor.submit(first_page, how.pages(entry.name, True))
+                fetching += 1
+            upcoming.append((entry, future))
+        while upcoming and (entry is None or full()):
+            item, future = upcoming.popleft()
+            if future is None:
+                yield item
+                continue
+            fetching -= 1
+            yield from _walk(how, future.result(), recursive)
 
 
 # -- S3 ------------------------------------------------------------------------------------------
@@ -87,11 +142,17 @@ def s3_checked_pages(storage: Any, prefix: str, one_level: bool) -> Iterator[lis
 
 def s3_listing(storage: Any, prefix: str, recursive: bool) -> Iterator[ListEntry]:
     """S3Storage's listing: flat where the service orders keys as Python does (AWS: by UTF-8
-    bytes), else (``endpoint_url``: an S3-compatible store) by :func:`walk`."""
-    pages: Pages = lambda prefix, one_level: s3_checked_pages(storage, prefix, one_level)  # noqa: E731
-    if recursive and storage.endpoint_url is None:
-        return reordered(pages(prefix, False))
-    return walk(pages, prefix, recursive)
+    bytes), else (``endpoint_url``: an S3-compatible store) by :func:`walk`; either reads
+    ahead in ``max_concurrency`` threads."""
+    with ThreadPoolExecutor(storage.max_concurrency, "keg-storage-list") as executor:
+        if recursive and storage.endpoint_url is None:
+            yield from reordered(read_ahead(s3_checked_pages(storage, prefix, False), executor))
+            return
+        pages: Pages = lambda prefix, one_level: s3_checked_pages(storage, prefix, one_level)  # noqa: E731
+        page_size = storage.list_page_size or S3_PAGE_SIZE
+        yield from walk(
+            Walk(pages, executor, storage.max_concurrency, page_size), prefix, recursive
+        )
 
 
 # -- Azure ---------------------------------------------------------------------------------------
@@ -123,5 +184,7 @@ def azure_pages(
 def azure_listing(
     container: Any, prefix: str, recursive: bool, page_size: int | None, prefix_type: type[Any]
 ) -> Iterator[ListEntry]:
-    """AzureStorage's listing, flat or one level, in listing order."""
-    return reordered(azure_pages(container, prefix, not recursive, page_size, prefix_type))
+    """AzureStorage's listing, flat or one level, in listing order, a page read ahead."""
+    with ThreadPoolExecutor(1, "keg-storage-list") as executor:
+        pages = azure_pages(container, prefix, not recursive, page_size, prefix_type)
+        yield from reordered(read_ahead(pages, executor))
