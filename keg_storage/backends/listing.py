@@ -19,8 +19,7 @@ Services do not all keep that order, so the pages of S3-compatible stores and Az
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable, Iterator
 
 from .files import ListEntry
 
@@ -31,8 +30,6 @@ DEFAULT_PAGE_SIZE = 1000
 
 _FIRST_AFTER_SURROGATES = "\ue000"
 """The lowest character that UTF-16 puts after every character above U+FFFF."""
-
-T = TypeVar("T")
 
 
 def entry_key(entry: ListEntry) -> str:
@@ -79,11 +76,3 @@ def reordered(pages: Iterable[Iterable[ListEntry]]) -> Iterator[ListEntry]:
                 yield heapq.heappop(held)[1]
     while held:
         yield heapq.heappop(held)[1]
-
-
-def paged(items: Iterable[T], convert: Callable[[T], ListEntry | None]) -> Iterator[ListEntry]:
-    """``convert`` applied to ``items``, dropping what it maps to None (folder markers)."""
-    for item in items:
-        entry = convert(item)
-        if entry is not None:
-            yield entry
