@@ -146,9 +146,11 @@ def s3_listing(storage: Any, prefix: str, recursive: bool) -> Iterator[ListEntry
     ahead in ``max_concurrency`` threads."""
     with ThreadPoolExecutor(storage.max_concurrency, "keg-storage-list") as executor:
         if recursive and storage.endpoint_url is None:
-            yield from reordered(read_ahead(s3_checked_pages(storage, prefix, False), executor))
+            yield from reordered(read_ahead(s3_pages(storage, prefix, False), executor))
             return
-        pages: Pages = lambda prefix, one_level: s3_checked_pages(storage, prefix, one_level)  # noqa: E731
+        # A recursive walk checks no directory: one that holds no file lists nothing anyway.
+        read = s3_pages if recursive else s3_checked_pages
+        pages: Pages = lambda prefix, one_level: read(storage, prefix, one_level)  # noqa: E731
         page_size = storage.list_page_size or S3_PAGE_SIZE
         yield from walk(
             Walk(pages, executor, storage.max_concurrency, page_size), prefix, recursive
