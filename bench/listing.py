@@ -1,9 +1,10 @@
 """Benchmark: ``iter_list`` at scale, against the raw SDKs' paginators (issue 17).
 
-Not a test. Lists a tree of ``--dirs`` directories of equal size holding N keys in all, at N and
-at N/10, on Memory and LocalFS (default N = 1,000,000: 1,000 directories x 1,000 files) and on S3
-(SeaweedFS) and Azure (Azurite) (default N = 50,000: 50 x 1,000), each listing in a fresh child
-process, and prints per case the medians (with min-max) of:
+Not a test. Lists a tree of directories of equal size holding N keys in all, and one of N/10 (as
+many keys a directory, a tenth of the directories), on Memory and LocalFS (default N = 1,000,000:
+1,000 directories x 1,000 files) and on S3 (SeaweedFS) and Azure (Azurite) (default N = 50,000:
+50 x 1,000), each listing in a fresh child process, and prints per case the medians (with
+min-max) of:
 
 - the peak RSS growth during the listing (VmHWM at the end, reset before the listing, less
   VmRSS before it): it must not
@@ -62,9 +63,8 @@ def reset_peak_rss() -> None:
         clear_refs.write("5")
 
 
-def tree(count: int, dirs: int) -> Iterator[str]:
-    """``count`` keys in ``dirs`` directories: ``d0000/f000000``..."""
-    per_dir = max(count // dirs, 1)
+def tree(count: int, per_dir: int) -> Iterator[str]:
+    """``count`` keys in directories of ``per_dir``: ``d0000/f0000000``..."""
     for index in range(count):
         yield f"d{index // per_dir:04}/f{index:07}"
 
@@ -78,7 +78,7 @@ def keg_entries(env: dict[str, Any]) -> Iterator[Any]:
         from keg_storage import MemoryStorage
 
         storage: Any = MemoryStorage()
-        for key in tree(env["count"], env["dirs"]):
+        for key in tree(env["count"], env["per_dir"]):
             storage.store(key, b"")
         return storage.iter_list(prefix)
     if kind == "localfs":
@@ -254,12 +254,13 @@ def main() -> None:
             full = int(FULL[kind] * options.scale)
             counts = [full, full // 10]
             dirs = 1000 if kind in ("memory", "localfs") else 50
-            base: dict[str, Any] = {"kind": kind, "dirs": dirs}
+            per_dir = full // dirs  # the tenth: as many keys a directory, a tenth of the dirs
+            base: dict[str, Any] = {"kind": kind, "per_dir": per_dir}
             started = time.perf_counter()
             if kind == "localfs":
                 base["root"] = str(scratch)
                 for count in counts:
-                    populate_localfs(scratch / f"n{count}", list(tree(count, dirs)))
+                    populate_localfs(scratch / f"n{count}", list(tree(count, per_dir)))
             elif kind == "s3":
                 from tests.servers.seaweedfs import running_seaweedfs
 
@@ -272,7 +273,7 @@ def main() -> None:
                 }
                 s3_client(base["s3"]).create_bucket(Bucket=BUCKET)
                 for count in counts:
-                    populate_s3(base["s3"], [f"n{count}/{k}" for k in tree(count, dirs)])
+                    populate_s3(base["s3"], [f"n{count}/{k}" for k in tree(count, per_dir)])
             elif kind == "azure":
                 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, run_azurite
 
@@ -280,9 +281,10 @@ def main() -> None:
                 base["azure"] = {"account": ACCOUNT, "key": ACCOUNT_KEY, "url": server.account_url}
                 azure_container(base["azure"]).create_container()
                 for count in counts:
-                    populate_azure(base["azure"], [f"n{count}/{k}" for k in tree(count, dirs)])
+                    populate_azure(base["azure"], [f"n{count}/{k}" for k in tree(count, per_dir)])
             print(
-                f"{kind}: {counts[0]:,} keys in {dirs} directories (and a tenth), populated in "
+                f"{kind}: {counts[0]:,} keys in {dirs} directories of {per_dir:,} (and a tenth: "
+                f"{dirs // 10} directories), populated in "
                 f"{time.perf_counter() - started:.0f} s",
                 flush=True,
             )

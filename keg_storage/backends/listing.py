@@ -19,6 +19,7 @@ Services do not all keep that order, so the pages of S3-compatible stores and Az
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterable, Iterator
 
 from .files import ListEntry
@@ -28,6 +29,7 @@ __all__ = ["entry_key", "is_directory", "reordered", "sorted_entries"]
 DEFAULT_PAGE_SIZE = 1000
 """Entries per page where a backend pages a listing itself (Memory) and none is set."""
 
+_ABOVE_FFFF = re.compile("[\U00010000-\U0010ffff]")
 _FIRST_AFTER_SURROGATES = "\ue000"
 """The lowest character that UTF-16 puts after every character above U+FFFF."""
 
@@ -53,10 +55,10 @@ def lowest_key_after(entry: ListEntry) -> str:
     units (Azurite): a directory's bare name, cut at its first character above U+FFFF (which
     UTF-16 puts before U+E000..U+FFFF) and completed with U+E000 there."""
     name = entry.name[:-1] if is_directory(entry) else entry.name
-    for index, char in enumerate(name):
-        if char > "\uffff":
-            return name[:index] + _FIRST_AFTER_SURROGATES
-    return name
+    astral = _ABOVE_FFFF.search(name)
+    if astral is None:
+        return name
+    return name[: astral.start()] + _FIRST_AFTER_SURROGATES
 
 
 def reordered(pages: Iterable[Iterable[ListEntry]]) -> Iterator[ListEntry]:
@@ -70,8 +72,11 @@ def reordered(pages: Iterable[Iterable[ListEntry]]) -> Iterator[ListEntry]:
     held: list[tuple[str, ListEntry]] = []
     for page in pages:
         for entry in sorted_entries(page):
-            heapq.heappush(held, (entry_key(entry), entry))
             bound = lowest_key_after(entry)
+            if not held and entry.name <= bound:
+                yield entry  # the common case: nothing held, nothing to hold
+                continue
+            heapq.heappush(held, (entry_key(entry), entry))
             while held and held[0][0] <= bound:
                 yield heapq.heappop(held)[1]
     while held:

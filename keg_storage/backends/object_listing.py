@@ -1,10 +1,11 @@
 """Lazy listings of S3 and Azure (CONTRACT §11): the services' pages, one request at a time as
 they are consumed, put in listing order by :func:`.listing.reordered`.
 
-A flat (recursive) listing is one paginated request per 1,000 keys, in the service's key order,
-the next page requested while the current one is consumed. S3-compatible stores built on a file system (SeaweedFS) order keys as a
-walk of directories sorted by bare name (``a/b`` before ``a b``), which no bounded buffer can
-repair: there a recursive listing walks directories itself, one delimited listing each.
+A flat (recursive) listing is one paginated request per 1,000 keys, in the service's key
+order, the next page requested while the current one is consumed. S3-compatible stores built on
+a file system (SeaweedFS) order keys as a walk of directories sorted by bare name (``a/b``
+before ``a b``), which no bounded buffer can repair: there a recursive listing walks
+directories itself, one delimited listing each.
 """
 
 from __future__ import annotations
