@@ -173,7 +173,7 @@ class StorageBackend:
     ``_list`` returns a list in any order): the listing is collected and sorted first."""
     list_page_size: int | None = None
     """Entries fetched per request where the service pages a listing by count (S3, Azure,
-    Memory's own pages); None is the backend's default (1,000: the most S3 gives)."""
+    Memory's own pages); None is the service's default (S3 and Memory: 1,000; Azure: 5,000)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -1,11 +1,11 @@
 """Lazy listings of S3 and Azure (CONTRACT §11): the services' pages, one request at a time as
 they are consumed, put in listing order by :func:`.listing.reordered`.
 
-A flat (recursive) listing is one paginated request per 1,000 keys, in the service's key
-order, the next page requested while the current one is consumed. S3-compatible stores built on
-a file system (SeaweedFS) order keys as a walk of directories sorted by bare name (``a/b``
-before ``a b``), which no bounded buffer can repair: there a recursive listing walks
-directories itself, one delimited listing each.
+A flat (recursive) listing is one paginated request per 1,000 (S3) or 5,000 (Azure) keys, in
+the service's key order, the next page requested while the current one is consumed.
+S3-compatible stores built on a file system (SeaweedFS) order keys as a walk of directories
+sorted by bare name (``a/b`` before ``a b``), which no bounded buffer can repair: there a
+recursive listing walks directories itself, one delimited listing each.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ from .listing import is_directory, reordered
 UTC = datetime.timezone.utc
 S3_PAGE_SIZE = 1000
 """Keys per page of ``list_objects_v2`` (the service's most and default)."""
-AZURE_PAGE_SIZE = 1000
-"""Blobs per page of an Azure listing by default, not the service's 5,000: the SDK holds about
-9 KiB per blob of a page, and the first entry comes after a fifth of the time."""
 T = TypeVar("T")
 
 Pages = Callable[[str, bool], Iterator[list[ListEntry]]]
@@ -170,7 +167,9 @@ def azure_pages(
     """The entries of ``list_blobs`` (``walk_blobs`` for one level) pages under ``prefix``:
     blobs (folder markers, names ending in ``/``, are not files) and blob prefixes (instances
     of ``prefix_type``, the SDK's ``BlobPrefix``) as directories."""
-    options = {"name_starts_with": prefix or None, "results_per_page": page_size or AZURE_PAGE_SIZE}
+    options: dict[str, Any] = {"name_starts_with": prefix or None}
+    if page_size:
+        options["results_per_page"] = page_size
     if one_level:
         items: Any = container.walk_blobs(delimiter="/", **options)
     else:
