@@ -396,13 +396,18 @@ def list_command(path: str, simple: bool, recursive: bool) -> None:
     """List the files under PATH (everything by default).
 
     Each line: last modification (UTC), size and name, separated by tabs; a sub-directory
-    (with --no-recursive) shows DIR and a name ending in '/'.
+    (with --no-recursive) shows DIR and a name ending in '/'. Lines are printed as the listing
+    arrives, a page at a time.
     """
     backend, path = resolve_location(path)
     _check_base_path(backend)
     with _clean_errors():
-        entries = backend.list(path, recursive=recursive)
-    for entry in entries:
+        entries = backend.iter_list(path, recursive=recursive)
+    while True:
+        with _clean_errors():  # errors of the listing only, not of printing (a closed pipe)
+            entry = next(entries, None)
+        if entry is None:
+            break
         if simple:
             click.echo(entry.name)
         elif entry.name.endswith("/"):

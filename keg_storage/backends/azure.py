@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -63,6 +63,7 @@ from .base import (
 from .bulk import batch_failed, in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .object_listing import azure_listing
 from .prefixes import KeyPrefix, user_path
 from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
 
@@ -454,6 +455,7 @@ class AzureStorage(StorageBackend):
     # "y" in the directory "x"), so such paths are refused before any request.
     unsupported_path_characters = "\\"
     max_key_bytes = 1024
+    ordered_listing = True
 
     def __init__(
         self,
@@ -731,21 +733,15 @@ class AzureStorage(StorageBackend):
             math.ceil(size / MAX_BLOCKS),
         )
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """Lazily, a page at a time, in listing order (:func:`.object_listing.azure_listing`)."""
         container = self._container(prefix)
-        prefix = self._prefix.service(prefix)
-        if recursive:
-            items: Iterable[Any] = container.list_blobs(name_starts_with=prefix or None)
-        else:
-            items = container.walk_blobs(name_starts_with=prefix or None, delimiter="/")
-        entries = []
-        for item in items:
-            name = self._prefix.relative(item.name)
-            if isinstance(item, BlobPrefix):
-                entries.append(ListEntry(name, None, 0))
-            elif not item.name.endswith("/"):  # folder markers are not files
-                entries.append(ListEntry(name, arrow.get(item.last_modified), item.size))
-        return entries
+        relative = self._prefix.relative
+        service_prefix = self._prefix.service(prefix)
+        for entry in azure_listing(
+            container, service_prefix, recursive, self.list_page_size, BlobPrefix
+        ):
+            yield entry._replace(name=relative(entry.name))
 
     def _stat(self, key: str) -> FileStat:
         properties = self._blob(key).get_blob_properties()

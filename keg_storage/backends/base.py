@@ -3,7 +3,7 @@
 A backend subclasses :class:`StorageBackend` and implements a few primitives that receive keys
 already normalised by :mod:`keg_storage.paths` (``_open``, ``_list``, ``_stat``, ``_delete`` and,
 for links, ``_link_to``). The public methods here validate paths, parse modes, operations and
-expiries, check ``extra_args``, sort listings and relay progress callbacks, so that every backend
+expiries, check ``extra_args``, order listings and relay progress callbacks, so that every backend
 behaves the same. A backend overrides the other primitives (``_copy``, ``_move``, ``_download``,
 ``_upload``, ``_get``, ``_put``, ``_exists``) only where its service does the work better.
 
@@ -170,6 +170,14 @@ class StorageBackend:
     """The longest segment (file or directory name, bytes of UTF-8) the service keeps."""
     transfer_chunk_size = 8 * 1024 * 1024
     """Bytes per read/write in the generic transfer loops."""
+    ordered_listing = False
+    """Whether ``_list`` yields its entries in listing order (sorted by name, a directory's
+    with its trailing ``/``: :mod:`.listing`), fetched as they are consumed: then
+    :meth:`iter_list` streams them. False (a backend written for keg-storage 0.5, or one whose
+    ``_list`` returns a list in any order): the listing is collected and sorted first."""
+    list_page_size: int | None = None
+    """Entries fetched per request where the service pages a listing by count (S3, Azure,
+    Memory's own pages); None is the service's default (S3 and Memory: 1,000; Azure: 5,000)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -292,16 +300,32 @@ class StorageBackend:
         """The files under the directory ``path`` as full keys, sorted by name.
 
         ``recursive=False`` lists direct children only, sub-directories as entries ending in
-        ``/``. A missing directory gives ``[]``.
+        ``/``. A missing directory gives ``[]``. :meth:`iter_list` gives the same lazily.
         """
-        prefix = directory_prefix(path, self)
+        return builtins.list(self.iter_list(path, recursive=recursive))
+
+    def iter_list(self, path: RemotePath = "", *, recursive: bool = True) -> Iterator[ListEntry]:
+        """The entries of :meth:`list`, in the same order, fetched page by page as they are
+        consumed (a page of the service, or one directory), so that memory does not grow with
+        the number of files and the first entry comes after one page.
+
+        ``path`` is checked at once; errors of the service are raised as :class:`StorageError`
+        while iterating. A backend whose ``_list`` is not ordered (:attr:`ordered_listing`)
+        is listed whole and sorted before the first entry.
+        """
+        return self._iter_list(directory_prefix(path, self), recursive)
+
+    def _iter_list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         with self.translating(prefix):
-            return sorted(self._list(prefix, recursive), key=lambda entry: entry.name)
+            entries = self._list(prefix, recursive)
+            if not self.ordered_listing:
+                entries = sorted(entries, key=lambda entry: entry.name)
+            yield from entries
 
     def glob(self, pattern: RemotePath) -> builtins.list[ListEntry]:
         """The files whose full key matches ``pattern`` (``*``, ``?``, ``[...]``, ``**``)."""
         prefix, regex = glob_parts(pattern, self)
-        return [entry for entry in self.list(prefix) if regex.match(entry.name)]
+        return [entry for entry in self.iter_list(prefix) if regex.match(entry.name)]
 
     @overload
     def open(
@@ -592,7 +616,8 @@ class StorageBackend:
     # -- primitives --------------------------------------------------------------------------
 
     def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        """Entries under ``prefix`` (``''`` or ``'a/b/'``), in any order."""
+        """Entries under ``prefix`` (``''`` or ``'a/b/'``): in listing order, lazily, where
+        :attr:`ordered_listing` says so, else in any order."""
         raise NotImplementedError
 
     def _open(self, key: str, mode: FileMode, extra_args: dict[str, Any]) -> RemoteFile:

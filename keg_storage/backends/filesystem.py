@@ -28,7 +28,7 @@ import os
 import posixpath
 import shutil
 import stat as stat_module
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +56,7 @@ from .base import (
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
+from .listing import is_directory, sorted_entries
 from .local_copy import copy_file_object, kernel_source, kernel_target
 from .publish import (
     atomic_replace,
@@ -347,22 +348,43 @@ def _atomic_file(
         raise
 
 
-def _scan(dir_fd: int, base: str) -> tuple[list[ListEntry], list[str]]:
-    """The files (not symlinks, FIFOs or temp files) and sub-directory names of ``dir_fd``."""
-    files, subdirs = [], []
+def _scan(dir_fd: int, base: str) -> list[ListEntry]:
+    """The files (not symlinks, FIFOs or temp files) and sub-directories (named with their
+    trailing ``/``) of ``dir_fd``, in listing order (:func:`~.listing.sorted_entries`)."""
+    found = []
     with os.scandir(dir_fd) as entries:
         for entry in entries:
             if is_temp_name(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                subdirs.append(entry.name)
+                found.append(ListEntry(f"{base}{entry.name}/", None, 0))
             elif entry.is_file(follow_symlinks=False):
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # removed since it was listed
                     continue
-                files.append(ListEntry(base + entry.name, arrow.get(info.st_mtime), info.st_size))
-    return files, subdirs
+                modified = arrow.Arrow.utcfromtimestamp(info.st_mtime)
+                found.append(ListEntry(base + entry.name, modified, info.st_size))
+    return sorted_entries(found)
+
+
+def _walk(top: int, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+    """The entries under the directory ``top`` (closed when the walk ends) in listing order,
+    depth first: one directory read at a time, one descriptor held per level, each opened from
+    its parent's without following a symlink (a sub-directory gone, or swapped for a symlink,
+    since it was read is skipped)."""
+    try:
+        for entry in _scan(top, prefix):
+            if not recursive or not is_directory(entry):
+                yield entry
+                continue
+            try:
+                child = os.open(entry.name[len(prefix) : -1], _DIR_FLAGS, dir_fd=top)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            yield from _walk(child, entry.name, recursive)
+    finally:
+        os.close(top)
 
 
 class DescriptorClimb:
@@ -517,6 +539,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         metadata=False,
     )
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
+    ordered_listing = True
     disallowed_path_chars: frozenset[str] = frozenset()
     """Characters a subclass refuses in paths (``InvalidPathError``), beyond the control
     characters every backend refuses. 0.5's name; 0.5 refused ``~?*`` and whitespace here."""
@@ -637,49 +660,12 @@ class LocalFSStorage(InternalLinksStorageBackend):
         finally:
             climb.close()
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         try:
             fd = self._open_dir(prefix.split("/")[:-1], prefix)
         except (FileNotFoundError, NotADirectoryError):
-            return []
-        try:
-            return self._walk(fd, prefix, recursive)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _walk(top: int, prefix: str, recursive: bool) -> list[ListEntry]:
-        """Every entry under the directory ``top``, depth first through descriptors (one held per
-        level), never following a symlink."""
-        entries, subdirs = _scan(top, prefix)
-        if not recursive:
-            return entries + [ListEntry(f"{prefix}{name}/", None, 0) for name in subdirs]
-        stack = [(top, prefix, iter(subdirs))]
-        try:
-            while stack:
-                parent, base, pending = stack[-1]
-                name = next(pending, None)
-                if name is None:
-                    stack.pop()
-                    if parent != top:
-                        os.close(parent)
-                    continue
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=parent)
-                except (FileNotFoundError, NotADirectoryError):  # gone, or swapped for a symlink
-                    continue
-                try:
-                    files, children = _scan(child, f"{base}{name}/")
-                except BaseException:
-                    os.close(child)
-                    raise
-                entries += files
-                stack.append((child, f"{base}{name}/", iter(children)))
-        finally:
-            for parent, _, _ in stack:
-                if parent != top:
-                    os.close(parent)
-        return entries
+            return
+        yield from _walk(fd, prefix, recursive)
 
     def _open(
         self,

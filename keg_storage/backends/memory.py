@@ -1,21 +1,24 @@
-"""MemoryStorage: the whole contract in a dict, thread-safe, for tests of applications."""
+"""MemoryStorage: the whole contract in a sorted dict, thread-safe, for tests of applications."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import arrow
+from sortedcontainers import SortedDict
 
 from ..errors import FileExistsInStorageError, PreconditionFailedError
 from ..secrets import Secret, hold
 from .base import FILE_EXISTS, PRECONDITION_FAILED, FileMode, FileStat, ListEntry
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
+from .listing import DEFAULT_PAGE_SIZE
 from .streams import WrappedFile
 
 
@@ -63,7 +66,10 @@ class MemoryFile(WrappedFile):
 
 class MemoryStorage(InternalLinksStorageBackend):
     """Files in a dict of this process; links are internal links served by ``LinkViewMixin``.
-    Conditional writes are decided under the store's lock at the moment of publishing."""
+    Conditional writes are decided under the store's lock at the moment of publishing.
+
+    The dict is sorted (``sortedcontainers.SortedDict``), so a listing reads its keys in order
+    a page at a time, each page under the lock, without copying the key set."""
 
     capabilities = Capabilities(
         read_write=True,
@@ -73,6 +79,7 @@ class MemoryStorage(InternalLinksStorageBackend):
         internal_links=True,
         multi_operation_links=True,
     )
+    ordered_listing = True
 
     def __init__(
         self,
@@ -84,7 +91,7 @@ class MemoryStorage(InternalLinksStorageBackend):
         held: Secret[SecretKey] | None = hold(secret_key)
         del secret_key  # no frame of ours holds it in plain form
         super().__init__(linked_endpoint=linked_endpoint, secret_key=held, name=name)
-        self._files: dict[str, _StoredFile] = {}
+        self._files: SortedDict[str, _StoredFile] = SortedDict()
         self._lock = threading.Lock()
 
     def store(
@@ -119,18 +126,41 @@ class MemoryStorage(InternalLinksStorageBackend):
             raise self._not_found(key)
         return stored
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """The keys under ``prefix`` in order, a page at a time: each page is read under the lock
+        from where the last one ended, so writes may go on between pages (as on S3, a key
+        written behind the listing's position is not seen). One level: the first key below a
+        sub-directory gives its entry, and the keys after it inside the sub-directory are
+        skipped (by the next page's start, past them)."""
+        start, inclusive = prefix, True
+        directory = None
+        while True:
+            page = self._page(start, inclusive)
+            for key, stored in page:
+                if not key.startswith(prefix):
+                    return
+                if directory is not None and key.startswith(directory):
+                    continue
+                head, slash, _ = key[len(prefix) :].partition("/")
+                if slash and not recursive:
+                    directory = prefix + head + slash
+                    yield ListEntry(directory, None, 0)
+                    continue
+                yield ListEntry(key, stored.last_modified, len(stored.data))
+            if len(page) < (self.list_page_size or DEFAULT_PAGE_SIZE):
+                return
+            last = page[-1][0]
+            if directory is not None and last.startswith(directory):
+                start, inclusive = directory[:-1] + "0", True  # "0" follows "/": past its keys
+            else:
+                start, inclusive = last, False
+
+    def _page(self, start: str, inclusive: bool) -> list[tuple[str, _StoredFile]]:
+        """The next page of keys from ``start``, read under the lock."""
+        size = self.list_page_size or DEFAULT_PAGE_SIZE
         with self._lock:
-            files = [(k, v) for k, v in self._files.items() if k.startswith(prefix)]
-        directories = set()
-        for key, stored in files:
-            rest = key[len(prefix) :]
-            if not recursive and "/" in rest:
-                directories.add(prefix + rest.split("/", 1)[0] + "/")
-                continue
-            yield ListEntry(key, stored.last_modified, len(stored.data))
-        for directory in directories:
-            yield ListEntry(directory, None, 0)
+            keys = self._files.irange(start, inclusive=(inclusive, True))
+            return [(key, self._files[key]) for key in itertools.islice(keys, size)]
 
     def _open(
         self,

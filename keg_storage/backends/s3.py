@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name
 from .bulk import batch_failed, in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .object_listing import s3_listing
 from .prefixes import KeyPrefix, user_path
 from .s3_errors import (
     condition_parameters,
@@ -147,6 +148,7 @@ class S3Storage(StorageBackend):
     )
     supported_extra_args = None
     max_key_bytes = 1024
+    ordered_listing = True
 
     def __init__(
         self,
@@ -277,25 +279,12 @@ class S3Storage(StorageBackend):
 
     # -- primitives --------------------------------------------------------------------------
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._prefix.service(prefix)}
-        if not recursive:
-            arguments["Delimiter"] = "/"
-        entries = []
-        directories: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(**arguments):
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/"):
-                    continue  # a "folder" marker object, not a file
-                modified = arrow.get(obj["LastModified"]).to("UTC")
-                entries.append(ListEntry(self._prefix.relative(obj["Key"]), modified, obj["Size"]))
-            directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
-        if directories and self.check_directories:
-            with ThreadPoolExecutor(self.max_concurrency, "keg-storage-list") as executor:
-                holds_files = list(executor.map(self._holds_files, directories))
-            directories = [d for d, keep in zip(directories, holds_files, strict=True) if keep]
-        entries.extend(ListEntry(self._prefix.relative(d), None, 0) for d in directories)
-        return entries
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """Lazily, a page at a time, in listing order (:func:`.object_listing.s3_listing`),
+        names relative to the prefix."""
+        relative = self._prefix.relative
+        for entry in s3_listing(self, self._prefix.service(prefix), recursive):
+            yield entry._replace(name=relative(entry.name))
 
     def _holds_files(self, prefix: str) -> bool:
         """Whether any file (not only folder markers) has a key starting with ``prefix``."""

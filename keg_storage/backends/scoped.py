@@ -52,6 +52,7 @@ _PARENT_SETTINGS = (
     "unsupported_path_characters",
     "max_segment_bytes",
     "transfer_chunk_size",
+    "ordered_listing",
 )
 """What a view takes over from its parent as it is when the view is made."""
 

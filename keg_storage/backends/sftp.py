@@ -38,7 +38,6 @@ import functools
 import logging
 import posixpath
 import stat as stat_module
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +62,7 @@ from .base import (
     SecretKey,
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
+from .listing import is_directory, sorted_entries
 from .publish import is_temp_name
 from .sftp_fastpath import (
     OPEN_READ,
@@ -174,6 +174,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         multi_operation_links=True,
         metadata=False,
     )
+    ordered_listing = True
     # The limits of the file systems OpenSSH serves (NAME_MAX, PATH_MAX): longer paths are
     # refused before a request instead of failing on the server with a bare "failure".
     max_segment_bytes = 255
@@ -305,33 +306,33 @@ class SFTPStorage(InternalLinksStorageBackend):
 
     # -- primitives ---------------------------------------------------------------------------
 
-    def _list(self, prefix: str, recursive: bool) -> Iterable[ListEntry]:
-        def walk(session: Session) -> list[ListEntry]:
-            entries: list[ListEntry] = []
-            # Directories found below are real ones (the listing's attributes are lstat's).
-            self.paths.check_dir(session.sftp, self.paths.remote(prefix), prefix or None)
-            pending = deque([prefix])
-            while pending:
-                directory = pending.popleft()
+    def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
+        """One directory at a time, depth first, siblings in listing order; a pooled session
+        is leased for each directory's read, never held between entries."""
+
+        def read(directory: str) -> Callable[[Session], list[ListEntry]]:
+            def read_on(session: Session) -> list[ListEntry]:
+                if directory == prefix:  # below it, directories are real (lstat attributes)
+                    self.paths.check_dir(session.sftp, self.paths.remote(prefix), prefix or None)
                 try:
                     children = session.sftp.listdir_attr(self.paths.remote(directory))
                 except OSError as exc:
                     if exc.errno == errno.ENOENT or (directory == prefix and not_a_dir(exc)):
-                        continue
+                        return []
                     raise
-                for attr in children:
-                    name = directory + attr.filename
-                    mode = attr.st_mode or 0
-                    if stat_module.S_ISDIR(mode):
-                        if recursive:
-                            pending.append(name + "/")
-                        else:
-                            entries.append(ListEntry(name + "/", None, 0))
-                    elif stat_module.S_ISREG(mode) and not is_temp_name(attr.filename):
-                        entries.append(ListEntry(name, mtime(attr), attr.st_size or 0))
-            return entries
+                return directory_entries(directory, children)
 
-        return self.transport.call(prefix or None, walk, action="list")
+            return read_on
+
+        def walk(directory: str) -> Iterator[ListEntry]:
+            listing = self.transport.call(directory or None, read(directory), action="list")
+            for entry in listing:
+                if recursive and is_directory(entry):
+                    yield from walk(entry.name)
+                else:
+                    yield entry
+
+        return walk(prefix)
 
     def _stat_attr(self, session: Session, key: str) -> Any:
         attr = self.paths.checked_attr(session.sftp, key)
@@ -631,6 +632,20 @@ def start_position(file_obj: IO[bytes]) -> int | None:
         return file_obj.tell() if file_obj.seekable() else None
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def directory_entries(directory: str, children: Iterable[Any]) -> list[ListEntry]:
+    """The files (not temp files, symlinks or specials) and sub-directories (named with their
+    trailing ``/``) of the directory ``directory`` from its attributes, in listing order."""
+    entries = []
+    for attr in children:
+        name = directory + attr.filename
+        mode = attr.st_mode or 0
+        if stat_module.S_ISDIR(mode):
+            entries.append(ListEntry(name + "/", None, 0))
+        elif stat_module.S_ISREG(mode) and not is_temp_name(attr.filename):
+            entries.append(ListEntry(name, mtime(attr), attr.st_size or 0))
+    return sorted_entries(entries)
 
 
 def not_a_dir(exc: OSError) -> bool:

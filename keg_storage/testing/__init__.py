@@ -41,6 +41,7 @@ pytest.register_assert_rewrite(
     "keg_storage.testing.scopes",
     "keg_storage.testing.urls",
     "keg_storage.testing.bulk",
+    "keg_storage.testing.listing",
 )
 
 from .bulk import BulkCases  # noqa: E402
@@ -48,6 +49,7 @@ from .conditional import CapabilityCases, ConditionalWriteCases  # noqa: E402
 from .files import FileCases  # noqa: E402
 from .helpers import BackendCases, MiB, names, payload, read, write  # noqa: E402
 from .links import LinkCases, LinkSigningCases  # noqa: E402
+from .listing import ListingCases  # noqa: E402
 from .operations import OperationCases  # noqa: E402
 from .paths import PathCases  # noqa: E402
 from .scopes import ScopedCases, ScopedLinkCases  # noqa: E402
@@ -59,6 +61,7 @@ class ConformanceCases(
     FileCases,
     TextFileCases,
     OperationCases,
+    ListingCases,
     PathCases,
     LinkCases,
     LinkSigningCases,
@@ -82,6 +85,7 @@ __all__ = [
     "FileCases",
     "LinkCases",
     "LinkSigningCases",
+    "ListingCases",
     "MiB",
     "OperationCases",
     "PathCases",
