@@ -17,9 +17,8 @@ import functools
 import logging
 import math
 import time
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -28,11 +27,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import arrow
 
 from ..errors import (
-    FileExistsInStorageError,
     FileNotFoundInStorageError,
     InvalidPathError,
     MissingDependencyError,
-    PreconditionFailedError,
     StorageError,
     StoragePermissionError,
     UnsupportedOperationError,
@@ -49,6 +46,14 @@ from .azure_errors import (
     split_timeouts,
     translate_azure_error,
 )
+from .azure_files import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_BLOCK_SIZE,
+    MAX_BLOCKS,
+    AzureFile,
+    AzureReader,
+    AzureWriter,
+)
 from .base import (
     Expiry,
     FileMode,
@@ -57,7 +62,6 @@ from .base import (
     RemoteFile,
     ShareLinkOperation,
     StorageBackend,
-    file_errors,
     resolve_expiry,
 )
 from .bulk import batch_failed, in_batches
@@ -65,18 +69,13 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import azure_listing
 from .prefixes import KeyPrefix, user_path
-from .streams import FileSlice, PartUploadWriter, RangeReader, local_file_extent
+from .streams import local_file_extent
 
 try:
     import requests
-    from azure.core import MatchConditions
-    from azure.core.exceptions import (
-        HttpResponseError,
-        ResourceNotFoundError,
-    )
+    from azure.core.exceptions import ResourceNotFoundError
     from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.blob import (
-        BlobBlock,
         BlobClient,
         BlobPrefix,
         BlobSasPermissions,
@@ -102,11 +101,6 @@ except ImportError as exc:  # the backend is optional: the error surfaces when i
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "AzureFile", "AzureReader", "AzureStorage", "AzureWriter"]
 
-DEFAULT_CHUNK_SIZE = 5 * 1024 * 1024
-MAX_BLOCK_SIZE = 4000 * 1024 * 1024
-"""The service's limit for one staged block."""
-MAX_BLOCKS = 50_000
-"""The service's limit for the blocks of one blob."""
 DELETE_BATCH = 256
 """Deletes per blob batch request: the service's limit."""
 STREAMED_BLOCK_SIZE = 16 * 1024 * 1024
@@ -166,242 +160,6 @@ def _logged_retry_class() -> Any:
 def _without_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-class AzureFile(RemoteFile):
-    """Base of the Azure file objects: one blob, read or written through its ``blob_client``.
-
-    Reading and writing a blob work so differently that each has its own class.
-    """
-
-    blob_client: BlobClient
-    path: str
-    storage: Any
-
-    def _translation(self) -> contextlib.AbstractContextManager[None]:
-        return file_errors(self.storage, self.path, translate_azure_error)
-
-
-class AzureReader(AzureFile, RangeReader):
-    """Reads a blob with ranged GETs of ``chunk_size``, ``max_concurrency`` of them ahead of a
-    sequential reader. Reads are pinned to the blob's ETag at ``open()``: if the blob is replaced
-    meanwhile, reading fails instead of mixing two versions. A blob stored with a
-    ``Content-Encoding`` reads as its stored bytes (never decompressed).
-
-    With ``first_range=True`` construction downloads the first chunk instead of reading the
-    blob's properties (the response's ``Content-Range`` gives the size), so a transfer that
-    reads from the start saves a request and a blob of at most ``chunk_size`` is one GET."""
-
-    def __init__(
-        self,
-        mode: FileMode | str,
-        blob_client: BlobClient,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        *,
-        max_concurrency: int = 1,
-        storage: Any = None,
-        path: str | None = None,
-        first_range: bool = False,
-    ) -> None:
-        if FileMode.as_mode(mode) != FileMode.read:
-            raise ValueError("AzureReader reads only: open it with mode 'rb'")
-        self.blob_client = blob_client
-        self.path = path if path is not None else blob_client.blob_name
-        self.storage = storage
-        self._first_data: bytes | None = None
-        with self._translation():
-            size = self._download_first(chunk_size) if first_range else None
-            if size is None:
-                properties = blob_client.get_blob_properties()
-                self.etag, size = properties.etag, properties.size
-        RangeReader.__init__(
-            self, size=size, chunk_size=chunk_size, max_concurrency=max_concurrency
-        )
-
-    def _download_first(self, chunk_size: int) -> int | None:
-        """Download the first ``chunk_size`` bytes, kept for the first read; the blob's size, or
-        None for an empty blob (the service refuses a range of it: 416)."""
-        try:
-            stream = self._download(0, chunk_size)
-        except HttpResponseError as exc:
-            if exc.status_code == 416:
-                return None
-            raise
-        self.etag = stream.properties.etag
-        self._first_data = stream.readall()
-        return int(stream.properties.content_range.rpartition("/")[2])
-
-    def _download(self, start: int, length: int, **conditions: Any) -> Any:
-        return self.blob_client.download_blob(
-            offset=start,
-            length=length,
-            max_concurrency=1,
-            decompress=False,  # the stored bytes, as S3 and the other backends return them
-            raw_request_hook=_BodyRetryLog(self.storage, self.path),
-            **conditions,
-        )
-
-    def _read_range(self, start: int, end: int) -> bytes:
-        """The range; the first one as downloaded at construction, when it was (only the
-        calling thread reads the first chunk: see :class:`RangeReader`)."""
-        if start == 0 and self._first_data is not None:
-            data, self._first_data = self._first_data, None
-            return data
-        stream = self._download(
-            start, end - start, etag=self.etag, match_condition=MatchConditions.IfNotModified
-        )
-        return stream.readall()
-
-    def _release_resources(self) -> None:
-        self._first_data = None
-        super()._release_resources()
-
-
-class _BodyRetryLog:
-    """Logs the downloads azure-storage-blob starts again on its own when a response body
-    breaks off: its downloader tries up to 3 times, outside the retry policy and with no hook
-    of its own. Each new request of one ``download_blob`` call after the first is such a retry
-    (the retry policy sends the same request object again, and logs those itself)."""
-
-    attempts = 3
-
-    def __init__(self, storage: Any, path: str) -> None:
-        self.storage = storage
-        self.path = path
-        self.requests: list[Any] = []
-
-    def __call__(self, pipeline_request: Any) -> None:
-        request = pipeline_request.http_request
-        if any(seen is request for seen in self.requests):
-            return
-        self.requests.append(request)
-        if len(self.requests) > 1:
-            log_retry(
-                self.storage,
-                f"GET {self.path}",
-                "the response broke off",
-                getattr(self.storage, "endpoint", None) or "its account URL",
-                len(self.requests),
-                self.attempts,
-            )
-
-
-class AzureWriter(AzureFile, PartUploadWriter):
-    """Writes a block blob: full blocks of ``chunk_size`` are staged in parallel (at most
-    ``max_concurrency`` in flight, so memory stays bounded) and committed in order by
-    ``close()``. A file smaller than one block, an empty one included, is a single upload.
-
-    An aborted or failed write commits nothing, so the previous blob stays. The service has no
-    call to drop staged blocks; it discards uncommitted blocks itself after a week.
-
-    ``condition`` (``overwrite=False`` or ``if_match``) goes with the request that publishes,
-    the commit or the single-shot upload, so the service decides it there; when it does not
-    hold, ``close()`` raises :class:`FileExistsInStorageError` or
-    :class:`PreconditionFailedError` and the blob stays as it was.
-    """
-
-    max_block_size = MAX_BLOCK_SIZE
-    """The largest block (``chunk_size``) the service accepts (0.5's name; now 4,000 MiB)."""
-
-    def __init__(
-        self,
-        mode: FileMode | str,
-        blob_client: BlobClient,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        *,
-        max_concurrency: int = 1,
-        content_settings: ContentSettings | None = None,
-        metadata: Mapping[str, str] | None = None,
-        storage: Any = None,
-        path: str | None = None,
-        condition: WriteCondition = ALWAYS,
-    ) -> None:
-        if FileMode.as_mode(mode) != FileMode.write:
-            raise ValueError("AzureWriter writes only: open it with mode 'wb'")
-        if not 0 < chunk_size <= self.max_block_size:
-            raise ValueError(f"chunk_size must be between 1 and {self.max_block_size} bytes")
-        self.blob_client = blob_client
-        self.path = path if path is not None else blob_client.blob_name
-        self.storage = storage
-        self.content_settings = content_settings
-        self.metadata = dict(metadata) if metadata else None
-        self.condition = condition
-        # Every block id of one blob must have the same length; a random prefix keeps the blocks
-        # of concurrent or earlier, aborted writers apart.
-        self._block_prefix = uuid.uuid4().hex
-        PartUploadWriter.__init__(self, chunk_size=chunk_size, max_concurrency=max_concurrency)
-        # Worker threads get a callable that does not hold the writer, so that an unclosed
-        # writer is collected when its caller drops it, not later in a worker.
-        self._upload_part = functools.partial(  # type: ignore[method-assign]
-            _stage_block, blob_client, self._block_prefix, storage, self.path
-        )
-
-    def stage_local_file(
-        self, fd: int, start: int, size: int, block_size: int, count_bytes: ByteCounter
-    ) -> None:
-        """Stage ``size`` bytes of the open file ``fd`` from offset ``start``, in blocks of
-        ``block_size`` each streamed from the file (:class:`FileSlice`), so memory stays small
-        whatever the block size; ``count_bytes`` follows the bytes as they are sent. Only on a
-        fresh writer; ``close()`` commits as usual."""
-        if self.tell():
-            raise ValueError("stage_local_file needs a writer nothing was written to")
-        with self._translation():  # as write() is: a failed block surfaces here
-            for offset in range(start, start + size, block_size):
-                length = min(block_size, start + size - offset)
-                block = FileSlice(
-                    fd,
-                    offset,
-                    length,
-                    count_bytes=count_bytes,
-                    backend=self.storage,
-                    path=self.path,
-                )
-                self._submit(block)
-                self._written += length
-
-    def _complete_parts(self, results: list[Any]) -> None:
-        """Commit the blocks. A refused conditional commit is checked against the blob's
-        committed blocks: the SDK resends a commit whose answer was lost, and when the first try
-        had committed, the service refuses the resend. The block ids are this writer's alone (a
-        random prefix), so a blob made of exactly them is this write's own."""
-        try:
-            with deciding(self.condition, self.storage, self.path):
-                self.blob_client.commit_block_list(
-                    [BlobBlock(block_id) for block_id in results],
-                    content_settings=self.content_settings,
-                    metadata=self.metadata,
-                    **condition_arguments(self.condition),
-                )
-        except (FileExistsInStorageError, PreconditionFailedError):
-            committed, _ = self.blob_client.get_block_list("committed")
-            if [block.id for block in committed] != results:
-                raise
-
-    def _put_whole(self, data: bytes) -> None:
-        with deciding(self.condition, self.storage, self.path):
-            self.blob_client.upload_blob(
-                data,
-                length=len(data),
-                overwrite=True,
-                content_settings=self.content_settings,
-                metadata=self.metadata,
-                **condition_arguments(self.condition),
-            )
-
-
-def _stage_block(
-    blob_client: BlobClient, prefix: str, storage: Any, path: str, number: int, data: Any
-) -> str:
-    """Stage block ``number`` (1-based) of an :class:`AzureWriter`; what its workers run."""
-    if number > MAX_BLOCKS:
-        raise StorageError(
-            f"a blob holds at most {MAX_BLOCKS} blocks: write it with a larger chunk_size",
-            backend=storage,
-            path=path,
-        )
-    block_id = f"{prefix}{number:08d}"
-    blob_client.stage_block(block_id, data, length=len(data))
-    return block_id
 
 
 @dataclass

@@ -21,7 +21,7 @@ import requests
 from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
 
 from keg_storage import FileMode, ShareLinkOperation
-from keg_storage.backends import azure as azure_backend
+from keg_storage.backends import azure_files
 from keg_storage.backends.azure import AzureReader, AzureStorage, AzureWriter
 from keg_storage.errors import (
     FileNotFoundInStorageError,
@@ -396,7 +396,7 @@ def test_writer_refuses_more_blocks_than_a_blob_holds(
     small_blocks: AzureStorage, azure_container: ContainerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The service's limit is 50,000 blocks; lowered here so that a small write reaches it."""
-    monkeypatch.setattr(azure_backend, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(azure_files, "MAX_BLOCKS", 3)
     small_blocks.upload(io.BytesIO(b"previous"), "doc.bin")
     with (
         pytest.raises(StorageError, match=r"at most 3 blocks.*doc\.bin"),
