@@ -19,7 +19,6 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -64,7 +63,7 @@ from .base import (
     StorageBackend,
     resolve_expiry,
 )
-from .bulk import batch_failed, in_batches
+from .bulk import batch_failed, delete_in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import azure_listing
@@ -650,14 +649,7 @@ class AzureStorage(StorageBackend):
         each of its keys."""
         if self.clients().container is None:
             return super()._delete_many(keys)
-        batches = in_batches(keys, DELETE_BATCH)
-        if len(batches) == 1:  # on the calling thread: starting a thread costs more
-            return self._delete_batch(batches[0])
-        failed: dict[str, Exception] = {}
-        with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
-            for errors in executor.map(self._delete_batch, batches):
-                failed.update(errors)
-        return failed
+        return delete_in_batches(keys, DELETE_BATCH, self._delete_batch, self.max_concurrency)
 
     def _delete_batch(self, keys: list[str]) -> dict[str, Exception]:
         try:

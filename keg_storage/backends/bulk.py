@@ -173,9 +173,23 @@ def batch_failed(
     return failed
 
 
-def in_batches(keys: list[str], size: int) -> list[list[str]]:
-    """``keys`` cut into lists of at most ``size`` (for a service's batch call)."""
-    return [keys[start : start + size] for start in range(0, len(keys), size)]
+def delete_in_batches(
+    keys: list[str],
+    size: int,
+    delete_batch: Callable[[list[str]], dict[str, Exception]],
+    max_concurrency: int,
+) -> dict[str, Exception]:
+    """``delete_batch`` (a service's batch call) on ``keys`` cut into lists of at most
+    ``size``, ``max_concurrency`` at a time; a single batch on the calling thread, where
+    starting a thread would cost more than it saves. The failed keys of every batch."""
+    batches = [keys[start : start + size] for start in range(0, len(keys), size)]
+    if len(batches) == 1:
+        return delete_batch(batches[0])
+    failed: dict[str, Exception] = {}
+    with ThreadPoolExecutor(max_concurrency, "keg-storage-delete") as executor:
+        for errors in executor.map(delete_batch, batches):
+            failed.update(errors)
+    return failed
 
 
 def _items(values: Iterable[Any], name: str) -> list[Any]:

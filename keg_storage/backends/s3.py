@@ -40,7 +40,7 @@ from .base import (
     StorageBackend,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
-from .bulk import batch_failed, in_batches
+from .bulk import batch_failed, delete_in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import s3_listing
@@ -535,14 +535,7 @@ class S3Storage(StorageBackend):
         """DeleteObjects with up to 1,000 keys per request (S3's limit), ``max_concurrency``
         requests at a time. A key S3 reports in the response's ``Errors`` gets that error (a
         missing key is deleted); a request that fails gives its error to each of its keys."""
-        batches = in_batches(keys, DELETE_BATCH)
-        if len(batches) == 1:  # on the calling thread: starting a thread costs more
-            return self._delete_batch(batches[0])
-        failed: dict[str, Exception] = {}
-        with ThreadPoolExecutor(self.max_concurrency, "keg-storage-delete") as executor:
-            for errors in executor.map(self._delete_batch, batches):
-                failed.update(errors)
-        return failed
+        return delete_in_batches(keys, DELETE_BATCH, self._delete_batch, self.max_concurrency)
 
     def _delete_batch(self, keys: list[str]) -> dict[str, Exception]:
         objects: list[Any] = [{"Key": self._prefix.service(key)} for key in keys]
