@@ -50,7 +50,6 @@ from bench.compare_workloads import (  # noqa: E402
     WORKLOADS,
     Job,
     Settings,
-    Workload,
     find,
     make_local_data,
     raw_label,
@@ -58,13 +57,6 @@ from bench.compare_workloads import (  # noqa: E402
 from bench.rss import peak_rss_mib  # noqa: E402
 
 BACKENDS = ("s3", "azure", "sftp", "localfs", "memory")
-KEG_CLASSES = {
-    "s3": "S3Storage",
-    "azure": "AzureStorage",
-    "sftp": "SFTPStorage",
-    "localfs": "LocalFSStorage",
-    "memory": "MemoryStorage",
-}
 QUICK = {
     "sizes": (MIB,),
     "small_count": 20,
@@ -88,16 +80,6 @@ class Case:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"keg": [], "raw": []})
 
 
-def keg_has(workload: Workload, backend: str) -> bool:
-    """Whether keg_storage on this branch has what the workload's keg side calls."""
-    import keg_storage
-
-    if not workload.needs:
-        return True
-    owner = keg_storage if workload.needs == "sync" else getattr(keg_storage, KEG_CLASSES[backend])
-    return hasattr(owner, workload.needs)
-
-
 def plan(args: argparse.Namespace, settings: Settings, ctx: dict[str, Any]) -> list[Case]:
     cases = []
     for workload in WORKLOADS:
@@ -112,9 +94,7 @@ def plan(args: argparse.Namespace, settings: Settings, ctx: dict[str, Any]) -> l
                 scratch = str(Path(settings.work, "scratch"))
                 case = Case(workload.name, backend, variant, {**fields, "scratch": scratch})
                 case.raw = raw_label(workload, TARGETS[backend](ctx)) if workload.raw else ""
-                if not keg_has(workload, backend):
-                    case.skipped = f"not available: keg_storage has no {workload.needs}"
-                elif workload.raw_kind == "rclone" and not shutil.which("rclone"):
+                if workload.raw_kind == "rclone" and not shutil.which("rclone"):
                     case.raw = "rclone not installed (sudo apt-get install -y rclone)"
                 cases.append(case)
     return cases

@@ -7,12 +7,8 @@ object to download, making a directory, clearing a sync destination) goes in ``p
 runs before either side. To register a workload at merge::
 
     WORKLOADS.append(
-        Workload("name", keg_function, raw_function, small_variants, "small", needs="delete_many")
+        Workload("name", keg_function, raw_function, small_variants, "small")
     )
-
-``needs`` names the attribute of the keg_storage backend (or, for ``sync``, of the
-``keg_storage`` package) the keg side calls: where it is missing the row reads "not available"
-and only the raw side runs, so the table still shows the figure to beat.
 """
 
 from __future__ import annotations
@@ -134,7 +130,6 @@ class Workload:
     raw: Run | None
     variants: Callable[[str, Settings], list[Variant]]
     raw_kind: str = "upload"
-    needs: str = ""
     backends: tuple[str, ...] = ("s3", "azure", "sftp", "localfs", "memory")
     prepare: Callable[[Target, Job], None] | None = None
 
@@ -239,13 +234,8 @@ def keg_small(target: Target, job: Job) -> Parts:
         for key, _ in files:
             with storage.open(key, "rb") as f:
                 f.read()
-    delete = "delete_many" if hasattr(storage, "delete_many") else "delete each"
-    with clock.part(delete):
-        if hasattr(storage, "delete_many"):
-            storage.delete_many([key for key, _ in files])
-        else:
-            for key, _ in files:
-                storage.delete(key)
+    with clock.part("delete_many"):
+        storage.delete_many([key for key, _ in files])
     check_count(listed, files)
     return clock.parts
 
@@ -367,7 +357,6 @@ WORKLOADS: list[Workload] = [
         raw_upload_each,
         small_variants,
         "sequential",
-        needs="upload_many",
         prepare=prepare_small,
     ),
     Workload(
@@ -376,7 +365,6 @@ WORKLOADS: list[Workload] = [
         raw_rclone,
         sync_variants,
         "rclone",
-        needs="sync",
         backends=("s3", "azure", "sftp"),
         prepare=prepare_sync,
     ),
