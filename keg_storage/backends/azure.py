@@ -68,7 +68,7 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import azure_listing
 from .prefixes import KeyPrefix, user_path
-from .streams import OPEN_FIRST_RANGE, local_file_extent
+from .streams import local_file_extent
 
 try:
     import requests
@@ -414,7 +414,7 @@ class AzureStorage(StorageBackend):
         condition: WriteCondition = ALWAYS,
     ) -> RemoteFile:
         if mode == FileMode.read:
-            return self._reader(key, first_range=OPEN_FIRST_RANGE)
+            return self._reader(key)
         blob = self._blob(key)
         settings = {_EXTRA_ARG_SETTINGS[k]: v for k, v in extra_args.items() if k != "Metadata"}
         return AzureWriter(
@@ -429,7 +429,7 @@ class AzureStorage(StorageBackend):
             condition=condition,
         )
 
-    def _reader(self, key: str, *, first_range: int = 0) -> AzureReader:
+    def _reader(self, key: str, *, first_range: bool = False) -> AzureReader:
         return AzureReader(
             FileMode.read,
             self._blob(key),
@@ -444,7 +444,7 @@ class AzureStorage(StorageBackend):
         """The reader's chunks, in order, the first of which tells the size (no properties
         request first), so a blob of at most ``chunk_size`` is one GET on this thread."""
         with self.translating(key):
-            source = self._reader(key, first_range=self.chunk_size)
+            source = self._reader(key, first_range=True)
         with source:
             while chunk := source.read(self.transfer_chunk_size):
                 file_obj.write(chunk)

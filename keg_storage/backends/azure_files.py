@@ -60,11 +60,9 @@ class AzureReader(AzureFile, RangeReader):
     meanwhile, reading fails instead of mixing two versions. A blob stored with a
     ``Content-Encoding`` reads as its stored bytes (never decompressed).
 
-    With ``first_range=N`` construction downloads the first N bytes instead of reading the
-    blob's properties (the response's ``Content-Range`` gives the size), kept for the first read
-    when they are the whole first chunk: ``download`` asks for ``chunk_size`` (a blob of at most
-    that is one GET), ``open()`` for :data:`~.streams.OPEN_FIRST_RANGE` (a small blob is one
-    GET; a reader of a larger one that seeks first wastes at most that many bytes)."""
+    With ``first_range=True`` construction downloads the first chunk instead of reading the
+    blob's properties (the response's ``Content-Range`` gives the size), so a transfer that
+    reads from the start saves a request and a blob of at most ``chunk_size`` is one GET."""
 
     def __init__(
         self,
@@ -75,7 +73,7 @@ class AzureReader(AzureFile, RangeReader):
         max_concurrency: int = 1,
         storage: Any = None,
         path: str | None = None,
-        first_range: int = 0,
+        first_range: bool = False,
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.read:
             raise ValueError("AzureReader reads only: open it with mode 'rb'")
@@ -84,9 +82,7 @@ class AzureReader(AzureFile, RangeReader):
         self.storage = storage
         self._first_data: bytes | None = None
         with self._translation():
-            size = self._download_first(min(first_range, chunk_size)) if first_range else None
-            if size is not None and first_range < min(chunk_size, size):
-                self._first_data = None  # not the whole first chunk
+            size = self._download_first(chunk_size) if first_range else None
             if size is None:
                 properties = blob_client.get_blob_properties()
                 self.etag, size = properties.etag, properties.size

@@ -61,7 +61,7 @@ from .s3_settings import (
     set_elsewhere,
     transfer_settings,
 )
-from .streams import OPEN_FIRST_RANGE, small_body
+from .streams import small_body
 
 try:
     import boto3
@@ -303,7 +303,7 @@ class S3Storage(StorageBackend):
         condition: WriteCondition = ALWAYS,
     ) -> RemoteFile:
         if mode == FileMode.read:
-            return self._reader(key, first_range=OPEN_FIRST_RANGE)
+            return self._reader(key)
         return S3Writer(
             self.bucket,
             self._prefix.service(key),
@@ -316,7 +316,7 @@ class S3Storage(StorageBackend):
             condition=condition,
         )
 
-    def _reader(self, key: str, *, first_range: int = 0) -> S3Reader:
+    def _reader(self, key: str, *, first_range: bool = False) -> S3Reader:
         return S3Reader(
             self.bucket,
             self._prefix.service(key),
@@ -335,7 +335,7 @@ class S3Storage(StorageBackend):
         Not boto3's ``download_fileobj``: it sends a HEAD first, and writes by offset from its
         own threads, which needs a seekable ``file_obj``; here any writable one works."""
         with self.translating(key):
-            source = self._reader(key, first_range=self.chunk_size)
+            source = self._reader(key, first_range=True)
         with source:
             while chunk := source.read(self.transfer_chunk_size):
                 file_obj.write(chunk)

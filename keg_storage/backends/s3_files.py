@@ -79,11 +79,10 @@ class S3Reader(S3FileBase, RangeReader):
     ``FileNotFoundInStorageError`` there); every range is requested ``If-Match`` that ETag, so a
     reader never mixes two versions of an object that is replaced while it reads.
 
-    With ``first_range=N`` construction sends a GET of the first N bytes instead of a HEAD (its
-    ``Content-Range`` gives the size), and the first read takes that response's body when it
-    holds the whole first chunk: ``download`` asks for ``chunk_size`` (an object of at most that
-    is one GET), ``open()`` for :data:`~.streams.OPEN_FIRST_RANGE` (a small object is one GET; a
-    reader of a larger one that seeks first wastes at most that many bytes).
+    With ``first_range=True`` construction sends the GET of the first range instead of a HEAD
+    (its ``Content-Range`` gives the size) and the first read takes that response's body: a
+    transfer that reads from the start saves a request, and an object of at most ``chunk_size``
+    costs one GET. A reader that may seek first (``open()``) is better served by the HEAD.
     """
 
     def __init__(
@@ -96,21 +95,15 @@ class S3Reader(S3FileBase, RangeReader):
         max_concurrency: int = 4,
         read_attempts: int = 3,
         storage: Any = None,
-        first_range: int = 0,
+        first_range: bool = False,
     ) -> None:
         self._bind(bucket, filename, client, storage)
         self.read_attempts = max(1, read_attempts)
         self._first_response: Any = None  # a GetObject response, its body unread
         with self._translation():
-            head: Any = self._get_first(min(first_range, chunk_size)) if first_range else None
+            head: Any = self._get_first(chunk_size) if first_range else None
             if head is None:
                 head = client.head_object(Bucket=bucket, Key=filename)
-            elif self._first_response is not None and first_range < min(
-                chunk_size, _object_size(head)
-            ):  # not the whole first chunk: read off (the connection is reused), and dropped
-                self._first_response, unused = None, self._first_response
-                with contextlib.closing(unused["Body"]) as body:
-                    body.read()
         self.etag: str = head["ETag"]
         self.content_type: str | None = head.get("ContentType")
         RangeReader.__init__(

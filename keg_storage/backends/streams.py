@@ -59,13 +59,6 @@ class WrappedFile(RemoteFile):
         return self.fp.write(data)
 
 
-OPEN_FIRST_RANGE = 64 * 1024
-"""Bytes of the GET that ``open(path, 'rb')`` sends on S3 and Azure instead of a HEAD: a file
-of at most this size is read whole by it (one request, as the SDK's ``get_object``), a larger
-one costs one request as the HEAD did, and at most this many bytes a reader seeking elsewhere
-does not use."""
-
-
 class RangeReader(RemoteFile):
     """A seekable reader over ``_read_range(start, end)``; subclasses implement that primitive.
 

@@ -638,23 +638,3 @@ def test_download_of_a_larger_blob_is_only_ranged_gets(small_blocks: AzureStorag
     small_blocks.download("large.bin", target)
     assert target.getvalue() == data
     assert [request.split()[0] for request in sent] == ["GET"] * 4
-
-
-def test_reading_a_small_blob_is_one_get(small_blocks: AzureStorage) -> None:
-    """open() asks for the first OPEN_FIRST_RANGE bytes instead of the properties: a small blob
-    is read whole by that one request, as ``download_blob`` would."""
-    small_blocks.upload(io.BytesIO(b"small body"), "small.txt")
-    sent = sent_requests(small_blocks)
-    with small_blocks.open("small.txt", "rb") as file:
-        assert file.read() == b"small body"
-    assert [request.split()[0] for request in sent] == ["GET"]
-
-
-def test_seeking_in_a_larger_blob_costs_one_request_at_open(small_blocks: AzureStorage) -> None:
-    data = bytes(range(256)) * (3 * BLOCK // 256)
-    small_blocks.upload(io.BytesIO(data), "large.bin")
-    sent = sent_requests(small_blocks)
-    with small_blocks.open("large.bin", "rb") as file:
-        file.seek(2 * BLOCK + 7)
-        assert file.read(10) == data[2 * BLOCK + 7 : 2 * BLOCK + 17]
-    assert [request.split()[0] for request in sent] == ["GET", "GET"]
