@@ -72,6 +72,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
+_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
+"""The buffer of files opened here, given so that opening one skips the ``isatty`` check
+(an ``ioctl``) with which :func:`open` picks a size."""
 _NO_LOCKS = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 """``flock`` errors of file systems without it (NFS refuses it on a read-only descriptor)."""
 
@@ -270,7 +273,8 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
         info = os.fstat(fd)
         if not stat_module.S_ISREG(info.st_mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file", name)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        # The status flags are the ones given (F_SETFL ignores the access and creation ones).
+        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | _FILE_FLAGS) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
         raise
@@ -287,7 +291,7 @@ def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
             fd = os.open(name, _TEMP_FLAGS, 0o666, dir_fd=dir_fd)
         except FileExistsError:
             continue
-        return name, os.fdopen(fd, "wb")
+        return name, os.fdopen(fd, "wb", _BUFFER_SIZE)
 
 
 def _publish_temp(
@@ -465,10 +469,10 @@ class LocalFSFile(WrappedFile):
                     return
                 if self.mode == FileMode.read:
                     fd, _ = _open_regular(self._dir_fd, name, os.O_RDONLY)
-                    self.fp = os.fdopen(fd, "rb")
+                    self.fp = os.fdopen(fd, "rb", _BUFFER_SIZE)
                 else:
                     fd, info = _open_regular(self._dir_fd, name, os.O_RDWR)
-                    self.fp = os.fdopen(fd, "r+b")
+                    self.fp = os.fdopen(fd, "r+b", _BUFFER_SIZE)
                     if info.st_nlink > 1:
                         raise StoragePermissionError(
                             "a file with more than one hard link is not changed in place",
@@ -654,7 +658,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             fd, _ = _open_regular(dir_fd, name, os.O_RDONLY)
         finally:
             os.close(dir_fd)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", _BUFFER_SIZE)
 
     def _prune_empty_parents(self, dir_fd: int, key: str) -> None:
         """Remove directories left empty by a delete or move of ``key``, from ``dir_fd`` (the

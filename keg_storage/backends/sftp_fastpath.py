@@ -79,6 +79,9 @@ class Pipeline:
     def send_read(self, handle: bytes | None, offset: int, length: int) -> int:
         return self.send(CMD_READ, handle, int64(offset), length)
 
+    def send_close(self, handle: bytes) -> int:
+        return self.send(CMD_CLOSE, handle)
+
     def send_write(self, handle: bytes, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Send SSH_FXP_WRITE like ``_async_request`` would, with one copy of ``data`` instead
         of paramiko's six (Message, packet, and re-slicing while the channel window fills)."""
@@ -231,6 +234,13 @@ def open_handle(sftp: Any, path: str, flags: int) -> bytes:
 
 def close_handle(sftp: Any, handle: bytes) -> None:
     sftp._request(CMD_CLOSE, handle)
+
+
+def close_unanswered(sftp: Any, handle: bytes) -> None:
+    """CLOSE ``handle`` without waiting for the answer, which paramiko drops when it arrives
+    (as its own ``SFTPFile`` does when collected): for a reader, whose close has no outcome
+    to report, this saves a round trip."""
+    sftp._async_request(type(None), CMD_CLOSE, handle)
 
 
 def copy_data(sftp: Any, source: bytes, target: bytes) -> None:

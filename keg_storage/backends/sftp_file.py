@@ -17,7 +17,7 @@ from ..errors import FileExistsInStorageError, InvalidPathError, StorageError
 from . import cleanup
 from .base import FILE_EXISTS, FileMode, RemoteFile
 from .conditions import ALWAYS, WriteCondition
-from .sftp_fastpath import OPEN_READ, OPEN_WRITE, Pipeline, close_handle
+from .sftp_fastpath import OPEN_READ, OPEN_WRITE, Pipeline, close_handle, close_unanswered
 from .sftp_transport import Session, is_connection_failure, refusals_ignored, remove_quietly
 
 if TYPE_CHECKING:
@@ -294,19 +294,20 @@ class SFTPRemoteFile(RemoteFile):
         if not self._inflight or self._inflight[0][0] != self._position:
             self._reset_reads()
             self._next_offset = self._position
-            needed = 1 if limit is None else -(-limit // request)
+            ahead = max(0, self._size - self._position)  # to the size known at open
+            needed = -(-ahead // request) + 1 if limit is None else -(-limit // request)
             self._window = max(1, min(needed, self.client.max_requests))
         else:  # sequential reading: grow the read-ahead, like OpenSSH
             self._window = min(self._window * 2, self.client.max_requests)
         self._send_reads(request)
         offset, length, num = self._inflight.popleft()
         data = self._responses.wait_data(num)
-        self._send_reads(request)
         if data is None:  # end of file
             self._eof_at = offset
             self._data, self._data_start = b"", offset
             self._reset_reads()
             return
+        self._send_reads(request)
         self._data, self._data_start = data, offset
         if len(data) < length:  # a short read: ask again from where it stopped
             self._reset_reads()
@@ -314,13 +315,18 @@ class SFTPRemoteFile(RemoteFile):
             self._eof_at = offset
 
     def _send_reads(self, request: int) -> None:
-        limit = max(self._size, self._position + 1)
+        limit = max(self._size, self._position) + 1  # up to the end-of-file probe at the size
         while len(self._inflight) < self._window and (
             self._next_offset < limit or not self._inflight
         ):
-            num = self._responses.send_read(self._handle, self._next_offset, request)
-            self._inflight.append((self._next_offset, request, num))
-            self._next_offset += request
+            # A request that would cross the size known at open ends there, so that the next
+            # one, the end-of-file probe, goes out with it rather than after a short read.
+            length = request
+            if self._next_offset < self._size:
+                length = min(request, self._size - self._next_offset)
+            num = self._responses.send_read(self._handle, self._next_offset, length)
+            self._inflight.append((self._next_offset, length, num))
+            self._next_offset += length
 
     def _reset_reads(self) -> None:
         """Forget read-ahead requests (their responses are dropped when they arrive)."""
@@ -414,6 +420,32 @@ class SFTPRemoteFile(RemoteFile):
             self._reset_reads()
             close_handle(self._session.sftp, handle)
 
+    def _close_after_writes(self) -> None:
+        """Send the buffered bytes and CLOSE right behind them, then wait for every answer: one
+        round trip for the last writes and the close. The server handles a session's requests
+        in order, so the handle closes after the writes, and a refused write still fails here,
+        before anything is published."""
+        self._flush_buffer()
+        if self._handle is None or self._session is None:
+            return
+        handle, self._handle = self._handle, None
+        self._reset_reads()
+        close_num = self._responses.send_close(handle)
+        try:
+            while self._unacked:
+                self._responses.wait_status(self._unacked.popleft())
+        except BaseException as exc:
+            self._responses.forget([close_num])
+            raise self._failure(exc) from exc
+        self._responses.wait_status(close_num)
+
+    def _close_reader(self) -> None:
+        """Close a reader's handle without waiting for the answer (:func:`close_unanswered`)."""
+        if self._handle is not None and self._session is not None:
+            handle, self._handle = self._handle, None
+            self._reset_reads()
+            close_unanswered(self._session.sftp, handle)
+
     def _finish(self) -> None:
         if self._session is None:
             return
@@ -425,8 +457,9 @@ class SFTPRemoteFile(RemoteFile):
                     path=self.path,
                 )
             if self.writable():
-                self._flush_writes()
-            self._close_handle()
+                self._close_after_writes()
+            else:
+                self._close_reader()
             if self._temp is not None:
                 self.publish_sent = True
                 self._paths.publish(
