@@ -552,6 +552,10 @@ class LocalFSStorage(InternalLinksStorageBackend):
     )
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
     ordered_listing = True
+    bulk_max_workers = 1
+    """``upload_many``/``download_many`` run on the calling thread: each file is a few system
+    calls (the kernel copies the bytes), so threads only add hand-offs and contend for the GIL
+    (500 x 4 KiB: 0.036 s here against 0.20 s with 8 threads, bench/compare.py)."""
     disallowed_path_chars: frozenset[str] = frozenset()
     """Characters a subclass refuses in paths (``InvalidPathError``), beyond the control
     characters every backend refuses. 0.5's name; 0.5 refused ``~?*`` and whitespace here."""
