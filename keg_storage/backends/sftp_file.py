@@ -17,8 +17,19 @@ from ..errors import FileExistsInStorageError, InvalidPathError, StorageError
 from . import cleanup
 from .base import FILE_EXISTS, FileMode, RemoteFile
 from .conditions import ALWAYS, WriteCondition
-from .sftp_fastpath import OPEN_READ, OPEN_WRITE, Pipeline, close_handle, close_unanswered
+from .sftp_fastpath import (
+    OPEN_CREATE,
+    OPEN_EXCL,
+    OPEN_READ,
+    OPEN_WRITE,
+    Pipeline,
+    close_handle,
+    close_unanswered,
+)
 from .sftp_transport import Session, is_connection_failure, refusals_ignored, remove_quietly
+
+TEMP_FLAGS = OPEN_WRITE | OPEN_CREATE | OPEN_EXCL
+"""How a writer's temp file is opened: created, never an existing file."""
 
 if TYPE_CHECKING:
     from .sftp import SFTPStorage
@@ -131,16 +142,17 @@ class SFTPRemoteFile(RemoteFile):
         sftp = self._session.sftp
         directory = posixpath.dirname(self._target)
         self._paths.check_dir(sftp, directory, self.path)
-        # LSTAT pipelined with the OPEN: one round trip for both.
-        stat_num = self._responses.send_lstat(self._target)
         if self.mode == FileMode.write:
             if not self.overwrite:
                 self._paths.require_create_only(self._session, self.path)
             # Named first: a temp file the server created but whose handle never arrived is
-            # still removed (see __init__).
+            # still removed (see __init__). LSTAT and OPEN go out together: one round trip.
             self._temp = self._paths.temp_path(directory)
+            with self._responses.batched():
+                stat_num = self._responses.send_lstat(self._target)
+                open_num = self._responses.send_open(self._temp, TEMP_FLAGS)
             try:
-                self._handle = self._paths.open_temp(sftp, directory, self._temp)[1]
+                self._handle = self._temp_handle(sftp, directory, open_num)
             except BaseException:
                 self._responses.forget([stat_num])
                 raise
@@ -158,8 +170,11 @@ class SFTPRemoteFile(RemoteFile):
                 self._temp = None
                 raise
             return
+        # LSTAT pipelined with the OPEN: one round trip for both.
         flags = OPEN_READ | (OPEN_WRITE if self.writable() else 0)
-        open_num = self._responses.send_open(self._target, flags)
+        with self._responses.batched():
+            stat_num = self._responses.send_lstat(self._target)
+            open_num = self._responses.send_open(self._target, flags)
         attr = stat_error = handle = open_error = None
         try:
             attr = self._responses.wait_attr(stat_num)
@@ -184,6 +199,17 @@ class SFTPRemoteFile(RemoteFile):
         assert attr is not None
         self._handle = handle
         self._size = attr.st_size or 0
+
+    def _temp_handle(self, sftp: Any, directory: str, open_num: int) -> bytes:
+        """The handle answered to ``open_num``, the OPEN of the temp file; where its directory
+        is missing, it is created and the temp file opened again."""
+        try:
+            return self._responses.wait_handle(open_num)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        assert self._temp is not None
+        return self._paths.open_temp(sftp, directory, self._temp)[1]
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -421,16 +447,18 @@ class SFTPRemoteFile(RemoteFile):
             close_handle(self._session.sftp, handle)
 
     def _close_after_writes(self) -> None:
-        """Send the buffered bytes and CLOSE right behind them, then wait for every answer: one
-        round trip for the last writes and the close. The server handles a session's requests
-        in order, so the handle closes after the writes, and a refused write still fails here,
-        before anything is published."""
-        self._flush_buffer()
+        """Send the buffered bytes and CLOSE with them (:meth:`.Pipeline.batched`), then wait
+        for every answer: one round trip for the last writes and the close. The server handles
+        a session's requests in order, so the handle closes after the writes, and a refused
+        write still fails here, before anything is published."""
         if self._handle is None or self._session is None:
+            self._flush_buffer()
             return
-        handle, self._handle = self._handle, None
         self._reset_reads()
-        close_num = self._responses.send_close(handle)
+        with self._responses.batched():
+            self._flush_buffer()
+            handle, self._handle = self._handle, None
+            close_num = self._responses.send_close(handle)
         try:
             while self._unacked:
                 self._responses.wait_status(self._unacked.popleft())
