@@ -209,7 +209,7 @@ class SFTPRemoteFile(RemoteFile):
             if exc.errno != errno.ENOENT:
                 raise
         assert self._temp is not None
-        return self._paths.open_temp(sftp, directory, self._temp)[1]
+        return self._paths.open_temp(sftp, directory, self._temp, dir_missing=True)[1]
 
     # -- reading ---------------------------------------------------------------------------------
 
