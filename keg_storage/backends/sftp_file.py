@@ -143,32 +143,7 @@ class SFTPRemoteFile(RemoteFile):
         directory = posixpath.dirname(self._target)
         self._paths.check_dir(sftp, directory, self.path)
         if self.mode == FileMode.write:
-            if not self.overwrite:
-                self._paths.require_create_only(self._session, self.path)
-            # Named first: a temp file the server created but whose handle never arrived is
-            # still removed (see __init__). LSTAT and OPEN go out together: one round trip.
-            self._temp = self._paths.temp_path(directory)
-            with self._responses.batched():
-                stat_num = self._responses.send_lstat(self._target)
-                open_num = self._responses.send_open(self._temp, TEMP_FLAGS)
-            try:
-                self._handle = self._temp_handle(sftp, directory, open_num)
-            except BaseException:
-                self._responses.forget([stat_num])
-                raise
-            try:
-                attr = self._responses.wait_attr(stat_num)
-                if stat_module.S_ISLNK(attr.st_mode or 0):
-                    self._paths.check_link(sftp, self._target, self.path)
-                if not self.overwrite:
-                    raise FileExistsInStorageError(FILE_EXISTS, backend=self.client, path=self.path)
-            except (OSError, InvalidPathError, FileExistsInStorageError) as exc:
-                if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
-                    return  # a new file
-                self._close_handle()
-                remove_quietly(sftp, self._temp)
-                self._temp = None
-                raise
+            self._open_temp(sftp, directory)
             return
         # LSTAT pipelined with the OPEN: one round trip for both.
         flags = OPEN_READ | (OPEN_WRITE if self.writable() else 0)
@@ -199,6 +174,37 @@ class SFTPRemoteFile(RemoteFile):
         assert attr is not None
         self._handle = handle
         self._size = attr.st_size or 0
+
+    def _open_temp(self, sftp: Any, directory: str) -> None:
+        """A writer's start: its temp file opened in ``directory``, the target checked (a
+        symlink leaving ``base_path``, or any file for a create-only write, is refused)."""
+        assert self._session is not None
+        if not self.overwrite:
+            self._paths.require_create_only(self._session, self.path)
+        # Named first: a temp file the server created but whose handle never arrived is
+        # still removed (see __init__). LSTAT and OPEN go out together: one round trip.
+        self._temp = self._paths.temp_path(directory)
+        with self._responses.batched():
+            stat_num = self._responses.send_lstat(self._target)
+            open_num = self._responses.send_open(self._temp, TEMP_FLAGS)
+        try:
+            self._handle = self._temp_handle(sftp, directory, open_num)
+        except BaseException:
+            self._responses.forget([stat_num])
+            raise
+        try:
+            attr = self._responses.wait_attr(stat_num)
+            if stat_module.S_ISLNK(attr.st_mode or 0):
+                self._paths.check_link(sftp, self._target, self.path)
+            if not self.overwrite:
+                raise FileExistsInStorageError(FILE_EXISTS, backend=self.client, path=self.path)
+        except (OSError, InvalidPathError, FileExistsInStorageError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+                return  # a new file
+            self._close_handle()
+            remove_quietly(sftp, self._temp)
+            self._temp = None
+            raise
 
     def _temp_handle(self, sftp: Any, directory: str, open_num: int) -> bytes:
         """The handle answered to ``open_num``, the OPEN of the temp file; where its directory
