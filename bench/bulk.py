@@ -11,7 +11,11 @@ from elsewhere on the machine hits both alike):
   other (boto3 ``put_object``, Azure ``upload_blob``), and, for S3, the SDK itself with 8
   threads against the same: the most the server gives to parallel requests on this machine;
 - LocalFS ``upload``/``download`` of an open file object against ``shutil.copyfile`` at 64 and
-  256 MiB, each writing a new file (dirty pages flushed with ``sync`` before each).
+  256 MiB, each writing a new file (dirty pages flushed with ``sync`` before each), and
+  replacing one, as bench/compare.py does;
+- the floors of LocalFS's atomic publish, measured without keg_storage: ``copyfile`` to a temp
+  file then ``os.replace`` over the target, and a temp file + rename loop for 500 x 4 KiB,
+  against writing in place (the "keg s" column of a ``floor:`` row is that raw loop).
 
 Prints the median seconds of each side, the spread (min-max) and the ratio raw/keg_storage:
 above 1.0x, keg_storage is faster. Not a test: nothing is asserted.
@@ -23,6 +27,7 @@ The workloads are plain functions taking a backend or a raw client (and what to 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
@@ -246,9 +251,80 @@ def localfs_size_rows(
         ),
         repeat,
     )
+    # Replacing a file, as bench/compare.py does run after run: the "keg" side of the floor row
+    # is no keg_storage call but the least an atomic publish costs (copyfile to a temp file,
+    # then rename over the target), against copyfile writing the target in place.
+    replaced = [backend.root / name for name in ("in-place.bin", "atomic.bin", "keg.bin")]
+    floor = interleaved(
+        lambda: timed(lambda: copyfile(source, replaced[0]), os.sync),
+        lambda: timed(lambda: copy_then_rename(source, replaced[1]), os.sync),
+        repeat,
+    )
+    replace = interleaved(
+        lambda: timed(lambda: copyfile(source, replaced[0]), os.sync),
+        lambda: timed(lambda: keg_upload_file_object(backend, source, "keg.bin"), os.sync),
+        repeat,
+    )
     return [
         (f"LocalFS upload(file) {mib} MiB vs copyfile", *upload),
         (f"LocalFS download(file) {mib} MiB vs copyfile", *download),
+        (f"LocalFS upload(file) {mib} MiB replacing, vs copyfile", *replace),
+        (f"floor: copyfile+rename {mib} MiB vs copyfile", *floor),
+    ]
+
+
+def copy_then_rename(source: Path, target: Path) -> None:
+    """The atomic publish alone: ``shutil.copyfile`` to a temp file beside ``target``, then
+    ``os.replace`` over it (what LocalFS does, without keg_storage)."""
+    temp = target.with_name(f".{uuid.uuid4().hex}.tmp")
+    shutil.copyfile(source, temp)
+    os.replace(temp, target)
+
+
+def localfs_small_rows(
+    workdir: Path, files: list[Path], repeat: int
+) -> list[tuple[str, list[float], list[float]]]:
+    """500 x 4 KiB written one after the other: ``upload`` of each (its bytes in memory), and
+    the floor of an atomic publish (a raw temp file + rename loop), against plain ``open``
+    writes in place."""
+    (workdir / "localfs-small").mkdir()
+    backend = LocalFSStorage(workdir / "localfs-small")
+    contents = [(local.name, local.read_bytes()) for local in files]
+
+    def target(side: str) -> Path:
+        directory = backend.root / f"{side}-{uuid.uuid4().hex}"
+        directory.mkdir()
+        return directory
+
+    def in_place() -> float:
+        directory = target("raw")
+        return timed(lambda: [(directory / name).write_bytes(data) for name, data in contents])
+
+    def temp_then_rename() -> float:
+        directory = target("floor")
+
+        def run() -> None:
+            for name, data in contents:
+                temp = directory / f".{name}.tmp"
+                temp.write_bytes(data)
+                os.replace(temp, directory / name)
+
+        return timed(run)
+
+    def keg_uploads() -> float:
+        prefix = target("keg").name
+        return timed(
+            lambda: [
+                backend.upload(io.BytesIO(data), f"{prefix}/{name}") for name, data in contents
+            ]
+        )
+
+    count = len(files)
+    uploads = interleaved(in_place, keg_uploads, repeat)
+    floor = interleaved(in_place, temp_then_rename, repeat)
+    return [
+        (f"LocalFS upload {count} x 4 KiB vs open().write", *uploads),
+        (f"floor: temp+rename {count} x 4 KiB vs open().write", *floor),
     ]
 
 
@@ -282,6 +358,7 @@ def main() -> None:
         if "azure" in only:
             rows += azure_rows(workdir, files, args.repeat)
         if "localfs" in only:
+            rows += localfs_small_rows(workdir, files, args.repeat)
             rows += localfs_rows(workdir, [size * MIB for size in args.sizes_mib], args.repeat)
     print_table(rows, args.repeat)
 

@@ -170,6 +170,9 @@ class StorageBackend:
     """The longest segment (file or directory name, bytes of UTF-8) the service keeps."""
     transfer_chunk_size = 8 * 1024 * 1024
     """Bytes per read/write in the generic transfer loops."""
+    bulk_max_workers: int | None = None
+    """The most threads :meth:`upload_many` and :meth:`download_many` use, whatever their
+    ``max_concurrency``; one runs them on the calling thread. None: no cap."""
     ordered_listing = False
     """Whether ``_list`` yields its entries in listing order (sorted by name, a directory's
     with its trailing ``/``: :mod:`.listing`), fetched as they are consumed: then

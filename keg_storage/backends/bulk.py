@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -129,15 +131,16 @@ def upload_many(
             condition = backend._write_condition(key, overwrite, None)
             conditional = {} if condition.unconditional else {"condition": condition}
             source = os.fspath(local)
-            if os.path.isdir(source):
+            # FileNotFoundError naming the local file, as put() raises; a directory refused
+            if stat.S_ISDIR(os.stat(source).st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
-            os.stat(source)  # FileNotFoundError naming the local file, as put() raises
             backend._put(source, key, {}, count_bytes, **conditional)
 
         return put
 
     items = _pairs(pairs)
-    return _run(items, [job(local, path) for local, path in items], max_concurrency, progress)
+    jobs = [job(local, path) for local, path in items]
+    return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 
 def download_many(
@@ -156,7 +159,8 @@ def download_many(
         return get
 
     items = _pairs(pairs)
-    return _run(items, [job(path, local) for path, local in items], max_concurrency, progress)
+    jobs = [job(path, local) for path, local in items]
+    return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 
 def batch_failed(
@@ -219,15 +223,21 @@ def _run(
     jobs: Sequence[Callable[[ByteCounter], None]],
     max_concurrency: int,
     progress: ProgressCallback | None,
+    max_workers: int | None = None,
 ) -> list[TransferResult]:
-    """Run ``jobs`` in a pool of ``max_concurrency`` threads; a result per job."""
+    """Run ``jobs`` in a pool of ``max_concurrency`` threads (at most ``max_workers``, the
+    backend's :attr:`~.StorageBackend.bulk_max_workers`); with one, on the calling thread,
+    where a pool would only add hand-offs. A result per job."""
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
         raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     run = _Transfers(len(jobs))
-    if jobs:
-        executor = ThreadPoolExecutor(min(max_concurrency, len(jobs)), "keg-storage-bulk")
+    workers = min(max_concurrency, len(jobs), max_workers or len(jobs))
+    if workers == 1:
+        run.run_here(jobs, progress)
+    elif jobs:
+        executor = ThreadPoolExecutor(workers, "keg-storage-bulk")
         try:
             for index, transfer in enumerate(jobs):
                 executor.submit(run.work, index, transfer)
@@ -272,6 +282,38 @@ class _Transfers:
             self.errors[index] = exc
         finally:
             self.news.put(None)
+
+    def run_here(
+        self, jobs: Sequence[Callable[[ByteCounter], None]], progress: ProgressCallback | None
+    ) -> None:
+        """Run the transfers one after the other on the calling thread, reporting the total to
+        ``progress`` as it grows (0 once when nothing moved). A callback that raises stops the
+        transfer at that chunk (which removes its temp state, as for any failed transfer) and
+        the rest never start: its exception propagates, never recorded as a file's error."""
+        total, reported = 0, -1
+        stopped: list[BaseException] = []
+
+        def report(index: int, amount: int) -> None:
+            nonlocal total, reported
+            self.sizes[index] += amount
+            total += amount
+            if progress is not None and total > reported and total:
+                try:
+                    progress(total)
+                except BaseException as exc:
+                    stopped.append(exc)
+                    raise
+                reported = total
+
+        for index, transfer in enumerate(jobs):
+            try:
+                transfer(functools.partial(report, index))
+            except Exception as exc:
+                if stopped:
+                    raise stopped[0]  # noqa: B904 - the callback's own, as the caller's
+                self.errors[index] = exc
+        if progress is not None and reported < 0:
+            progress(total)
 
     def relay(self, progress: ProgressCallback | None) -> None:
         """On the calling thread until every transfer has ended: sum the workers' bytes and

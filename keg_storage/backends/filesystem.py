@@ -51,16 +51,14 @@ from .base import (
     FileMode,
     FileStat,
     ListEntry,
-    _conditional,
     file_errors,
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
 from .listing import is_directory, sorted_entries
-from .local_copy import copy_file_object, kernel_source, kernel_target
+from .local_copy import copy_chunks, copy_file_object, kernel_source, kernel_target
 from .publish import (
     atomic_replace,
-    current_umask,
     is_temp_name,
     new_temp_name,
     prune_empty_parents,
@@ -74,6 +72,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
+_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
+"""The buffer of files opened here, given so that opening one skips the ``isatty`` check
+(an ``ioctl``) with which :func:`open` picks a size."""
 _NO_LOCKS = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 """``flock`` errors of file systems without it (NFS refuses it on a read-only descriptor)."""
 
@@ -122,27 +123,37 @@ def directories_locked(*dir_fds: int) -> Iterator[bool]:
     """Hold the publish lock of each directory (an exclusive ``flock`` of the directory
     itself), which every keg_storage writer of it takes around its publish or delete.
 
-    Each lock is taken on a new descriptor of the directory: ``flock`` locks belong to an open
-    file description, so two threads of one process exclude each other only that way. Locks are
-    taken in the order of the directories' identities, so that two moves never deadlock. Yields
-    whether they are held: where the file system has no ``flock`` (NFS), writes go on unlocked.
+    Each lock is taken on the descriptor given, which must be the caller's own, opened for this
+    operation (every LocalFS operation opens its directories afresh): ``flock`` locks belong to
+    an open file description, so two threads of one process exclude each other because their
+    descriptors are distinct descriptions. Two descriptors of one directory (a move within it)
+    are locked once, and locks are taken in the order of the directories' identities, so that
+    two moves never deadlock. Yields whether they are held: where the file system has no
+    ``flock`` (NFS), writes go on unlocked. The locks are released on exit.
     """
-    with contextlib.ExitStack() as stack:
+    if len(dir_fds) == 1:
+        ordered = list(dir_fds)
+    else:
         held: dict[tuple[int, int], int] = {}
         for dir_fd in dir_fds:
-            lock_fd = os.open(".", _DIR_FLAGS, dir_fd=dir_fd)
-            stack.callback(os.close, lock_fd)
-            info = os.fstat(lock_fd)
-            held.setdefault((info.st_dev, info.st_ino), lock_fd)
+            info = os.fstat(dir_fd)
+            held.setdefault((info.st_dev, info.st_ino), dir_fd)
+        ordered = [dir_fd for _, dir_fd in sorted(held.items())]
+    locked: list[int] = []
+    try:
         try:
-            for _, lock_fd in sorted(held.items()):
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            for dir_fd in ordered:
+                fcntl.flock(dir_fd, fcntl.LOCK_EX)
+                locked.append(dir_fd)
         except OSError as exc:
             if exc.errno not in _NO_LOCKS:
                 raise
             yield False
         else:
             yield True
+    finally:
+        for dir_fd in reversed(locked):
+            fcntl.flock(dir_fd, fcntl.LOCK_UN)
 
 
 def _status(dir_fd: int, name: str) -> os.stat_result | None:
@@ -262,7 +273,8 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
         info = os.fstat(fd)
         if not stat_module.S_ISREG(info.st_mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file", name)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        # The status flags are the ones given (F_SETFL ignores the access and creation ones).
+        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | _FILE_FLAGS) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
         raise
@@ -270,15 +282,16 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
 
 
 def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
-    """A new temp file (:func:`~.publish.new_temp_name`, mode 0600) in the directory
-    ``dir_fd``."""
+    """A new temp file (:func:`~.publish.new_temp_name`) in the directory ``dir_fd``, created
+    with the permissions a new file gets (0666 less the umask, applied by the kernel as for any
+    ``open``), so that publishing it changes no mode."""
     while True:
         name = new_temp_name()
         try:
-            fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+            fd = os.open(name, _TEMP_FLAGS, 0o666, dir_fd=dir_fd)
         except FileExistsError:
             continue
-        return name, os.fdopen(fd, "wb")
+        return name, os.fdopen(fd, "wb", _BUFFER_SIZE)
 
 
 def _publish_temp(
@@ -292,14 +305,13 @@ def _publish_temp(
     backend: Any = "LocalFSStorage",
     key: str = "",
 ) -> None:
-    """Give a written temp file the permissions a new file gets (umask), flush it, close it and
-    rename it to ``name`` in the same directory as ``condition`` allows (:func:`place`, under
-    the directory's lock); if it does not, the temp file stays for the caller to remove. The
-    temp file is written and flushed through the descriptor that created it: reopening it with
-    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
-    halves the speed of a large copy."""
+    """Flush a written temp file (:func:`_create_temp`), close it and rename it to ``name`` in
+    the same directory as ``condition`` allows (:func:`place`, under the directory's lock); if
+    it does not, the temp file stays for the caller to remove. The temp file is written and
+    flushed through the descriptor that created it: reopening it with ``O_TRUNC`` would make
+    ext4 flush it on close (its replace-by-truncate heuristic), which halves the speed of a
+    large copy."""
     temp.flush()
-    os.fchmod(temp.fileno(), 0o666 & ~current_umask())
     if fsync:
         os.fsync(temp.fileno())
     temp.close()
@@ -457,10 +469,10 @@ class LocalFSFile(WrappedFile):
                     return
                 if self.mode == FileMode.read:
                     fd, _ = _open_regular(self._dir_fd, name, os.O_RDONLY)
-                    self.fp = os.fdopen(fd, "rb")
+                    self.fp = os.fdopen(fd, "rb", _BUFFER_SIZE)
                 else:
                     fd, info = _open_regular(self._dir_fd, name, os.O_RDWR)
-                    self.fp = os.fdopen(fd, "r+b")
+                    self.fp = os.fdopen(fd, "r+b", _BUFFER_SIZE)
                     if info.st_nlink > 1:
                         raise StoragePermissionError(
                             "a file with more than one hard link is not changed in place",
@@ -540,6 +552,10 @@ class LocalFSStorage(InternalLinksStorageBackend):
     )
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
     ordered_listing = True
+    bulk_max_workers = 1
+    """``upload_many``/``download_many`` run on the calling thread: each file is a few system
+    calls (the kernel copies the bytes), so threads only add hand-offs and contend for the GIL
+    (500 x 4 KiB: 0.036 s here against 0.20 s with 8 threads, bench/compare.py)."""
     disallowed_path_chars: frozenset[str] = frozenset()
     """Characters a subclass refuses in paths (``InvalidPathError``), beyond the control
     characters every backend refuses. 0.5's name; 0.5 refused ``~?*`` and whitespace here."""
@@ -626,16 +642,18 @@ class LocalFSStorage(InternalLinksStorageBackend):
             raise self._not_found(key)
         return info
 
-    def _check_target(self, dir_fd: int, name: str, key: str) -> None:
-        """Refuse to write over a directory or a symlink."""
-        try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat_module.S_ISDIR(info.st_mode):
+    def _check_target(
+        self, dir_fd: int, name: str, key: str, condition: WriteCondition = ALWAYS
+    ) -> None:
+        """Refuse to write over a directory or a symlink, or where ``condition`` fails already
+        (:func:`check_condition`; it is decided again when the write publishes), from one
+        ``stat`` of the target."""
+        current = _status(dir_fd, name)
+        if current is not None and stat_module.S_ISDIR(current.st_mode):
             raise InvalidPathError("a directory exists at this path", backend=self, path=key)
-        if stat_module.S_ISLNK(info.st_mode):
+        if current is not None and stat_module.S_ISLNK(current.st_mode):
             raise InvalidPathError("a symlink is not written through", backend=self, path=key)
+        check_condition(current, condition, self, key)
 
     def _open_source(self, key: str) -> IO[bytes]:
         """The regular file ``key``, open for reading."""
@@ -644,7 +662,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             fd, _ = _open_regular(dir_fd, name, os.O_RDONLY)
         finally:
             os.close(dir_fd)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", _BUFFER_SIZE)
 
     def _prune_empty_parents(self, dir_fd: int, key: str) -> None:
         """Remove directories left empty by a delete or move of ``key``, from ``dir_fd`` (the
@@ -679,8 +697,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         dir_fd, name = self._open_parent(key, create=mode == FileMode.write)
         try:
             if mode == FileMode.write:
-                self._check_target(dir_fd, name, key)
-                check_condition(_status(dir_fd, name), condition, self, key)
+                self._check_target(dir_fd, name, key, condition)
         except BaseException:
             os.close(dir_fd)
             raise
@@ -725,8 +742,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self.translating(key):  # the target's key (copy() translates for the source)
             dir_fd, name = self._open_parent(key, create=True)
             try:
-                self._check_target(dir_fd, name, key)
-                check_condition(_status(dir_fd, name), condition, self, key)
+                self._check_target(dir_fd, name, key, condition)
                 with _atomic_file(
                     dir_fd, name, fsync=self.fsync, condition=condition, backend=self, key=key
                 ) as temp_file:
@@ -792,20 +808,20 @@ class LocalFSStorage(InternalLinksStorageBackend):
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
     ) -> None:
-        """A plain local file (:func:`~.local_copy.kernel_source`) is copied by the kernel from
-        its position into a temp file published as for a writer; anything else is read."""
-        if not kernel_source(file_obj):
-            super()._upload(file_obj, key, extra_args, count_bytes, **_conditional(condition))
-            return
+        """Into a temp file published as for a writer: a plain local file
+        (:func:`~.local_copy.kernel_source`) is copied by the kernel from its position, anything
+        else is read in chunks written straight to the temp file (no writer object between)."""
         with self.translating(key):  # the store's side only, as in StorageBackend._upload
             dir_fd, name = self._open_parent(key, create=True)
         try:
             with self.translating(key):
-                self._check_target(dir_fd, name, key)
-                check_condition(_status(dir_fd, name), condition, self, key)
+                self._check_target(dir_fd, name, key, condition)
                 temp_name, temp = _create_temp(dir_fd)
             try:
-                copy_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size)
+                if kernel_source(file_obj):
+                    copy_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size)
+                else:
+                    copy_chunks(file_obj, temp, count_bytes, self.transfer_chunk_size, key, self)
                 with self.translating(key):
                     _publish_temp(
                         temp,

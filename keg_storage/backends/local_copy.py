@@ -19,9 +19,12 @@ import errno
 import io
 import os
 import stat
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..progress import ByteCounter
+
+if TYPE_CHECKING:
+    from .base import StorageBackend
 
 CHUNK_SIZE = 8 * 1024 * 1024
 """Bytes per kernel call: progress is reported after each."""
@@ -73,6 +76,26 @@ def copy_file_object(
         return copied
     source.seek(source_start + copied)
     target.seek(target_start + copied)
+    return copied
+
+
+def copy_chunks(
+    source: IO[bytes],
+    target: IO[bytes],
+    count_bytes: ByteCounter,
+    chunk_size: int,
+    key: str,
+    backend: StorageBackend,
+) -> int:
+    """Copy the rest of any readable ``source`` into the local file ``target`` in reads of
+    ``chunk_size``; the number of bytes copied. Only the writes are the store's side, their
+    errors translated by ``backend`` for ``key``: the caller's file object's are its own."""
+    copied = 0
+    while chunk := source.read(chunk_size):
+        with backend.translating(key):
+            target.write(chunk)
+        copied += len(chunk)
+        count_bytes(len(chunk))
     return copied
 
 

@@ -502,17 +502,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         def transfer(count: ByteCounter) -> None:
             with SFTPRemoteFile(FileMode.write, key, self, condition=condition) as target:
                 writers.append(target)
-                chunk_size = target.write_chunk_bytes
-                readinto = getattr(file_obj, "readinto", None)
-                if readinto is not None:
-                    view = memoryview(bytearray(chunk_size))
-                    while size := readinto(view):
-                        target.write(view[:size])
-                        count(size)
-                    return
-                while chunk := file_obj.read(chunk_size):
-                    target.write(chunk)
-                    count(len(chunk))
+                send_from(file_obj, target, target.write_chunk_bytes, count)
 
         def may_restart() -> bool:
             """A create-only upload whose publish went out may have won before the drop: a
@@ -624,6 +614,25 @@ def check_options(
         )
     if pool_size < 1 or sessions_per_connection < 1 or max_requests < 1:
         raise ValueError("pool_size, sessions_per_connection and max_requests must be >= 1")
+
+
+def send_from(
+    file_obj: IO[bytes], target: SFTPRemoteFile, chunk_size: int, count: ByteCounter
+) -> None:
+    """Write the rest of ``file_obj`` to ``target`` in reads of ``chunk_size``: a file smaller
+    than that in one read, a larger one through one buffer reused by ``readinto`` (no new bytes
+    object per chunk), allocated only then (a zeroed ``chunk_size`` buffer costs more than
+    sending a small file)."""
+    readinto = getattr(file_obj, "readinto", None)
+    while chunk := file_obj.read(chunk_size):
+        target.write(chunk)
+        count(len(chunk))
+        if len(chunk) == chunk_size and readinto is not None:
+            view = memoryview(bytearray(chunk_size))
+            while size := readinto(view):
+                target.write(view[:size])
+                count(size)
+            return
 
 
 def start_position(file_obj: IO[bytes]) -> int | None:

@@ -60,6 +60,7 @@ class Pipeline:
         self.sftp: Any = sftp
         self.received: dict[int, tuple[int, Any]] = {}
         self.ignored: set[int] = set()
+        self._batch: list[bytes] | None = None
 
     def _async_response(self, t: int, msg: Any, num: int) -> None:
         if num in self.ignored:
@@ -67,8 +68,36 @@ class Pipeline:
         else:
             self.received[num] = (t, msg)
 
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Requests sent inside go out together on leaving, in one write to the channel (one
+        SSH packet where they fit): one system call and one encryption for all of them, as
+        the few requests of a small file's transfer need. Nothing inside may wait for the
+        answer to a request sent inside."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            packets, self._batch = self._batch, None
+            if packets:
+                with self.sftp.stepping():
+                    self.sftp.sock.sendall(b"".join(packets))
+
+    def _number(self) -> int:
+        """A new request number whose answer comes to this object."""
+        sftp = self.sftp
+        with sftp._lock:
+            num = int(sftp.request_number)
+            sftp._expecting[num] = self
+            sftp.request_number += 1
+        return num
+
     def send(self, t: int, *args: Any) -> int:
-        return int(self.sftp._async_request(self, t, *args))
+        if self._batch is None:
+            return int(self.sftp._async_request(self, t, *args))
+        num = self._number()
+        self._batch.append(_packet(t, num, args))
+        return num
 
     def send_lstat(self, path: str) -> int:
         return self.send(CMD_LSTAT, path)
@@ -79,19 +108,21 @@ class Pipeline:
     def send_read(self, handle: bytes | None, offset: int, length: int) -> int:
         return self.send(CMD_READ, handle, int64(offset), length)
 
+    def send_close(self, handle: bytes) -> int:
+        return self.send(CMD_CLOSE, handle)
+
     def send_write(self, handle: bytes, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Send SSH_FXP_WRITE like ``_async_request`` would, with one copy of ``data`` instead
         of paramiko's six (Message, packet, and re-slicing while the channel window fills)."""
-        sftp = self.sftp
-        with sftp._lock:
-            num = int(sftp.request_number)
-            sftp._expecting[num] = self
-            sftp.request_number += 1
+        num = self._number()
         length = len(data)
         header = struct.pack(">IBII", 21 + len(handle) + length, CMD_WRITE, num, len(handle))
         packet = b"".join((header, handle, struct.pack(">QI", offset, length), data))
-        with sftp.stepping():
-            sftp.sock.sendall(memoryview(packet))
+        if self._batch is not None:
+            self._batch.append(packet)
+            return num
+        with self.sftp.stepping():
+            self.sftp.sock.sendall(memoryview(packet))
         return num
 
     def expect(self, nums: Iterable[int]) -> None:
@@ -146,6 +177,24 @@ class Pipeline:
             return None
         raise_status(code, msg.get_text())
         raise OSError(f"unexpected SFTP response type {t}")
+
+
+def _packet(t: int, num: int, args: tuple[Any, ...]) -> bytes:
+    """The bytes of the SFTP request ``t`` numbered ``num``, its ``args`` packed as paramiko's
+    ``_async_request`` packs them."""
+    msg = paramiko.Message()
+    msg.add_int(num)
+    for item in args:
+        if isinstance(item, int64):
+            msg.add_int64(item)
+        elif isinstance(item, int):
+            msg.add_int(item)
+        elif isinstance(item, SFTPAttributes):
+            cast(Any, item)._pack(msg)
+        else:
+            msg.add_string(item)
+    body = msg.asbytes()
+    return struct.pack(">IB", len(body) + 1, t) + body
 
 
 PIPELINE_WINDOW = 64
@@ -231,6 +280,13 @@ def open_handle(sftp: Any, path: str, flags: int) -> bytes:
 
 def close_handle(sftp: Any, handle: bytes) -> None:
     sftp._request(CMD_CLOSE, handle)
+
+
+def close_unanswered(sftp: Any, handle: bytes) -> None:
+    """CLOSE ``handle`` without waiting for the answer, which paramiko drops when it arrives
+    (as its own ``SFTPFile`` does when collected): for a reader, whose close has no outcome
+    to report, this saves a round trip."""
+    sftp._async_request(type(None), CMD_CLOSE, handle)
 
 
 def copy_data(sftp: Any, source: bytes, target: bytes) -> None:

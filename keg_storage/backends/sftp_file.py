@@ -17,8 +17,19 @@ from ..errors import FileExistsInStorageError, InvalidPathError, StorageError
 from . import cleanup
 from .base import FILE_EXISTS, FileMode, RemoteFile
 from .conditions import ALWAYS, WriteCondition
-from .sftp_fastpath import OPEN_READ, OPEN_WRITE, Pipeline, close_handle
+from .sftp_fastpath import (
+    OPEN_CREATE,
+    OPEN_EXCL,
+    OPEN_READ,
+    OPEN_WRITE,
+    Pipeline,
+    close_handle,
+    close_unanswered,
+)
 from .sftp_transport import Session, is_connection_failure, refusals_ignored, remove_quietly
+
+TEMP_FLAGS = OPEN_WRITE | OPEN_CREATE | OPEN_EXCL
+"""How a writer's temp file is opened: created, never an existing file."""
 
 if TYPE_CHECKING:
     from .sftp import SFTPStorage
@@ -131,35 +142,14 @@ class SFTPRemoteFile(RemoteFile):
         sftp = self._session.sftp
         directory = posixpath.dirname(self._target)
         self._paths.check_dir(sftp, directory, self.path)
-        # LSTAT pipelined with the OPEN: one round trip for both.
-        stat_num = self._responses.send_lstat(self._target)
         if self.mode == FileMode.write:
-            if not self.overwrite:
-                self._paths.require_create_only(self._session, self.path)
-            # Named first: a temp file the server created but whose handle never arrived is
-            # still removed (see __init__).
-            self._temp = self._paths.temp_path(directory)
-            try:
-                self._handle = self._paths.open_temp(sftp, directory, self._temp)[1]
-            except BaseException:
-                self._responses.forget([stat_num])
-                raise
-            try:
-                attr = self._responses.wait_attr(stat_num)
-                if stat_module.S_ISLNK(attr.st_mode or 0):
-                    self._paths.check_link(sftp, self._target, self.path)
-                if not self.overwrite:
-                    raise FileExistsInStorageError(FILE_EXISTS, backend=self.client, path=self.path)
-            except (OSError, InvalidPathError, FileExistsInStorageError) as exc:
-                if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
-                    return  # a new file
-                self._close_handle()
-                remove_quietly(sftp, self._temp)
-                self._temp = None
-                raise
+            self._open_temp(sftp, directory)
             return
+        # LSTAT pipelined with the OPEN: one round trip for both.
         flags = OPEN_READ | (OPEN_WRITE if self.writable() else 0)
-        open_num = self._responses.send_open(self._target, flags)
+        with self._responses.batched():
+            stat_num = self._responses.send_lstat(self._target)
+            open_num = self._responses.send_open(self._target, flags)
         attr = stat_error = handle = open_error = None
         try:
             attr = self._responses.wait_attr(stat_num)
@@ -184,6 +174,48 @@ class SFTPRemoteFile(RemoteFile):
         assert attr is not None
         self._handle = handle
         self._size = attr.st_size or 0
+
+    def _open_temp(self, sftp: Any, directory: str) -> None:
+        """A writer's start: its temp file opened in ``directory``, the target checked (a
+        symlink leaving ``base_path``, or any file for a create-only write, is refused)."""
+        assert self._session is not None
+        if not self.overwrite:
+            self._paths.require_create_only(self._session, self.path)
+        # Named first: a temp file the server created but whose handle never arrived is
+        # still removed (see __init__). LSTAT and OPEN go out together: one round trip.
+        self._temp = self._paths.temp_path(directory)
+        with self._responses.batched():
+            stat_num = self._responses.send_lstat(self._target)
+            open_num = self._responses.send_open(self._temp, TEMP_FLAGS)
+        try:
+            self._handle = self._temp_handle(sftp, directory, open_num)
+        except BaseException:
+            self._responses.forget([stat_num])
+            raise
+        try:
+            attr = self._responses.wait_attr(stat_num)
+            if stat_module.S_ISLNK(attr.st_mode or 0):
+                self._paths.check_link(sftp, self._target, self.path)
+            if not self.overwrite:
+                raise FileExistsInStorageError(FILE_EXISTS, backend=self.client, path=self.path)
+        except (OSError, InvalidPathError, FileExistsInStorageError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+                return  # a new file
+            self._close_handle()
+            remove_quietly(sftp, self._temp)
+            self._temp = None
+            raise
+
+    def _temp_handle(self, sftp: Any, directory: str, open_num: int) -> bytes:
+        """The handle answered to ``open_num``, the OPEN of the temp file; where its directory
+        is missing, it is created and the temp file opened again."""
+        try:
+            return self._responses.wait_handle(open_num)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        assert self._temp is not None
+        return self._paths.open_temp(sftp, directory, self._temp, dir_missing=True)[1]
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -294,19 +326,20 @@ class SFTPRemoteFile(RemoteFile):
         if not self._inflight or self._inflight[0][0] != self._position:
             self._reset_reads()
             self._next_offset = self._position
-            needed = 1 if limit is None else -(-limit // request)
+            ahead = max(0, self._size - self._position)  # to the size known at open
+            needed = -(-ahead // request) + 1 if limit is None else -(-limit // request)
             self._window = max(1, min(needed, self.client.max_requests))
         else:  # sequential reading: grow the read-ahead, like OpenSSH
             self._window = min(self._window * 2, self.client.max_requests)
         self._send_reads(request)
         offset, length, num = self._inflight.popleft()
         data = self._responses.wait_data(num)
-        self._send_reads(request)
         if data is None:  # end of file
             self._eof_at = offset
             self._data, self._data_start = b"", offset
             self._reset_reads()
             return
+        self._send_reads(request)
         self._data, self._data_start = data, offset
         if len(data) < length:  # a short read: ask again from where it stopped
             self._reset_reads()
@@ -314,13 +347,18 @@ class SFTPRemoteFile(RemoteFile):
             self._eof_at = offset
 
     def _send_reads(self, request: int) -> None:
-        limit = max(self._size, self._position + 1)
+        limit = max(self._size, self._position) + 1  # up to the end-of-file probe at the size
         while len(self._inflight) < self._window and (
             self._next_offset < limit or not self._inflight
         ):
-            num = self._responses.send_read(self._handle, self._next_offset, request)
-            self._inflight.append((self._next_offset, request, num))
-            self._next_offset += request
+            # A request that would cross the size known at open ends there, so that the next
+            # one, the end-of-file probe, goes out with it rather than after a short read.
+            length = request
+            if self._next_offset < self._size:
+                length = min(request, self._size - self._next_offset)
+            num = self._responses.send_read(self._handle, self._next_offset, length)
+            self._inflight.append((self._next_offset, length, num))
+            self._next_offset += length
 
     def _reset_reads(self) -> None:
         """Forget read-ahead requests (their responses are dropped when they arrive)."""
@@ -414,6 +452,34 @@ class SFTPRemoteFile(RemoteFile):
             self._reset_reads()
             close_handle(self._session.sftp, handle)
 
+    def _close_after_writes(self) -> None:
+        """Send the buffered bytes and CLOSE with them (:meth:`.Pipeline.batched`), then wait
+        for every answer: one round trip for the last writes and the close. The server handles
+        a session's requests in order, so the handle closes after the writes, and a refused
+        write still fails here, before anything is published."""
+        if self._handle is None or self._session is None:
+            self._flush_buffer()
+            return
+        self._reset_reads()
+        with self._responses.batched():
+            self._flush_buffer()
+            handle, self._handle = self._handle, None
+            close_num = self._responses.send_close(handle)
+        try:
+            while self._unacked:
+                self._responses.wait_status(self._unacked.popleft())
+        except BaseException as exc:
+            self._responses.forget([close_num])
+            raise self._failure(exc) from exc
+        self._responses.wait_status(close_num)
+
+    def _close_reader(self) -> None:
+        """Close a reader's handle without waiting for the answer (:func:`close_unanswered`)."""
+        if self._handle is not None and self._session is not None:
+            handle, self._handle = self._handle, None
+            self._reset_reads()
+            close_unanswered(self._session.sftp, handle)
+
     def _finish(self) -> None:
         if self._session is None:
             return
@@ -425,8 +491,9 @@ class SFTPRemoteFile(RemoteFile):
                     path=self.path,
                 )
             if self.writable():
-                self._flush_writes()
-            self._close_handle()
+                self._close_after_writes()
+            else:
+                self._close_reader()
             if self._temp is not None:
                 self.publish_sent = True
                 self._paths.publish(

@@ -184,11 +184,16 @@ class RemotePaths:
 
         prune_empty_parents(key, remove_directory)
 
-    def open_temp(self, sftp: Any, remote_dir: str, temp: str | None = None) -> tuple[str, bytes]:
-        """Create an empty temp file in ``remote_dir`` (creating the directory); its handle.
-        ``temp`` names it (from :meth:`temp_path`) for a caller that must know the name even
-        when the server's answer never comes."""
+    def open_temp(
+        self, sftp: Any, remote_dir: str, temp: str | None = None, *, dir_missing: bool = False
+    ) -> tuple[str, bytes]:
+        """Create an empty temp file in ``remote_dir`` (creating the directory, first when the
+        caller knows it is ``dir_missing``); its handle. ``temp`` names it (from
+        :meth:`temp_path`) for a caller that must know the name even when the server's answer
+        never comes."""
         temp = temp or self.temp_path(remote_dir)
+        if dir_missing:
+            self.makedirs(sftp, remote_dir)
         for attempt in range(3):
             try:
                 return temp, open_handle(sftp, temp, OPEN_WRITE | OPEN_CREATE | OPEN_EXCL)

@@ -166,6 +166,44 @@ class BulkCases(BackendCases):
         assert storage.upload_many([], progress=log) == []
         assert log.values == [0]
 
+    def test_upload_many_one_at_a_time_reports_and_stops_on_the_calling_thread(
+        self, storage: StorageBackend, tmp_path: Path
+    ) -> None:
+        """With ``max_concurrency=1`` the files go one after the other: a file that fails gets
+        its error and the others are stored; a progress callback that raises stops the run
+        with its own exception, every file whole or absent, no temp state left."""
+        files = _local_files(tmp_path, 5, size=64 * 1024)
+        pairs: list[tuple[Path, str]] = [(local, f"one/{local.name}") for local, _ in files]
+        pairs.insert(1, (tmp_path / "missing.bin", "one/missing.bin"))
+        log = ProgressLog()
+        results = storage.upload_many(pairs, max_concurrency=1, progress=log)
+        assert [r.ok for r in results] == [True, False, True, True, True, True]
+        assert isinstance(results[1].error, FileNotFoundError)
+        log.check(sum(len(data) for _, data in files))
+        assert names(storage) == [f"one/{local.name}" for local, _ in files]
+
+        class Stop(Exception):
+            pass
+
+        def stop_in_the_third_file(count: int) -> None:
+            if count > len(files[0][1]) + len(files[1][1]):
+                raise Stop
+
+        with pytest.raises(Stop):
+            storage.upload_many(
+                [(local, f"two/{local.name}") for local, _ in files],
+                max_concurrency=1,
+                progress=stop_in_the_third_file,
+            )
+        # The third file is absent or whole (its last chunk may have been reported after it was
+        # published); no later one started.
+        stored = [name for name in names(storage) if name.startswith("two/")]
+        assert stored[:2] == [f"two/{local.name}" for local, _ in files[:2]]
+        assert len(stored) <= 3
+        for (_, data), name in zip(files, stored, strict=False):
+            assert read(storage, name) == data
+        assert self.leftovers(storage) == []
+
     def test_interrupted_upload_many_stops_and_leaves_no_temp_state(
         self, storage: StorageBackend, tmp_path: Path
     ) -> None:
