@@ -59,6 +59,7 @@ from .listing import is_directory, sorted_entries
 from .local_copy import copy_chunks, copy_file_object, kernel_source, kernel_target
 from .publish import (
     atomic_replace,
+    current_umask,
     is_temp_name,
     new_temp_name,
     prune_empty_parents,
@@ -282,13 +283,12 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
 
 
 def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
-    """A new temp file (:func:`~.publish.new_temp_name`) in the directory ``dir_fd``, created
-    with the permissions a new file gets (0666 less the umask, applied by the kernel as for any
-    ``open``), so that publishing it changes no mode."""
+    """A new temp file (:func:`~.publish.new_temp_name`, mode 0600) in the directory
+    ``dir_fd``: bytes of a write that is never published are readable by no one else."""
     while True:
         name = new_temp_name()
         try:
-            fd = os.open(name, _TEMP_FLAGS, 0o666, dir_fd=dir_fd)
+            fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:
             continue
         return name, os.fdopen(fd, "wb", _BUFFER_SIZE)
@@ -305,13 +305,14 @@ def _publish_temp(
     backend: Any = "LocalFSStorage",
     key: str = "",
 ) -> None:
-    """Flush a written temp file (:func:`_create_temp`), close it and rename it to ``name`` in
-    the same directory as ``condition`` allows (:func:`place`, under the directory's lock); if
-    it does not, the temp file stays for the caller to remove. The temp file is written and
-    flushed through the descriptor that created it: reopening it with ``O_TRUNC`` would make
-    ext4 flush it on close (its replace-by-truncate heuristic), which halves the speed of a
-    large copy."""
+    """Give a written temp file the permissions a new file gets (umask), flush it, close it and
+    rename it to ``name`` in the same directory as ``condition`` allows (:func:`place`, under
+    the directory's lock); if it does not, the temp file stays for the caller to remove. The
+    temp file is written and flushed through the descriptor that created it: reopening it with
+    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
+    halves the speed of a large copy."""
     temp.flush()
+    os.fchmod(temp.fileno(), 0o666 & ~current_umask())
     if fsync:
         os.fsync(temp.fileno())
     temp.close()

@@ -127,6 +127,20 @@ def test_written_files_get_umask_permissions(layout: tuple[LocalFSStorage, Path]
         assert stat.S_IMODE((storage.root / name).stat().st_mode) == 0o644
 
 
+def test_temp_file_of_open_writer_is_private(layout: tuple[LocalFSStorage, Path]) -> None:
+    """Bytes of a write that may never be published are readable by its owner only."""
+    storage, _ = layout
+    old = os.umask(0o022)
+    try:
+        with storage.open("secret.txt", "wb") as file:
+            file.write(b"x")
+            (temp,) = storage.root.iterdir()
+            assert stat.S_IMODE(temp.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((storage.root / "secret.txt").stat().st_mode) == 0o644
+
+
 def test_delete_prunes_empty_directories(layout: tuple[LocalFSStorage, Path]) -> None:
     storage, _ = layout
     with storage.open("a/b/c.txt", "wb") as file:
