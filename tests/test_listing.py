@@ -165,6 +165,25 @@ def test_azure_first_entry_after_one_request(
     assert requests() == 3
 
 
+def test_azure_pages_continue_after_names_a_url_query_reserves(backend_azure: Any) -> None:
+    """Pages of one blob: each next page starts from a name holding ``?``, ``#``, ``&``, ``%``,
+    ``+`` or a space (sent as the marker), and a prefix may hold them too."""
+    names = ["a b/1", "a#b/2", "a%20b", "a&b=c", "a+b", "a?b/3", "a?b/4", "\u00e9"]
+    fill(backend_azure, names)
+    backend_azure.list_page_size = 1
+    assert [entry.name for entry in backend_azure.iter_list()] == sorted(names)
+    assert [entry.name for entry in backend_azure.iter_list("a?b")] == ["a?b/3", "a?b/4"]
+    assert [entry.name for entry in backend_azure.iter_list(recursive=False)] == [
+        "a b/",
+        "a#b/",
+        "a%20b",
+        "a&b=c",
+        "a+b",
+        "a?b/",
+        "\u00e9",
+    ]
+
+
 def test_azure_missing_container_fails_while_iterating(azurite: Any) -> None:
     from keg_storage.backends.azure import AzureStorage
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import arrow
 
+from .azure_list_pages import LastModified, list_blobs_page, page_entries
 from .files import ListEntry
 from .listing import is_directory, reordered
 
@@ -162,32 +163,32 @@ def s3_listing(storage: Any, prefix: str, recursive: bool) -> Iterator[ListEntry
 
 
 def azure_pages(
-    container: Any, prefix: str, one_level: bool, page_size: int | None, prefix_type: type[Any]
+    container: Any, prefix: str, one_level: bool, page_size: int | None
 ) -> Iterator[list[ListEntry]]:
-    """The entries of ``list_blobs`` (``walk_blobs`` for one level) pages under ``prefix``:
-    blobs (folder markers, names ending in ``/``, are not files) and blob prefixes (instances
-    of ``prefix_type``, the SDK's ``BlobPrefix``) as directories."""
-    options: dict[str, Any] = {"name_starts_with": prefix or None}
-    if page_size:
-        options["results_per_page"] = page_size
+    """The entries of List Blobs pages under ``prefix`` (one level: with the delimiter ``/``):
+    blobs (folder markers, names ending in ``/``, are not files) and blob prefixes as
+    directories, read from each page's XML (:mod:`.azure_list_pages`)."""
+    parameters = {"restype": "container", "comp": "list"}
+    if prefix:
+        parameters["prefix"] = prefix
     if one_level:
-        items: Any = container.walk_blobs(delimiter="/", **options)
-    else:
-        items = container.list_blobs(**options)
-    for page in items.by_page():
-        entries = []
-        for item in page:
-            if isinstance(item, prefix_type):
-                entries.append(ListEntry(item.name, None, 0))
-            elif not item.name.endswith("/"):
-                entries.append(ListEntry(item.name, modified(item.last_modified), item.size))
-        yield entries
+        parameters["delimiter"] = "/"
+    if page_size:
+        parameters["maxresults"] = str(page_size)
+    last_modified = LastModified()
+    while True:
+        page = list_blobs_page(container, parameters)
+        yield page_entries(page, last_modified)
+        marker = page.findtext("NextMarker")
+        if not marker:
+            return
+        parameters["marker"] = marker
 
 
 def azure_listing(
-    container: Any, prefix: str, recursive: bool, page_size: int | None, prefix_type: type[Any]
+    container: Any, prefix: str, recursive: bool, page_size: int | None
 ) -> Iterator[ListEntry]:
     """AzureStorage's listing, flat or one level, in listing order, a page read ahead."""
     with ThreadPoolExecutor(1, "keg-storage-list") as executor:
-        pages = azure_pages(container, prefix, not recursive, page_size, prefix_type)
+        pages = azure_pages(container, prefix, not recursive, page_size)
         yield from reordered(read_ahead(pages, executor))
