@@ -39,6 +39,30 @@ def modified(moment: datetime.datetime) -> arrow.Arrow:
     return arrow.Arrow.fromdatetime(moment.astimezone(UTC))
 
 
+class Modified:
+    """:func:`modified` for the entries of a listing, the previous Arrow again where a moment
+    repeats (objects written in the same second, often neighbours): botocore gives S3's times
+    in dateutil's ``tzlocal``, whose conversion costs as much as the rest of an entry."""
+
+    def __init__(self) -> None:
+        self._moment: datetime.datetime | None = None
+        self._arrow = arrow.Arrow(1970, 1, 1, tzinfo=UTC)
+
+    def __call__(self, moment: datetime.datetime) -> arrow.Arrow:
+        previous = self._moment
+        # With one tzinfo, == compares the fields without converting; fold tells apart the
+        # two moments of an hour that a change of clocks repeats.
+        if (
+            previous is None
+            or moment.tzinfo is not previous.tzinfo
+            or moment.fold != previous.fold
+            or moment != previous
+        ):
+            self._arrow = modified(moment)
+            self._moment = moment
+        return self._arrow
+
+
 def read_ahead(pages: Iterator[T], executor: Executor) -> Iterator[T]:
     """``pages``, the next one requested in ``executor`` while the caller works through the
     current one (one page ahead: memory stays two pages)."""
@@ -109,9 +133,10 @@ def s3_pages(storage: Any, prefix: str, one_level: bool) -> Iterator[list[ListEn
         arguments["Delimiter"] = "/"
     if storage.list_page_size:
         arguments["PaginationConfig"] = {"PageSize": storage.list_page_size}
+    last_modified = Modified()
     for page in storage.client.get_paginator("list_objects_v2").paginate(**arguments):
         entries = [
-            ListEntry(obj["Key"], modified(obj["LastModified"]), obj["Size"])
+            ListEntry(obj["Key"], last_modified(obj["LastModified"]), obj["Size"])
             for obj in page.get("Contents", ())
             if not obj["Key"].endswith("/")
         ]
