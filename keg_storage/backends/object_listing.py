@@ -203,8 +203,10 @@ def azure_pages(
     last_modified = LastModified()
     while True:
         page = list_blobs_page(container, parameters)
-        yield page_entries(page, last_modified)
+        entries = page_entries(page, last_modified)
         marker = page.findtext("NextMarker")
+        del page  # the decoded XML, some 10 MiB a page of 5,000: not kept while entries wait
+        yield entries
         if not marker:
             return
         parameters["marker"] = marker
