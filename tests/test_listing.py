@@ -4,6 +4,7 @@ The order itself is checked on every backend by the kit's ListingCases (tests/co
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import arrow
 import click
 import pytest
 from click.testing import CliRunner
@@ -214,3 +216,19 @@ def test_sftp_reads_one_directory_at_a_time(
     assert reads() == 2
     assert len(list(entries)) == 4
     assert reads() == 6
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sat, 05 Dec 2026 00:02:24 GMT",  # HTTP's form, which Azure sends
+        "05 Dec 2026 00:02:24 GMT",  # other forms go through the email parser
+        "Sat, 05 Dec 2026 01:02:24 +0100",
+    ],
+)
+def test_azure_modification_times_are_read_as_utc_arrows(text: str) -> None:
+    from keg_storage.backends.azure_list_pages import http_date
+
+    moment = http_date(text)
+    assert moment == arrow.Arrow(2026, 12, 5, 0, 2, 24, tzinfo=datetime.timezone.utc)
+    assert moment.tzinfo == datetime.timezone.utc
