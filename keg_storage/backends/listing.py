@@ -78,7 +78,7 @@ def reordered(pages: Iterable[Iterable[ListEntry]]) -> Iterator[ListEntry]:
     for page in pages:
         for entry in sorted_entries(page):
             name = entry.name
-            if not held and name.isascii() and name[-1] != "/":
+            if not held and name.isascii() and not name.endswith("/"):
                 yield entry  # the common case: nothing held, a file that sorts alike everywhere
                 continue
             bound = lowest_key_after(entry)
