@@ -20,6 +20,10 @@ harness). Run from the repository root::
     .venv/bin/python bench/listing.py                      # full counts
     .venv/bin/python bench/listing.py --scale 0.1          # 100,000 / 5,000 keys (and a tenth)
     .venv/bin/python bench/listing.py --only s3,azure --repeat 7
+
+Populating 55,000 blobs in Azurite takes most of an hour on a loaded machine: ``--azure-url``
+measures against an Azurite already running (the test account) whose ``--azure-container``
+holds the keys (``n50000/d0000/f0000000``... and ``n5000/...``), writing nothing.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def keg_entries(env: dict[str, Any]) -> Iterator[Any]:
     from keg_storage.backends.azure import AzureStorage
 
     az = env["azure"]
-    storage = AzureStorage(az["account"], az["key"], CONTAINER, account_url=az["url"])
+    storage = AzureStorage(az["account"], az["key"], az["container"], account_url=az["url"])
     return storage.iter_list(prefix)
 
 
@@ -163,7 +167,7 @@ def azure_container(az: dict[str, str]) -> Any:
     service = BlobServiceClient(
         az["url"], credential={"account_name": az["account"], "account_key": az["key"]}
     )
-    return service.get_container_client(CONTAINER)
+    return service.get_container_client(az["container"])
 
 
 def populate_s3(s3: dict[str, str], keys: list[str]) -> None:
@@ -236,12 +240,55 @@ def measure(base: dict[str, Any], counts: list[int], repeat: int, raw: bool) -> 
         print(line, flush=True)
 
 
+def prepare(
+    kind: str,
+    base: dict[str, Any],
+    counts: list[int],
+    stack: ExitStack,
+    scratch: Path,
+    options: argparse.Namespace,
+) -> None:
+    """Start the server of ``kind`` (none for ``--azure-url``) and write the keys of ``counts``
+    to it; ``base`` gets what the children need to reach them."""
+    per_dir = base["per_dir"]
+    if kind == "localfs":
+        base["root"] = str(scratch)
+        for count in counts:
+            populate_localfs(scratch / f"n{count}", list(tree(count, per_dir)))
+    elif kind == "s3":
+        from tests.servers.seaweedfs import running_seaweedfs
+
+        server = stack.enter_context(running_seaweedfs())
+        base["s3"] = {
+            "endpoint": server.endpoint_url,
+            "access_key": server.access_key,
+            "secret_key": server.secret_key,
+            "region": server.region,
+        }
+        s3_client(base["s3"]).create_bucket(Bucket=BUCKET)
+        for count in counts:
+            populate_s3(base["s3"], [f"n{count}/{k}" for k in tree(count, per_dir)])
+    elif kind == "azure":
+        from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, run_azurite
+
+        base["azure"] = {"account": ACCOUNT, "key": ACCOUNT_KEY, "url": options.azure_url}
+        base["azure"]["container"] = options.azure_container
+        if options.azure_url:
+            return
+        base["azure"]["url"] = stack.enter_context(run_azurite(scratch / "azurite")).account_url
+        azure_container(base["azure"]).create_container()
+        for count in counts:
+            populate_azure(base["azure"], [f"n{count}/{k}" for k in tree(count, per_dir)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full counts")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", default="memory,localfs,s3,azure")
+    parser.add_argument("--azure-url", help="an Azurite already holding the keys (see above)")
+    parser.add_argument("--azure-container", default=CONTAINER)
     options = parser.parse_args()
     if options.child:
         child(json.loads(options.child))
@@ -257,31 +304,7 @@ def main() -> None:
             per_dir = full // dirs  # the tenth: as many keys a directory, a tenth of the dirs
             base: dict[str, Any] = {"kind": kind, "per_dir": per_dir}
             started = time.perf_counter()
-            if kind == "localfs":
-                base["root"] = str(scratch)
-                for count in counts:
-                    populate_localfs(scratch / f"n{count}", list(tree(count, per_dir)))
-            elif kind == "s3":
-                from tests.servers.seaweedfs import running_seaweedfs
-
-                server = stack.enter_context(running_seaweedfs())
-                base["s3"] = {
-                    "endpoint": server.endpoint_url,
-                    "access_key": server.access_key,
-                    "secret_key": server.secret_key,
-                    "region": server.region,
-                }
-                s3_client(base["s3"]).create_bucket(Bucket=BUCKET)
-                for count in counts:
-                    populate_s3(base["s3"], [f"n{count}/{k}" for k in tree(count, per_dir)])
-            elif kind == "azure":
-                from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, run_azurite
-
-                server = stack.enter_context(run_azurite(scratch / "azurite"))
-                base["azure"] = {"account": ACCOUNT, "key": ACCOUNT_KEY, "url": server.account_url}
-                azure_container(base["azure"]).create_container()
-                for count in counts:
-                    populate_azure(base["azure"], [f"n{count}/{k}" for k in tree(count, per_dir)])
+            prepare(kind, base, counts, stack, scratch, options)
             print(
                 f"{kind}: {counts[0]:,} keys in {dirs} directories of {per_dir:,} (and a tenth: "
                 f"{dirs // 10} directories), populated in "

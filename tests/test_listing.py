@@ -4,6 +4,7 @@ The order itself is checked on every backend by the kit's ListingCases (tests/co
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import arrow
 import click
 import pytest
 from click.testing import CliRunner
@@ -165,6 +167,25 @@ def test_azure_first_entry_after_one_request(
     assert requests() == 3
 
 
+def test_azure_pages_continue_after_names_a_url_query_reserves(backend_azure: Any) -> None:
+    """Pages of one blob: each next page starts from a name holding ``?``, ``#``, ``&``, ``%``,
+    ``+`` or a space (sent as the marker), and a prefix may hold them too."""
+    names = ["a b/1", "a#b/2", "a%20b", "a&b=c", "a+b", "a?b/3", "a?b/4", "\u00e9"]
+    fill(backend_azure, names)
+    backend_azure.list_page_size = 1
+    assert [entry.name for entry in backend_azure.iter_list()] == sorted(names)
+    assert [entry.name for entry in backend_azure.iter_list("a?b")] == ["a?b/3", "a?b/4"]
+    assert [entry.name for entry in backend_azure.iter_list(recursive=False)] == [
+        "a b/",
+        "a#b/",
+        "a%20b",
+        "a&b=c",
+        "a+b",
+        "a?b/",
+        "\u00e9",
+    ]
+
+
 def test_azure_missing_container_fails_while_iterating(azurite: Any) -> None:
     from keg_storage.backends.azure import AzureStorage
 
@@ -195,3 +216,19 @@ def test_sftp_reads_one_directory_at_a_time(
     assert reads() == 2
     assert len(list(entries)) == 4
     assert reads() == 6
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sat, 05 Dec 2026 00:02:24 GMT",  # HTTP's form, which Azure sends
+        "05 Dec 2026 00:02:24 GMT",  # other forms go through the email parser
+        "Sat, 05 Dec 2026 01:02:24 +0100",
+    ],
+)
+def test_azure_modification_times_are_read_as_utc_arrows(text: str) -> None:
+    from keg_storage.backends.azure_list_pages import http_date
+
+    moment = http_date(text)
+    assert moment == arrow.Arrow(2026, 12, 5, 0, 2, 24, tzinfo=datetime.timezone.utc)
+    assert moment.tzinfo == datetime.timezone.utc

@@ -76,7 +76,6 @@ try:
     from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.blob import (
         BlobClient,
-        BlobPrefix,
         BlobSasPermissions,
         BlobServiceClient,
         ContainerClient,
@@ -492,13 +491,16 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         """Lazily, a page at a time, in listing order (:func:`.object_listing.azure_listing`)."""
-        container = self._container(prefix)
-        relative = self._prefix.relative
         service_prefix = self._prefix.service(prefix)
-        for entry in azure_listing(
-            container, service_prefix, recursive, self.list_page_size, BlobPrefix
-        ):
-            yield entry._replace(name=relative(entry.name))
+        entries = azure_listing(
+            self._container(prefix), service_prefix, recursive, self.list_page_size
+        )
+        if not self._prefix.text:
+            yield from entries
+            return
+        relative = self._prefix.relative
+        for name, modified, size in entries:
+            yield ListEntry(relative(name), modified, size)
 
     def _stat(self, key: str) -> FileStat:
         properties = self._blob(key).get_blob_properties()

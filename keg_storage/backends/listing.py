@@ -19,6 +19,7 @@ Services do not all keep that order, so the pages of S3-compatible stores and Az
 from __future__ import annotations
 
 import heapq
+import operator
 import re
 from collections.abc import Iterable, Iterator
 
@@ -39,6 +40,10 @@ def entry_key(entry: ListEntry) -> str:
     return entry.name
 
 
+_NAME = operator.attrgetter("name")
+""":func:`entry_key` as sorting calls it most cheaply (many thousands of entries a page)."""
+
+
 def is_directory(entry: ListEntry) -> bool:
     """Whether ``entry`` is a directory of a non-recursive listing (its name ends in ``/``)."""
     return entry.name.endswith("/")
@@ -46,7 +51,7 @@ def is_directory(entry: ListEntry) -> bool:
 
 def sorted_entries(entries: Iterable[ListEntry]) -> list[ListEntry]:
     """``entries`` in listing order (what a walk does with one directory's entries)."""
-    return sorted(entries, key=entry_key)
+    return sorted(entries, key=_NAME)
 
 
 def lowest_key_after(entry: ListEntry) -> str:
@@ -72,9 +77,13 @@ def reordered(pages: Iterable[Iterable[ListEntry]]) -> Iterator[ListEntry]:
     held: list[tuple[str, ListEntry]] = []
     for page in pages:
         for entry in sorted_entries(page):
+            name = entry.name
+            if not held and name.isascii() and not name.endswith("/"):
+                yield entry  # the common case: nothing held, a file that sorts alike everywhere
+                continue
             bound = lowest_key_after(entry)
-            if not held and entry.name <= bound:
-                yield entry  # the common case: nothing held, nothing to hold
+            if not held and name <= bound:
+                yield entry  # nothing held, nothing to hold
                 continue
             heapq.heappush(held, (entry_key(entry), entry))
             while held and held[0][0] <= bound:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import arrow
 
+from .azure_list_pages import LastModified, list_blobs_page, page_entries
 from .files import ListEntry
 from .listing import is_directory, reordered
 
@@ -36,6 +37,30 @@ def modified(moment: datetime.datetime) -> arrow.Arrow:
     """The service's aware datetime as a UTC Arrow (a quarter of ``arrow.get(...).to('UTC')``'s
     cost, which counts at a million entries)."""
     return arrow.Arrow.fromdatetime(moment.astimezone(UTC))
+
+
+class Modified:
+    """:func:`modified` for the entries of a listing, the previous Arrow again where a moment
+    repeats (objects written in the same second, often neighbours): botocore gives S3's times
+    in dateutil's ``tzlocal``, whose conversion costs as much as the rest of an entry."""
+
+    def __init__(self) -> None:
+        self._moment: datetime.datetime | None = None
+        self._arrow = arrow.Arrow(1970, 1, 1, tzinfo=UTC)
+
+    def __call__(self, moment: datetime.datetime) -> arrow.Arrow:
+        previous = self._moment
+        # With one tzinfo, == compares the fields without converting; fold tells apart the
+        # two moments of an hour that a change of clocks repeats.
+        if (
+            previous is None
+            or moment.tzinfo is not previous.tzinfo
+            or moment.fold != previous.fold
+            or moment != previous
+        ):
+            self._arrow = modified(moment)
+            self._moment = moment
+        return self._arrow
 
 
 def read_ahead(pages: Iterator[T], executor: Executor) -> Iterator[T]:
@@ -108,9 +133,10 @@ def s3_pages(storage: Any, prefix: str, one_level: bool) -> Iterator[list[ListEn
         arguments["Delimiter"] = "/"
     if storage.list_page_size:
         arguments["PaginationConfig"] = {"PageSize": storage.list_page_size}
+    last_modified = Modified()
     for page in storage.client.get_paginator("list_objects_v2").paginate(**arguments):
         entries = [
-            ListEntry(obj["Key"], modified(obj["LastModified"]), obj["Size"])
+            ListEntry(obj["Key"], last_modified(obj["LastModified"]), obj["Size"])
             for obj in page.get("Contents", ())
             if not obj["Key"].endswith("/")
         ]
@@ -162,32 +188,34 @@ def s3_listing(storage: Any, prefix: str, recursive: bool) -> Iterator[ListEntry
 
 
 def azure_pages(
-    container: Any, prefix: str, one_level: bool, page_size: int | None, prefix_type: type[Any]
+    container: Any, prefix: str, one_level: bool, page_size: int | None
 ) -> Iterator[list[ListEntry]]:
-    """The entries of ``list_blobs`` (``walk_blobs`` for one level) pages under ``prefix``:
-    blobs (folder markers, names ending in ``/``, are not files) and blob prefixes (instances
-    of ``prefix_type``, the SDK's ``BlobPrefix``) as directories."""
-    options: dict[str, Any] = {"name_starts_with": prefix or None}
-    if page_size:
-        options["results_per_page"] = page_size
+    """The entries of List Blobs pages under ``prefix`` (one level: with the delimiter ``/``):
+    blobs (folder markers, names ending in ``/``, are not files) and blob prefixes as
+    directories, read from each page's XML (:mod:`.azure_list_pages`)."""
+    parameters = {"restype": "container", "comp": "list"}
+    if prefix:
+        parameters["prefix"] = prefix
     if one_level:
-        items: Any = container.walk_blobs(delimiter="/", **options)
-    else:
-        items = container.list_blobs(**options)
-    for page in items.by_page():
-        entries = []
-        for item in page:
-            if isinstance(item, prefix_type):
-                entries.append(ListEntry(item.name, None, 0))
-            elif not item.name.endswith("/"):
-                entries.append(ListEntry(item.name, modified(item.last_modified), item.size))
+        parameters["delimiter"] = "/"
+    if page_size:
+        parameters["maxresults"] = str(page_size)
+    last_modified = LastModified()
+    while True:
+        page = list_blobs_page(container, parameters)
+        entries = page_entries(page, last_modified)
+        marker = page.findtext("NextMarker")
+        del page  # the decoded XML, some 10 MiB a page of 5,000: not kept while entries wait
         yield entries
+        if not marker:
+            return
+        parameters["marker"] = marker
 
 
 def azure_listing(
-    container: Any, prefix: str, recursive: bool, page_size: int | None, prefix_type: type[Any]
+    container: Any, prefix: str, recursive: bool, page_size: int | None
 ) -> Iterator[ListEntry]:
     """AzureStorage's listing, flat or one level, in listing order, a page read ahead."""
     with ThreadPoolExecutor(1, "keg-storage-list") as executor:
-        pages = azure_pages(container, prefix, not recursive, page_size, prefix_type)
+        pages = azure_pages(container, prefix, not recursive, page_size)
         yield from reordered(read_ahead(pages, executor))

@@ -645,15 +645,20 @@ def start_position(file_obj: IO[bytes]) -> int | None:
 
 def directory_entries(directory: str, children: Iterable[Any]) -> list[ListEntry]:
     """The files (not temp files, symlinks or specials) and sub-directories (named with their
-    trailing ``/``) of the directory ``directory`` from its attributes, in listing order."""
+    trailing ``/``) of the directory ``directory`` from its attributes, in listing order.
+    Files written in the same second share one Arrow, converted once."""
     entries = []
+    moments: dict[int, arrow.Arrow] = {}
     for attr in children:
         name = directory + attr.filename
         mode = attr.st_mode or 0
         if stat_module.S_ISDIR(mode):
             entries.append(ListEntry(name + "/", None, 0))
         elif stat_module.S_ISREG(mode) and not is_temp_name(attr.filename):
-            entries.append(ListEntry(name, mtime(attr), attr.st_size or 0))
+            modified = moments.get(attr.st_mtime)
+            if modified is None:
+                modified = moments[attr.st_mtime] = mtime(attr)
+            entries.append(ListEntry(name, modified, attr.st_size or 0))
     return sorted_entries(entries)
 
 
@@ -662,4 +667,6 @@ def not_a_dir(exc: OSError) -> bool:
 
 
 def mtime(attr: Any) -> arrow.Arrow:
-    return arrow.get(attr.st_mtime or 0).to("UTC")
+    """The modification time of ``attr`` (SFTP: whole seconds) as a UTC Arrow; directly from the
+    timestamp, half the cost of ``arrow.get(...).to("UTC")``, which counts in long listings."""
+    return arrow.Arrow.utcfromtimestamp(attr.st_mtime or 0)
