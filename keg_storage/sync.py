@@ -33,14 +33,16 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import functools
 import hashlib
 import io
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, cast
 
@@ -169,6 +171,7 @@ class SyncCancelledError(Exception):
 
 
 ProgressFunction = Callable[[SyncProgress], None]
+Task = Callable[[], None]
 
 
 def merge_listings(
@@ -327,6 +330,7 @@ class _Job:
     dst_prefix: str
     dry_run: bool
     result: SyncResult
+    jobs: int = 1
     files_total: int = 0
     bytes_total: int = 0
     files_done: int = 0
@@ -334,6 +338,8 @@ class _Job:
     reported: SyncProgress | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Event = field(default_factory=threading.Event)
+    """Set as a file finishes: wakes the thread reporting progress."""
 
     def check_running(self) -> None:
         """Raise :class:`SyncCancelledError` once the sync was stopped."""
@@ -367,6 +373,8 @@ class _Job:
             self.result.skipped += skipped
             if failure is not None:
                 self.result.failures.append(failure)
+        if not self.changed.is_set():  # set once per wake of the reporting thread
+            self.changed.set()
 
     def copy(self, action: SyncAction, entry: ListEntry) -> None:
         """Copy one file, atomically at the destination, keeping its modification time."""
@@ -503,33 +511,51 @@ def same_content(src: StorageBackend, src_key: str, dst: StorageBackend, dst_key
     return src_md5 == (dst_md5 or streamed_md5(dst, dst_key))
 
 
-def delete_files(job: _Job, actions: list[SyncAction], pool: Any) -> list[Any]:
-    """Delete the destination's files of ``actions`` in batches of :data:`DELETE_BATCH`, each
-    one ``delete_many`` call, in parallel on ``pool`` (progress after each batch)."""
+def delete_files(job: _Job, actions: list[SyncAction]) -> list[Task]:
+    """Tasks deleting the destination's files of ``actions`` in batches of
+    :data:`DELETE_BATCH`, each one ``delete_many`` call (progress after each batch)."""
     batches = [actions[i : i + DELETE_BATCH] for i in range(0, len(actions), DELETE_BATCH)]
-    return [pool.submit(job.delete, batch) for batch in batches]
+    return [functools.partial(job.delete, batch) for batch in batches]
 
 
-def _run(
-    job: _Job, submit: Callable[[Any], list[Any]], progress: ProgressFunction | None, pool: Any
-) -> None:
-    """Run the tasks ``submit`` puts on ``pool``, reporting progress on this thread until they
-    end; anything raised here (by ``progress``, a ``KeyboardInterrupt``) stops the sync."""
+def _drain(job: _Job, tasks: collections.deque[Task]) -> None:
+    """Run tasks from the shared queue until it is empty or the sync was stopped (a file
+    not started then never starts)."""
+    while not job.stopped.is_set():
+        try:
+            task = tasks.popleft()  # atomic: each task runs once
+        except IndexError:
+            return
+        task()
+
+
+def _run(job: _Job, tasks: Sequence[Task], progress: ProgressFunction | None, pool: Any) -> None:
+    """Run ``tasks`` on ``pool``'s threads, each thread taking the next task from one queue,
+    and report progress on this thread as files finish until they end; anything raised here
+    (by ``progress``, a ``KeyboardInterrupt``) stops the sync.
+
+    A future per thread, not per file: waiting on thousands of futures costs this thread a
+    pass over all of them at each file done (``concurrent.futures.wait``), GIL time the
+    copying threads need."""
+    queue = collections.deque(tasks)
     try:
-        pending = set(submit(pool))
+        workers = [pool.submit(_drain, job, queue) for _ in range(min(job.jobs, len(tasks)))]
+        for worker in workers:
+            worker.add_done_callback(lambda _: job.changed.set())
         while True:
             if progress is not None and (now := job.progress()) != job.reported:
                 progress(now)
                 job.reported = now
-            if not pending:
+            if all(worker.done() for worker in workers):
                 break
-            _, pending = concurrent.futures.wait(
-                pending, timeout=_POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
-            )
+            job.changed.wait(_POLL_SECONDS)
+            job.changed.clear()
     except BaseException:
         job.stopped.set()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    for worker in workers:
+        worker.result()  # a bug in the sync itself (a file's error is in result.failures)
 
 
 def sync(
@@ -562,7 +588,7 @@ def sync(
     src_prefix = directory_prefix(path, src)
     dst_prefix = directory_prefix(path if dst_path is None else dst_path, dst)
     result = SyncResult(dry_run=dry_run)
-    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result)
+    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result, jobs)
     pairs = merge_listings(
         _listing(src, src_prefix), src_prefix, _listing(dst, dst_prefix), dst_prefix
     )
@@ -572,14 +598,12 @@ def sync(
     job.files_total = len(plan.copies) + len(plan.checks) + len(plan.deletes)
     job.bytes_total = sum(action.size for action in result.actions)
 
-    def copies(pool: Any) -> list[Any]:
-        tasks = [pool.submit(job.copy, action, entry) for action, entry in plan.copies]
-        return tasks + [pool.submit(job.check, action, entry) for action, entry in plan.checks]
-
+    copies = [functools.partial(job.copy, action, entry) for action, entry in plan.copies]
+    checks = [functools.partial(job.check, action, entry) for action, entry in plan.checks]
     with concurrent.futures.ThreadPoolExecutor(jobs, "keg-storage-sync") as pool:
-        _run(job, copies, progress, pool)
+        _run(job, copies + checks, progress, pool)
         result.actions.extend(plan.deletes)
-        _run(job, lambda pool: delete_files(job, plan.deletes, pool), progress, pool)
+        _run(job, delete_files(job, plan.deletes), progress, pool)
     result.actions.sort(key=lambda action: (action.kind != "copy", action.name))
     result.failures.sort(key=lambda failure: failure.name)
     result.seconds = time.monotonic() - started
