@@ -426,34 +426,45 @@ class _Job:
 
 
 def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
-    """Copy one file into the destination's atomic upload, with its modification time as
-    metadata where the destination keeps metadata, set on the file where it keeps times;
-    returns the bytes copied.
+    """Copy one file into the destination's atomic upload, keeping its modification time
+    (:func:`store`); returns the bytes copied.
 
     A small file (the listing says at most :data:`SMALL_FILE` bytes) is read whole with
     ``download`` (one request where the store can) and uploaded from memory, a larger one
     streams from ``open(key, 'rb')``, so memory stays within ``jobs`` small files or parts."""
     src_key, dst_key = job.src_prefix + name, job.dst_prefix + name
-    mtime = entry.last_modified
-    extra_args = None
-    if mtime is not None and job.dst.capabilities.metadata:
-        extra_args = {"Metadata": {"mtime": mtime_metadata(job.dst, mtime)}}
     if entry.size <= SMALL_FILE:
         job.check_running()
         buffer = io.BytesIO()
         job.src.download(src_key, buffer)
         copied = buffer.tell()
         buffer.seek(0)
-        job.dst.upload(buffer, dst_key, extra_args=extra_args)  # boto3 closes the buffer
+        store(job.dst, buffer, dst_key, entry.last_modified)  # boto3 closes the buffer
         job.count_bytes(copied)
-    else:
-        with job.src.open(src_key, "rb") as source:
-            reader = _CountingReader(cast(IO[bytes], source), job)
-            job.dst.upload(cast(IO[bytes], reader), dst_key, extra_args=extra_args)
-        copied = reader.furthest
-    if mtime is not None and _is(job.dst, _KEEPS_MTIME):
-        set_mtime(job.dst, dst_key, mtime)
-    return copied
+        return copied
+    with job.src.open(src_key, "rb") as source:
+        reader = _CountingReader(cast(IO[bytes], source), job)
+        store(job.dst, cast(IO[bytes], reader), dst_key, entry.last_modified)
+    return reader.furthest
+
+
+def store(dst: StorageBackend, file_obj: IO[bytes], key: str, mtime: arrow.Arrow | None) -> None:
+    """Upload ``file_obj`` to ``key`` of ``dst`` with the modification time ``mtime``: as
+    metadata where the destination keeps metadata, set on the file where it keeps times (SFTP:
+    in the round trip of the last write, before the publish; LocalFS: after it)."""
+    keeps_mtime = mtime is not None and _is(dst, _KEEPS_MTIME)
+    upload_keeping_mtime = getattr(dst, "upload_keeping_mtime", None)
+    if keeps_mtime and upload_keeping_mtime is not None:
+        assert mtime is not None
+        upload_keeping_mtime(file_obj, key, int(mtime.timestamp()))
+        return
+    extra_args = None
+    if mtime is not None and dst.capabilities.metadata:
+        extra_args = {"Metadata": {"mtime": mtime_metadata(dst, mtime)}}
+    dst.upload(file_obj, key, extra_args=extra_args)
+    if keeps_mtime:
+        assert mtime is not None
+        set_mtime(dst, key, mtime)
 
 
 def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
@@ -465,24 +476,16 @@ def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
 
 
 def set_mtime(dst: StorageBackend, key: str, mtime: arrow.Arrow) -> None:
-    """Set the modification time of the file ``key`` of a LocalFS or SFTP store: ``utime``
-    relative to a descriptor of its directory (never following a symlink), or SFTP
-    ``setstat`` (whole seconds, the protocol's precision)."""
+    """Set the modification time of the file ``key`` of a LocalFS store: ``utime`` relative
+    to a descriptor of its directory (never following a symlink). (SFTP sets it within the
+    upload: ``upload_keeping_mtime``.)"""
     with dst.translating(key):
-        if _is(dst, {"keg_storage.backends.filesystem:LocalFSStorage"}):
-            nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
-            dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
-            try:
-                times = (nanoseconds, nanoseconds)
-                os.utime(name, ns=times, dir_fd=dir_fd, follow_symlinks=False)
-            finally:
-                os.close(dir_fd)
-            return
-        seconds = int(mtime.timestamp())
-        remote = dst.paths.remote(key)  # type: ignore[attr-defined]
-        dst.transport.call(  # type: ignore[attr-defined]
-            key, lambda session: session.sftp.utime(remote, (seconds, seconds)), action="setstat"
-        )
+        nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
+        dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
+        try:
+            os.utime(name, ns=(nanoseconds, nanoseconds), dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(dir_fd)
 
 
 def md5_etag(backend: StorageBackend, key: str) -> str | None:

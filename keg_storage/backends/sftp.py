@@ -52,6 +52,7 @@ from ..errors import (
     StorageConnectionError,
     StorageError,
 )
+from ..paths import RemotePath
 from ..progress import ByteCounter, ForwardProgress, ignore_bytes
 from ..secrets import Secret, hold
 from .base import (
@@ -496,7 +497,12 @@ class SFTPStorage(InternalLinksStorageBackend):
         extra_args: dict[str, Any],
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
+        *,
+        mtime: int | None = None,
     ) -> None:
+        """Write through a temp file published whole by its close; ``mtime`` (seconds): the
+        file's modification time, set in the round trip of the last write
+        (:meth:`upload_keeping_mtime`)."""
         writers: list[SFTPRemoteFile] = []
 
         def transfer(count: ByteCounter) -> None:
@@ -509,10 +515,12 @@ class SFTPStorage(InternalLinksStorageBackend):
                     while size := readinto(view):
                         target.write(view[:size])
                         count(size)
-                    return
-                while chunk := file_obj.read(chunk_size):
-                    target.write(chunk)
-                    count(len(chunk))
+                else:
+                    while chunk := file_obj.read(chunk_size):
+                        target.write(chunk)
+                        count(len(chunk))
+                if mtime is not None:
+                    target.set_times(mtime)
 
         def may_restart() -> bool:
             """A create-only upload whose publish went out may have won before the drop: a
@@ -522,6 +530,13 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._transfer_with_retry(
             transfer, file_obj, count_bytes, rewrite=False, action="upload", may_restart=may_restart
         )
+
+    def upload_keeping_mtime(self, file_obj: IO[bytes], path: RemotePath, mtime: int) -> None:
+        """:meth:`upload` (overwriting), the file published with the modification time
+        ``mtime`` (seconds): for ``keg_storage.sync``, which keeps the source's times, without
+        a SETSTAT round trip after the publish."""
+        key = self._file_key(path)
+        self._upload(file_obj, key, {}, ignore_bytes, mtime=mtime)
 
     def _transfer_with_retry(
         self,

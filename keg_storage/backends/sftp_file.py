@@ -358,6 +358,20 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
         return count
 
+    def set_times(self, seconds: int) -> None:
+        """Give the file the modification (and access) time ``seconds`` once every byte
+        written so far is on the server: an FSETSTAT sent behind those writes, answered with
+        them (no round trip of its own), before the close publishes the file with that time.
+        A later write changes the time again."""
+        self._check_writable()
+        self._flush_buffer()
+        assert self._handle is not None
+        try:
+            self._unacked.append(self._responses.send_set_times(self._handle, seconds))
+        except BaseException as exc:
+            self._write_failed = True  # close() must not publish a file without its time
+            raise self._failure(exc) from exc
+
     def _send_write(self, chunk: bytes | bytearray | memoryview) -> None:
         assert self._handle is not None
         num = self._responses.send_write(self._handle, self._buffer_start, chunk)
