@@ -501,7 +501,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         mtime: int | None = None,
     ) -> None:
         """Write through a temp file published whole by its close; ``mtime`` (seconds): the
-        file's modification time, set in the round trip of the last write
+        file's modification time, set in the round trip of the last write and the close
         (:meth:`upload_keeping_mtime`)."""
         writers: list[SFTPRemoteFile] = []
 
@@ -520,7 +520,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                         target.write(chunk)
                         count(len(chunk))
                 if mtime is not None:
-                    target.set_times(mtime)
+                    target.end_with_times(mtime)
 
         def may_restart() -> bool:
             """A create-only upload whose publish went out may have won before the drop: a
@@ -534,7 +534,7 @@ class SFTPStorage(InternalLinksStorageBackend):
     def upload_keeping_mtime(self, file_obj: IO[bytes], path: RemotePath, mtime: int) -> None:
         """:meth:`upload` (overwriting), the file published with the modification time
         ``mtime`` (seconds): for ``keg_storage.sync``, which keeps the source's times, without
-        a SETSTAT round trip after the publish."""
+        a SETSTAT round trip after the publish (:meth:`.SFTPRemoteFile.end_with_times`)."""
         key = self._file_key(path)
         self._upload(file_obj, key, {}, ignore_bytes, mtime=mtime)
 

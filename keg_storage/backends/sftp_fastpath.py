@@ -84,6 +84,10 @@ class Pipeline:
         attr.st_atime = attr.st_mtime = seconds
         return self.send(CMD_FSETSTAT, handle, attr)
 
+    def send_close(self, handle: bytes) -> int:
+        """Send SSH_FXP_CLOSE; its answer is a status."""
+        return self.send(CMD_CLOSE, handle)
+
     def send_read(self, handle: bytes | None, offset: int, length: int) -> int:
         return self.send(CMD_READ, handle, int64(offset), length)
 

@@ -358,16 +358,19 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
         return count
 
-    def set_times(self, seconds: int) -> None:
-        """Give the file the modification (and access) time ``seconds`` once every byte
-        written so far is on the server: an FSETSTAT sent behind those writes, answered with
-        them (no round trip of its own), before the close publishes the file with that time.
-        A later write changes the time again."""
+    def end_with_times(self, seconds: int) -> None:
+        """End the writing, the file to have the modification (and access) time ``seconds``:
+        an FSETSTAT, then the CLOSE of the handle, sent behind the writes and answered with
+        them, so that ``close()`` waits one round trip for all, then publishes the file with
+        that time (no round trip of its own for the time or the close). Nothing may be written
+        after this: ``close()`` would publish nothing."""
         self._check_writable()
         self._flush_buffer()
-        assert self._handle is not None
+        handle, self._handle = self._handle, None
+        assert handle is not None
         try:
-            self._unacked.append(self._responses.send_set_times(self._handle, seconds))
+            self._unacked.append(self._responses.send_set_times(handle, seconds))
+            self._unacked.append(self._responses.send_close(handle))
         except BaseException as exc:
             self._write_failed = True  # close() must not publish a file without its time
             raise self._failure(exc) from exc
