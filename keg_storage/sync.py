@@ -17,13 +17,15 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   precision of those stores' listings). ``'checksum'`` compares sizes, then content: the MD5
   ETags where both stores give one (S3 single-part uploads, Memory), an MD5 of the other side
   streamed where one does, else an MD5 of both sides streamed.
-- **Copying** runs ``jobs`` files at once in threads sharing the two backends (their clients and
-  pools are thread-safe): each file streams from ``src.open(key, 'rb')`` into ``dst.upload``,
-  which publishes it atomically, so a partial file is never visible at the destination, and an
-  interrupted sync leaves nothing behind but whole files. Source times are kept as rclone keeps
-  them: set on LocalFS (``utime``) and SFTP (``setstat``) after the publish; stored as metadata
-  ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure: RFC 3339, the forms
-  rclone writes and reads).
+- **Copying** runs ``jobs`` files at once: ``jobs`` threads sharing the two backends (their
+  clients and pools are thread-safe) each take the next file from one queue. A small file is
+  read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
+  into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
+  destination, and an interrupted sync leaves nothing behind but whole files. Source times are
+  kept as rclone keeps them: set on SFTP files before the publish, in the round trip of the
+  last write (``SFTPStorage.upload_keeping_mtime``), on LocalFS files (``utime``) after it;
+  stored as metadata ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure:
+  RFC 3339, the forms rclone writes and reads).
 - **Deleting** (``delete=True``) happens after every copy, with the destination's
   ``delete_many`` (the service's batch call) on batches of 1,000 files (:func:`delete_files`).
 - A file that fails is reported in :attr:`SyncResult.failures` with its error; the others go on.
