@@ -333,6 +333,8 @@ class _Job:
     dry_run: bool
     result: SyncResult
     jobs: int = 1
+    reporting: bool = False
+    """Whether a progress callback waits for files to finish (else nothing wakes per file)."""
     files_total: int = 0
     bytes_total: int = 0
     files_done: int = 0
@@ -341,7 +343,8 @@ class _Job:
     stopped: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Event = field(default_factory=threading.Event)
-    """Set as a file finishes: wakes the thread reporting progress."""
+    """Set as a file finishes (when ``reporting``) and as a thread ends: wakes the calling
+    thread, which reports progress and waits for the threads."""
 
     def check_running(self) -> None:
         """Raise :class:`SyncCancelledError` once the sync was stopped."""
@@ -375,7 +378,7 @@ class _Job:
             self.result.skipped += skipped
             if failure is not None:
                 self.result.failures.append(failure)
-        if not self.changed.is_set():  # set once per wake of the reporting thread
+        if self.reporting and not self.changed.is_set():  # once per wake of the caller
             self.changed.set()
 
     def copy(self, action: SyncAction, entry: ListEntry) -> None:
@@ -593,7 +596,7 @@ def sync(
     src_prefix = directory_prefix(path, src)
     dst_prefix = directory_prefix(path if dst_path is None else dst_path, dst)
     result = SyncResult(dry_run=dry_run)
-    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result, jobs)
+    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result, jobs, progress is not None)
     pairs = merge_listings(
         _listing(src, src_prefix), src_prefix, _listing(dst, dst_prefix), dst_prefix
     )
