@@ -17,13 +17,15 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   precision of those stores' listings). ``'checksum'`` compares sizes, then content: the MD5
   ETags where both stores give one (S3 single-part uploads, Memory), an MD5 of the other side
   streamed where one does, else an MD5 of both sides streamed.
-- **Copying** runs ``jobs`` files at once in threads sharing the two backends (their clients and
-  pools are thread-safe): each file streams from ``src.open(key, 'rb')`` into ``dst.upload``,
-  which publishes it atomically, so a partial file is never visible at the destination, and an
-  interrupted sync leaves nothing behind but whole files. Source times are kept as rclone keeps
-  them: set on LocalFS (``utime``) and SFTP (``setstat``) after the publish; stored as metadata
-  ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure: RFC 3339, the forms
-  rclone writes and reads).
+- **Copying** runs ``jobs`` files at once: ``jobs`` threads sharing the two backends (their
+  clients and pools are thread-safe) each take the next file from one queue. A small file is
+  read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
+  into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
+  destination, and an interrupted sync leaves nothing behind but whole files. Source times are
+  kept as rclone keeps them: set on SFTP files before the publish, in the round trip of the
+  last write (``SFTPStorage.upload_keeping_mtime``), on LocalFS files (``utime``) after it;
+  stored as metadata ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure:
+  RFC 3339, the forms rclone writes and reads).
 - **Deleting** (``delete=True``) happens after every copy, with the destination's
   ``delete_many`` (the service's batch call) on batches of 1,000 files (:func:`delete_files`).
 - A file that fails is reported in :attr:`SyncResult.failures` with its error; the others go on.
@@ -33,14 +35,16 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import functools
 import hashlib
 import io
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, cast
 
@@ -169,6 +173,7 @@ class SyncCancelledError(Exception):
 
 
 ProgressFunction = Callable[[SyncProgress], None]
+Task = Callable[[], None]
 
 
 def merge_listings(
@@ -327,6 +332,9 @@ class _Job:
     dst_prefix: str
     dry_run: bool
     result: SyncResult
+    jobs: int = 1
+    reporting: bool = False
+    """Whether a progress callback waits for files to finish (else nothing wakes per file)."""
     files_total: int = 0
     bytes_total: int = 0
     files_done: int = 0
@@ -334,6 +342,9 @@ class _Job:
     reported: SyncProgress | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Event = field(default_factory=threading.Event)
+    """Set as a file finishes (when ``reporting``) and as a thread ends: wakes the calling
+    thread, which reports progress and waits for the threads."""
 
     def check_running(self) -> None:
         """Raise :class:`SyncCancelledError` once the sync was stopped."""
@@ -367,6 +378,8 @@ class _Job:
             self.result.skipped += skipped
             if failure is not None:
                 self.result.failures.append(failure)
+        if self.reporting and not self.changed.is_set():  # once per wake of the caller
+            self.changed.set()
 
     def copy(self, action: SyncAction, entry: ListEntry) -> None:
         """Copy one file, atomically at the destination, keeping its modification time."""
@@ -418,34 +431,45 @@ class _Job:
 
 
 def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
-    """Copy one file into the destination's atomic upload, with its modification time as
-    metadata where the destination keeps metadata, set on the file where it keeps times;
-    returns the bytes copied.
+    """Copy one file into the destination's atomic upload, keeping its modification time
+    (:func:`store`); returns the bytes copied.
 
     A small file (the listing says at most :data:`SMALL_FILE` bytes) is read whole with
     ``download`` (one request where the store can) and uploaded from memory, a larger one
     streams from ``open(key, 'rb')``, so memory stays within ``jobs`` small files or parts."""
     src_key, dst_key = job.src_prefix + name, job.dst_prefix + name
-    mtime = entry.last_modified
-    extra_args = None
-    if mtime is not None and job.dst.capabilities.metadata:
-        extra_args = {"Metadata": {"mtime": mtime_metadata(job.dst, mtime)}}
     if entry.size <= SMALL_FILE:
         job.check_running()
         buffer = io.BytesIO()
         job.src.download(src_key, buffer)
         copied = buffer.tell()
         buffer.seek(0)
-        job.dst.upload(buffer, dst_key, extra_args=extra_args)  # boto3 closes the buffer
+        store(job.dst, buffer, dst_key, entry.last_modified)  # boto3 closes the buffer
         job.count_bytes(copied)
-    else:
-        with job.src.open(src_key, "rb") as source:
-            reader = _CountingReader(cast(IO[bytes], source), job)
-            job.dst.upload(cast(IO[bytes], reader), dst_key, extra_args=extra_args)
-        copied = reader.furthest
-    if mtime is not None and _is(job.dst, _KEEPS_MTIME):
-        set_mtime(job.dst, dst_key, mtime)
-    return copied
+        return copied
+    with job.src.open(src_key, "rb") as source:
+        reader = _CountingReader(cast(IO[bytes], source), job)
+        store(job.dst, cast(IO[bytes], reader), dst_key, entry.last_modified)
+    return reader.furthest
+
+
+def store(dst: StorageBackend, file_obj: IO[bytes], key: str, mtime: arrow.Arrow | None) -> None:
+    """Upload ``file_obj`` to ``key`` of ``dst`` with the modification time ``mtime``: as
+    metadata where the destination keeps metadata, set on the file where it keeps times (SFTP:
+    in the round trip of the last write, before the publish; LocalFS: after it)."""
+    keeps_mtime = mtime is not None and _is(dst, _KEEPS_MTIME)
+    upload_keeping_mtime = getattr(dst, "upload_keeping_mtime", None)
+    if keeps_mtime and upload_keeping_mtime is not None:
+        assert mtime is not None
+        upload_keeping_mtime(file_obj, key, int(mtime.timestamp()))
+        return
+    extra_args = None
+    if mtime is not None and dst.capabilities.metadata:
+        extra_args = {"Metadata": {"mtime": mtime_metadata(dst, mtime)}}
+    dst.upload(file_obj, key, extra_args=extra_args)
+    if keeps_mtime:
+        assert mtime is not None
+        set_mtime(dst, key, mtime)
 
 
 def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
@@ -457,24 +481,16 @@ def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
 
 
 def set_mtime(dst: StorageBackend, key: str, mtime: arrow.Arrow) -> None:
-    """Set the modification time of the file ``key`` of a LocalFS or SFTP store: ``utime``
-    relative to a descriptor of its directory (never following a symlink), or SFTP
-    ``setstat`` (whole seconds, the protocol's precision)."""
+    """Set the modification time of the file ``key`` of a LocalFS store: ``utime`` relative
+    to a descriptor of its directory (never following a symlink). (SFTP sets it within the
+    upload: ``upload_keeping_mtime``.)"""
     with dst.translating(key):
-        if _is(dst, {"keg_storage.backends.filesystem:LocalFSStorage"}):
-            nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
-            dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
-            try:
-                times = (nanoseconds, nanoseconds)
-                os.utime(name, ns=times, dir_fd=dir_fd, follow_symlinks=False)
-            finally:
-                os.close(dir_fd)
-            return
-        seconds = int(mtime.timestamp())
-        remote = dst.paths.remote(key)  # type: ignore[attr-defined]
-        dst.transport.call(  # type: ignore[attr-defined]
-            key, lambda session: session.sftp.utime(remote, (seconds, seconds)), action="setstat"
-        )
+        nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
+        dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
+        try:
+            os.utime(name, ns=(nanoseconds, nanoseconds), dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(dir_fd)
 
 
 def md5_etag(backend: StorageBackend, key: str) -> str | None:
@@ -503,33 +519,51 @@ def same_content(src: StorageBackend, src_key: str, dst: StorageBackend, dst_key
     return src_md5 == (dst_md5 or streamed_md5(dst, dst_key))
 
 
-def delete_files(job: _Job, actions: list[SyncAction], pool: Any) -> list[Any]:
-    """Delete the destination's files of ``actions`` in batches of :data:`DELETE_BATCH`, each
-    one ``delete_many`` call, in parallel on ``pool`` (progress after each batch)."""
+def delete_files(job: _Job, actions: list[SyncAction]) -> list[Task]:
+    """Tasks deleting the destination's files of ``actions`` in batches of
+    :data:`DELETE_BATCH`, each one ``delete_many`` call (progress after each batch)."""
     batches = [actions[i : i + DELETE_BATCH] for i in range(0, len(actions), DELETE_BATCH)]
-    return [pool.submit(job.delete, batch) for batch in batches]
+    return [functools.partial(job.delete, batch) for batch in batches]
 
 
-def _run(
-    job: _Job, submit: Callable[[Any], list[Any]], progress: ProgressFunction | None, pool: Any
-) -> None:
-    """Run the tasks ``submit`` puts on ``pool``, reporting progress on this thread until they
-    end; anything raised here (by ``progress``, a ``KeyboardInterrupt``) stops the sync."""
+def _drain(job: _Job, tasks: collections.deque[Task]) -> None:
+    """Run tasks from the shared queue until it is empty or the sync was stopped (a file
+    not started then never starts)."""
+    while not job.stopped.is_set():
+        try:
+            task = tasks.popleft()  # atomic: each task runs once
+        except IndexError:
+            return
+        task()
+
+
+def _run(job: _Job, tasks: Sequence[Task], progress: ProgressFunction | None, pool: Any) -> None:
+    """Run ``tasks`` on ``pool``'s threads, each thread taking the next task from one queue,
+    and report progress on this thread as files finish until they end; anything raised here
+    (by ``progress``, a ``KeyboardInterrupt``) stops the sync.
+
+    A future per thread, not per file: waiting on thousands of futures costs this thread a
+    pass over all of them at each file done (``concurrent.futures.wait``), GIL time the
+    copying threads need."""
+    queue = collections.deque(tasks)
     try:
-        pending = set(submit(pool))
+        workers = [pool.submit(_drain, job, queue) for _ in range(min(job.jobs, len(tasks)))]
+        for worker in workers:
+            worker.add_done_callback(lambda _: job.changed.set())
         while True:
             if progress is not None and (now := job.progress()) != job.reported:
                 progress(now)
                 job.reported = now
-            if not pending:
+            if all(worker.done() for worker in workers):
                 break
-            _, pending = concurrent.futures.wait(
-                pending, timeout=_POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
-            )
+            job.changed.wait(_POLL_SECONDS)
+            job.changed.clear()
     except BaseException:
         job.stopped.set()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    for worker in workers:
+        worker.result()  # a bug in the sync itself (a file's error is in result.failures)
 
 
 def sync(
@@ -562,7 +596,7 @@ def sync(
     src_prefix = directory_prefix(path, src)
     dst_prefix = directory_prefix(path if dst_path is None else dst_path, dst)
     result = SyncResult(dry_run=dry_run)
-    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result)
+    job = _Job(src, dst, src_prefix, dst_prefix, dry_run, result, jobs, progress is not None)
     pairs = merge_listings(
         _listing(src, src_prefix), src_prefix, _listing(dst, dst_prefix), dst_prefix
     )
@@ -572,14 +606,12 @@ def sync(
     job.files_total = len(plan.copies) + len(plan.checks) + len(plan.deletes)
     job.bytes_total = sum(action.size for action in result.actions)
 
-    def copies(pool: Any) -> list[Any]:
-        tasks = [pool.submit(job.copy, action, entry) for action, entry in plan.copies]
-        return tasks + [pool.submit(job.check, action, entry) for action, entry in plan.checks]
-
+    copies = [functools.partial(job.copy, action, entry) for action, entry in plan.copies]
+    checks = [functools.partial(job.check, action, entry) for action, entry in plan.checks]
     with concurrent.futures.ThreadPoolExecutor(jobs, "keg-storage-sync") as pool:
-        _run(job, copies, progress, pool)
+        _run(job, copies + checks, progress, pool)
         result.actions.extend(plan.deletes)
-        _run(job, lambda pool: delete_files(job, plan.deletes, pool), progress, pool)
+        _run(job, delete_files(job, plan.deletes), progress, pool)
     result.actions.sort(key=lambda action: (action.kind != "copy", action.name))
     result.failures.sort(key=lambda failure: failure.name)
     result.seconds = time.monotonic() - started

@@ -207,6 +207,30 @@ def test_sftp_keeps_whole_seconds_and_object_stores_keep_mtime_metadata(
     assert head["Metadata"] == {"mtime": "1000000000.250000"}  # rclone's form
 
 
+def test_sftp_keeps_the_time_of_a_streamed_file_and_of_a_rewritten_one(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A file over the in-memory size streams to SFTP and is published with the source's time;
+    a changed file is published again, whole, with its new time."""
+    root = tmp_path / "source"
+    root.mkdir()
+    big = os.urandom(2 * MiB + 3)
+    (root / "big.bin").write_bytes(big)
+    os.utime(root / "big.bin", (1_000_000_000, 1_000_000_000))
+    sftp = backend(request, "sftp")
+    published = Path(sftp.base_path) / "big.bin"  # type: ignore[attr-defined]
+
+    assert sync(LocalFSStorage(root), sftp).copied == 1
+    assert (published.read_bytes(), published.stat().st_mtime) == (big, 1_000_000_000)
+
+    (root / "big.bin").write_bytes(b"changed")
+    os.utime(root / "big.bin", (1_100_000_000, 1_100_000_000))
+    assert sync(LocalFSStorage(root), sftp).copied == 1
+    assert (published.read_bytes(), published.stat().st_mtime) == (b"changed", 1_100_000_000)
+    assert temp_leftovers(sftp) == []
+    assert sync(LocalFSStorage(root), sftp).copied == 0
+
+
 def test_one_failing_file_never_stops_the_others(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ from ..errors import (
     StorageConnectionError,
     StorageError,
 )
+from ..paths import RemotePath
 from ..progress import ByteCounter, ForwardProgress, ignore_bytes
 from ..secrets import Secret, hold
 from .base import (
@@ -496,13 +497,20 @@ class SFTPStorage(InternalLinksStorageBackend):
         extra_args: dict[str, Any],
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
+        *,
+        mtime: int | None = None,
     ) -> None:
+        """Write through a temp file published whole by its close; ``mtime`` (seconds): the
+        file's modification time, set in the round trip of the last write and the close
+        (:meth:`upload_keeping_mtime`)."""
         writers: list[SFTPRemoteFile] = []
 
         def transfer(count: ByteCounter) -> None:
             with SFTPRemoteFile(FileMode.write, key, self, condition=condition) as target:
                 writers.append(target)
                 send_from(file_obj, target, target.write_chunk_bytes, count)
+                if mtime is not None:
+                    target.end_with_times(mtime)
 
         def may_restart() -> bool:
             """A create-only upload whose publish went out may have won before the drop: a
@@ -512,6 +520,13 @@ class SFTPStorage(InternalLinksStorageBackend):
         self._transfer_with_retry(
             transfer, file_obj, count_bytes, rewrite=False, action="upload", may_restart=may_restart
         )
+
+    def upload_keeping_mtime(self, file_obj: IO[bytes], path: RemotePath, mtime: int) -> None:
+        """:meth:`upload` (overwriting), the file published with the modification time
+        ``mtime`` (seconds): for ``keg_storage.sync``, which keeps the source's times, without
+        a SETSTAT round trip after the publish (:meth:`.SFTPRemoteFile.end_with_times`)."""
+        key = self._file_key(path)
+        self._upload(file_obj, key, {}, ignore_bytes, mtime=mtime)
 
     def _transfer_with_retry(
         self,

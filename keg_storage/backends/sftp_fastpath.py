@@ -29,6 +29,7 @@ try:
         CMD_DATA,
         CMD_EXTENDED,
         CMD_EXTENDED_REPLY,
+        CMD_FSETSTAT,
         CMD_HANDLE,
         CMD_LSTAT,
         CMD_OPEN,
@@ -105,11 +106,19 @@ class Pipeline:
     def send_open(self, path: str, flags: int) -> int:
         return self.send(CMD_OPEN, path, flags, SFTPAttributes())
 
-    def send_read(self, handle: bytes | None, offset: int, length: int) -> int:
-        return self.send(CMD_READ, handle, int64(offset), length)
+    def send_set_times(self, handle: bytes, seconds: int) -> int:
+        """Send SSH_FXP_FSETSTAT giving the open file access and modification time
+        ``seconds``; its answer is a status, as a write's."""
+        attr = SFTPAttributes()
+        attr.st_atime = attr.st_mtime = seconds
+        return self.send(CMD_FSETSTAT, handle, attr)
 
     def send_close(self, handle: bytes) -> int:
+        """Send SSH_FXP_CLOSE; its answer is a status."""
         return self.send(CMD_CLOSE, handle)
+
+    def send_read(self, handle: bytes | None, offset: int, length: int) -> int:
+        return self.send(CMD_READ, handle, int64(offset), length)
 
     def send_write(self, handle: bytes, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Send SSH_FXP_WRITE like ``_async_request`` would, with one copy of ``data`` instead

@@ -396,6 +396,23 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
         return count
 
+    def end_with_times(self, seconds: int) -> None:
+        """End the writing, the file to have the modification (and access) time ``seconds``:
+        an FSETSTAT, then the CLOSE of the handle, sent behind the writes and answered with
+        them, so that ``close()`` waits one round trip for all, then publishes the file with
+        that time (no round trip of its own for the time or the close). Nothing may be written
+        after this: ``close()`` would publish nothing."""
+        self._check_writable()
+        self._flush_buffer()
+        handle, self._handle = self._handle, None
+        assert handle is not None
+        try:
+            self._unacked.append(self._responses.send_set_times(handle, seconds))
+            self._unacked.append(self._responses.send_close(handle))
+        except BaseException as exc:
+            self._write_failed = True  # close() must not publish a file without its time
+            raise self._failure(exc) from exc
+
     def _send_write(self, chunk: bytes | bytearray | memoryview) -> None:
         assert self._handle is not None
         num = self._responses.send_write(self._handle, self._buffer_start, chunk)
@@ -456,9 +473,10 @@ class SFTPRemoteFile(RemoteFile):
         """Send the buffered bytes and CLOSE with them (:meth:`.Pipeline.batched`), then wait
         for every answer: one round trip for the last writes and the close. The server handles
         a session's requests in order, so the handle closes after the writes, and a refused
-        write still fails here, before anything is published."""
+        write still fails here, before anything is published. After :meth:`end_with_times`
+        the CLOSE is already among the requests waited for."""
         if self._handle is None or self._session is None:
-            self._flush_buffer()
+            self._flush_writes()
             return
         self._reset_reads()
         with self._responses.batched():
