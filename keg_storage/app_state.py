@@ -57,7 +57,9 @@ class ConfiguredProfile:
         self.options = options
         self.name: str = options["name"]
         self.backend: StorageBackend | None = None
-        self.lock = threading.Lock()
+        # Re-entrant: the app's finalizer (StorageState.close) may run from garbage collection
+        # on the very thread that holds the lock while it builds the backend.
+        self.lock = threading.RLock()
 
     def build(self) -> StorageBackend:
         """A new backend from this profile; a bad class or bad options name the profile (an

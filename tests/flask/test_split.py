@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import flask
 import pytest
@@ -179,6 +180,24 @@ def test_state_chooses_the_name_else_the_default_else_the_first() -> None:
     with pytest.raises(UnknownProfileError) as raised:
         state.choose(None, "gone")
     assert str(raised.value) == "no profile 'gone' in KEG_STORAGE_PROFILES; configured: a, b, c"
+
+
+def test_a_profile_closed_while_it_builds_on_the_same_thread_does_not_hang() -> None:
+    """Garbage collection may run a dead app's finalizer (``StorageState.close``) in the middle
+    of building one of its profiles' backends, on the thread that builds it."""
+    profile: app_state.ConfiguredProfile
+
+    def build_collecting_the_app(name: str) -> MemoryStorage:
+        profile.close()  # what the finalizer does when the collector runs it here
+        return MemoryStorage(name=name)
+
+    profile = app_state.ConfiguredProfile(0, build_collecting_the_app, {"name": "a"})
+    built: list[object] = []
+    thread = threading.Thread(target=lambda: built.append(profile.get()), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert built == [profile.get()]
 
 
 def test_state_without_profiles() -> None:
