@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -292,9 +293,16 @@ class AzureStorage(StorageBackend):
 
     # -- connection --------------------------------------------------------------------------
 
-    def _client_options(self) -> dict[str, Any]:
+    def _client_options(self, url: str) -> dict[str, Any]:
+        """The SDK clients' options for the service at ``url``: our transport and retries."""
         connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
         session = requests.Session()
+        # requests reads the proxy and CA-bundle variables of the environment (and ~/.netrc,
+        # whose credentials would replace the SDK's signature) again for every request, a
+        # tenth of a small request's CPU here: they are read once, for this service's host.
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(url)
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         # The SDK's default pool keeps 10 connections: parallel transfers of several files would
         # open and drop extra ones. urllib3 must not retry: azure-core's policy does.
         adapter = HTTPAdapter(
@@ -309,6 +317,7 @@ class AzureStorage(StorageBackend):
             connection_timeout=connect,
             read_timeout=read,
             connection_data_block_size=256 * 1024,
+            connection_verify=ca_bundle or True,
         )
         options: dict[str, Any] = {"transport": transport}
         if isinstance(self.retry, int):
@@ -336,7 +345,8 @@ class AzureStorage(StorageBackend):
 
     def _make_clients(self) -> AzureClients:
         with scrubbed():  # the SDK's frames hold the key or SAS URL
-            options = self._client_options()
+            sas_url = self._sas_container_url or self._sas_blob_url
+            options = self._client_options(self.account_url or reveal(sas_url) or "")
             if self.account_url is not None and self._account_mode is not None:
                 account, key, bucket = self._account_mode
                 service = BlobServiceClient(

@@ -242,6 +242,31 @@ def test_read_only_container_sas_refuses_writes(
         assert file.read() == b"old"
 
 
+@pytest.mark.parametrize("bypassed", [False, True], ids=["proxied", "no_proxy"])
+def test_the_environment_s_proxy_settings_are_followed(
+    azurite: Azurite,
+    azure_container: ContainerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    bypassed: bool,
+) -> None:
+    """HTTP_PROXY (here a port nothing listens on) carries the requests, unless NO_PROXY names
+    the service's host, as for the SDK's own transport."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "example.invalid")
+    with AzureStorage(
+        azurite.account,
+        azurite.key,
+        azure_container.container_name,
+        account_url=azurite.account_url,
+        retry=0,
+    ) as storage:
+        if bypassed:
+            assert storage.exists("absent.txt") is False
+        else:
+            with pytest.raises(StorageConnectionError):
+                storage.exists("absent.txt")
+
+
 def test_constructor_needs_a_way_to_connect() -> None:
     with pytest.raises(ValueError, match="sas_container_url"):
         AzureStorage(account="acct", key="a2V5")
