@@ -842,14 +842,20 @@ class LocalFSStorage(InternalLinksStorageBackend):
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
         """Into a plain local file (:func:`~.local_copy.kernel_target`) the kernel copies, at
-        its position; anything else is written to."""
-        if not kernel_target(file_obj):
-            super()._download(key, file_obj, count_bytes)
-            return
+        its position; anything else is written to from reads of the file (no reader object)."""
         with self.translating(key):
             source = self._open_source(key)
         with source:
-            copy_file_object(source, file_obj, count_bytes, self.transfer_chunk_size)
+            if kernel_target(file_obj):
+                copy_file_object(source, file_obj, count_bytes, self.transfer_chunk_size)
+                return
+            while True:
+                with self.translating(key):  # the store's side only, as in _upload
+                    chunk = source.read(self.transfer_chunk_size)
+                if not chunk:
+                    return
+                file_obj.write(chunk)
+                count_bytes(len(chunk))
 
     def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
         """Per directory: one descriptor, one publish lock and one pruning for all its keys
