@@ -53,13 +53,13 @@ def path_text(path: Any, backend: Any = None) -> str:
     )
 
 
-# Unicode's control characters (category Cc): exactly U+0000-U+001F and U+007F-U+009F, a set
-# the standard keeps fixed; one regex scan instead of a category lookup per character.
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode's control characters (category Cc): exactly U+0000-U+001F and U+007F-U+009F, a set
+the standard keeps fixed; one regex scan instead of a category lookup per character."""
 
 
 def _check_characters(path: str, backend: Any) -> None:
-    control = _CONTROL_CHARACTER.search(path)
+    control = CONTROL_CHARACTER.search(path)
     if control is not None:
         raise InvalidPathError(
             f"control character {control.group()!r} in path", backend=backend, path=path

@@ -26,7 +26,6 @@ import functools
 import inspect
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import IO, Any, ClassVar, Literal, TypeVar, cast, overload
@@ -39,7 +38,7 @@ from ..errors import (
     StorageError,
     UnsupportedOperationError,
 )
-from ..paths import RemotePath, directory_prefix, file_key, glob_parts
+from ..paths import CONTROL_CHARACTER, RemotePath, directory_prefix, file_key, glob_parts
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 from ..secrets import install_log_redaction
 from . import bulk
@@ -782,7 +781,7 @@ def check_link_header_values(output_path: Any, content_type: Any) -> None:
             continue
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a str, not {type(value).__name__}")
-        if any(unicodedata.category(char) == "Cc" for char in value):
+        if CONTROL_CHARACTER.search(value):
             raise ValueError(f"{name} must not hold control characters: {value!r}")
 
 
