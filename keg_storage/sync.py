@@ -10,20 +10,21 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   actions are held in memory.
 - **What is compared** (``compare``): ``'size-mtime'`` (the default) compares sizes, then times
   from the listings, without a request per file. A destination that keeps modification times
-  (LocalFS, SFTP: sync sets them to the source's) holds the same file when both times agree
-  within the coarser precision of the two stores (1 ms LocalFS and Memory, 1 s the others). On a
-  store that keeps only its own upload time (S3, Azure, Memory), the destination holds the same
-  file when it was written no earlier than the source's last change (in whole seconds, the
-  precision of those stores' listings). ``'checksum'`` compares sizes, then content: the MD5
-  ETags where both stores give one (S3 single-part uploads, Memory), an MD5 of the other side
-  streamed where one does, else an MD5 of both sides streamed.
+  (``keeps_mtime``: LocalFS, SFTP; sync sets them to the source's) holds the same file when
+  both times agree within the coarser ``listing_time_precision`` of the two stores (1 ms LocalFS
+  and Memory, 1 s the others). On a store that keeps only its own upload time (S3, Azure,
+  Memory), the destination holds the same file when it was written no earlier than the source's
+  last change (in whole seconds, the precision of those stores' listings). ``'checksum'``
+  compares sizes, then content: the MD5 ETags where both stores give one (``etag_is_md5``: S3
+  single-part uploads, Memory), an MD5 of the other side streamed where one does, else an MD5 of
+  both sides streamed.
 - **Copying** runs ``jobs`` files at once: ``jobs`` threads sharing the two backends (their
   clients and pools are thread-safe) each take the next file from one queue. A small file is
   read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
   into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
   destination, and an interrupted sync leaves nothing behind but whole files. Source times are
-  kept as rclone keeps them: set on SFTP files before the publish, in the round trip of the
-  last write (``SFTPStorage.upload_keeping_mtime``), on LocalFS files (``utime``) after it;
+  kept as rclone keeps them, by the destination's ``upload_keeping_mtime``: set on SFTP files in
+  the round trip of the last write and on LocalFS temp files (``utime``), before the publish;
   stored as metadata ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure:
   RFC 3339, the forms rclone writes and reads).
 - **Deleting** (``delete=True``) happens after every copy, with the destination's
@@ -68,18 +69,6 @@ __all__ = [
 Compare = Literal["size-mtime", "checksum"]
 COMPARE_MODES: tuple[str, ...] = ("size-mtime", "checksum")
 
-_KEEPS_MTIME = {
-    "keg_storage.backends.filesystem:LocalFSStorage",
-    "keg_storage.backends.sftp:SFTPStorage",
-}
-"""Stores whose files' modification times sync sets to the source's."""
-_MD5_ETAGS = {"keg_storage.backends.s3:S3Storage", "keg_storage.backends.memory:MemoryStorage"}
-"""Stores whose ETag is the MD5 of the content (S3: for single-part uploads only)."""
-_FINE_TIMES = {
-    "keg_storage.backends.filesystem:LocalFSStorage",
-    "keg_storage.backends.memory:MemoryStorage",
-}
-"""Stores whose listings give times to the microsecond (compared within 1 ms); others: 1 s."""
 _HASH_CHUNK = 1024 * 1024
 SMALL_FILE = 1024 * 1024
 """Files up to this size are copied through memory (see :func:`copy_file`)."""
@@ -87,12 +76,6 @@ SMALL_FILE = 1024 * 1024
 DELETE_BATCH = 1000
 """Files per ``delete_many`` call of a sync (S3's DeleteObjects limit): progress after each."""
 _POLL_SECONDS = 0.1
-
-
-def _is(backend: StorageBackend, names: set[str]) -> bool:
-    """Whether ``backend`` is (a subclass of) one of the classes ``names`` (``module:Class``),
-    without importing any SDK."""
-    return any(f"{klass.__module__}:{klass.__qualname__}" in names for klass in type(backend).mro())
 
 
 @dataclass(frozen=True)
@@ -226,8 +209,8 @@ class _Rules:
 
     @classmethod
     def of(cls, src: StorageBackend, dst: StorageBackend, compare: str) -> _Rules:
-        fine = _is(src, _FINE_TIMES) and _is(dst, _FINE_TIMES)
-        return cls(compare, _is(dst, _KEEPS_MTIME), 0.001 if fine else 1.0)
+        window = max(src.listing_time_precision, dst.listing_time_precision)
+        return cls(compare, dst.keeps_mtime, window)
 
     def difference(self, src: ListEntry, dst: ListEntry) -> str | None:
         """Why the destination's file differs (``size``, ``modified``), None when it is the
@@ -454,49 +437,20 @@ def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
 
 
 def store(dst: StorageBackend, file_obj: IO[bytes], key: str, mtime: arrow.Arrow | None) -> None:
-    """Upload ``file_obj`` to ``key`` of ``dst`` with the modification time ``mtime``: as
-    metadata where the destination keeps metadata, set on the file where it keeps times (SFTP:
-    in the round trip of the last write, before the publish; LocalFS: after it)."""
-    keeps_mtime = mtime is not None and _is(dst, _KEEPS_MTIME)
-    upload_keeping_mtime = getattr(dst, "upload_keeping_mtime", None)
-    if keeps_mtime and upload_keeping_mtime is not None:
-        assert mtime is not None
-        upload_keeping_mtime(file_obj, key, int(mtime.timestamp()))
-        return
-    extra_args = None
-    if mtime is not None and dst.capabilities.metadata:
-        extra_args = {"Metadata": {"mtime": mtime_metadata(dst, mtime)}}
-    dst.upload(file_obj, key, extra_args=extra_args)
-    if keeps_mtime:
-        assert mtime is not None
-        set_mtime(dst, key, mtime)
-
-
-def mtime_metadata(dst: StorageBackend, mtime: arrow.Arrow) -> str:
-    """The metadata value rclone writes for a modification time: seconds as a decimal on S3,
-    RFC 3339 elsewhere (Azure)."""
-    if _is(dst, {"keg_storage.backends.s3:S3Storage"}):
-        return f"{mtime.timestamp():.6f}"
-    return mtime.to("UTC").isoformat().replace("+00:00", "Z")
-
-
-def set_mtime(dst: StorageBackend, key: str, mtime: arrow.Arrow) -> None:
-    """Set the modification time of the file ``key`` of a LocalFS store: ``utime`` relative
-    to a descriptor of its directory (never following a symlink). (SFTP sets it within the
-    upload: ``upload_keeping_mtime``.)"""
-    with dst.translating(key):
-        nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
-        dir_fd, name = dst._open_parent(key)  # type: ignore[attr-defined]
-        try:
-            os.utime(name, ns=(nanoseconds, nanoseconds), dir_fd=dir_fd, follow_symlinks=False)
-        finally:
-            os.close(dir_fd)
+    """Upload ``file_obj`` to ``key`` of ``dst`` keeping the modification time ``mtime``
+    (:meth:`~keg_storage.backends.base.StorageBackend.upload_keeping_mtime`: set on the file
+    before it is published where the destination keeps times, else as metadata where it keeps
+    metadata)."""
+    if mtime is None:
+        dst.upload(file_obj, key)
+    else:
+        dst.upload_keeping_mtime(file_obj, key, mtime)
 
 
 def md5_etag(backend: StorageBackend, key: str) -> str | None:
     """The MD5 of a file's content as its ETag tells it (S3 single-part uploads, Memory), or
     None where the ETag is something else (a multipart upload's, another store's)."""
-    if not _is(backend, _MD5_ETAGS):
+    if not backend.etag_is_md5:
         return None
     etag = (backend.stat(key).etag or "").strip('"').lower()
     return etag if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) else None

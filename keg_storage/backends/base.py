@@ -180,6 +180,16 @@ class StorageBackend:
     list_page_size: int | None = None
     """Entries fetched per request where the service pages a listing by count (S3, Azure,
     Memory's own pages); None is the service's default (S3 and Memory: 1,000; Azure: 5,000)."""
+    keeps_mtime = False
+    """Whether :meth:`upload_keeping_mtime` gives the file itself the time, which ``stat`` and
+    listings then report (LocalFS, SFTP). False: listings give the time of the upload."""
+    listing_time_precision = 1.0
+    """Seconds within which two of this backend's listing times are the same time (``sync``
+    takes the coarser of two stores'): 1 ms for LocalFS and Memory, whose times hold
+    microseconds, 1 s for the others."""
+    etag_is_md5 = False
+    """Whether an ETag of 32 hex digits is the MD5 of the content (S3 single-part uploads,
+    Memory): ``sync(compare='checksum')`` then compares it without reading the file."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -550,6 +560,17 @@ class StorageBackend:
             progress_callback,
         )
 
+    def upload_keeping_mtime(
+        self, file_obj: IO[bytes], path: RemotePath, mtime: arrow.Arrow | datetime | float
+    ) -> None:
+        """:meth:`upload` (overwriting), keeping ``mtime`` (a moment, or seconds since the
+        epoch) as the file's modification time, as rclone keeps a source's: set on the file,
+        published with it, where the backend keeps files' times (:attr:`keeps_mtime`: LocalFS,
+        SFTP in whole seconds), else stored as the metadata ``mtime`` where it keeps metadata
+        (in the form :meth:`_mtime_metadata` gives), else not kept."""
+        key = self._file_key(path)
+        self._upload_keeping_mtime(file_obj, key, arrow.get(mtime))
+
     def delete_many(self, paths: Iterable[RemotePath]) -> builtins.list[DeleteResult]:
         """Delete many files, in as few requests as the service allows (S3 DeleteObjects of
         1,000 keys, Azure blob batches of 256, pipelined SFTP removes); a result per path, in
@@ -688,6 +709,20 @@ class StorageBackend:
             while chunk := file_obj.read(self.transfer_chunk_size):
                 target.write(chunk)
                 count_bytes(len(chunk))
+
+    def _upload_keeping_mtime(self, file_obj: IO[bytes], key: str, mtime: arrow.Arrow) -> None:
+        """Upload with the metadata ``mtime`` where the backend keeps metadata, through the
+        public :meth:`upload` (which a keg-storage 0.5 style backend may override). A backend
+        that keeps files' times overrides this to set the time before it publishes."""
+        extra_args = None
+        if self.capabilities.metadata:
+            extra_args = {"Metadata": {"mtime": self._mtime_metadata(mtime)}}
+        self.upload(file_obj, key, extra_args=extra_args)
+
+    def _mtime_metadata(self, mtime: arrow.Arrow) -> str:
+        """The metadata value of a modification time, in the form rclone writes and reads for
+        the service: RFC 3339 in UTC by default (Azure's); S3 overrides it (decimal seconds)."""
+        return mtime.to("UTC").isoformat().replace("+00:00", "Z")
 
     def _delete_many(self, keys: builtins.list[str]) -> dict[str, Exception]:
         """Delete ``keys`` (valid, distinct); the error of each key not deleted, translated (a

@@ -26,7 +26,6 @@ import fcntl
 import io
 import os
 import posixpath
-import shutil
 import stat as stat_module
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from ..errors import (
     StoragePermissionError,
     UnsupportedOperationError,
 )
-from ..progress import ByteCounter
+from ..progress import ByteCounter, ignore_bytes
 from ..secrets import Secret, hold
 from .base import (
     FILE_EXISTS,
@@ -56,7 +55,7 @@ from .base import (
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
 from .listing import is_directory, sorted_entries
-from .local_copy import copy_chunks, copy_file_object, kernel_source, kernel_target
+from .local_copy import copy_chunks, copy_file_object, kernel_copy, kernel_source, kernel_target
 from .publish import (
     atomic_replace,
     current_umask,
@@ -217,25 +216,6 @@ def place(
     os.replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
 
-def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
-    """Copy the bytes of the open file ``source`` into the new, empty file ``dst`` inside the
-    kernel: ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload
-    the copy), else a plain copy loop. Returns the number of bytes copied."""
-    try:
-        copied = 0
-        while count := os.copy_file_range(source.fileno(), dst.fileno(), 1 << 30):
-            copied += count
-        return copied
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-    source.seek(0)
-    dst.seek(0)
-    dst.truncate()
-    shutil.copyfileobj(source, dst)
-    return dst.tell()
-
-
 def translate_os_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
     """The CONTRACT's error for an OS error, naming backend and path (not the local path, which
     is the server's business); None for anything else."""
@@ -304,8 +284,10 @@ def _publish_temp(
     condition: WriteCondition = ALWAYS,
     backend: Any = "LocalFSStorage",
     key: str = "",
+    mtime_ns: int | None = None,
 ) -> None:
-    """Give a written temp file the permissions a new file gets (umask), flush it, close it and
+    """Give a written temp file the permissions a new file gets (umask), flush it, give it the
+    modification time ``mtime_ns`` if given (kept as it is by :func:`place`), close it and
     rename it to ``name`` in the same directory as ``condition`` allows (:func:`place`, under
     the directory's lock); if it does not, the temp file stays for the caller to remove. The
     temp file is written and flushed through the descriptor that created it: reopening it with
@@ -313,6 +295,8 @@ def _publish_temp(
     halves the speed of a large copy."""
     temp.flush()
     os.fchmod(temp.fileno(), 0o666 & ~current_umask())
+    if mtime_ns is not None:
+        os.utime(temp.fileno(), ns=(mtime_ns, mtime_ns))
     if fsync:
         os.fsync(temp.fileno())
     temp.close()
@@ -323,7 +307,14 @@ def _publish_temp(
                 backend=backend,
                 path=key,
             )
-        place((dir_fd, temp_name), (dir_fd, name), condition, backend=backend, key=key)
+        place(
+            (dir_fd, temp_name),
+            (dir_fd, name),
+            condition,
+            backend=backend,
+            key=key,
+            new_version=mtime_ns is None,
+        )
     if fsync:
         os.fsync(dir_fd)
 
@@ -553,6 +544,8 @@ class LocalFSStorage(InternalLinksStorageBackend):
     )
     max_segment_bytes = 255  # NAME_MAX of Linux file systems
     ordered_listing = True
+    keeps_mtime = True
+    listing_time_precision = 0.001
     bulk_max_workers = 1
     """``upload_many``/``download_many`` run on the calling thread: each file is a few system
     calls (the kernel copies the bytes), so threads only add hand-offs and contend for the GIL
@@ -808,10 +801,13 @@ class LocalFSStorage(InternalLinksStorageBackend):
         extra_args: dict[str, Any],
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
+        *,
+        mtime_ns: int | None = None,
     ) -> None:
         """Into a temp file published as for a writer: a plain local file
         (:func:`~.local_copy.kernel_source`) is copied by the kernel from its position, anything
-        else is read in chunks written straight to the temp file (no writer object between)."""
+        else is read in chunks written straight to the temp file (no writer object between).
+        ``mtime_ns``: the modification time the file is published with."""
         with self.translating(key):  # the store's side only, as in StorageBackend._upload
             dir_fd, name = self._open_parent(key, create=True)
         try:
@@ -833,12 +829,19 @@ class LocalFSStorage(InternalLinksStorageBackend):
                         condition=condition,
                         backend=self,
                         key=key,
+                        mtime_ns=mtime_ns,
                     )
             except BaseException:
                 _remove_temp(temp, dir_fd, temp_name)
                 raise
         finally:
             os.close(dir_fd)
+
+    def _upload_keeping_mtime(self, file_obj: IO[bytes], key: str, mtime: arrow.Arrow) -> None:
+        """The temp file given the time (to the microsecond) before it is published, so the
+        file appears with it."""
+        nanoseconds = round(mtime.timestamp() * 1_000_000) * 1000
+        self._upload(file_obj, key, {}, ignore_bytes, mtime_ns=nanoseconds)
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
         """Into a plain local file (:func:`~.local_copy.kernel_target`) the kernel copies, at

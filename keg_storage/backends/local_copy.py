@@ -1,6 +1,6 @@
 """Copies between local file objects inside the kernel, for LocalFS's ``upload`` and
-``download`` of a file object (``get``, ``put`` and ``copy`` use
-:func:`~.filesystem.kernel_copy` on files they open themselves).
+``download`` of a file object (:func:`copy_file_object`), and for ``get``, ``put`` and ``copy``
+on files they open themselves (:func:`kernel_copy`).
 
 A file object qualifies when it is a plain file of :func:`open` (``io.FileIO`` or a buffered
 reader/writer of one, not a subclass or wrapper that may transform its bytes, as ``GzipFile``
@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import stat
 from typing import IO, TYPE_CHECKING
 
@@ -97,6 +98,25 @@ def copy_chunks(
         copied += len(chunk)
         count_bytes(len(chunk))
     return copied
+
+
+def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
+    """Copy the bytes of the open file ``source`` into the new, empty file ``dst`` inside the
+    kernel: ``copy_file_range`` (what ``cp`` uses, and which lets filesystems share or offload
+    the copy), else a plain copy loop. Returns the number of bytes copied."""
+    try:
+        copied = 0
+        while count := os.copy_file_range(source.fileno(), dst.fileno(), 1 << 30):
+            copied += count
+        return copied
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    source.seek(0)
+    dst.seek(0)
+    dst.truncate()
+    shutil.copyfileobj(source, dst)
+    return dst.tell()
 
 
 def _kernel_copy(

@@ -80,6 +80,8 @@ class MemoryStorage(InternalLinksStorageBackend):
         multi_operation_links=True,
     )
     ordered_listing = True
+    listing_time_precision = 0.001
+    etag_is_md5 = True
 
     def __init__(
         self,

@@ -149,6 +149,7 @@ class S3Storage(StorageBackend):
     supported_extra_args = None
     max_key_bytes = 1024
     ordered_listing = True
+    etag_is_md5 = True  # of single-part uploads; a multipart one's ends in -N
 
     def __init__(
         self,
@@ -479,6 +480,10 @@ class S3Storage(StorageBackend):
                 Callback=ForwardProgress(count_bytes).advance,
                 Config=self.transfer_config,
             )
+
+    def _mtime_metadata(self, mtime: arrow.Arrow) -> str:
+        """Seconds as a decimal (``1700000000.250000``): the form rclone writes on S3."""
+        return f"{mtime.timestamp():.6f}"
 
     def _link_to(
         self,

@@ -53,6 +53,9 @@ _PARENT_SETTINGS = (
     "max_segment_bytes",
     "transfer_chunk_size",
     "ordered_listing",
+    "keeps_mtime",
+    "listing_time_precision",
+    "etag_is_md5",
 )
 """What a view takes over from its parent as it is when the view is made."""
 
@@ -251,6 +254,10 @@ class ScopedStorage(StorageBackend):
     ) -> None:
         with self._rescoped():
             self.parent._upload(file_obj, self._full(key), extra_args, count_bytes, **conditional)
+
+    def _upload_keeping_mtime(self, file_obj: IO[bytes], key: str, mtime: arrow.Arrow) -> None:
+        with self._rescoped():
+            self.parent._upload_keeping_mtime(file_obj, self._full(key), mtime)
 
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with self._rescoped():

@@ -52,7 +52,6 @@ from ..errors import (
     StorageConnectionError,
     StorageError,
 )
-from ..paths import RemotePath
 from ..progress import ByteCounter, ForwardProgress, ignore_bytes
 from ..secrets import Secret, hold
 from .base import (
@@ -176,6 +175,7 @@ class SFTPStorage(InternalLinksStorageBackend):
         metadata=False,
     )
     ordered_listing = True
+    keeps_mtime = True  # in whole seconds (the protocol's precision)
     # The limits of the file systems OpenSSH serves (NAME_MAX, PATH_MAX): longer paths are
     # refused before a request instead of failing on the server with a bare "failure".
     max_segment_bytes = 255
@@ -502,7 +502,7 @@ class SFTPStorage(InternalLinksStorageBackend):
     ) -> None:
         """Write through a temp file published whole by its close; ``mtime`` (seconds): the
         file's modification time, set in the round trip of the last write and the close
-        (:meth:`upload_keeping_mtime`)."""
+        (:meth:`_upload_keeping_mtime`)."""
         writers: list[SFTPRemoteFile] = []
 
         def transfer(count: ByteCounter) -> None:
@@ -510,7 +510,7 @@ class SFTPStorage(InternalLinksStorageBackend):
                 writers.append(target)
                 send_from(file_obj, target, target.write_chunk_bytes, count)
                 if mtime is not None:
-                    target.end_with_times(mtime)
+                    target.publish_with_times(mtime)
 
         def may_restart() -> bool:
             """A create-only upload whose publish went out may have won before the drop: a
@@ -521,12 +521,11 @@ class SFTPStorage(InternalLinksStorageBackend):
             transfer, file_obj, count_bytes, rewrite=False, action="upload", may_restart=may_restart
         )
 
-    def upload_keeping_mtime(self, file_obj: IO[bytes], path: RemotePath, mtime: int) -> None:
-        """:meth:`upload` (overwriting), the file published with the modification time
-        ``mtime`` (seconds): for ``keg_storage.sync``, which keeps the source's times, without
-        a SETSTAT round trip after the publish (:meth:`.SFTPRemoteFile.end_with_times`)."""
-        key = self._file_key(path)
-        self._upload(file_obj, key, {}, ignore_bytes, mtime=mtime)
+    def _upload_keeping_mtime(self, file_obj: IO[bytes], key: str, mtime: arrow.Arrow) -> None:
+        """The file published with the modification time ``mtime`` in whole seconds, set in
+        the round trip of its last write and close, without a SETSTAT round trip after the
+        publish (:meth:`.SFTPRemoteFile.publish_with_times`)."""
+        self._upload(file_obj, key, {}, ignore_bytes, mtime=int(mtime.timestamp()))
 
     def _transfer_with_retry(
         self,

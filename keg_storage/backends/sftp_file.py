@@ -79,6 +79,7 @@ class SFTPRemoteFile(RemoteFile):
         self._unacked: deque[int] = deque()
         self._buffer = bytearray()
         self._buffer_start = 0
+        self._times: int | None = None
         # read pipeline: (offset, length, request number), in order
         self._inflight: deque[tuple[int, int, int]] = deque()
         self._next_offset = 0
@@ -396,22 +397,12 @@ class SFTPRemoteFile(RemoteFile):
             raise self._failure(exc) from exc
         return count
 
-    def end_with_times(self, seconds: int) -> None:
-        """End the writing, the file to have the modification (and access) time ``seconds``:
-        an FSETSTAT, then the CLOSE of the handle, sent behind the writes and answered with
-        them, so that ``close()`` waits one round trip for all, then publishes the file with
-        that time (no round trip of its own for the time or the close). Nothing may be written
-        after this: ``close()`` would publish nothing."""
+    def publish_with_times(self, seconds: int) -> None:
+        """Have ``close()`` publish the file with the modification (and access) time
+        ``seconds``: an FSETSTAT goes out with the last write and the CLOSE
+        (:meth:`_close_after_writes`), answered in their round trip, before the publish."""
         self._check_writable()
-        self._flush_buffer()
-        handle, self._handle = self._handle, None
-        assert handle is not None
-        try:
-            self._unacked.append(self._responses.send_set_times(handle, seconds))
-            self._unacked.append(self._responses.send_close(handle))
-        except BaseException as exc:
-            self._write_failed = True  # close() must not publish a file without its time
-            raise self._failure(exc) from exc
+        self._times = seconds
 
     def _send_write(self, chunk: bytes | bytearray | memoryview) -> None:
         assert self._handle is not None
@@ -470,11 +461,11 @@ class SFTPRemoteFile(RemoteFile):
             close_handle(self._session.sftp, handle)
 
     def _close_after_writes(self) -> None:
-        """Send the buffered bytes and CLOSE with them (:meth:`.Pipeline.batched`), then wait
-        for every answer: one round trip for the last writes and the close. The server handles
-        a session's requests in order, so the handle closes after the writes, and a refused
-        write still fails here, before anything is published. After :meth:`end_with_times`
-        the CLOSE is already among the requests waited for."""
+        """Send the buffered bytes, the FSETSTAT of :meth:`publish_with_times` and the CLOSE
+        together (:meth:`.Pipeline.batched`), then wait for every answer: one round trip for
+        the final requests of a writer. The server handles a session's requests in order, so
+        the time is set and the handle closed after the writes, and a refused write (or time)
+        still fails here, before anything is published."""
         if self._handle is None or self._session is None:
             self._flush_writes()
             return
@@ -482,6 +473,8 @@ class SFTPRemoteFile(RemoteFile):
         with self._responses.batched():
             self._flush_buffer()
             handle, self._handle = self._handle, None
+            if self._times is not None:
+                self._unacked.append(self._responses.send_set_times(handle, self._times))
             close_num = self._responses.send_close(handle)
         try:
             while self._unacked:

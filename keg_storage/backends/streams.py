@@ -116,15 +116,34 @@ class RangeReader(RemoteFile):
             return b""
         parts = []
         while remaining > 0:
-            index, offset = divmod(self._position, self.chunk_size)
-            chunk = self._chunk(index)
-            piece = chunk[offset : offset + remaining]
-            if not piece:
-                raise OSError(f"{self!r}: the object ended early, at byte {self._position}")
-            parts.append(piece)
-            self._position += len(piece)
-            remaining -= len(piece)
+            chunk, offset, count = self._next_piece(remaining)
+            parts.append(chunk[offset : offset + count])  # a whole chunk is not copied
+            remaining -= count
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        """Copy straight from the chunks into ``buffer``: one copy per byte, where ``read``
+        and a copy of its result would make two (and allocate a new object per read)."""
+        self._check_readable()
+        view = memoryview(buffer).cast("B")
+        wanted = max(0, min(len(view), self.size - self._position))
+        done = 0
+        while done < wanted:
+            chunk, offset, count = self._next_piece(wanted - done)
+            view[done : done + count] = memoryview(chunk)[offset : offset + count]
+            done += count
+        return done
+
+    def _next_piece(self, limit: int) -> tuple[bytes, int, int]:
+        """The chunk holding the current position, the position's offset in it and how many
+        of at most ``limit`` bytes it has from there; the position moves past them."""
+        index, offset = divmod(self._position, self.chunk_size)
+        chunk = self._chunk(index)
+        count = min(len(chunk) - offset, limit)
+        if count <= 0:
+            raise OSError(f"{self!r}: the object ended early, at byte {self._position}")
+        self._position += count
+        return chunk, offset, count
 
     def _chunk(self, index: int) -> bytes:
         sequential = index in (self._last_chunk, self._last_chunk + 1)

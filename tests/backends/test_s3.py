@@ -279,6 +279,28 @@ class TestReads:
             f"bytes={10 * MiB}-{15 * MiB - 1}",
         ]
 
+    def test_readinto_fills_the_buffer_across_ranges_and_stops_at_the_end(
+        self, small_parts: S3Storage
+    ) -> None:
+        """What a copy loop into one reused buffer (sync into SFTP) gets: every byte once, in
+        order, a buffer spanning two ranges filled whole, a short count at the end, then 0."""
+        data = data_of(12 * MiB + 7, seed=5)
+        small_parts.upload(io.BytesIO(data), "ranges.bin")
+        buffer = bytearray(3 * MiB)
+        with small_parts.open("ranges.bin") as file:
+            file.seek(4 * MiB)  # the buffer spans the first and second ranges (5 MiB each)
+            assert file.readinto(buffer) == 3 * MiB
+            assert buffer == data[4 * MiB : 7 * MiB]
+            file.seek(10 * MiB)
+            assert file.readinto(memoryview(buffer)) == 2 * MiB + 7
+            assert buffer[: 2 * MiB + 7] == data[10 * MiB :]
+            assert file.readinto(buffer) == 0
+            file.seek(0)
+            copied = io.BytesIO()
+            while count := file.readinto(buffer):
+                copied.write(buffer[:count])
+        assert copied.getvalue() == data
+
     def test_zipfile_reads_one_member_with_few_requests(self, small_parts: S3Storage) -> None:
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as zipped:
