@@ -20,7 +20,7 @@ try:
     import botocore.utils
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
-    from dateutil.tz import tzutc
+    from dateutil.tz import tzutc  # type: ignore[import-untyped]  # botocore's dependency
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
 
@@ -198,26 +198,25 @@ def parse_timestamp(value: Any) -> datetime.datetime:
     general parser, 30-40 us each: a third of the CPU of listing 1,000 keys, and some 5% of a
     small GET or HEAD. The zone is dateutil's ``tzutc()``, as botocore gives it (or
     ``tzlocal()`` on a machine whose zone is UTC: the same moment)."""
-    if isinstance(value, str):
-        if iso := _ISO_8601.fullmatch(value):
-            fraction = iso[7] or ""
-            with contextlib.suppress(ValueError):
-                return datetime.datetime(
-                    *map(int, iso.group(1, 2, 3, 4, 5, 6)),
-                    int(fraction.ljust(6, "0")) if fraction else 0,
-                    tzinfo=tzutc(),
-                )
-        elif (http := _HTTP_DATE.fullmatch(value)) and http[2] in _MONTHS:
-            with contextlib.suppress(ValueError):
-                return datetime.datetime(
-                    int(http[3]),
-                    _MONTHS[http[2]],
-                    int(http[1]),
-                    *map(int, http.group(4, 5, 6)),
-                    tzinfo=tzutc(),
-                )
+    fields = _timestamp_fields(value) if isinstance(value, str) else None
+    if fields is not None:
+        with contextlib.suppress(ValueError):  # a day the month lacks: botocore says so
+            return datetime.datetime(*fields, tzinfo=tzutc())
     parsed: datetime.datetime = botocore.utils.parse_timestamp(value)
     return parsed
+
+
+def _timestamp_fields(value: str) -> tuple[int, int, int, int, int, int, int] | None:
+    """Year, month, day, hour, minute, second and microsecond of a timestamp in one of S3's
+    two forms, else None."""
+    if iso := _ISO_8601.fullmatch(value):
+        year, month, day, hour, minute, second = map(int, iso.group(1, 2, 3, 4, 5, 6))
+        microsecond = int(iso[7].ljust(6, "0")) if iso[7] else 0
+        return year, month, day, hour, minute, second, microsecond
+    if (http := _HTTP_DATE.fullmatch(value)) and http[2] in _MONTHS:
+        hour, minute, second = map(int, http.group(4, 5, 6))
+        return int(http[3]), _MONTHS[http[2]], int(http[1]), hour, minute, second, 0
+    return None
 
 
 def use_fast_timestamps(sdk_session: Any) -> None:
