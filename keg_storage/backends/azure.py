@@ -501,16 +501,9 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         """Lazily, a page at a time, in listing order (:func:`.object_listing.azure_listing`)."""
-        service_prefix = self._prefix.service(prefix)
-        entries = azure_listing(
-            self._container(prefix), service_prefix, recursive, self.list_page_size
-        )
-        if not self._prefix.text:
-            yield from entries
-            return
-        relative = self._prefix.relative
-        for name, modified, size in entries:
-            yield ListEntry(relative(name), modified, size)
+        container, service_prefix = self._container(prefix), self._prefix.service(prefix)
+        entries = azure_listing(container, service_prefix, recursive, self.list_page_size)
+        yield from self._prefix.listed(entries)
 
     def _stat(self, key: str) -> FileStat:
         properties = self._blob(key).get_blob_properties()

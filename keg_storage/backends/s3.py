@@ -284,13 +284,7 @@ class S3Storage(StorageBackend):
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         """Lazily, a page at a time, in listing order (:func:`.object_listing.s3_listing`),
         names relative to the prefix."""
-        entries = s3_listing(self, self._prefix.service(prefix), recursive)
-        if not self._prefix.text:
-            yield from entries
-            return
-        relative = self._prefix.relative
-        for name, modified, size in entries:
-            yield ListEntry(relative(name), modified, size)
+        yield from self._prefix.listed(s3_listing(self, self._prefix.service(prefix), recursive))
 
     def _holds_files(self, prefix: str) -> bool:
         """Whether any file (not only folder markers) has a key starting with ``prefix``."""
