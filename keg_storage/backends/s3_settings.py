@@ -100,7 +100,26 @@ def make_clients(
     single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
     client = session.client("s3", endpoint_url=endpoint_url, config=config)
     reporter.register(client)
+    client.meta.events.register_last("before-call.s3", send_small_bodies_at_once)
     return client, session.client("s3", endpoint_url=endpoint_url, config=single_try)
+
+
+EXPECT_CONTINUE_FROM = 1024 * 1024
+"""The smallest request body sent only after the service answered ``100 Continue`` (curl's
+threshold): a smaller one goes with its headers."""
+
+
+def send_small_bodies_at_once(params: dict[str, Any], **_: Any) -> None:
+    """A ``before-call`` handler: no ``Expect: 100-continue`` on a body below
+    :data:`EXPECT_CONTINUE_FROM`. botocore asks for it on every file-like body (a ``put_object``
+    of bytes included, which it wraps in one), and then waits for the service's interim answer
+    before sending the body: a round trip more per small upload, which saves nothing when the
+    body is this small (what a refusal would spare sending)."""
+    headers = params["headers"]
+    if headers.get("Expect") == "100-continue":
+        size = botocore.utils.determine_content_length(params.get("body"))
+        if size is not None and size < EXPECT_CONTINUE_FROM:
+            del headers["Expect"]
 
 
 CHECKSUM_OPTIONS = ("request_checksum_calculation", "response_checksum_validation")

@@ -323,6 +323,22 @@ class TestTransferRequests:
         assert (tmp_path / "small.txt").read_bytes() == b"small body"
         assert [name for name, _ in counter.calls] == ["GetObject", "GetObject"]
 
+    def test_a_small_upload_sends_its_body_with_its_headers(self, small_parts: S3Storage) -> None:
+        """No ``Expect: 100-continue`` (a round trip before the body) below 1 MiB; above, the
+        service may still refuse before the body is sent."""
+        sent: list[tuple[str, Any]] = []
+
+        def record(request: Any, **_: Any) -> None:
+            sent.append((request.method, request.headers.get("Expect")))
+
+        small_parts.client.meta.events.register("before-send.s3", record)
+        large = data_of(6 * MiB, seed=3)
+        small_parts.upload(io.BytesIO(b"x" * 4096), "small.bin")
+        small_parts.upload(io.BytesIO(large), "large.bin")
+        assert sent == [("PUT", None), ("PUT", b"100-continue")]
+        assert stored(small_parts, "small.bin") == b"x" * 4096
+        assert stored(small_parts, "large.bin") == large
+
     def test_exists_is_one_head(self, backend_s3: S3Storage) -> None:
         backend_s3.upload(io.BytesIO(b"here"), "here.txt")
         counter = CountRequests(backend_s3.client)
