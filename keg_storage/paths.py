@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import PureWindowsPath
 from typing import Any
 
@@ -53,19 +54,23 @@ def path_text(path: Any, backend: Any = None) -> str:
     )
 
 
-CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
-"""Unicode's control characters (category Cc): exactly U+0000-U+001F and U+007F-U+009F, a set
-the standard keeps fixed; one regex scan instead of a category lookup per character."""
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""The control characters: Unicode's category ``Cc``, which its stability policy keeps at these
+65 code points."""
 
 
 def _check_characters(path: str, backend: Any) -> None:
-    control = CONTROL_CHARACTER.search(path)
-    if control is not None:
-        raise InvalidPathError(
-            f"control character {control.group()!r} in path", backend=backend, path=path
-        )
-    for char in getattr(backend, "unsupported_path_characters", ""):
-        if char in path:
+    refused = getattr(backend, "unsupported_path_characters", "")
+    # The common case, a clean path, in one regex search (a loop over the characters costs
+    # 2-3 us a path, which counts in a delete_many of thousands); the loop names the first.
+    if not CONTROL_CHARACTER.search(path) and not any(char in path for char in refused):
+        return
+    for char in path:
+        if unicodedata.category(char) == "Cc":
+            raise InvalidPathError(
+                f"control character {char!r} in path", backend=backend, path=path
+            )
+        if char in refused:
             raise InvalidPathError(
                 f"{char!r} cannot be kept in a name by this backend's service",
                 backend=backend,
@@ -88,20 +93,26 @@ def _check_length(segments: list[str], backend: Any, path: str) -> None:
     max_key = getattr(backend, "max_key_bytes", None)
     if max_segment is None and max_key is None:
         return
-    sizes = [len(segment.encode("utf-8", "surrogatepass")) for segment in segments]
+    # An ASCII path has as many bytes of UTF-8 as characters: no encoding to count them.
+    sizes = (
+        [len(segment) for segment in segments]
+        if path.isascii()
+        else [len(segment.encode("utf-8", "surrogatepass")) for segment in segments]
+    )
     if max_segment is not None and any(size > max_segment for size in sizes):
         raise InvalidPathError(
             f"a path segment is longer than this backend allows ({max_segment} bytes of UTF-8)",
             backend=backend,
             path=path,
         )
-    size = sum(sizes) + max(len(segments) - 1, 0)
-    if max_key is not None and size > max_key:
-        raise InvalidPathError(
-            f"the path is {size} bytes of UTF-8, longer than this backend allows ({max_key})",
-            backend=backend,
-            path=path,
-        )
+    if max_key is not None:
+        size = sum(sizes) + max(len(segments) - 1, 0)
+        if size > max_key:
+            raise InvalidPathError(
+                f"the path is {size} bytes of UTF-8, longer than this backend allows ({max_key})",
+                backend=backend,
+                path=path,
+            )
 
 
 def file_key(path: RemotePath, backend: Any = None) -> str:

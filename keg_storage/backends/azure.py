@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -154,6 +155,12 @@ def _logged_retry_class() -> Any:
             )
 
     return _LoggedRetry
+
+
+def _unread(*_: Any) -> SimpleNamespace:
+    """The ``cls`` of an SDK call whose answer is not read: an object that takes the
+    attributes the SDK sets on what ``cls`` returns."""
+    return SimpleNamespace()
 
 
 def _without_query(url: str) -> str:
@@ -501,16 +508,9 @@ class AzureStorage(StorageBackend):
 
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         """Lazily, a page at a time, in listing order (:func:`.object_listing.azure_listing`)."""
-        service_prefix = self._prefix.service(prefix)
-        entries = azure_listing(
-            self._container(prefix), service_prefix, recursive, self.list_page_size
-        )
-        if not self._prefix.text:
-            yield from entries
-            return
-        relative = self._prefix.relative
-        for name, modified, size in entries:
-            yield ListEntry(relative(name), modified, size)
+        container, service_prefix = self._container(prefix), self._prefix.service(prefix)
+        entries = azure_listing(container, service_prefix, recursive, self.list_page_size)
+        yield from self._prefix.listed(entries)
 
     def _stat(self, key: str) -> FileStat:
         properties = self._blob(key).get_blob_properties()
@@ -520,6 +520,16 @@ class AzureStorage(StorageBackend):
             etag=properties.etag,
             content_type=properties.content_settings.content_type,
         )
+
+    def _exists(self, key: str) -> bool:
+        """The properties request that :meth:`_stat` sends, its answer not made into the SDK's
+        ``BlobProperties`` nor a stat (a tenth of a small request's CPU)."""
+        try:
+            with self.translating(key):
+                self._blob(key).get_blob_properties(cls=_unread)
+        except FileNotFoundInStorageError:
+            return False
+        return True
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)

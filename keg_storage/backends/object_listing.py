@@ -41,8 +41,9 @@ def modified(moment: datetime.datetime) -> arrow.Arrow:
 
 class Modified:
     """:func:`modified` for the entries of a listing, the previous Arrow again where a moment
-    repeats (objects written in the same second, often neighbours): botocore gives S3's times
-    in dateutil's ``tzlocal``, whose conversion costs as much as the rest of an entry."""
+    repeats (objects written in the same second, often neighbours): converting a dateutil zone
+    (``tzutc`` from S3Storage's clients, ``tzlocal`` from botocore's own parser) costs as much
+    as the rest of an entry."""
 
     def __init__(self) -> None:
         self._moment: datetime.datetime | None = None

@@ -10,10 +10,12 @@ or ``.`` segments are refused, so no key reaches outside it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..paths import directory_prefix
+from .files import ListEntry
 
 __all__ = ["KeyPrefix", "ServiceKey", "user_path"]
 
@@ -59,6 +61,14 @@ class KeyPrefix:
     def relative(self, name: str) -> str:
         """A listed service name relative to the prefix (the listing asked under it)."""
         return name[len(self.text) :] if name.startswith(self.text) else name
+
+    def listed(self, entries: Iterator[ListEntry]) -> Iterator[ListEntry]:
+        """The entries of a listing the service made under the prefix, lazily, each named
+        relative to the prefix (:meth:`relative`)."""
+        if not self.text:
+            return entries
+        relative = self.relative
+        return (ListEntry(relative(name), modified, size) for name, modified, size in entries)
 
     def key_bytes(self, limit: int) -> int:
         """What remains of the service's key length ``limit`` (bytes of UTF-8) for keys."""

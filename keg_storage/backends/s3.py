@@ -60,6 +60,7 @@ from .s3_settings import (
     make_clients,
     set_elsewhere,
     transfer_settings,
+    use_fast_timestamps,
 )
 from .streams import small_body
 
@@ -230,6 +231,7 @@ class S3Storage(StorageBackend):
         """What makes this storage's two clients (:func:`.s3_settings.make_clients`), from the
         boto3 session of the credentials; it holds the settings, not the storage."""
         sdk_session = botocore.session.get_session()
+        use_fast_timestamps(sdk_session)
         session = boto3.session.Session(
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=reveal(self._aws_secret_access_key),
@@ -283,13 +285,7 @@ class S3Storage(StorageBackend):
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         """Lazily, a page at a time, in listing order (:func:`.object_listing.s3_listing`),
         names relative to the prefix."""
-        entries = s3_listing(self, self._prefix.service(prefix), recursive)
-        if not self._prefix.text:
-            yield from entries
-            return
-        relative = self._prefix.relative
-        for name, modified, size in entries:
-            yield ListEntry(relative(name), modified, size)
+        yield from self._prefix.listed(s3_listing(self, self._prefix.service(prefix), recursive))
 
     def _holds_files(self, prefix: str) -> bool:
         """Whether any file (not only folder markers) has a key starting with ``prefix``."""
@@ -354,6 +350,15 @@ class S3Storage(StorageBackend):
             etag=head.get("ETag"),
             content_type=head.get("ContentType"),
         )
+
+    def _exists(self, key: str) -> bool:
+        """The HEAD that :meth:`_stat` sends, its answer not made into a stat."""
+        try:
+            with self.translating(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
+        except FileNotFoundInStorageError:
+            return False
+        return True
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._prefix.service(key))

@@ -1,12 +1,15 @@
 """How S3Storage's boto3 clients are configured: option checks, the botocore ``Config`` (timeouts,
-retries, checksums for S3-compatible stores), the transfer manager's settings, and the reporter
-that logs botocore's retries on ``keg_storage.retry``. Kept apart from :mod:`.s3`, which holds
-the backend and its file objects.
+retries, checksums for S3-compatible stores), the transfer manager's settings, the reporter
+that logs botocore's retries on ``keg_storage.retry``, and the parser of the service's timestamps.
+Kept apart from :mod:`.s3`, which holds the backend and its file objects.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +17,10 @@ from ..errors import MissingDependencyError, display_url, failure_cause, log_ret
 
 try:
     import botocore.exceptions
+    import botocore.utils
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
+    from dateutil.tz import tzutc  # type: ignore[import-untyped]  # botocore's dependency
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
 
@@ -95,7 +100,26 @@ def make_clients(
     single_try = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
     client = session.client("s3", endpoint_url=endpoint_url, config=config)
     reporter.register(client)
+    client.meta.events.register_last("before-call.s3", send_small_bodies_at_once)
     return client, session.client("s3", endpoint_url=endpoint_url, config=single_try)
+
+
+EXPECT_CONTINUE_FROM = 1024 * 1024
+"""The smallest request body sent only after the service answered ``100 Continue`` (curl's
+threshold): a smaller one goes with its headers."""
+
+
+def send_small_bodies_at_once(params: dict[str, Any], **_: Any) -> None:
+    """A ``before-call`` handler: no ``Expect: 100-continue`` on a body below
+    :data:`EXPECT_CONTINUE_FROM`. botocore asks for it on every file-like body (a ``put_object``
+    of bytes included, which it wraps in one), and then waits for the service's interim answer
+    before sending the body: a round trip more per small upload, which saves nothing when the
+    body is this small (what a refusal would spare sending)."""
+    headers = params["headers"]
+    if headers.get("Expect") == "100-continue":
+        size = botocore.utils.determine_content_length(params.get("body"))
+        if size is not None and size < EXPECT_CONTINUE_FROM:
+            del headers["Expect"]
 
 
 CHECKSUM_OPTIONS = ("request_checksum_calculation", "response_checksum_validation")
@@ -172,3 +196,51 @@ def transfer_settings(multipart_threshold: int, chunk_size: int, max_concurrency
     # Bound what the transfer manager reads ahead of the parts in flight (default 10 parts).
     config.max_in_memory_upload_chunks = max_concurrency + 1
     return config
+
+
+_ISO_8601 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z")
+"""S3's timestamps in XML bodies (``LastModified`` of a listing): ``2026-12-05T03:08:46.123Z``."""
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
+"""HTTP's date form (RFC 9110), S3's ``Last-Modified`` header: ``Sat, 05 Dec 2026 03:08:46 GMT``."""
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def parse_timestamp(value: Any) -> datetime.datetime:
+    """A timestamp of the service as botocore's parser gives it (an aware datetime, the same
+    moment), for S3Storage's clients: the two forms S3 sends read directly in a microsecond or
+    two, anything else by botocore's own parser. botocore reads every one with dateutil's
+    general parser, 30-40 us each: a third of the CPU of listing 1,000 keys, and some 5% of a
+    small GET or HEAD. The zone is dateutil's ``tzutc()``, as botocore gives it (or
+    ``tzlocal()`` on a machine whose zone is UTC: the same moment)."""
+    fields = _timestamp_fields(value) if isinstance(value, str) else None
+    if fields is not None:
+        with contextlib.suppress(ValueError):  # a day the month lacks: botocore says so
+            return datetime.datetime(*fields, tzinfo=tzutc())
+    parsed: datetime.datetime = botocore.utils.parse_timestamp(value)
+    return parsed
+
+
+def _timestamp_fields(value: str) -> tuple[int, int, int, int, int, int, int] | None:
+    """Year, month, day, hour, minute, second and microsecond of a timestamp in one of S3's
+    two forms, else None."""
+    if iso := _ISO_8601.fullmatch(value):
+        year, month, day, hour, minute, second = map(int, iso.group(1, 2, 3, 4, 5, 6))
+        microsecond = int(iso[7].ljust(6, "0")) if iso[7] else 0
+        return year, month, day, hour, minute, second, microsecond
+    if (http := _HTTP_DATE.fullmatch(value)) and http[2] in _MONTHS:
+        hour, minute, second = map(int, http.group(4, 5, 6))
+        return int(http[3]), _MONTHS[http[2]], int(http[1]), hour, minute, second, 0
+    return None
+
+
+def use_fast_timestamps(sdk_session: Any) -> None:
+    """Have the clients that ``sdk_session`` (a botocore session, this storage's own) makes
+    from now on parse timestamps with :func:`parse_timestamp`, through botocore's documented
+    parser defaults (what the AWS CLI uses to keep timestamps as text)."""
+    factory = sdk_session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=parse_timestamp)

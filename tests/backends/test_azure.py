@@ -549,6 +549,8 @@ def test_missing_container_is_named(azurite: Azurite) -> None:
             storage.list()
         with pytest.raises(StorageError, match="container does not exist"):
             storage.upload(io.BytesIO(b"x"), "a.txt")
+        with pytest.raises(StorageError, match="container does not exist"):
+            storage.exists("a.txt")
 
 
 def test_wrong_key_is_a_permission_error(

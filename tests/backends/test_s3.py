@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.utils
 import pytest
 import requests
 from botocore.config import Config
@@ -30,6 +31,7 @@ from keg_storage import (
     UnsupportedOperationError,
 )
 from keg_storage.backends.s3 import S3Storage
+from keg_storage.backends.s3_settings import parse_timestamp
 from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_s3 import make_storage
 from tests.servers.seaweedfs import SeaweedFS, free_ports
@@ -343,6 +345,29 @@ class TestTransferRequests:
         assert (tmp_path / "small.txt").read_bytes() == b"small body"
         assert [name for name, _ in counter.calls] == ["GetObject", "GetObject"]
 
+    def test_a_small_upload_sends_its_body_with_its_headers(self, small_parts: S3Storage) -> None:
+        """No ``Expect: 100-continue`` (a round trip before the body) below 1 MiB; above, the
+        service may still refuse before the body is sent."""
+        sent: list[tuple[str, Any]] = []
+
+        def record(request: Any, **_: Any) -> None:
+            sent.append((request.method, request.headers.get("Expect")))
+
+        small_parts.client.meta.events.register("before-send.s3", record)
+        large = data_of(6 * MiB, seed=3)
+        small_parts.upload(io.BytesIO(b"x" * 4096), "small.bin")
+        small_parts.upload(io.BytesIO(large), "large.bin")
+        assert sent == [("PUT", None), ("PUT", b"100-continue")]
+        assert stored(small_parts, "small.bin") == b"x" * 4096
+        assert stored(small_parts, "large.bin") == large
+
+    def test_exists_is_one_head(self, backend_s3: S3Storage) -> None:
+        backend_s3.upload(io.BytesIO(b"here"), "here.txt")
+        counter = CountRequests(backend_s3.client)
+        assert backend_s3.exists("here.txt") is True
+        assert backend_s3.exists("missing.txt") is False
+        assert [name for name, _ in counter.calls] == ["HeadObject", "HeadObject"]
+
     def test_download_reads_ranges_without_a_head(self, small_parts: S3Storage) -> None:
         data = data_of(11 * MiB, seed=5)
         small_parts.upload(io.BytesIO(data), "large.bin")
@@ -413,6 +438,56 @@ class TestTransferRequests:
         small_parts.upload(source, "rest.txt")
         assert stored(small_parts, "rest.txt") == b"sent"
         assert source.tell() == 12
+
+
+class TestTimestamps:
+    """The storage's clients read the service's timestamps with a parser of their own
+    (:func:`keg_storage.backends.s3_settings.parse_timestamp`), giving what botocore's gives."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "2026-12-05T03:08:46.123Z",
+            "2026-12-05T03:08:46Z",
+            "2026-12-05T03:08:46.1Z",
+            "2026-12-05T03:08:46.123456Z",
+            "1999-12-31T23:59:59.999Z",
+            "Sat, 05 Dec 2026 03:08:46 GMT",
+            "Sun, 29 Feb 2004 00:00:00 GMT",
+            "2026-12-05T03:08:46+02:00",
+            "2026-12-05 03:08:46",
+            "1700000000",
+            1700000000,
+        ],
+    )
+    def test_the_same_moment_as_botocore(self, value: Any) -> None:
+        parsed = parse_timestamp(value)
+        expected = botocore.utils.parse_timestamp(value)
+        assert parsed == expected
+        assert parsed.utcoffset() == expected.utcoffset()
+
+    @pytest.mark.parametrize(
+        "value",
+        ["2026-02-30T03:08:46Z", "Sat, 05 Foo 2026 03:08:46 GMT", "Mon, 31 Apr 2026 00:00:00 GMT"],
+    )
+    def test_botocore_refuses_what_it_cannot_read(self, value: str) -> None:
+        with pytest.raises(ValueError) as expected:
+            botocore.utils.parse_timestamp(value)
+        with pytest.raises(ValueError) as refused:
+            parse_timestamp(value)
+        assert str(refused.value) == str(expected.value)
+
+    def test_stat_and_listing_give_the_services_times(
+        self, backend_s3: S3Storage, s3_client: S3Client, s3_bucket: str
+    ) -> None:
+        backend_s3.upload(io.BytesIO(b"one"), "dir/a.txt")
+        backend_s3.upload(io.BytesIO(b"two"), "dir/b.txt")
+        head = s3_client.head_object(Bucket=s3_bucket, Key="dir/a.txt")
+        assert backend_s3.stat("dir/a.txt").last_modified == head["LastModified"]
+        listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="dir/")["Contents"]
+        assert [(e.name, e.last_modified) for e in backend_s3.list("dir")] == [
+            (obj["Key"], obj["LastModified"]) for obj in listed
+        ]
 
 
 class TestServerSideCopy:
