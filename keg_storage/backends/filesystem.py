@@ -55,7 +55,7 @@ from .base import (
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .links import InternalLinksStorageBackend, SecretKey
 from .listing import is_directory, sorted_entries
-from .local_copy import copy_chunks, copy_file_object, kernel_copy, kernel_source, kernel_target
+from .local_copy import download_file_object, kernel_copy, upload_file_object
 from .publish import (
     atomic_replace,
     current_umask,
@@ -815,10 +815,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
                 self._check_target(dir_fd, name, key, condition)
                 temp_name, temp = _create_temp(dir_fd)
             try:
-                if kernel_source(file_obj):
-                    copy_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size)
-                else:
-                    copy_chunks(file_obj, temp, count_bytes, self.transfer_chunk_size, key, self)
+                upload_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size, key, self)
                 with self.translating(key):
                     _publish_temp(
                         temp,
@@ -849,16 +846,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         with self.translating(key):
             source = self._open_source(key)
         with source:
-            if kernel_target(file_obj):
-                copy_file_object(source, file_obj, count_bytes, self.transfer_chunk_size)
-                return
-            while True:
-                with self.translating(key):  # the store's side only, as in _upload
-                    chunk = source.read(self.transfer_chunk_size)
-                if not chunk:
-                    return
-                file_obj.write(chunk)
-                count_bytes(len(chunk))
+            download_file_object(source, file_obj, count_bytes, self.transfer_chunk_size, key, self)
 
     def _delete_many(self, keys: list[str]) -> dict[str, Exception]:
         """Per directory: one descriptor, one publish lock and one pruning for all its keys

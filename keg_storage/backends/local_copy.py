@@ -1,6 +1,6 @@
 """Copies between local file objects inside the kernel, for LocalFS's ``upload`` and
-``download`` of a file object (:func:`copy_file_object`), and for ``get``, ``put`` and ``copy``
-on files they open themselves (:func:`kernel_copy`).
+``download`` of a file object (:func:`upload_file_object`, :func:`download_file_object`), and
+for ``get``, ``put`` and ``copy`` on files they open themselves (:func:`kernel_copy`).
 
 A file object qualifies when it is a plain file of :func:`open` (``io.FileIO`` or a buffered
 reader/writer of one, not a subclass or wrapper that may transform its bytes, as ``GzipFile``
@@ -80,24 +80,47 @@ def copy_file_object(
     return copied
 
 
-def copy_chunks(
-    source: IO[bytes],
-    target: IO[bytes],
+def upload_file_object(
+    file_obj: IO[bytes],
+    temp: IO[bytes],
     count_bytes: ByteCounter,
     chunk_size: int,
     key: str,
     backend: StorageBackend,
-) -> int:
-    """Copy the rest of any readable ``source`` into the local file ``target`` in reads of
-    ``chunk_size``; the number of bytes copied. Only the writes are the store's side, their
-    errors translated by ``backend`` for ``key``: the caller's file object's are its own."""
-    copied = 0
-    while chunk := source.read(chunk_size):
+) -> None:
+    """Copy the rest of the caller's ``file_obj`` into the store's local file ``temp``: by the
+    kernel from its position (:func:`kernel_source`), else in reads of ``chunk_size``. Only
+    the writes are the store's side, their errors translated by ``backend`` for ``key``."""
+    if kernel_source(file_obj):
+        copy_file_object(file_obj, temp, count_bytes, chunk_size)
+        return
+    while chunk := file_obj.read(chunk_size):
         with backend.translating(key):
-            target.write(chunk)
-        copied += len(chunk)
+            temp.write(chunk)
         count_bytes(len(chunk))
-    return copied
+
+
+def download_file_object(
+    source: IO[bytes],
+    file_obj: IO[bytes],
+    count_bytes: ByteCounter,
+    chunk_size: int,
+    key: str,
+    backend: StorageBackend,
+) -> None:
+    """Copy the rest of the store's local file ``source`` into the caller's ``file_obj``: by
+    the kernel at its position (:func:`kernel_target`), else written to from reads of
+    ``chunk_size``, whose errors only are translated (the store's side)."""
+    if kernel_target(file_obj):
+        copy_file_object(source, file_obj, count_bytes, chunk_size)
+        return
+    while True:
+        with backend.translating(key):
+            chunk = source.read(chunk_size)
+        if not chunk:
+            return
+        file_obj.write(chunk)
+        count_bytes(len(chunk))
 
 
 def kernel_copy(source: IO[bytes], dst: IO[bytes]) -> int:
