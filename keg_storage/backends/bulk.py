@@ -11,7 +11,13 @@ service's batch call where it has one (S3 DeleteObjects, Azure blob batch, pipel
 removes); the default deletes one key after the other.
 
 Transfers run in a thread pool of ``max_concurrency`` workers (the backends are thread-safe,
-CONTRACT §7). The workers report their bytes to the calling thread, which sums them into one
+CONTRACT §7). A backend whose service serves many small files faster in one stream of requests
+than one request at a time per thread (SFTP: pipelined, see its ``_put_batch``) sets
+:attr:`~.StorageBackend.bulk_put_batch`: uploads of files up to
+:attr:`~.StorageBackend.bulk_put_small` bytes are then handed to it in batches of that many, one
+batch per worker, with a result per file all the same.
+
+The workers report their bytes to the calling thread, which sums them into one
 progress callback, cumulative and never decreasing, as :func:`~keg_storage.progress.relay_progress`
 does for one transfer. That relay is written out here rather than reused, because it must also
 stop the pool: when the callback raises or the caller is interrupted (``KeyboardInterrupt``),
@@ -40,6 +46,11 @@ if TYPE_CHECKING:
     from .base import StorageBackend
 
 LocalPath = str | os.PathLike[str]
+Report = Callable[[int, int], None]
+"""``report(index, amount)``: the transfer of item ``index`` moved ``amount`` bytes on."""
+Batch = tuple[list[int], Callable[[Report], dict[int, Exception]]]
+"""The indices of some items and the job that transfers them: it reports their bytes and
+returns the error of each item that failed (raising fails them all)."""
 
 _POLL_SECONDS = 0.1
 """How long the calling thread waits for news of the workers before looking again (so that
@@ -64,6 +75,18 @@ class DeleteResult:
     def ok(self) -> bool:
         """Whether the path was deleted (or had nothing to delete)."""
         return self.error is None
+
+
+@dataclasses.dataclass(frozen=True)
+class PutItem:
+    """One file of :meth:`~.StorageBackend.upload_many` handed to a backend's ``_put_batch``:
+    a regular local file of at most :attr:`~.StorageBackend.bulk_put_small` bytes (when
+    planned), to be published whole at ``key``, overwriting."""
+
+    index: int
+    """Its place among the pairs (what ``report`` and the returned errors are keyed by)."""
+    source: str
+    key: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +162,40 @@ def upload_many(
         return put
 
     items = _pairs(pairs)
-    jobs = [job(local, path) for local, path in items]
+    jobs = [_one(index, job(local, path)) for index, (local, path) in enumerate(items)]
+    if (
+        overwrite
+        and backend.bulk_put_batch > 1
+        and _workers(max_concurrency, len(items), backend) > 1
+    ):
+        jobs = _batched(backend, items, jobs)
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
+
+
+def _batched(
+    backend: StorageBackend, items: Sequence[tuple[Any, Any]], jobs: list[Batch]
+) -> list[Batch]:
+    """``jobs`` with the uploads of small regular files (valid keys, at most
+    ``bulk_put_small`` bytes) gathered into batches of the backend's ``_put_batch``; every other
+    pair keeps its own job (which raises its error, as without batches)."""
+    small: list[PutItem] = []
+    rest: list[Batch] = []
+    for (local, path), single in zip(items, jobs, strict=True):
+        try:
+            key, source = backend._file_key(path), os.fspath(local)
+            info = os.stat(source)
+        except (StorageError, TypeError, ValueError, OSError):
+            rest.append(single)
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_size <= backend.bulk_put_small:
+            small.append(PutItem(single[0][0], source, key))
+        else:
+            rest.append(single)
+    size = backend.bulk_put_batch
+    for start in range(0, len(small), size):
+        batch = small[start : start + size]
+        rest.append(([item.index for item in batch], functools.partial(backend._put_batch, batch)))
+    return rest
 
 
 def download_many(
@@ -159,7 +214,7 @@ def download_many(
         return get
 
     items = _pairs(pairs)
-    jobs = [job(path, local) for path, local in items]
+    jobs = [_one(index, job(path, local)) for index, (path, local) in enumerate(items)]
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 
@@ -218,29 +273,46 @@ def _text(path: Any) -> str:
     return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
 
 
+def _one(index: int, transfer: Callable[[ByteCounter], None]) -> Batch:
+    """The job of item ``index`` alone: ``transfer`` raises its error."""
+
+    def run(report: Report) -> dict[int, Exception]:
+        transfer(functools.partial(report, index))
+        return {}
+
+    return [index], run
+
+
+def _workers(max_concurrency: int, count: int, backend: StorageBackend | None = None) -> int:
+    """How many threads run ``count`` transfers: ``max_concurrency`` (checked), at most the
+    backend's :attr:`~.StorageBackend.bulk_max_workers`; 1 means the calling thread."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    cap = backend.bulk_max_workers if backend is not None else None
+    return max(1, min(max_concurrency, count, cap or count))
+
+
 def _run(
     items: Sequence[tuple[Any, Any]],
-    jobs: Sequence[Callable[[ByteCounter], None]],
+    jobs: Sequence[Batch],
     max_concurrency: int,
     progress: ProgressCallback | None,
     max_workers: int | None = None,
 ) -> list[TransferResult]:
     """Run ``jobs`` in a pool of ``max_concurrency`` threads (at most ``max_workers``, the
     backend's :attr:`~.StorageBackend.bulk_max_workers`); with one, on the calling thread,
-    where a pool would only add hand-offs. A result per job."""
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
-    if max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
-    run = _Transfers(len(jobs))
-    workers = min(max_concurrency, len(jobs), max_workers or len(jobs))
+    where a pool would only add hand-offs. A result per item."""
+    workers = min(_workers(max_concurrency, len(jobs)), max_workers or len(jobs))
+    run = _Transfers(len(items))
     if workers == 1:
         run.run_here(jobs, progress)
     elif jobs:
         executor = ThreadPoolExecutor(workers, "keg-storage-bulk")
         try:
-            for index, transfer in enumerate(jobs):
-                executor.submit(run.work, index, transfer)
+            for indices, transfer in jobs:
+                executor.submit(run.work, indices, transfer)
             run.relay(progress)
         except BaseException:
             run.cancelled.set()
@@ -266,10 +338,10 @@ class _Transfers:
         self.news: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         """``(index, bytes)`` as a transfer moves on; None when one has ended."""
 
-    def work(self, index: int, transfer: Callable[[ByteCounter], None]) -> None:
-        """Run one transfer in a worker; its error is its result."""
+    def work(self, indices: list[int], transfer: Callable[[Report], dict[int, Exception]]) -> None:
+        """Run one job in a worker; the errors it returns (or raises) are its items' results."""
 
-        def count_bytes(amount: int) -> None:
+        def report(index: int, amount: int) -> None:
             if self.cancelled.is_set():
                 raise TransferCancelledError("the bulk transfer was stopped")
             self.news.put((index, amount))
@@ -277,15 +349,14 @@ class _Transfers:
         try:
             if self.cancelled.is_set():
                 raise TransferCancelledError("the bulk transfer was stopped")
-            transfer(count_bytes)
+            self.errors.update(transfer(report))
         except Exception as exc:
-            self.errors[index] = exc
+            self.errors.update(dict.fromkeys(indices, exc))
         finally:
-            self.news.put(None)
+            for _ in indices:
+                self.news.put(None)
 
-    def run_here(
-        self, jobs: Sequence[Callable[[ByteCounter], None]], progress: ProgressCallback | None
-    ) -> None:
+    def run_here(self, jobs: Sequence[Batch], progress: ProgressCallback | None) -> None:
         """Run the transfers one after the other on the calling thread, reporting the total to
         ``progress`` as it grows (0 once when nothing moved). A callback that raises stops the
         transfer at that chunk (which removes its temp state, as for any failed transfer) and
@@ -305,13 +376,13 @@ class _Transfers:
                     raise
                 reported = total
 
-        for index, transfer in enumerate(jobs):
+        for indices, transfer in jobs:
             try:
-                transfer(functools.partial(report, index))
+                self.errors.update(transfer(report))
             except Exception as exc:
                 if stopped:
                     raise stopped[0]  # noqa: B904 - the callback's own, as the caller's
-                self.errors[index] = exc
+                self.errors.update(dict.fromkeys(indices, exc))
         if progress is not None and reported < 0:
             progress(total)
 
