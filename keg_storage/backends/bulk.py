@@ -13,9 +13,9 @@ removes); the default deletes one key after the other.
 Transfers run in a thread pool of ``max_concurrency`` workers (the backends are thread-safe,
 CONTRACT §7). A backend whose service serves many small files faster in one stream of requests
 than one request at a time per thread (SFTP: pipelined, see its ``_put_batch``) sets
-:attr:`~.StorageBackend.bulk_put_batch`: uploads of files up to
-:attr:`~.StorageBackend.bulk_put_small` bytes are then handed to it in batches of that many, one
-batch per worker, with a result per file all the same.
+:attr:`~.StorageBackend.bulk_batch_files`: uploads of files up to
+:attr:`~.StorageBackend.bulk_small_file_bytes` bytes, and downloads, are then handed to it in
+batches of that many, one batch per worker, with a result per file all the same.
 
 The workers report their bytes to the calling thread, which sums them into one
 progress callback, cumulative and never decreasing, as :func:`~keg_storage.progress.relay_progress`
@@ -78,14 +78,16 @@ class DeleteResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class PutItem:
-    """One file of :meth:`~.StorageBackend.upload_many` handed to a backend's ``_put_batch``:
-    a regular local file of at most :attr:`~.StorageBackend.bulk_put_small` bytes (when
-    planned), to be published whole at ``key``, overwriting."""
+class BatchItem:
+    """One file of :meth:`~.StorageBackend.upload_many` handed to a backend's ``_put_batch``
+    (a regular local file of at most :attr:`~.StorageBackend.bulk_small_file_bytes` bytes
+    when planned, to be published whole at ``key``, overwriting), or of
+    :meth:`~.StorageBackend.download_many` handed to its ``_get_batch``."""
 
     index: int
     """Its place among the pairs (what ``report`` and the returned errors are keyed by)."""
-    source: str
+    local: str
+    """The local file: the source of an upload, the destination of a download."""
     key: str
 
 
@@ -163,39 +165,56 @@ def upload_many(
 
     items = _pairs(pairs)
     jobs = [_one(index, job(local, path)) for index, (local, path) in enumerate(items)]
-    if (
-        overwrite
-        and backend.bulk_put_batch > 1
-        and _workers(max_concurrency, len(items), backend) > 1
-    ):
-        jobs = _batched(backend, items, jobs)
+    if overwrite and _batching(backend, max_concurrency, len(items)):
+        small, jobs = _planned(backend, [(local, path) for local, path in items], jobs, True)
+        jobs += _batches(small, backend.bulk_batch_files, backend._put_batch)
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 
-def _batched(
-    backend: StorageBackend, items: Sequence[tuple[Any, Any]], jobs: list[Batch]
-) -> list[Batch]:
-    """``jobs`` with the uploads of small regular files (valid keys, at most
-    ``bulk_put_small`` bytes) gathered into batches of the backend's ``_put_batch``; every other
-    pair keeps its own job (which raises its error, as without batches)."""
-    small: list[PutItem] = []
+def _batching(backend: StorageBackend, max_concurrency: int, count: int) -> bool:
+    """Whether the backend takes batches (:attr:`~.StorageBackend.bulk_batch_files`) and
+    the transfers run on more than one thread (one after the other, each file ends before the
+    next starts, as the caller may rely on)."""
+    return backend.bulk_batch_files > 1 and _workers(max_concurrency, count, backend) > 1
+
+
+def _planned(
+    backend: StorageBackend, pairs: list[tuple[Any, Any]], jobs: list[Batch], uploads: bool
+) -> tuple[list[BatchItem], list[Batch]]:
+    """The pairs (local, remote) that may go in a batch: a valid key, and for ``uploads`` a
+    regular local file of at most ``bulk_small_file_bytes``; and the jobs of the others, which
+    keep their own (raising their error, as without batches)."""
+    small: list[BatchItem] = []
     rest: list[Batch] = []
-    for (local, path), single in zip(items, jobs, strict=True):
+    for (local, path), single in zip(pairs, jobs, strict=True):
         try:
-            key, source = backend._file_key(path), os.fspath(local)
-            info = os.stat(source)
+            item = BatchItem(single[0][0], os.fspath(local), backend._file_key(path))
+            info = os.stat(item.local) if uploads else None
         except (StorageError, TypeError, ValueError, OSError):
             rest.append(single)
             continue
-        if stat.S_ISREG(info.st_mode) and info.st_size <= backend.bulk_put_small:
-            small.append(PutItem(single[0][0], source, key))
+        if info is None or (
+            stat.S_ISREG(info.st_mode) and info.st_size <= backend.bulk_small_file_bytes
+        ):
+            small.append(item)
         else:
             rest.append(single)
-    size = backend.bulk_put_batch
-    for start in range(0, len(small), size):
-        batch = small[start : start + size]
-        rest.append(([item.index for item in batch], functools.partial(backend._put_batch, batch)))
-    return rest
+    return small, rest
+
+
+def _batches(
+    items: list[BatchItem],
+    size: int,
+    transfer: Callable[[list[BatchItem], Report], dict[int, Exception]],
+) -> list[Batch]:
+    """``items`` cut into jobs of at most ``size``, each passed whole to ``transfer``."""
+    return [
+        (
+            [item.index for item in items[start : start + size]],
+            functools.partial(transfer, items[start : start + size]),
+        )
+        for start in range(0, len(items), size)
+    ]
 
 
 def download_many(
@@ -215,6 +234,9 @@ def download_many(
 
     items = _pairs(pairs)
     jobs = [_one(index, job(path, local)) for index, (path, local) in enumerate(items)]
+    if _batching(backend, max_concurrency, len(items)):
+        small, jobs = _planned(backend, [(local, path) for path, local in items], jobs, False)
+        jobs += _batches(small, backend.bulk_batch_files, backend._get_batch)
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from keg_storage import InvalidPathError, StorageConnectionError, StorageError
+from keg_storage import (
+    FileNotFoundInStorageError,
+    InvalidPathError,
+    StorageConnectionError,
+    StorageError,
+)
 from keg_storage.backends.bulk import TransferResult
 from keg_storage.backends.sftp import SFTPStorage
 from tests.faults.proxy import FaultProxy
@@ -160,3 +165,85 @@ def test_an_unreachable_server_gives_each_file_its_error(
         assert isinstance(result.error, StorageConnectionError)
         assert result.error.path == key and result.bytes == 0
         assert f"127.0.0.1:{proxy.port}" in str(result.error)
+
+
+def test_downloads_in_a_batch_each_get_their_result(
+    backend_sftp: SFTPStorage,
+    sftp_base_path: str,
+    outside: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small files come in the batch; a large file and symlinks go alone (through ``_get``,
+    which follows one that stays inside base_path and refuses one that leaves it); a directory
+    and a missing file fail in the batch. Local files of failures stay as they were."""
+    base = Path(sftp_base_path)
+    files = {f"d/f{number:02}.bin": os.urandom(3000 + number) for number in range(20)}
+    files["d/large.bin"] = os.urandom(300 * 1024)
+    for key, data in files.items():
+        (base / key).parent.mkdir(exist_ok=True)
+        (base / key).write_bytes(data)
+    os.symlink(base / "d" / "f00.bin", base / "in.bin")
+    (base / "d" / "sub").mkdir()
+    alone: list[str] = []
+    single_get = SFTPStorage._get
+
+    def recording_get(storage: SFTPStorage, key: str, dest: str, count: object) -> None:
+        alone.append(key)
+        single_get(storage, key, dest, count)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SFTPStorage, "_get", recording_get)
+    keys = [*files, "in.bin", "out.txt", "d/sub", "d/missing.bin"]
+    target = tmp_path / "target"
+    target.mkdir()
+    for name in ("out.txt", "sub", "missing.bin"):
+        (target / name).write_bytes(b"previous")
+    pairs = [(key, target / key.rsplit("/", 1)[-1]) for key in keys]
+    log: list[int] = []
+    results = backend_sftp.download_many(pairs, max_concurrency=8, progress=log.append)
+    assert sorted(alone) == ["d/large.bin", "in.bin", "out.txt"]
+    for result, (key, local) in zip(results[:-3], pairs, strict=False):
+        data = files.get(key, files["d/f00.bin"])
+        assert result == TransferResult(key, str(local), len(data))
+        assert local.read_bytes() == data
+    assert isinstance(results[-3].error, InvalidPathError)
+    assert isinstance(results[-2].error, FileNotFoundInStorageError)
+    assert isinstance(results[-1].error, FileNotFoundInStorageError)
+    assert [r.error.path for r in results[-3:]] == keys[-3:]  # type: ignore[union-attr]
+    for name in ("out.txt", "sub", "missing.bin"):
+        assert (target / name).read_bytes() == b"previous"
+    assert log == sorted(log) and log[-1] == sum(len(d) for d in files.values()) + 3000
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for _, p in pairs)
+
+
+def test_a_download_batch_cut_off_goes_again_on_a_new_connection(
+    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, tmp_path: Path
+) -> None:
+    storage, proxy = proxied
+    files = {f"f{number:02}.bin": os.urandom(16 * 1024 + number) for number in range(60)}
+    for name, data in files.items():
+        Path(sftp_base_path, name).write_bytes(data)
+    storage.exists("warm")
+    proxy.cut_after(300 * 1024, "downstream")
+    progress: list[int] = []
+    results = storage.download_many(
+        [(name, tmp_path / name) for name in files], max_concurrency=2, progress=progress.append
+    )
+    assert not proxy.armed
+    assert [r.error for r in results] == [None] * len(files)
+    for name, data in files.items():
+        assert (tmp_path / name).read_bytes() == data
+    assert progress == sorted(progress) and progress[-1] == sum(len(d) for d in files.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+
+
+def test_an_unreachable_server_fails_each_download(
+    proxied: tuple[SFTPStorage, FaultProxy], tmp_path: Path
+) -> None:
+    storage, proxy = proxied
+    proxy.refuse_new = True
+    pairs = [(f"gone/{number}.bin", tmp_path / f"{number}.bin") for number in range(70)]
+    results = storage.download_many(pairs, max_concurrency=4)
+    for result, (key, _) in zip(results, pairs, strict=True):
+        assert isinstance(result.error, StorageConnectionError) and result.error.path == key
+    assert list(tmp_path.iterdir()) == []
