@@ -30,15 +30,13 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StorageConnectionError, StorageError
 from ..progress import ForwardProgress
 from .publish import atomic_replace
-from .sftp_fastpath import CMD_EXTENDED, OPEN_READ, Pipeline, remove_many
+from .sftp_fastpath import OPEN_READ, POSIX_RENAME, Pipeline, remove_many
 from .sftp_file import TEMP_FLAGS
 from .sftp_transport import Session, is_connection_failure, refusals_ignored
 
 if TYPE_CHECKING:
     from .bulk import BatchItem, Report
     from .sftp import SFTPStorage
-
-POSIX_RENAME = "posix-rename@openssh.com"
 
 
 @dataclasses.dataclass
@@ -331,15 +329,14 @@ class _BatchPut(_Attempt):
         """Rename each written temp file over its key (``posix-rename``, which replaces it
         atomically), in one stream; where the server lacks it, as a single upload does."""
         pipeline = self.pipeline
-        files = [file for file in self._going() if file.temp is not None]
+        temps = [(file, file.temp) for file in self._going() if file.temp is not None]
+        files = [file for file, _ in temps]
         if POSIX_RENAME not in self.session.extensions:
             for file in files:
                 self._publish_one(file)
             return
         with pipeline.batched():
-            renames = [
-                pipeline.send(CMD_EXTENDED, POSIX_RENAME, file.temp, file.remote) for file in files
-            ]
+            renames = [pipeline.send_posix_rename(temp, file.remote) for file, temp in temps]
         for file, num in zip(files, renames, strict=True):
             try:
                 pipeline.wait_status(num)

@@ -247,3 +247,22 @@ def test_an_unreachable_server_fails_each_download(
     for result, (key, _) in zip(results, pairs, strict=True):
         assert isinstance(result.error, StorageConnectionError) and result.error.path == key
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("no_single_puts")
+def test_a_batch_publishes_by_rename_where_the_server_lacks_posix_rename(
+    backend_sftp: SFTPStorage, sftp_base_path: str, tmp_path: Path
+) -> None:
+    """OpenSSH has ``posix-rename``; without it a rename refused over an existing file is
+    replaced by a removal and a rename, as for a single upload."""
+    files = local_files(tmp_path, 12)
+    Path(sftp_base_path, "f003.bin").write_bytes(b"old")
+    with backend_sftp.connection() as session:
+        session.extensions.pop("posix-rename@openssh.com")
+    results = backend_sftp.upload_many([(local, local.name) for local, _ in files])
+    with backend_sftp.connection() as leased:
+        assert leased is session and "posix-rename@openssh.com" not in leased.extensions
+    assert [r.error for r in results] == [None] * len(files)
+    for local, data in files:
+        assert Path(sftp_base_path, local.name).read_bytes() == data
+    assert temp_files(sftp_base_path) == []
