@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageConnectionError, StorageError
-from ..progress import ForwardProgress
+from ..progress import ForwardProgress, TransferCancelledError
 from .publish import atomic_replace
 from .sftp_fastpath import OPEN_READ, POSIX_RENAME, Pipeline, remove_many
 from .sftp_file import TEMP_FLAGS
@@ -83,6 +83,8 @@ def get_batch(storage: SFTPStorage, items: list[BatchItem], report: Report) -> d
         if file.alone and file.error is None:
             try:
                 storage._get(file.item.key, file.item.local, file.progress.advance)
+            except TransferCancelledError:
+                raise  # the bulk transfer stops: the rest never start
             except Exception as exc:
                 file.error = exc
     return {file.item.index: file.error for file in files if file.error is not None}
@@ -172,16 +174,19 @@ class _Attempt:
         file.error.__cause__ = exc
 
     def _check_dirs(self) -> None:
-        """Confinement (:meth:`RemotePaths.check_dir`): once per directory of the batch."""
+        """Confinement (:meth:`RemotePaths.check_dir`): once per directory of the batch, and
+        where it is refused, for each of its files (whose error names its own path)."""
         by_dir: dict[str, list[_File]] = defaultdict(list)
         for file in self._going():
             by_dir[posixpath.dirname(file.remote)].append(file)
         for directory, files in by_dir.items():
-            try:
-                self.storage.paths.check_dir(self.sftp, directory, files[0].item.key)
-            except Exception as exc:
-                for file in files:
+            for file in files:
+                try:
+                    self.storage.paths.check_dir(self.sftp, directory, file.item.key)
+                except Exception as exc:
                     self._refused(file, exc)
+                else:
+                    break  # remembered as checked: the others pass without a request
 
 
 class _BatchPut(_Attempt):
