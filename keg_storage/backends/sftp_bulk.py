@@ -219,7 +219,10 @@ class _BatchPut(_Attempt):
             self._discard()
             raise
         except BaseException:
-            self._lost()
+            if self.session.usable():  # interrupted between requests (the progress callback)
+                self._discard()
+            else:  # in the middle of one: out of step
+                self._lost()
             raise
         else:
             self._discard()

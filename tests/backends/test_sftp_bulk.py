@@ -93,10 +93,13 @@ def test_each_file_of_a_batch_gets_its_own_result(
 
 
 @pytest.mark.usefixtures("no_single_puts")
+@pytest.mark.parametrize("count", [200, 30], ids=["batches in workers", "one batch here"])
 def test_a_progress_callback_that_raises_stops_a_batch_without_leftovers(
-    backend_sftp: SFTPStorage, sftp_base_path: str, tmp_path: Path
+    backend_sftp: SFTPStorage, sftp_base_path: str, tmp_path: Path, count: int
 ) -> None:
-    files = local_files(tmp_path, 200)
+    """On the workers the callback's exception reaches a batch as a cancellation; a single
+    batch runs on the calling thread, where the KeyboardInterrupt itself goes through it."""
+    files = local_files(tmp_path, count)
 
     def interrupt(count: int) -> None:
         raise KeyboardInterrupt
