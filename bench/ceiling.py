@@ -15,7 +15,8 @@ SDK from 8 threads and keg_storage's ``upload_many`` with 8 jobs the same way, a
 bound from the sender whose CPU cost per file is lowest (a server may spend less per request
 under parallel load).
 
-Prints medians and the spread. Not a test: nothing is asserted.
+Each sender stores new files (none replaces another's), after ``os.sync()``. Prints medians
+and the spread. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -141,15 +142,22 @@ def rounds(target: Any, name: str, files: int, repeat: int, work: Path) -> dict[
         puts = [make_target(name, target.ctx).raw_put for _ in range(JOBS)]
     results: dict[str, list[Any]] = {"sequential": [], "sdk x8": [], "upload_many x8": []}
     for run in range(repeat):
-        keys = [f"ceiling/{run}/{number:05}" for number in range(files)]
-        target.make_dir(f"ceiling/{run}")
-        pairs = [(str(local), key) for local, key in zip(sources, keys, strict=True)]
+        # Each sender stores new files (a file replaced costs the server more: ext4 flushes a
+        # file renamed or truncated over another).
+        keys = {
+            sender: [f"ceiling/{run}/{sender}/{number:05}" for number in range(files)]
+            for sender in ("sequential", "sdk", "keg")
+        }
+        for sender in keys:
+            target.make_dir(f"ceiling/{run}/{sender}")
+        pairs = [(str(local), key) for local, key in zip(sources, keys["keg"], strict=True)]
         senders: dict[str, Callable[[], Any]] = {
-            "sequential": partial(one_by_one, target.raw_put, keys, data),
-            "sdk x8": partial(parallel, puts, keys, data),
+            "sequential": partial(one_by_one, target.raw_put, keys["sequential"], data),
+            "sdk x8": partial(parallel, puts, keys["sdk"], data),
             "upload_many x8": partial(storage.upload_many, pairs, max_concurrency=JOBS),
         }
         for label, send in senders.items():
+            os.sync()  # the last sender's dirty pages are not written back in this one's time
             results[label].append(measured(send, server_seconds))
     return results
 
