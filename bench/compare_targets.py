@@ -120,6 +120,7 @@ class LocalFSTarget(Target):
         "download": "shutil.copyfile",
         "small": "open/os.walk/os.unlink",
         "put": "open().write",
+        "get": "open().read",
         "exists": "os.path.exists",
     }
 
@@ -182,6 +183,7 @@ class S3Target(Target):
         "download": "boto3 download_fileobj",
         "small": "boto3 put_object/list_objects_v2/get_object/delete_objects",
         "put": "boto3 put_object",
+        "get": "boto3 get_object",
         "exists": "boto3 head_object",
     }
 
@@ -272,6 +274,7 @@ class AzureTarget(Target):
         "download": "download_blob(max_concurrency=4).readinto",
         "small": "upload_blob/list_blobs/download_blob/delete_blobs",
         "put": "upload_blob",
+        "get": "download_blob().readall",
         "exists": "BlobClient.exists",
     }
 
@@ -347,6 +350,7 @@ class SFTPTarget(Target):
         "download": "OpenSSH sftp -b get",
         "small": "paramiko open/listdir/remove (one connection)",
         "put": "paramiko open().write (one connection)",
+        "get": "paramiko open().read (one connection)",
         "exists": "paramiko stat (one connection)",
     }
 

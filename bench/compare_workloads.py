@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -290,6 +291,34 @@ def raw_upload_each(target: Target, job: Job) -> Parts:
     return timed(lambda: [target.raw_put(key, local.read_bytes()) for local, key in pairs])
 
 
+def prepare_download_many(target: Target, job: Job) -> None:
+    """Store the small files (untimed, through a raw SDK client of its own, so that neither
+    side starts with a connection open) and empty the local directory the run writes into."""
+    prepare_small(target, job)
+    seeder = make_target(target.name, target.ctx)
+    for local, key in small_files(job):
+        seeder.raw_put(key, local.read_bytes())
+    shutil.rmtree(Path(job.scratch, "many"), ignore_errors=True)
+    Path(job.scratch, "many").mkdir()
+
+
+def keg_download_many(target: Target, job: Job) -> Parts:
+    storage = target.keg()
+    pairs = [(key, str(Path(job.scratch, "many", local.name))) for local, key in small_files(job)]
+    parts = timed(lambda: storage.download_many(pairs, max_concurrency=JOBS))
+    stored = len(os.listdir(Path(job.scratch, "many")))
+    if stored != len(pairs):
+        raise RuntimeError(f"download_many stored {stored} files of {len(pairs)}")
+    return parts
+
+
+def raw_download_each(target: Target, job: Job) -> Parts:
+    """The sequential raw SDK: each file read whole (``raw_get``) and written to its local
+    file, one after the other."""
+    pairs = [(key, Path(job.scratch, "many", local.name)) for local, key in small_files(job)]
+    return timed(lambda: [local.write_bytes(target.raw_get(key)) for key, local in pairs])
+
+
 # -- sync --------------------------------------------------------------------------------------
 def source_target(target: Target, job: Job) -> Target:
     return make_target(job.source_backend, target.ctx)
@@ -361,6 +390,15 @@ WORKLOADS: list[Workload] = [
         prepare=prepare_small,
     ),
     Workload(
+        "download_many",
+        keg_download_many,
+        raw_download_each,
+        small_variants,
+        "sequential get",
+        backends=("s3", "azure", "sftp", "localfs"),
+        prepare=prepare_download_many,
+    ),
+    Workload(
         "sync",
         keg_sync,
         raw_rclone,
@@ -379,6 +417,9 @@ def raw_label(workload: Workload, target: Target) -> str:
     if workload.raw_kind == "sequential":
         put = target.raw_labels.get("put", "")
         return f"sequential {put}, one file after another" if put else ""
+    if workload.raw_kind == "sequential get":
+        get = target.raw_labels.get("get", "")
+        return f"sequential {get} written to a local file, one after another" if get else ""
     return target.raw_labels.get(workload.raw_kind, "")
 
 

@@ -42,7 +42,7 @@ from ..paths import CONTROL_CHARACTER, RemotePath, directory_prefix, file_key, g
 from ..progress import ByteCounter, ProgressCallback, ignore_bytes, relay_progress
 from ..secrets import install_log_redaction
 from . import bulk
-from .bulk import DeleteResult, LocalPath, TransferResult
+from .bulk import BatchItem, DeleteResult, LocalPath, Report, TransferResult
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .files import BinaryMode, FileMode, FileStat, ListEntry, RemoteFile, RemoteTextFile, TextMode
 from .files import RemoteFileT as RemoteFileT
@@ -172,6 +172,12 @@ class StorageBackend:
     bulk_max_workers: int | None = None
     """The most threads :meth:`upload_many` and :meth:`download_many` use, whatever their
     ``max_concurrency``; one runs them on the calling thread. None: no cap."""
+    bulk_batch_files = 1
+    """How many small files :meth:`upload_many` hands to :meth:`_put_batch` (when it
+    overwrites), and :meth:`download_many` to :meth:`_get_batch`, at once, when they run more
+    than one thread; 1: each file is its own ``_put`` or ``_get``."""
+    bulk_small_file_bytes = 64 * 1024
+    """The largest local file (bytes) :meth:`upload_many` puts in a batch."""
     ordered_listing = False
     """Whether ``_list`` yields its entries in listing order (sorted by name, a directory's
     with its trailing ``/``: :mod:`.listing`), fetched as they are consumed: then
@@ -740,6 +746,18 @@ class StorageBackend:
     def _get(self, key: str, dest: str, count_bytes: ByteCounter) -> None:
         with atomic_replace(dest) as local:
             self._download(key, local, count_bytes)
+
+    def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
+        """Store each small local file at its key, overwriting, as :meth:`_put` would, for
+        :meth:`upload_many` (only called where :attr:`bulk_batch_files` is above 1). Reports each
+        file's bytes as ``report(item.index, amount)``; returns the error of each file that
+        failed, keyed by its index: one file's failure never stops the others."""
+        raise NotImplementedError
+
+    def _get_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
+        """Copy each remote file to its local file, replaced whole, as :meth:`_get` would, for
+        :meth:`download_many`; reports and errors as :meth:`_put_batch`."""
+        raise NotImplementedError
 
     def _put(
         self,

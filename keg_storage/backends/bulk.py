@@ -11,7 +11,13 @@ service's batch call where it has one (S3 DeleteObjects, Azure blob batch, pipel
 removes); the default deletes one key after the other.
 
 Transfers run in a thread pool of ``max_concurrency`` workers (the backends are thread-safe,
-CONTRACT §7). The workers report their bytes to the calling thread, which sums them into one
+CONTRACT §7). A backend whose service serves many small files faster in one stream of requests
+than one request at a time per thread (SFTP: pipelined, see its ``_put_batch``) sets
+:attr:`~.StorageBackend.bulk_batch_files`: uploads of files up to
+:attr:`~.StorageBackend.bulk_small_file_bytes` bytes, and downloads, are then handed to it in
+batches of that many, one batch per worker, with a result per file all the same.
+
+The workers report their bytes to the calling thread, which sums them into one
 progress callback, cumulative and never decreasing, as :func:`~keg_storage.progress.relay_progress`
 does for one transfer. That relay is written out here rather than reused, because it must also
 stop the pool: when the callback raises or the caller is interrupted (``KeyboardInterrupt``),
@@ -40,6 +46,11 @@ if TYPE_CHECKING:
     from .base import StorageBackend
 
 LocalPath = str | os.PathLike[str]
+Report = Callable[[int, int], None]
+"""``report(index, amount)``: the transfer of item ``index`` moved ``amount`` bytes on."""
+Batch = tuple[list[int], Callable[[Report], dict[int, Exception]]]
+"""The indices of some items and the job that transfers them: it reports their bytes and
+returns the error of each item that failed (raising fails them all)."""
 
 _POLL_SECONDS = 0.1
 """How long the calling thread waits for news of the workers before looking again (so that
@@ -64,6 +75,20 @@ class DeleteResult:
     def ok(self) -> bool:
         """Whether the path was deleted (or had nothing to delete)."""
         return self.error is None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchItem:
+    """One file of :meth:`~.StorageBackend.upload_many` handed to a backend's ``_put_batch``
+    (a regular local file of at most :attr:`~.StorageBackend.bulk_small_file_bytes` bytes
+    when planned, to be published whole at ``key``, overwriting), or of
+    :meth:`~.StorageBackend.download_many` handed to its ``_get_batch``."""
+
+    index: int
+    """Its place among the pairs (what ``report`` and the returned errors are keyed by)."""
+    local: str
+    """The local file: the source of an upload, the destination of a download."""
+    key: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +164,57 @@ def upload_many(
         return put
 
     items = _pairs(pairs)
-    jobs = [job(local, path) for local, path in items]
+    jobs = [_one(index, job(local, path)) for index, (local, path) in enumerate(items)]
+    if overwrite and _batching(backend, max_concurrency, len(items)):
+        small, jobs = _planned(backend, [(local, path) for local, path in items], jobs, True)
+        jobs += _batches(small, backend.bulk_batch_files, backend._put_batch)
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
+
+
+def _batching(backend: StorageBackend, max_concurrency: int, count: int) -> bool:
+    """Whether the backend takes batches (:attr:`~.StorageBackend.bulk_batch_files`) and
+    the transfers run on more than one thread (one after the other, each file ends before the
+    next starts, as the caller may rely on)."""
+    return backend.bulk_batch_files > 1 and _workers(max_concurrency, count, backend) > 1
+
+
+def _planned(
+    backend: StorageBackend, pairs: list[tuple[Any, Any]], jobs: list[Batch], uploads: bool
+) -> tuple[list[BatchItem], list[Batch]]:
+    """The pairs (local, remote) that may go in a batch: a valid key, and for ``uploads`` a
+    regular local file of at most ``bulk_small_file_bytes``; and the jobs of the others, which
+    keep their own (raising their error, as without batches)."""
+    small: list[BatchItem] = []
+    rest: list[Batch] = []
+    for (local, path), single in zip(pairs, jobs, strict=True):
+        try:
+            item = BatchItem(single[0][0], os.fspath(local), backend._file_key(path))
+            info = os.stat(item.local) if uploads else None
+        except (StorageError, TypeError, ValueError, OSError):
+            rest.append(single)
+            continue
+        if info is None or (
+            stat.S_ISREG(info.st_mode) and info.st_size <= backend.bulk_small_file_bytes
+        ):
+            small.append(item)
+        else:
+            rest.append(single)
+    return small, rest
+
+
+def _batches(
+    items: list[BatchItem],
+    size: int,
+    transfer: Callable[[list[BatchItem], Report], dict[int, Exception]],
+) -> list[Batch]:
+    """``items`` cut into jobs of at most ``size``, each passed whole to ``transfer``."""
+    return [
+        (
+            [item.index for item in items[start : start + size]],
+            functools.partial(transfer, items[start : start + size]),
+        )
+        for start in range(0, len(items), size)
+    ]
 
 
 def download_many(
@@ -159,7 +233,10 @@ def download_many(
         return get
 
     items = _pairs(pairs)
-    jobs = [job(path, local) for path, local in items]
+    jobs = [_one(index, job(path, local)) for index, (path, local) in enumerate(items)]
+    if _batching(backend, max_concurrency, len(items)):
+        small, jobs = _planned(backend, [(local, path) for path, local in items], jobs, False)
+        jobs += _batches(small, backend.bulk_batch_files, backend._get_batch)
     return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
 
 
@@ -218,29 +295,46 @@ def _text(path: Any) -> str:
     return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
 
 
+def _one(index: int, transfer: Callable[[ByteCounter], None]) -> Batch:
+    """The job of item ``index`` alone: ``transfer`` raises its error."""
+
+    def run(report: Report) -> dict[int, Exception]:
+        transfer(functools.partial(report, index))
+        return {}
+
+    return [index], run
+
+
+def _workers(max_concurrency: int, count: int, backend: StorageBackend | None = None) -> int:
+    """How many threads run ``count`` transfers: ``max_concurrency`` (checked), at most the
+    backend's :attr:`~.StorageBackend.bulk_max_workers`; 1 means the calling thread."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    cap = backend.bulk_max_workers if backend is not None else None
+    return max(1, min(max_concurrency, count, cap or count))
+
+
 def _run(
     items: Sequence[tuple[Any, Any]],
-    jobs: Sequence[Callable[[ByteCounter], None]],
+    jobs: Sequence[Batch],
     max_concurrency: int,
     progress: ProgressCallback | None,
     max_workers: int | None = None,
 ) -> list[TransferResult]:
     """Run ``jobs`` in a pool of ``max_concurrency`` threads (at most ``max_workers``, the
     backend's :attr:`~.StorageBackend.bulk_max_workers`); with one, on the calling thread,
-    where a pool would only add hand-offs. A result per job."""
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise TypeError(f"max_concurrency must be an int, not {type(max_concurrency).__name__}")
-    if max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
-    run = _Transfers(len(jobs))
-    workers = min(max_concurrency, len(jobs), max_workers or len(jobs))
+    where a pool would only add hand-offs. A result per item."""
+    workers = min(_workers(max_concurrency, len(jobs)), max_workers or len(jobs))
+    run = _Transfers(len(items))
     if workers == 1:
         run.run_here(jobs, progress)
     elif jobs:
         executor = ThreadPoolExecutor(workers, "keg-storage-bulk")
         try:
-            for index, transfer in enumerate(jobs):
-                executor.submit(run.work, index, transfer)
+            for indices, transfer in jobs:
+                executor.submit(run.work, indices, transfer)
             run.relay(progress)
         except BaseException:
             run.cancelled.set()
@@ -266,10 +360,10 @@ class _Transfers:
         self.news: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         """``(index, bytes)`` as a transfer moves on; None when one has ended."""
 
-    def work(self, index: int, transfer: Callable[[ByteCounter], None]) -> None:
-        """Run one transfer in a worker; its error is its result."""
+    def work(self, indices: list[int], transfer: Callable[[Report], dict[int, Exception]]) -> None:
+        """Run one job in a worker; the errors it returns (or raises) are its items' results."""
 
-        def count_bytes(amount: int) -> None:
+        def report(index: int, amount: int) -> None:
             if self.cancelled.is_set():
                 raise TransferCancelledError("the bulk transfer was stopped")
             self.news.put((index, amount))
@@ -277,15 +371,14 @@ class _Transfers:
         try:
             if self.cancelled.is_set():
                 raise TransferCancelledError("the bulk transfer was stopped")
-            transfer(count_bytes)
+            self.errors.update(transfer(report))
         except Exception as exc:
-            self.errors[index] = exc
+            self.errors.update(dict.fromkeys(indices, exc))
         finally:
-            self.news.put(None)
+            for _ in indices:
+                self.news.put(None)
 
-    def run_here(
-        self, jobs: Sequence[Callable[[ByteCounter], None]], progress: ProgressCallback | None
-    ) -> None:
+    def run_here(self, jobs: Sequence[Batch], progress: ProgressCallback | None) -> None:
         """Run the transfers one after the other on the calling thread, reporting the total to
         ``progress`` as it grows (0 once when nothing moved). A callback that raises stops the
         transfer at that chunk (which removes its temp state, as for any failed transfer) and
@@ -305,13 +398,13 @@ class _Transfers:
                     raise
                 reported = total
 
-        for index, transfer in enumerate(jobs):
+        for indices, transfer in jobs:
             try:
-                transfer(functools.partial(report, index))
+                self.errors.update(transfer(report))
             except Exception as exc:
                 if stopped:
                     raise stopped[0]  # noqa: B904 - the callback's own, as the caller's
-                self.errors[index] = exc
+                self.errors.update(dict.fromkeys(indices, exc))
         if progress is not None and reported < 0:
             progress(total)
 

@@ -49,6 +49,9 @@ except ImportError:  # pragma: no cover - exercised without the extra installed
 if TYPE_CHECKING:
     from paramiko import SFTPClient
 
+POSIX_RENAME = "posix-rename@openssh.com"
+"""The extension that renames over an existing name atomically (POSIX ``rename``)."""
+
 # SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02)
 OPEN_READ, OPEN_WRITE, OPEN_CREATE, OPEN_EXCL = 0x01, 0x02, 0x08, 0x20
 
@@ -112,6 +115,11 @@ class Pipeline:
         attr = SFTPAttributes()
         attr.st_atime = attr.st_mtime = seconds
         return self.send(CMD_FSETSTAT, handle, attr)
+
+    def send_posix_rename(self, old: str, new: str) -> int:
+        """Send ``posix-rename@openssh.com`` (rename replacing ``new`` atomically); its answer
+        is a status."""
+        return self.send(CMD_EXTENDED, POSIX_RENAME, old, new)
 
     def send_close(self, handle: bytes) -> int:
         """Send SSH_FXP_CLOSE; its answer is a status."""

@@ -230,6 +230,8 @@ class Pool:
         if limits is not None:
             read_size = min(limits[0] or MAX_REQUEST_SIZE, self.max_request_size)
             write_size = min(limits[1] or MAX_REQUEST_SIZE, self.max_request_size)
+        if isinstance(conn.transport.sock, QuickAckSocket):
+            conn.transport.sock.quick_ack = False  # set up: see QuickAckSocket
         return Session(conn, sftp, read_size, write_size)
 
     def release(self, session: Session, *, broken: bool = False) -> None:
@@ -271,6 +273,34 @@ class Pool:
         for conn in connections:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+class QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it receives at once while ``quick_ack`` holds
+    (Linux's ``TCP_QUICKACK``, which the kernel drops after a while: set again after every
+    read). sshd serves SFTP with Nagle's algorithm on; right after authentication it sends two
+    small packets (a host keys notice, a debug message), then holds its answer to our first
+    channel open until we acknowledge them, which a delayed ACK does after 40 ms: a new
+    connection's first operation took 65-85 ms here, 21-35 ms with quick ACKs. Switched off
+    once the first SFTP session is open: transfers gain nothing from an ACK per segment."""
+
+    quick_ack = True
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if self.quick_ack:
+            self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
+
+
+def quick_acking(sock: socket.socket) -> socket.socket:
+    """``sock`` as a :class:`QuickAckSocket` where the system has quick ACKs (Linux)."""
+    if not hasattr(socket, "TCP_QUICKACK"):
+        return sock
+    timeout = sock.gettimeout()
+    quick = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    return quick
 
 
 # -- host keys and credentials --------------------------------------------------------------
@@ -702,6 +732,7 @@ class SFTPTransport:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
             raise self.retryable(self.unreachable(exc), exc, "connect") from exc
+        sock = quick_acking(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         # A server that vanished (no FIN, no RST) is noticed in about a minute, not two hours.

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 
 import paramiko
 import pytest
 
 from keg_storage import FileNotFoundInStorageError, StorageConnectionError, StorageError
 from keg_storage.backends.sftp import PoolStats, SFTPStorage
+from keg_storage.backends.sftp_transport import QuickAckSocket
 
 
 def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> None:
@@ -24,6 +26,25 @@ def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> 
     assert backend_sftp.pool_stats() == PoolStats(2, 2, sessions_in_use=0, idle=2)
     backend_sftp.close()
     assert backend_sftp.pool_stats() == PoolStats(2, 0, sessions_in_use=0, idle=0)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="Linux's TCP_QUICKACK")
+def test_quick_acks_only_while_a_connection_is_set_up(backend_sftp: SFTPStorage) -> None:
+    """Acknowledged at once while the connection and its first session open (sshd's answer to
+    the channel open waits for it, 40 ms otherwise); then as TCP usually does."""
+    quick: list[bool] = []
+    recv = QuickAckSocket.recv
+
+    def recording_recv(sock: QuickAckSocket, bufsize: int, flags: int = 0) -> bytes:
+        quick.append(sock.quick_ack)
+        return recv(sock, bufsize, flags)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(QuickAckSocket, "recv", recording_recv)
+        backend_sftp.upload(io.BytesIO(b"x" * 100_000), "a.txt")
+        assert backend_sftp.exists("a.txt")
+    assert quick[0] and not quick[-1]
+    assert quick == sorted(quick, reverse=True)  # never switched on again
 
 
 def test_retry_loop_logs_each_retry_and_raises_the_last_error(
