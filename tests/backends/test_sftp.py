@@ -30,7 +30,6 @@ from keg_storage import (
 )
 from keg_storage.backends.sftp import SFTPLocation, SFTPStorage
 from tests.faults.proxy import FaultProxy
-from tests.fixtures.backend_sftp import make_storage
 from tests.servers.sshd import PASSWORD_USER, SSHServer
 
 MiB = 1024 * 1024
@@ -651,21 +650,12 @@ def test_cli_profile(sftp_server: SSHServer, sftp_base_path: str, tmp_path: Path
 # -- faults between the client and the server (tests/faults/proxy.py) ---------------------------
 
 
-@pytest.fixture
-def proxied(
-    sftp_server: SSHServer, sftp_base_path: str
-) -> Iterator[tuple[SFTPStorage, FaultProxy]]:
-    with (
-        FaultProxy("127.0.0.1", sftp_server.port) as proxy,
-        make_storage(sftp_server, sftp_base_path, port=proxy.port) as storage,
-    ):
-        yield storage, proxy
-
-
 def test_transfers_start_over_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, caplog: pytest.LogCaptureFixture
+    sftp_proxied: tuple[SFTPStorage, FaultProxy],
+    sftp_base_path: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     data = os.urandom(7 * MiB + 11)
     progress: list[int] = []
     proxy.cut_after(3 * MiB, "upstream")
@@ -693,9 +683,9 @@ def test_transfers_start_over_after_a_dropped_connection(
 
 
 def test_streaming_read_resumes_after_a_dropped_connection(
-    proxied: tuple[SFTPStorage, FaultProxy], caplog: pytest.LogCaptureFixture
+    sftp_proxied: tuple[SFTPStorage, FaultProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     # Far more than the reader's read-ahead: the cut must come while bytes are still on their
     # way (with 7 MiB, 3 runs in 30 had read ahead past it before it was armed).
     data = os.urandom(24 * MiB + 11)
@@ -716,9 +706,9 @@ def test_streaming_read_resumes_after_a_dropped_connection(
 
 
 def test_streaming_write_cut_off_raises_and_publishes_nothing(
-    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
+    sftp_proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     storage.upload(io.BytesIO(b"old"), "doc.bin")
     proxy.cut_after(3 * MiB, "upstream")
     with pytest.raises(StorageConnectionError), storage.open("doc.bin", "wb") as remote:
@@ -731,9 +721,9 @@ def test_streaming_write_cut_off_raises_and_publishes_nothing(
 
 
 def test_refused_connection_is_a_connection_error(
-    proxied: tuple[SFTPStorage, FaultProxy],
+    sftp_proxied: tuple[SFTPStorage, FaultProxy],
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     proxy.refuse_new = True
     with pytest.raises(StorageConnectionError) as excinfo:
         storage.exists("a.txt")

@@ -22,7 +22,6 @@ from keg_storage import (
 from keg_storage.backends.bulk import TransferResult
 from keg_storage.backends.sftp import SFTPStorage
 from tests.faults.proxy import FaultProxy
-from tests.fixtures.backend_sftp import make_storage
 from tests.servers.sshd import SSHServer
 
 
@@ -116,26 +115,15 @@ def test_a_progress_callback_that_raises_stops_a_batch_without_leftovers(
     assert temp_files(sftp_base_path) == []
 
 
-@pytest.fixture
-def proxied(
-    sftp_server: SSHServer, sftp_base_path: str
-) -> Iterator[tuple[SFTPStorage, FaultProxy]]:
-    with (
-        FaultProxy("127.0.0.1", sftp_server.port) as proxy,
-        make_storage(sftp_server, sftp_base_path, port=proxy.port) as storage,
-    ):
-        yield storage, proxy
-
-
 def test_a_batch_cut_off_goes_again_on_a_new_connection(
-    proxied: tuple[SFTPStorage, FaultProxy],
+    sftp_proxied: tuple[SFTPStorage, FaultProxy],
     sftp_base_path: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The connection reset while the files' bytes go up: the files not yet published are
     sent again, once each in the progress, and every one ends whole, with no temp file left."""
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     files = local_files(tmp_path, 60, size=16 * 1024)
     storage.exists("warm")  # the connection's handshake is behind: the cut falls in the batch
     proxy.cut_after(300 * 1024, "upstream")
@@ -157,9 +145,9 @@ def test_a_batch_cut_off_goes_again_on_a_new_connection(
 
 
 def test_an_unreachable_server_gives_each_file_its_error(
-    proxied: tuple[SFTPStorage, FaultProxy], tmp_path: Path
+    sftp_proxied: tuple[SFTPStorage, FaultProxy], tmp_path: Path
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     proxy.refuse_new = True
     files = local_files(tmp_path, 70)
     pairs = [(local, f"dead/{local.name}") for local, _ in files]
@@ -220,9 +208,9 @@ def test_downloads_in_a_batch_each_get_their_result(
 
 
 def test_a_download_batch_cut_off_goes_again_on_a_new_connection(
-    proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, tmp_path: Path
+    sftp_proxied: tuple[SFTPStorage, FaultProxy], sftp_base_path: str, tmp_path: Path
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     files = {f"f{number:02}.bin": os.urandom(16 * 1024 + number) for number in range(60)}
     for name, data in files.items():
         Path(sftp_base_path, name).write_bytes(data)
@@ -241,9 +229,9 @@ def test_a_download_batch_cut_off_goes_again_on_a_new_connection(
 
 
 def test_an_unreachable_server_fails_each_download(
-    proxied: tuple[SFTPStorage, FaultProxy], tmp_path: Path
+    sftp_proxied: tuple[SFTPStorage, FaultProxy], tmp_path: Path
 ) -> None:
-    storage, proxy = proxied
+    storage, proxy = sftp_proxied
     proxy.refuse_new = True
     pairs = [(f"gone/{number}.bin", tmp_path / f"{number}.bin") for number in range(70)]
     results = storage.download_many(pairs, max_concurrency=4)
