@@ -521,15 +521,10 @@ class AzureStorage(StorageBackend):
             content_type=properties.content_settings.content_type,
         )
 
-    def _exists(self, key: str) -> bool:
+    def _probe(self, key: str) -> None:
         """The properties request that :meth:`_stat` sends, its answer not made into the SDK's
         ``BlobProperties`` nor a stat (a tenth of a small request's CPU)."""
-        try:
-            with self.translating(key):
-                self._blob(key).get_blob_properties(cls=_unread)
-        except FileNotFoundInStorageError:
-            return False
-        return True
+        self._blob(key).get_blob_properties(cls=_unread)
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)

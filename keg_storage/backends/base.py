@@ -672,10 +672,16 @@ class StorageBackend:
     def _exists(self, key: str) -> bool:
         try:
             with self.translating(key):
-                self._stat(key)
+                self._probe(key)
         except FileNotFoundInStorageError:
             return False
         return True
+
+    def _probe(self, key: str) -> None:
+        """Raise (a not-found error for a missing file) unless ``key`` is a file, for
+        :meth:`_exists`: by default :meth:`_stat`; a backend whose stat request gives an answer
+        it must then build into a stat overrides it to send the request alone."""
+        self._stat(key)
 
     def _copy(self, key: str, new_key: str, overwrite: bool = True) -> None:
         """Stream the file through this process (for services without a server-side copy).

@@ -351,14 +351,9 @@ class S3Storage(StorageBackend):
             content_type=head.get("ContentType"),
         )
 
-    def _exists(self, key: str) -> bool:
+    def _probe(self, key: str) -> None:
         """The HEAD that :meth:`_stat` sends, its answer not made into a stat."""
-        try:
-            with self.translating(key):
-                self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
-        except FileNotFoundInStorageError:
-            return False
-        return True
+        self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._prefix.service(key))

@@ -342,16 +342,16 @@ class _BatchPut(_Attempt):
         if POSIX_RENAME not in self.session.extensions:
             for file in files:
                 self._publish_one(file)
-            return
-        with pipeline.batched():
-            renames = [pipeline.send_posix_rename(temp, file.remote) for file, temp in temps]
-        for file, num in zip(files, renames, strict=True):
-            try:
-                pipeline.wait_status(num)
-            except Exception as exc:
-                self._refused(file, exc)
-            else:
-                file.temp, file.done = None, True
+        else:
+            with pipeline.batched():
+                renames = [pipeline.send_posix_rename(temp, file.remote) for file, temp in temps]
+            for file, num in zip(files, renames, strict=True):
+                try:
+                    pipeline.wait_status(num)
+                except Exception as exc:
+                    self._refused(file, exc)
+                else:
+                    file.temp, file.done = None, True
         for file in files:
             file.data = b""
 
