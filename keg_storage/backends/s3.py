@@ -45,6 +45,7 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import s3_listing
 from .prefixes import KeyPrefix, user_path
+from .s3_direct import S3Clients, clients_with_direct_put
 from .s3_errors import (
     condition_parameters,
     deciding,
@@ -130,7 +131,13 @@ class S3Storage(StorageBackend):
       ``Config``) merged over the settings above;
     - ``prefix``: every key lives under it (``prefix='app'``: the file ``a.txt`` is the object
       ``app/a.txt``), as under LocalFS's root; listings, copies, moves and presigned links stay
-      inside it and name keys relative to it. Normalised by the path rules (``..`` refused).
+      inside it and name keys relative to it. Normalised by the path rules (``..`` refused);
+    - ``direct_small_uploads`` (default True): an unconditional upload below 1 MiB, whose only
+      options are content headers and metadata, is signed by botocore's SigV4 signer and sent on
+      the client's connection pool without the client's request pipeline (half the CPU of a
+      ``put_object``: :mod:`.s3_direct`). Its request skips the client's event hooks; any
+      refusal or failure sends it again through ``put_object``, with its retries and errors.
+      False sends every upload through the client.
 
     Connection errors name :attr:`endpoint` and the cause; every retry is logged on
     ``keg_storage.retry``.
@@ -176,6 +183,7 @@ class S3Storage(StorageBackend):
         request_checksum_calculation: str | None = None,
         response_checksum_validation: str | None = None,
         prefix: str = "",
+        direct_small_uploads: bool = True,
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._aws_secret_access_key = hold(aws_secret_access_key)
@@ -211,7 +219,9 @@ class S3Storage(StorageBackend):
         checksums = (request_checksum_calculation, response_checksum_validation)
         with self.translating(None):
             credentials = (aws_access_key_id, aws_profile, aws_region)
-            factory = self._client_factory(*credentials, addressing_style, checksums, client_config)
+            settings = (addressing_style, checksums, client_config)
+            direct_bucket = bucket if direct_small_uploads else None
+            factory = self._client_factory(*credentials, *settings, direct_bucket)
             # Built again by a forked child on first use there (see keg_storage.backends.forks).
             self._clients = PerProcess(factory, eager=True)
         self.endpoint = display_url(self.client.meta.endpoint_url)
@@ -227,9 +237,11 @@ class S3Storage(StorageBackend):
         addressing_style: str | None,
         checksums: tuple[str | None, str | None],
         client_config: Any,
-    ) -> Callable[[], tuple[S3Client, S3Client]]:
+        direct_bucket: str | None,
+    ) -> Callable[[], S3Clients]:
         """What makes this storage's two clients (:func:`.s3_settings.make_clients`), from the
-        boto3 session of the credentials; it holds the settings, not the storage."""
+        boto3 session of the credentials, and the direct sender of small uploads to
+        ``direct_bucket`` (:mod:`.s3_direct`); it holds the settings, not the storage."""
         sdk_session = botocore.session.get_session()
         use_fast_timestamps(sdk_session)
         session = boto3.session.Session(
@@ -253,7 +265,8 @@ class S3Storage(StorageBackend):
         if client_config is not None:
             config = config.merge(client_config)
         reporter = RetryReporter(self.retry_label, self.connect_timeout, self.read_timeout)
-        return functools.partial(make_clients, session, self.endpoint_url, config, reporter)
+        make = functools.partial(make_clients, session, self.endpoint_url, config, reporter)
+        return functools.partial(clients_with_direct_put, make, session, direct_bucket)
 
     @property
     def retry_label(self) -> str:
@@ -263,19 +276,20 @@ class S3Storage(StorageBackend):
     @property
     def client(self) -> S3Client:
         """This process's boto3 client, shared by its threads."""
-        return self._clients.get()[0]
+        return self._clients.get().client
 
     @property
     def single_try_client(self) -> S3Client:
         """For the writer's abort, which retries on its own (see S3Writer._abort_parts): one
         try per call here, so that retries never multiply."""
-        return self._clients.get()[1]
+        return self._clients.get().single_try
 
     def close(self) -> None:
         """Close the clients' connection pools (they reopen connections on next use); a forked
         child never closes its parent's."""
-        for client in self._clients.current() or ():
-            client.close()
+        if clients := self._clients.current():
+            clients.client.close()
+            clients.single_try.close()
 
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
         return translate_s3_error(self, error, user_path(path))
@@ -455,7 +469,8 @@ class S3Storage(StorageBackend):
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
     ) -> None:
-        """A body under ``multipart_threshold`` in one ``put_object`` on this thread, a larger
+        """A body under ``multipart_threshold`` in one ``put_object`` on this thread (a body
+        under 1 MiB with plain options sent directly, :mod:`.s3_direct`, where it can), a larger
         one through boto3's transfer manager; a conditional upload through :class:`S3Writer`
         instead, since the transfer manager (s3transfer 0.19) does not pass ``IfNoneMatch`` or
         ``IfMatch`` on to the request that publishes."""
@@ -464,11 +479,14 @@ class S3Storage(StorageBackend):
             return
         body = small_body(file_obj, self.multipart_threshold)
         if body is not None:
+            direct = self._clients.get().direct
+            service_key = self._prefix.service(key)
+            if direct is not None and direct.put(service_key, body, extra_args):
+                count_bytes(len(body))
+                return
             # What the transfer manager would send too, without its threads and their handoff.
             with self.translating(key):
-                self.client.put_object(
-                    Bucket=self.bucket, Key=self._prefix.service(key), Body=body, **extra_args
-                )
+                self.client.put_object(Bucket=self.bucket, Key=service_key, Body=body, **extra_args)
             count_bytes(len(body))
             return
         with self.translating(key):

@@ -345,21 +345,28 @@ class TestTransferRequests:
         assert (tmp_path / "small.txt").read_bytes() == b"small body"
         assert [name for name, _ in counter.calls] == ["GetObject", "GetObject"]
 
-    def test_a_small_upload_sends_its_body_with_its_headers(self, small_parts: S3Storage) -> None:
-        """No ``Expect: 100-continue`` (a round trip before the body) below 1 MiB; above, the
-        service may still refuse before the body is sent."""
+    def test_a_small_upload_sends_its_body_with_its_headers(
+        self, seaweedfs: SeaweedFS, s3_bucket: str
+    ) -> None:
+        """No ``Expect: 100-continue`` (a round trip before the body) below 1 MiB through the
+        client (where a direct upload that failed goes, and every upload with
+        ``direct_small_uploads=False``); above, the service may still refuse before the body is
+        sent."""
         sent: list[tuple[str, Any]] = []
 
         def record(request: Any, **_: Any) -> None:
             sent.append((request.method, request.headers.get("Expect")))
 
-        small_parts.client.meta.events.register("before-send.s3", record)
-        large = data_of(6 * MiB, seed=3)
-        small_parts.upload(io.BytesIO(b"x" * 4096), "small.bin")
-        small_parts.upload(io.BytesIO(large), "large.bin")
-        assert sent == [("PUT", None), ("PUT", b"100-continue")]
-        assert stored(small_parts, "small.bin") == b"x" * 4096
-        assert stored(small_parts, "large.bin") == large
+        with make_storage(
+            seaweedfs, s3_bucket, chunk_size=5 * MiB, direct_small_uploads=False
+        ) as storage:
+            storage.client.meta.events.register("before-send.s3", record)
+            large = data_of(6 * MiB, seed=3)
+            storage.upload(io.BytesIO(b"x" * 4096), "small.bin")
+            storage.upload(io.BytesIO(large), "large.bin")
+            assert sent == [("PUT", None), ("PUT", b"100-continue")]
+            assert stored(storage, "small.bin") == b"x" * 4096
+            assert stored(storage, "large.bin") == large
 
     def test_exists_is_one_head(self, backend_s3: S3Storage) -> None:
         backend_s3.upload(io.BytesIO(b"here"), "here.txt")
@@ -413,8 +420,11 @@ class TestTransferRequests:
         assert list(tmp_path.iterdir()) == [local]
 
     def test_small_upload_and_put_are_one_put_object(
-        self, small_parts: S3Storage, tmp_path: Any
+        self, seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Any
     ) -> None:
+        """Through the client (``direct_small_uploads=False``; tests/backends/test_s3_direct.py
+        has the direct requests)."""
+        small_parts = make_storage(seaweedfs, s3_bucket, direct_small_uploads=False)
         local = tmp_path / "local.csv"
         local.write_bytes(b"a,b\n")
         counter = CountRequests(small_parts.client)

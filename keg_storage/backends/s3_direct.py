@@ -1,0 +1,160 @@
+"""Small uploads to S3 signed and sent without the client's request pipeline.
+
+A ``put_object`` of a 4 KiB body costs about 0.9 ms of CPU in boto3, and half of it is the
+pipeline around the request (parameter validation and serialisation, a dozen event hooks,
+endpoint resolution, parsing the answer) rather than signing and sending it. Uploading many
+small files from several threads is bound by that CPU, which the GIL serialises.
+
+:class:`DirectPut` keeps the two parts that matter from botocore: its SigV4 signer (with the
+client's own credentials, refreshed as the client refreshes them) and the client's own
+connection pool (its TLS, proxy and timeout settings). The request's address and signing scope
+come from the client itself, through a presigned URL, so virtual-host or path addressing,
+regional and custom endpoints are the ones the client would use. Only a body below
+:data:`DIRECT_LIMIT` with options that are plain headers goes this way; anything else, any
+answer but ``200`` and any failure to send returns False, and the caller then sends the upload
+through the client, whose retries, error parsing and typed errors apply unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.parse
+import zlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .s3_settings import EXPECT_CONTINUE_FROM
+
+try:
+    import botocore.exceptions
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+except ImportError:  # pragma: no cover - exercised by the package tests without the extra
+    pass
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DIRECT_LIMIT = EXPECT_CONTINUE_FROM
+"""A body sent directly is smaller (1 MiB), so it goes with its headers, as the client's own
+requests do, and hashing it for the signature is cheap."""
+
+HEADER_OPTIONS = {
+    "ContentType": "Content-Type",
+    "ContentEncoding": "Content-Encoding",
+    "ContentDisposition": "Content-Disposition",
+    "ContentLanguage": "Content-Language",
+    "CacheControl": "Cache-Control",
+}
+"""The ``put_object`` options that are one header each, as botocore sends them; ``Metadata``
+goes as ``x-amz-meta-*`` headers. An upload with any other option goes through the client."""
+
+_PROBE_KEY = "k"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""A header name (RFC 9110's token)."""
+
+
+class S3Clients(NamedTuple):
+    """What an S3Storage sends its requests with, in one process."""
+
+    client: S3Client
+    """The client of every request (its retries logged)."""
+    single_try: S3Client
+    """A client that makes one try per call."""
+    direct: DirectPut | None
+    """The sender of small uploads without the client's pipeline, if the storage uses one."""
+
+
+def clients_with_direct_put(
+    make_clients: Callable[[], tuple[S3Client, S3Client]], session: Any, bucket: str | None
+) -> S3Clients:
+    """The two clients ``make_clients`` makes, and a direct sender of the first one's small
+    uploads to ``bucket`` (with the credentials of ``session``, the boto3 session behind them),
+    unless ``bucket`` is None."""
+    client, single_try = make_clients()
+    direct = DirectPut.for_client(client, session, bucket) if bucket is not None else None
+    return S3Clients(client, single_try, direct)
+
+
+class DirectPut:
+    """Sends small ``put_object`` requests to one bucket of one client (see the module)."""
+
+    def __init__(
+        self, bucket_url: str, region: str, credentials: Any, http_session: Any, config: Any
+    ) -> None:
+        self.bucket_url = bucket_url
+        self.region = region
+        self.credentials = credentials
+        self.http_session = http_session
+        self.config = config
+        self.checksum = config.request_checksum_calculation == "when_supported"
+
+    @classmethod
+    def for_client(cls, client: S3Client, session: Any, bucket: str) -> DirectPut | None:
+        """The direct sender of ``client``'s uploads to ``bucket``, with the credentials of
+        ``session`` (the boto3 session that made ``client``); None where the client does not
+        sign with SigV4 (then every upload goes through the client). The connection pool is the
+        client's, which botocore does not expose otherwise than as ``_endpoint.http_session``."""
+        http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        credentials = session.get_credentials()
+        if http_session is None or credentials is None or bucket.endswith("--x-s3"):
+            return None  # no pool or keys to use, or an S3 Express directory bucket
+        url = urllib.parse.urlsplit(
+            client.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}
+            )
+        )
+        query = urllib.parse.parse_qs(url.query)
+        scope = query.get("X-Amz-Credential", [""])[0].split("/")
+        if len(scope) != 5 or scope[3] != "s3" or not url.path.endswith("/" + _PROBE_KEY):
+            return None
+        bucket_url = f"{url.scheme}://{url.netloc}{url.path[: -len(_PROBE_KEY)]}"
+        return cls(bucket_url, scope[2], credentials, http_session, client.meta.config)
+
+    def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> bool:
+        """Store ``body`` at ``key`` (the bucket's own key); True when S3 answered ``200``,
+        False when the caller must send it through the client instead."""
+        headers = self.headers(body, options)
+        if headers is None:
+            return False
+        request = AWSRequest(
+            "PUT", self.bucket_url + urllib.parse.quote(key, safe="/~"), headers, body
+        )
+        request.context["client_config"] = self.config
+        try:
+            frozen = self.credentials.get_frozen_credentials()
+            S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
+            response = self.http_session.send(request.prepare())
+        except botocore.exceptions.BotoCoreError:
+            return False
+        return bool(response.status_code == 200)
+
+    def headers(self, body: bytes, options: Mapping[str, Any]) -> dict[str, str] | None:
+        """The request's headers, None when ``body`` or ``options`` need the client."""
+        if len(body) >= DIRECT_LIMIT:
+            return None
+        headers = {"Content-Length": str(len(body))}
+        for option, value in options.items():
+            if option == "Metadata" and isinstance(value, Mapping):
+                headers.update((f"x-amz-meta-{name}", meta) for name, meta in value.items())
+            elif option in HEADER_OPTIONS:
+                headers[HEADER_OPTIONS[option]] = value
+            else:
+                return None
+        if not all(_plain(name, value) for name, value in headers.items()):
+            return None  # botocore's own checks and encodings apply
+        if self.checksum:  # as botocore sends it when the setting is "when_supported"
+            crc = zlib.crc32(body).to_bytes(4, "big")
+            headers["x-amz-checksum-crc32"] = base64.b64encode(crc).decode()
+        return headers
+
+
+def _plain(name: str, value: Any) -> bool:
+    """Whether a header can go as it is: a token for a name, printable ASCII for a value."""
+    return (
+        bool(_TOKEN.fullmatch(name))
+        and isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+    )

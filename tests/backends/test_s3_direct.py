@@ -1,0 +1,206 @@
+"""Small uploads sent without the client's pipeline (keg_storage.backends.s3_direct), checked
+against the SeaweedFS test server: they store what ``put_object`` stores, and whatever the
+direct request cannot do goes through the client with its usual errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.config import Config
+
+from keg_storage import StorageError, StoragePermissionError
+from keg_storage.backends.s3 import S3Storage
+from keg_storage.backends.s3_direct import DIRECT_LIMIT
+from tests.faults.proxy import FaultProxy
+from tests.fixtures.backend_s3 import make_storage
+from tests.servers.seaweedfs import SeaweedFS
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+KEYS = [
+    "a.txt",
+    "dir/with space/ü-ñ 漢字.txt",
+    "odd %2F+~!$&'()*,;=@[].txt",
+    "ask?and#hash.bin",
+    "-leading-dash/.hidden",
+]
+"""Keys whose quoting a hand-made request could get wrong."""
+
+OPTIONS = {
+    "ContentType": "text/csv; charset=utf-8",
+    "ContentEncoding": "gzip",
+    "ContentDisposition": 'attachment; filename="report.csv"',
+    "ContentLanguage": "de-CH",
+    "CacheControl": "max-age=60, private",
+    "Metadata": {"owner": "ops", "mtime": "1700000000.250000"},
+}
+KEPT = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
+
+
+class PutObjects:
+    """The ``PutObject`` calls a client makes (its ``before-call`` event: its pipeline)."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.keys: list[str] = []
+        client.meta.events.register("before-call.s3.PutObject", self._record)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.keys.append(params["url_path"].rsplit("/", 1)[-1])
+
+
+@pytest.fixture
+def storages(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, S3Storage]]:
+    """The same bucket through a storage that uploads directly and one that does not."""
+    with (
+        make_storage(seaweedfs, s3_bucket) as direct,
+        make_storage(seaweedfs, s3_bucket, direct_small_uploads=False) as through_client,
+    ):
+        yield direct, through_client
+
+
+def described(client: S3Client, bucket: str, key: str) -> dict[str, Any]:
+    head = client.head_object(Bucket=bucket, Key=key)
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return {name: head.get(name) for name in (*KEPT, "Metadata", "ETag")} | {"body": body}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_direct_upload_stores_what_put_object_stores(
+    storages: tuple[S3Storage, S3Storage], s3_client: S3Client, key: str
+) -> None:
+    direct, through_client = storages
+    calls = PutObjects(direct.client)
+    body = b"id,total\n1,2\n" * 300
+    direct.upload(io.BytesIO(body), f"direct/{key}", extra_args=OPTIONS)
+    through_client.upload(io.BytesIO(body), f"client/{key}", extra_args=OPTIONS)
+    assert calls.keys == []  # the direct storage's client pipeline never ran
+    stored = described(s3_client, direct.bucket, f"direct/{key}")
+    assert stored == described(s3_client, direct.bucket, f"client/{key}")
+    assert stored["body"] == body
+    assert stored["ContentType"] == "text/csv; charset=utf-8"
+    assert stored["Metadata"] == {"owner": "ops", "mtime": "1700000000.250000"}
+    assert direct.list("direct", recursive=True)[0].name == f"direct/{key}"
+
+
+def test_under_a_prefix_the_direct_upload_lands_under_it(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client
+) -> None:
+    with make_storage(seaweedfs, s3_bucket, prefix="app/v1") as storage:
+        storage.upload(io.BytesIO(b"inside"), "a b.txt")
+        assert [e.name for e in storage.list()] == ["a b.txt"]
+    body = s3_client.get_object(Bucket=s3_bucket, Key="app/v1/a b.txt")["Body"].read()
+    assert body == b"inside"
+
+
+def test_what_the_direct_request_cannot_send_goes_through_the_client(
+    storages: tuple[S3Storage, S3Storage], s3_client: S3Client
+) -> None:
+    """A body of 1 MiB or more and an option that is not a plain header go through the client;
+    metadata that S3 cannot keep is refused by botocore's check, as before; an empty body and
+    one just under the limit go directly."""
+    direct, _ = storages
+    calls = PutObjects(direct.client)
+    direct.upload(io.BytesIO(b"x" * DIRECT_LIMIT), "limit.bin")
+    direct.upload(io.BytesIO(b"y" * (DIRECT_LIMIT - 1)), "under.bin")
+    direct.upload(io.BytesIO(b"tagged"), "tagged.txt", extra_args={"Tagging": "team=ops"})
+    with pytest.raises(StorageError, match="ASCII") as refused:
+        direct.upload(io.BytesIO(b"umlaut"), "meta.txt", extra_args={"Metadata": {"who": "Zoë"}})
+    assert "meta.txt" in str(refused.value)
+    direct.upload(io.BytesIO(b""), "empty.txt")
+    assert calls.keys == ["limit.bin", "tagged.txt"]  # botocore refused meta.txt before
+    sizes = {e.name: e.size for e in direct.list()}
+    assert sizes == {
+        "limit.bin": DIRECT_LIMIT,
+        "under.bin": DIRECT_LIMIT - 1,
+        "tagged.txt": 6,
+        "empty.txt": 0,
+    }
+    tags = s3_client.get_object_tagging(Bucket=direct.bucket, Key="tagged.txt")["TagSet"]
+    assert tags == [{"Key": "team", "Value": "ops"}]
+
+
+def test_a_refused_direct_upload_raises_the_clients_typed_error(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client
+) -> None:
+    """Wrong keys: SeaweedFS answers 403 to the direct request; the upload is then sent through
+    ``put_object``, whose refusal is the usual typed error naming the path and the backend,
+    without the secret."""
+    with S3Storage(
+        s3_bucket,
+        seaweedfs.region,
+        seaweedfs.access_key,
+        "not-the-secret",
+        endpoint_url=seaweedfs.endpoint_url,
+        max_attempts=1,
+    ) as storage:
+        calls = PutObjects(storage.client)
+        with pytest.raises(StoragePermissionError) as raised:
+            storage.upload(io.BytesIO(b"nope"), "refused.txt")
+    assert calls.keys == ["refused.txt"]
+    assert "refused.txt" in str(raised.value) and "s3" in str(raised.value)
+    assert "not-the-secret" not in str(raised.value) + repr(raised.value)
+    assert s3_client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
+
+
+def test_the_direct_request_carries_the_crc32_that_when_supported_asks_for(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client
+) -> None:
+    """With ``request_checksum_calculation='when_supported'`` botocore sends a CRC32 of every
+    ``put_object`` body; the direct request sends the same, which the server keeps."""
+    body = b"checked body" * 100
+    with make_storage(
+        seaweedfs, s3_bucket, client_config=Config(request_checksum_calculation="when_supported")
+    ) as storage:
+        calls = PutObjects(storage.client)
+        storage.upload(io.BytesIO(body), "crc.txt")
+    assert calls.keys == []
+    head = s3_client.head_object(Bucket=s3_bucket, Key="crc.txt", ChecksumMode="ENABLED")
+    expected = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    assert head.get("ChecksumCRC32") == expected
+
+
+@pytest.fixture
+def through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, FaultProxy]]:
+    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
+        storage = S3Storage(
+            s3_bucket,
+            seaweedfs.region,
+            seaweedfs.access_key,
+            seaweedfs.secret_key,
+            endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            max_attempts=3,
+            read_timeout=5,
+        )
+        with storage:
+            yield storage, proxy
+
+
+def test_a_direct_upload_is_one_request(through_proxy: tuple[S3Storage, FaultProxy]) -> None:
+    storage, proxy = through_proxy
+    storage.upload(io.BytesIO(b"z" * 4000), "one.bin")
+    assert proxy.stats.connections == 1
+    assert 4000 < proxy.stats.upstream_bytes < 4000 + 1500  # one request's headers, one body
+    assert storage.stat("one.bin").size == 4000
+
+
+@pytest.mark.parametrize("cut", [100, 1200])
+def test_a_direct_upload_cut_midway_is_sent_again_through_the_client(
+    through_proxy: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
+) -> None:
+    """The connection breaks in the direct request's headers or body: the client sends the
+    upload again, and the object is stored whole."""
+    storage, proxy = through_proxy
+    s3_client.put_object(Bucket=storage.bucket, Key="doc.bin", Body=b"old")
+    calls = PutObjects(storage.client)
+    body = bytes(range(256)) * 8
+    proxy.cut_after(cut, "upstream")
+    storage.upload(io.BytesIO(body), "doc.bin")
+    assert not proxy.armed
+    assert calls.keys == ["doc.bin"]
+    assert s3_client.get_object(Bucket=storage.bucket, Key="doc.bin")["Body"].read() == body
