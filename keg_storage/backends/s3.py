@@ -132,12 +132,12 @@ class S3Storage(StorageBackend):
     - ``prefix``: every key lives under it (``prefix='app'``: the file ``a.txt`` is the object
       ``app/a.txt``), as under LocalFS's root; listings, copies, moves and presigned links stay
       inside it and name keys relative to it. Normalised by the path rules (``..`` refused);
-    - ``direct_small_uploads`` (default True): an unconditional upload below 1 MiB, whose only
-      options are content headers and metadata, is signed by botocore's SigV4 signer and sent on
-      the client's connection pool without the client's request pipeline (half the CPU of a
-      ``put_object``: :mod:`.s3_direct`). Its request skips the client's event hooks; any
-      refusal or failure sends it again through ``put_object``, with its retries and errors.
-      False sends every upload through the client.
+    - ``direct_requests`` (default True): an unconditional upload below 1 MiB whose only
+      options are content headers and metadata, and the first ranged GET of a download, are
+      signed by botocore's SigV4 signer and sent on the client's connection pool without the
+      client's request pipeline (half the CPU of a ``put_object``: :mod:`.s3_direct`). They
+      skip the client's event hooks; any refusal or failure sends the request again through the
+      client, with its retries and errors. False sends every request through the client.
 
     Connection errors name :attr:`endpoint` and the cause; every retry is logged on
     ``keg_storage.retry``.
@@ -183,7 +183,7 @@ class S3Storage(StorageBackend):
         request_checksum_calculation: str | None = None,
         response_checksum_validation: str | None = None,
         prefix: str = "",
-        direct_small_uploads: bool = True,
+        direct_requests: bool = True,
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._aws_secret_access_key = hold(aws_secret_access_key)
@@ -220,7 +220,7 @@ class S3Storage(StorageBackend):
         with self.translating(None):
             credentials = (aws_access_key_id, aws_profile, aws_region)
             settings = (addressing_style, checksums, client_config)
-            direct_bucket = bucket if direct_small_uploads else None
+            direct_bucket = bucket if direct_requests else None
             factory = self._client_factory(*credentials, *settings, direct_bucket)
             # Built again by a forked child on first use there (see keg_storage.backends.forks).
             self._clients = PerProcess(factory, eager=True)
@@ -341,6 +341,7 @@ class S3Storage(StorageBackend):
             read_attempts=self.max_attempts,
             storage=self,
             first_range=first_range,
+            direct=self._clients.get().direct,
         )
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:

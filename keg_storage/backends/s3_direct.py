@@ -1,18 +1,21 @@
-"""Small uploads to S3 signed and sent without the client's request pipeline.
+"""Small uploads and the first GET of a download, signed and sent without the client's request
+pipeline.
 
 A ``put_object`` of a 4 KiB body costs about 0.9 ms of CPU in boto3, and half of it is the
 pipeline around the request (parameter validation and serialisation, a dozen event hooks,
-endpoint resolution, parsing the answer) rather than signing and sending it. Uploading many
-small files from several threads is bound by that CPU, which the GIL serialises.
+endpoint resolution, parsing the answer) rather than signing and sending it; a ``get_object``
+the same. Moving many small files from several threads is bound by that CPU, which the GIL
+serialises.
 
-:class:`DirectPut` keeps the two parts that matter from botocore: its SigV4 signer (with the
-client's own credentials, refreshed as the client refreshes them) and the client's own
-connection pool (its TLS, proxy and timeout settings). The request's address and signing scope
+:class:`DirectRequests` keeps the two parts that matter from botocore: its SigV4 signer (with
+the client's own credentials, refreshed as the client refreshes them) and the client's own
+connection pool (its TLS, proxy and timeout settings). The requests' address and signing scope
 come from the client itself, through a presigned URL, so virtual-host or path addressing,
 regional and custom endpoints are the ones the client would use. Only a body below
-:data:`DIRECT_LIMIT` with options that are plain headers goes this way; anything else, any
-answer but ``200`` and any failure to send returns False, and the caller then sends the upload
-through the client, whose retries, error parsing and typed errors apply unchanged.
+:data:`DIRECT_LIMIT` with options that are plain headers, and the first range of a download,
+go this way. Any answer but the one expected and any failure to send hands the request back to
+the caller, which sends it through the client, whose retries, error parsing and typed errors
+apply unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ try:
     import botocore.exceptions
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
+    from botocore.response import StreamingBody
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
 
@@ -62,23 +66,28 @@ class S3Clients(NamedTuple):
     """The client of every request (its retries logged)."""
     single_try: S3Client
     """A client that makes one try per call."""
-    direct: DirectPut | None
-    """The sender of small uploads without the client's pipeline, if the storage uses one."""
+    direct: DirectRequests | None
+    """The sender of requests without the client's pipeline, if the storage uses one."""
 
 
 def clients_with_direct_put(
     make_clients: Callable[[], tuple[S3Client, S3Client]], session: Any, bucket: str | None
 ) -> S3Clients:
-    """The two clients ``make_clients`` makes, and a direct sender of the first one's small
-    uploads to ``bucket`` (with the credentials of ``session``, the boto3 session behind them),
-    unless ``bucket`` is None."""
+    """The two clients ``make_clients`` makes, and a direct sender of the first one's requests
+    to ``bucket`` (with the credentials of ``session``, the boto3 session behind them), unless
+    ``bucket`` is None."""
     client, single_try = make_clients()
-    direct = DirectPut.for_client(client, session, bucket) if bucket is not None else None
+    direct = DirectRequests.for_client(client, session, bucket) if bucket is not None else None
     return S3Clients(client, single_try, direct)
 
 
-class DirectPut:
-    """Sends small ``put_object`` requests to one bucket of one client (see the module)."""
+RANGE_NOT_SATISFIABLE = 416
+"""S3's answer to a range of an empty object."""
+
+
+class DirectRequests:
+    """Sends small ``put_object`` requests and first ranged GETs to one bucket of one client
+    (see the module)."""
 
     def __init__(
         self, bucket_url: str, region: str, credentials: Any, http_session: Any, config: Any
@@ -91,8 +100,8 @@ class DirectPut:
         self.checksum = config.request_checksum_calculation == "when_supported"
 
     @classmethod
-    def for_client(cls, client: S3Client, session: Any, bucket: str) -> DirectPut | None:
-        """The direct sender of ``client``'s uploads to ``bucket``, with the credentials of
+    def for_client(cls, client: S3Client, session: Any, bucket: str) -> DirectRequests | None:
+        """The direct sender of ``client``'s requests to ``bucket``, with the credentials of
         ``session`` (the boto3 session that made ``client``); None where the client does not
         sign with SigV4 (then every upload goes through the client). The connection pool is the
         client's, which botocore does not expose otherwise than as ``_endpoint.http_session``."""
@@ -118,17 +127,50 @@ class DirectPut:
         headers = self.headers(body, options)
         if headers is None:
             return False
-        request = AWSRequest(
-            "PUT", self.bucket_url + urllib.parse.quote(key, safe="/~"), headers, body
-        )
+        response = self.send(AWSRequest("PUT", self.url_of(key), headers, body))
+        return response is not None and response.status_code == 200
+
+    def get_range(self, key: str, first: int, last: int) -> dict[str, Any] | int | None:
+        """GET bytes ``first`` to ``last`` of ``key``: the answer as ``get_object`` gives it
+        (``ETag``, ``ContentType``, ``ContentRange``, ``ContentLength`` and the ``Body``,
+        unread), :data:`RANGE_NOT_SATISFIABLE` for a range of an empty object, or None when the
+        caller must ask through the client."""
+        request = AWSRequest("GET", self.url_of(key), {"Range": f"bytes={first}-{last}"})
+        request.stream_output = True
+        response = self.send(request)
+        if response is None:
+            return None
+        headers = response.headers
+        length = headers.get("Content-Length", "")
+        if response.status_code != 206 or "ETag" not in headers or not length.isdigit():
+            if response.status_code >= 400:  # an error's short body: the connection is kept
+                response.raw.drain_conn()
+                response.raw.release_conn()
+            else:  # a store that ignored the range: its answer may be large
+                response.raw.close()
+            return RANGE_NOT_SATISFIABLE if response.status_code == 416 else None
+        return {
+            "ETag": headers["ETag"],
+            "ContentType": headers.get("Content-Type"),
+            "ContentRange": headers.get("Content-Range"),
+            "ContentLength": int(length),
+            "Body": StreamingBody(response.raw, int(length)),
+        }
+
+    def url_of(self, key: str) -> str:
+        """The URL of ``key`` (the bucket's own key), quoted as botocore quotes it."""
+        return self.bucket_url + urllib.parse.quote(key, safe="/~")
+
+    def send(self, request: AWSRequest) -> Any:
+        """Sign ``request`` and send it on the client's pool: its response, None if it could
+        not be sent or answered."""
         request.context["client_config"] = self.config
         try:
             frozen = self.credentials.get_frozen_credentials()
             S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
-            response = self.http_session.send(request.prepare())
+            return self.http_session.send(request.prepare())
         except botocore.exceptions.BotoCoreError:
-            return False
-        return bool(response.status_code == 200)
+            return None
 
     def headers(self, body: bytes, options: Mapping[str, Any]) -> dict[str, str] | None:
         """The request's headers, None when ``body`` or ``options`` need the client."""

@@ -21,6 +21,7 @@ from ..errors import (
 )
 from .base import RemoteFile, file_errors
 from .conditions import ALWAYS, WriteCondition
+from .s3_direct import RANGE_NOT_SATISFIABLE, DirectRequests
 from .s3_errors import (
     BROKEN_BODY_ERRORS,
     client_error_code,
@@ -82,7 +83,8 @@ class S3Reader(S3FileBase, RangeReader):
     With ``first_range=True`` construction sends the GET of the first range instead of a HEAD
     (its ``Content-Range`` gives the size) and the first read takes that response's body: a
     transfer that reads from the start saves a request, and an object of at most ``chunk_size``
-    costs one GET. A reader that may seek first (``open()``) is better served by the HEAD.
+    costs one GET, sent by ``direct`` where given (:mod:`.s3_direct`). A reader that may seek
+    first (``open()``) is better served by the HEAD.
     """
 
     def __init__(
@@ -96,8 +98,10 @@ class S3Reader(S3FileBase, RangeReader):
         read_attempts: int = 3,
         storage: Any = None,
         first_range: bool = False,
+        direct: DirectRequests | None = None,
     ) -> None:
         self._bind(bucket, filename, client, storage)
+        self._direct = direct
         self.read_attempts = max(1, read_attempts)
         self._first_response: Any = None  # a GetObject response, its body unread
         with self._translation():
@@ -117,6 +121,12 @@ class S3Reader(S3FileBase, RangeReader):
         """GET the first ``chunk_size`` bytes and keep the response, its body unread, for the
         first read; None for an empty object (S3 refuses a range of it: 416), which a HEAD
         then describes."""
+        direct = self._direct.get_range(self.filename, 0, chunk_size - 1) if self._direct else None
+        if direct == RANGE_NOT_SATISFIABLE:
+            return None
+        if isinstance(direct, dict):
+            self._first_response = direct
+            return direct
         try:
             response = self.client.get_object(
                 Bucket=self.bucket, Key=self.filename, Range=f"bytes=0-{chunk_size - 1}"

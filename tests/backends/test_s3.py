@@ -53,6 +53,17 @@ def small_parts(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Storage]:
         yield storage
 
 
+@pytest.fixture
+def small_parts_through_client(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Storage]:
+    """``small_parts`` with every request through the client (``direct_requests=False``), for
+    the tests that count the client's requests; tests/backends/test_s3_direct.py checks the
+    requests sent without it."""
+    with make_storage(
+        seaweedfs, s3_bucket, chunk_size=5 * MiB, max_concurrency=3, direct_requests=False
+    ) as storage:
+        yield storage
+
+
 def pending_uploads(client: S3Client, bucket: str) -> list[str]:
     return [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
@@ -334,13 +345,13 @@ class TestTransferRequests:
     """A transfer costs the requests of the SDK's own calls and no more (issue 18)."""
 
     def test_download_and_get_of_a_small_object_are_one_get(
-        self, small_parts: S3Storage, tmp_path: Any
+        self, small_parts_through_client: S3Storage, tmp_path: Any
     ) -> None:
-        small_parts.upload(io.BytesIO(b"small body"), "small.txt")
-        counter = CountRequests(small_parts.client)
+        small_parts_through_client.upload(io.BytesIO(b"small body"), "small.txt")
+        counter = CountRequests(small_parts_through_client.client)
         target = io.BytesIO()
-        small_parts.download("small.txt", target)
-        small_parts.get("small.txt", tmp_path / "small.txt")
+        small_parts_through_client.download("small.txt", target)
+        small_parts_through_client.get("small.txt", tmp_path / "small.txt")
         assert target.getvalue() == b"small body"
         assert (tmp_path / "small.txt").read_bytes() == b"small body"
         assert [name for name, _ in counter.calls] == ["GetObject", "GetObject"]
@@ -350,7 +361,7 @@ class TestTransferRequests:
     ) -> None:
         """No ``Expect: 100-continue`` (a round trip before the body) below 1 MiB through the
         client (where a direct upload that failed goes, and every upload with
-        ``direct_small_uploads=False``); above, the service may still refuse before the body is
+        ``direct_requests=False``); above, the service may still refuse before the body is
         sent."""
         sent: list[tuple[str, Any]] = []
 
@@ -358,7 +369,7 @@ class TestTransferRequests:
             sent.append((request.method, request.headers.get("Expect")))
 
         with make_storage(
-            seaweedfs, s3_bucket, chunk_size=5 * MiB, direct_small_uploads=False
+            seaweedfs, s3_bucket, chunk_size=5 * MiB, direct_requests=False
         ) as storage:
             storage.client.meta.events.register("before-send.s3", record)
             large = data_of(6 * MiB, seed=3)
@@ -375,12 +386,14 @@ class TestTransferRequests:
         assert backend_s3.exists("missing.txt") is False
         assert [name for name, _ in counter.calls] == ["HeadObject", "HeadObject"]
 
-    def test_download_reads_ranges_without_a_head(self, small_parts: S3Storage) -> None:
+    def test_download_reads_ranges_without_a_head(
+        self, small_parts_through_client: S3Storage
+    ) -> None:
         data = data_of(11 * MiB, seed=5)
-        small_parts.upload(io.BytesIO(data), "large.bin")
-        counter = CountRequests(small_parts.client)
+        small_parts_through_client.upload(io.BytesIO(data), "large.bin")
+        counter = CountRequests(small_parts_through_client.client)
         target = io.BytesIO()
-        small_parts.download("large.bin", target)
+        small_parts_through_client.download("large.bin", target)
         assert target.getvalue() == data
         assert [name for name, _ in counter.calls] == ["GetObject"] * 3
         assert sorted(counter.ranges()) == [
@@ -396,25 +409,29 @@ class TestTransferRequests:
         assert target.getvalue() == b""
 
     def test_object_replaced_during_a_download_fails_cleanly(
-        self, small_parts: S3Storage, s3_client: S3Client, tmp_path: Any
+        self, small_parts_through_client: S3Storage, s3_client: S3Client, tmp_path: Any
     ) -> None:
         """Replaced after the first GET: the other ranges are refused (If-Match), so ``get``
         raises and leaves the local file as it was, never a mix of two versions."""
-        small_parts.upload(io.BytesIO(data_of(11 * MiB, seed=1)), "moving.bin")
+        small_parts_through_client.upload(io.BytesIO(data_of(11 * MiB, seed=1)), "moving.bin")
         replaced: list[bool] = []
 
         def replace_once(**_: Any) -> None:
             if not replaced:
                 replaced.append(True)
                 s3_client.put_object(
-                    Bucket=small_parts.bucket, Key="moving.bin", Body=data_of(11 * MiB, seed=2)
+                    Bucket=small_parts_through_client.bucket,
+                    Key="moving.bin",
+                    Body=data_of(11 * MiB, seed=2),
                 )
 
-        small_parts.client.meta.events.register("after-call.s3.GetObject", replace_once)
+        small_parts_through_client.client.meta.events.register(
+            "after-call.s3.GetObject", replace_once
+        )
         local = tmp_path / "moving.bin"
         local.write_bytes(b"before")
         with pytest.raises(StorageError, match="PreconditionFailed") as raised:
-            small_parts.get("moving.bin", local)
+            small_parts_through_client.get("moving.bin", local)
         assert raised.value.path == "moving.bin"
         assert local.read_bytes() == b"before"
         assert list(tmp_path.iterdir()) == [local]
@@ -422,9 +439,9 @@ class TestTransferRequests:
     def test_small_upload_and_put_are_one_put_object(
         self, seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Any
     ) -> None:
-        """Through the client (``direct_small_uploads=False``; tests/backends/test_s3_direct.py
+        """Through the client (``direct_requests=False``; tests/backends/test_s3_direct.py
         has the direct requests)."""
-        small_parts = make_storage(seaweedfs, s3_bucket, direct_small_uploads=False)
+        small_parts = make_storage(seaweedfs, s3_bucket, direct_requests=False)
         local = tmp_path / "local.csv"
         local.write_bytes(b"a,b\n")
         counter = CountRequests(small_parts.client)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.config import Config
 
-from keg_storage import StorageError, StoragePermissionError
+from keg_storage import FileNotFoundInStorageError, StorageError, StoragePermissionError
 from keg_storage.backends.s3 import S3Storage
 from keg_storage.backends.s3_direct import DIRECT_LIMIT
 from tests.faults.proxy import FaultProxy
@@ -23,6 +24,7 @@ from tests.servers.seaweedfs import SeaweedFS
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+MiB = 1024 * 1024
 KEYS = [
     "a.txt",
     "dir/with space/ü-ñ 漢字.txt",
@@ -46,12 +48,20 @@ KEPT = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage
 class PutObjects:
     """The ``PutObject`` calls a client makes (its ``before-call`` event: its pipeline)."""
 
+    operation = "PutObject"
+
     def __init__(self, client: S3Client) -> None:
         self.keys: list[str] = []
-        client.meta.events.register("before-call.s3.PutObject", self._record)
+        client.meta.events.register(f"before-call.s3.{self.operation}", self._record)
 
     def _record(self, params: dict[str, Any], **_: Any) -> None:
         self.keys.append(params["url_path"].rsplit("/", 1)[-1])
+
+
+class GetObjects(PutObjects):
+    """The ``GetObject`` calls a client makes."""
+
+    operation = "GetObject"
 
 
 @pytest.fixture
@@ -59,7 +69,7 @@ def storages(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, 
     """The same bucket through a storage that uploads directly and one that does not."""
     with (
         make_storage(seaweedfs, s3_bucket) as direct,
-        make_storage(seaweedfs, s3_bucket, direct_small_uploads=False) as through_client,
+        make_storage(seaweedfs, s3_bucket, direct_requests=False) as through_client,
     ):
         yield direct, through_client
 
@@ -86,6 +96,11 @@ def test_a_direct_upload_stores_what_put_object_stores(
     assert stored["ContentType"] == "text/csv; charset=utf-8"
     assert stored["Metadata"] == {"owner": "ops", "mtime": "1700000000.250000"}
     assert direct.list("direct", recursive=True)[0].name == f"direct/{key}"
+    gets = GetObjects(direct.client)
+    target = io.BytesIO()
+    direct.download(f"direct/{key}", target)
+    assert target.getvalue() == body
+    assert gets.keys == []
 
 
 def test_under_a_prefix_the_direct_upload_lands_under_it(
@@ -123,6 +138,63 @@ def test_what_the_direct_request_cannot_send_goes_through_the_client(
     }
     tags = s3_client.get_object_tagging(Bucket=direct.bucket, Key="tagged.txt")["TagSet"]
     assert tags == [{"Key": "team", "Value": "ops"}]
+
+
+@pytest.fixture
+def small_chunks(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Storage]:
+    with make_storage(seaweedfs, s3_bucket, chunk_size=5 * MiB) as storage:
+        yield storage
+
+
+def test_a_download_larger_than_a_chunk_takes_its_other_ranges_through_the_client(
+    small_chunks: S3Storage, tmp_path: Any
+) -> None:
+    data = random.Random(3).randbytes(11 * MiB)
+    small_chunks.upload(io.BytesIO(data), "large.bin")
+    gets = GetObjects(small_chunks.client)
+    small_chunks.get("large.bin", tmp_path / "large.bin")
+    assert (tmp_path / "large.bin").read_bytes() == data
+    assert gets.keys == ["large.bin", "large.bin"]  # the first range went directly
+
+
+def test_downloads_of_an_empty_and_of_a_missing_object(
+    small_chunks: S3Storage, tmp_path: Any
+) -> None:
+    """S3 refuses a range of an empty object (416): a HEAD then describes it. A missing key:
+    the direct GET's 404 is asked again through the client, whose error is the usual one."""
+    small_chunks.upload(io.BytesIO(b""), "empty.bin")
+    target = io.BytesIO(b"")
+    small_chunks.download("empty.bin", target)
+    assert target.getvalue() == b""
+    gets = GetObjects(small_chunks.client)
+    with pytest.raises(FileNotFoundInStorageError) as missing:
+        small_chunks.get("missing.bin", tmp_path / "missing.bin")
+    assert missing.value.path == "missing.bin"
+    assert gets.keys == ["missing.bin"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_object_replaced_after_the_direct_first_range_fails_cleanly(
+    small_chunks: S3Storage, s3_client: S3Client, tmp_path: Any
+) -> None:
+    """The other ranges are asked ``If-Match`` the ETag the direct GET saw: replaced between
+    them, ``get`` raises and leaves the local file as it was."""
+    small_chunks.upload(io.BytesIO(random.Random(1).randbytes(11 * MiB)), "moving.bin")
+    replaced: list[bool] = []
+
+    def replace_once(**_: Any) -> None:
+        if not replaced:
+            replaced.append(True)
+            new = random.Random(2).randbytes(11 * MiB)
+            s3_client.put_object(Bucket=small_chunks.bucket, Key="moving.bin", Body=new)
+
+    small_chunks.client.meta.events.register("before-call.s3.GetObject", replace_once)
+    local = tmp_path / "moving.bin"
+    local.write_bytes(b"before")
+    with pytest.raises(StorageError, match="PreconditionFailed"):
+        small_chunks.get("moving.bin", local)
+    assert local.read_bytes() == b"before"
+    assert list(tmp_path.iterdir()) == [local]
 
 
 def test_a_refused_direct_upload_raises_the_clients_typed_error(
@@ -186,7 +258,12 @@ def test_a_direct_upload_is_one_request(through_proxy: tuple[S3Storage, FaultPro
     storage.upload(io.BytesIO(b"z" * 4000), "one.bin")
     assert proxy.stats.connections == 1
     assert 4000 < proxy.stats.upstream_bytes < 4000 + 1500  # one request's headers, one body
-    assert storage.stat("one.bin").size == 4000
+    sent = proxy.stats.upstream_bytes
+    target = io.BytesIO()
+    storage.download("one.bin", target)
+    assert target.getvalue() == b"z" * 4000
+    assert proxy.stats.connections == 1
+    assert proxy.stats.upstream_bytes - sent < 700  # one GET's headers
 
 
 @pytest.mark.parametrize("cut", [100, 1200])
@@ -204,3 +281,19 @@ def test_a_direct_upload_cut_midway_is_sent_again_through_the_client(
     assert not proxy.armed
     assert calls.keys == ["doc.bin"]
     assert s3_client.get_object(Bucket=storage.bucket, Key="doc.bin")["Body"].read() == body
+
+
+@pytest.mark.parametrize("cut", [100, 3000])
+def test_a_direct_download_cut_midway_is_asked_again_through_the_client(
+    through_proxy: tuple[S3Storage, FaultProxy], cut: int
+) -> None:
+    """Cut in the direct answer's headers (sent again by the client) or in its body (the range
+    read again, as for any broken body): the download is whole."""
+    storage, proxy = through_proxy
+    body = bytes(range(256)) * 32
+    storage.upload(io.BytesIO(body), "doc.bin")
+    proxy.cut_after(cut, "downstream")
+    target = io.BytesIO()
+    storage.download("doc.bin", target)
+    assert not proxy.armed
+    assert target.getvalue() == body
