@@ -132,12 +132,13 @@ class S3Storage(StorageBackend):
     - ``prefix``: every key lives under it (``prefix='app'``: the file ``a.txt`` is the object
       ``app/a.txt``), as under LocalFS's root; listings, copies, moves and presigned links stay
       inside it and name keys relative to it. Normalised by the path rules (``..`` refused);
-    - ``direct_requests`` (default True): an unconditional upload below 1 MiB whose only
-      options are content headers and metadata, and the first ranged GET of a download, are
-      signed by botocore's SigV4 signer and sent on the client's connection pool without the
-      client's request pipeline (half the CPU of a ``put_object``: :mod:`.s3_direct`). They
-      skip the client's event hooks; any refusal or failure sends the request again through the
-      client, with its retries and errors. False sends every request through the client.
+    - ``direct_requests`` (default True): an unconditional upload below 1 MiB whose only options
+      are content headers and metadata, the first ranged GET of a download and the HEAD of
+      ``exists`` are signed by botocore's SigV4 signer and sent on the client's connection pool
+      without the client's request pipeline (half the CPU of a ``put_object``:
+      :mod:`.s3_direct`). They skip the client's event hooks; any refusal or failure sends the
+      request again through the client, with its retries and errors. False sends every request
+      through the client.
 
     Connection errors name :attr:`endpoint` and the cause; every retry is logged on
     ``keg_storage.retry``.
@@ -367,8 +368,14 @@ class S3Storage(StorageBackend):
         )
 
     def _probe(self, key: str) -> None:
-        """The HEAD that :meth:`_stat` sends, its answer not made into a stat."""
-        self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
+        """The HEAD that :meth:`_stat` sends, its answer not made into a stat (sent directly
+        where it can be: :mod:`.s3_direct`)."""
+        direct = self._clients.get().direct
+        status = direct.head_status(self._prefix.service(key)) if direct else None
+        if status == 404:
+            raise FileNotFoundInStorageError(self, key)
+        if status != 200:
+            self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._prefix.service(key))

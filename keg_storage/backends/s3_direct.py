@@ -12,10 +12,10 @@ the client's own credentials, refreshed as the client refreshes them) and the cl
 connection pool (its TLS, proxy and timeout settings). The requests' address and signing scope
 come from the client itself, through a presigned URL, so virtual-host or path addressing,
 regional and custom endpoints are the ones the client would use. Only a body below
-:data:`DIRECT_LIMIT` with options that are plain headers, and the first range of a download,
-go this way. Any answer but the one expected and any failure to send hands the request back to
-the caller, which sends it through the client, whose retries, error parsing and typed errors
-apply unchanged.
+:data:`DIRECT_LIMIT` with options that are plain headers, and the first range of a download, go
+this way, as does the HEAD of ``exists``. Any answer but the one expected and any failure to
+send hands the request back to the caller, which sends it through the client, whose retries,
+error parsing and typed errors apply unchanged.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ RANGE_NOT_SATISFIABLE = 416
 
 
 class DirectRequests:
-    """Sends small ``put_object`` requests and first ranged GETs to one bucket of one client
-    (see the module)."""
+    """Sends small ``put_object`` requests, first ranged GETs and HEADs to one bucket of one
+    client (see the module)."""
 
     def __init__(
         self, bucket_url: str, region: str, credentials: Any, http_session: Any, config: Any
@@ -156,6 +156,12 @@ class DirectRequests:
             "ContentLength": int(length),
             "Body": StreamingBody(response.raw, int(length)),
         }
+
+    def head_status(self, key: str) -> int | None:
+        """The status of a HEAD of ``key`` (``200``: there, ``404``: missing), None when the
+        caller must ask through the client."""
+        response = self.send(AWSRequest("HEAD", self.url_of(key)))
+        return None if response is None else int(response.status_code)
 
     def url_of(self, key: str) -> str:
         """The URL of ``key`` (the bucket's own key), quoted as botocore quotes it."""

@@ -379,7 +379,8 @@ class TestTransferRequests:
             assert stored(storage, "small.bin") == b"x" * 4096
             assert stored(storage, "large.bin") == large
 
-    def test_exists_is_one_head(self, backend_s3: S3Storage) -> None:
+    def test_exists_is_one_head(self, small_parts_through_client: S3Storage) -> None:
+        backend_s3 = small_parts_through_client
         backend_s3.upload(io.BytesIO(b"here"), "here.txt")
         counter = CountRequests(backend_s3.client)
         assert backend_s3.exists("here.txt") is True

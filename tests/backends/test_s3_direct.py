@@ -64,6 +64,12 @@ class GetObjects(PutObjects):
     operation = "GetObject"
 
 
+class HeadObjects(PutObjects):
+    """The ``HeadObject`` calls a client makes."""
+
+    operation = "HeadObject"
+
+
 @pytest.fixture
 def storages(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, S3Storage]]:
     """The same bucket through a storage that uploads directly and one that does not."""
@@ -197,12 +203,12 @@ def test_an_object_replaced_after_the_direct_first_range_fails_cleanly(
     assert list(tmp_path.iterdir()) == [local]
 
 
-def test_a_refused_direct_upload_raises_the_clients_typed_error(
+def test_a_refused_direct_request_raises_the_clients_typed_error(
     seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client
 ) -> None:
     """Wrong keys: SeaweedFS answers 403 to the direct request; the upload is then sent through
-    ``put_object``, whose refusal is the usual typed error naming the path and the backend,
-    without the secret."""
+    ``put_object`` (and ``exists`` asks ``head_object``), whose refusal is the usual typed error
+    naming the path and the backend, without the secret."""
     with S3Storage(
         s3_bucket,
         seaweedfs.region,
@@ -214,6 +220,8 @@ def test_a_refused_direct_upload_raises_the_clients_typed_error(
         calls = PutObjects(storage.client)
         with pytest.raises(StoragePermissionError) as raised:
             storage.upload(io.BytesIO(b"nope"), "refused.txt")
+        with pytest.raises(StoragePermissionError):
+            storage.exists("refused.txt")
     assert calls.keys == ["refused.txt"]
     assert "refused.txt" in str(raised.value) and "s3" in str(raised.value)
     assert "not-the-secret" not in str(raised.value) + repr(raised.value)
@@ -264,6 +272,12 @@ def test_a_direct_upload_is_one_request(through_proxy: tuple[S3Storage, FaultPro
     assert target.getvalue() == b"z" * 4000
     assert proxy.stats.connections == 1
     assert proxy.stats.upstream_bytes - sent < 700  # one GET's headers
+    heads = HeadObjects(storage.client)
+    sent = proxy.stats.upstream_bytes
+    assert storage.exists("one.bin") is True
+    assert storage.exists("two.bin") is False
+    assert proxy.stats.upstream_bytes - sent < 2 * 700  # two HEADs
+    assert heads.keys == []
 
 
 @pytest.mark.parametrize("cut", [100, 1200])
