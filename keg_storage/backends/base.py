@@ -754,10 +754,12 @@ class StorageBackend:
             self._download(key, local, count_bytes)
 
     def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
-        """Store each small local file at its key, overwriting, as :meth:`_put` would, for
-        :meth:`upload_many` (only called where :attr:`bulk_batch_files` is above 1). Reports each
-        file's bytes as ``report(item.index, amount)``; returns the error of each file that
-        failed, keyed by its index: one file's failure never stops the others."""
+        """Store each small local file (or the bytes given in ``item.data``, with the time
+        ``item.mtime`` where given) at its key, overwriting, as :meth:`_put` (or
+        :meth:`upload_keeping_mtime`) would, for :meth:`upload_many` and ``sync`` (only called
+        where :attr:`bulk_batch_files` is above 1). Reports each file's bytes as
+        ``report(item.index, amount)``; returns the error of each file that failed, keyed by its
+        index: one file's failure never stops the others."""
         raise NotImplementedError
 
     def _get_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
