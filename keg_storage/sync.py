@@ -622,8 +622,12 @@ def sync(
 
     copies = copy_tasks(job, plan.copies)
     checks = [functools.partial(job.check, action, entry) for action, entry in plan.checks]
+    tasks: list[Task] = [*copies, *checks]
+    if tasks and not dry_run:
+        for backend in {id(src): src, id(dst): dst}.values():
+            backend._reserve_sessions(min(jobs, len(tasks)))
     with concurrent.futures.ThreadPoolExecutor(jobs, "keg-storage-sync") as pool:
-        _run(job, [*copies, *checks], progress, pool)
+        _run(job, tasks, progress, pool)
         result.actions.extend(plan.deletes)
         _run(job, delete_files(job, plan.deletes), progress, pool)
     result.actions.sort(key=lambda action: (action.kind != "copy", action.name))

@@ -753,6 +753,11 @@ class StorageBackend:
         with atomic_replace(dest) as local:
             self._download(key, local, count_bytes)
 
+    def _reserve_sessions(self, count: int) -> None:
+        """Get ready for ``count`` transfers at once (``sync`` calls it before copying) where
+        that is cheaper ahead of them than in each: SFTP opens the sessions as channels of its
+        open connection. Nothing by default; a failure is left to the transfers to meet."""
+
     def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
         """Store each small local file (or the bytes given in ``item.data``, with the time
         ``item.mtime`` where given) at its key, overwriting, as :meth:`_put` (or
