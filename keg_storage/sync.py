@@ -22,7 +22,13 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   clients and pools are thread-safe) each take the next file from one queue. A small file is
   read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
   into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
-  destination, and an interrupted sync leaves nothing behind but whole files. Source times are
+  destination, and an interrupted sync leaves nothing behind but whole files. Into a store
+  that takes batches of small files (``bulk_batch_files``: SFTP), the files up to its
+  ``bulk_small_file_bytes`` go in batches instead (:func:`copy_tasks`): each file read whole,
+  then the batch published with one ``_put_batch`` (requests pipelined on one session, each
+  file still its own atomic publish with its time). Before copying, each store is asked to
+  open what ``jobs`` transfers need (``_reserve_sessions``: SFTP sessions as channels of the
+  connection the listing opened, not a connection per thread). Source times are
   kept as rclone keeps them, by the destination's ``upload_keeping_mtime``: set on SFTP files in
   the round trip of the last write and on LocalFS temp files (``utime``), before the publish;
   stored as metadata ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure:
