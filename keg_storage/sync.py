@@ -22,7 +22,13 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   clients and pools are thread-safe) each take the next file from one queue. A small file is
   read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
   into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
-  destination, and an interrupted sync leaves nothing behind but whole files. Source times are
+  destination, and an interrupted sync leaves nothing behind but whole files. Into a store
+  that takes batches of small files (``bulk_batch_files``: SFTP), the files up to its
+  ``bulk_small_file_bytes`` go in batches instead (:func:`copy_tasks`): each file read whole,
+  then the batch published with one ``_put_batch`` (requests pipelined on one session, each
+  file still its own atomic publish with its time). Before copying, each store is asked to
+  open what ``jobs`` transfers need (``_reserve_sessions``: SFTP sessions as channels of the
+  connection the listing opened, not a connection per thread). Source times are
   kept as rclone keeps them, by the destination's ``upload_keeping_mtime``: set on SFTP files in
   the round trip of the last write and on LocalFS temp files (``utime``), before the publish;
   stored as metadata ``mtime`` on stores with metadata (S3: seconds as a decimal string, Azure:
@@ -52,6 +58,7 @@ from typing import IO, Any, Literal, cast
 import arrow
 
 from .backends.base import ListEntry, StorageBackend
+from .backends.bulk import BatchItem
 from .errors import StorageError
 from .paths import RemotePath, directory_prefix
 
@@ -376,6 +383,36 @@ class _Job:
             return
         self.finish(copied=1, size=size)
 
+    def copy_batch(self, batch: Sequence[tuple[SyncAction, ListEntry]]) -> None:
+        """Copy small files with one ``_put_batch`` of the destination (SFTP: its requests
+        pipelined, stage by stage, on one session): each read whole from the source first,
+        then each published atomically with its modification time. A file that fails fails
+        alone."""
+        items: list[BatchItem] = []
+        for index, (action, entry) in enumerate(batch):
+            try:
+                items.append(read_for_batch(self, index, action.name, entry))
+            except Exception as error:
+                self.finish(failure=SyncFailure("copy", action.name, error))
+        if not items:
+            return
+        try:
+            errors = self.dst._put_batch(items, lambda _, amount: self.count_batched(amount))
+        except Exception as error:
+            errors = dict.fromkeys((item.index for item in items), error)
+        for item in items:
+            name = batch[item.index][0].name
+            if (failed := errors.get(item.index)) is not None:
+                self.finish(failure=SyncFailure("copy", name, failed))
+            else:
+                self.finish(copied=1, size=len(item.data or b""))
+
+    def count_batched(self, count: int) -> None:
+        """Count the bytes of a batched file written; stop the batch once the sync was
+        stopped (it then publishes none of its files)."""
+        self.check_running()
+        self.count_bytes(count)
+
     def check(self, action: SyncAction, entry: ListEntry) -> None:
         """Compare one file's content on both sides, and copy it where it differs."""
         try:
@@ -434,6 +471,35 @@ def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
         reader = _CountingReader(cast(IO[bytes], source), job)
         store(job.dst, cast(IO[bytes], reader), dst_key, entry.last_modified)
     return reader.furthest
+
+
+def read_for_batch(job: _Job, index: int, name: str, entry: ListEntry) -> BatchItem:
+    """A small file of a batch (see :func:`copy_tasks`): its destination key checked and its
+    content read whole from the source."""
+    job.check_running()
+    key = job.dst._file_key(job.dst_prefix + name)
+    buffer = io.BytesIO()
+    job.src.download(job.src_prefix + name, buffer)
+    mtime = None if entry.last_modified is None else int(entry.last_modified.timestamp())
+    return BatchItem(index, "", key, data=buffer.getvalue(), mtime=mtime)
+
+
+def copy_tasks(job: _Job, copies: Sequence[tuple[SyncAction, ListEntry]]) -> list[Task]:
+    """A task per file to copy, but where the destination takes batches of small files
+    (:attr:`~.StorageBackend.bulk_batch_files`, SFTP), those up to its
+    :attr:`~.StorageBackend.bulk_small_file_bytes` go in batches, a task each
+    (:meth:`_Job.copy_batch`): a small file copied alone costs the destination a few round
+    trips and, from ``jobs`` threads at once, more CPU than the whole batch's stream does per
+    file. Batches are cut so that every thread gets some; the other files go first."""
+    dst = job.dst
+    largest = dst.bulk_small_file_bytes if not job.dry_run and dst.bulk_batch_files > 1 else -1
+    small = [copy for copy in copies if copy[1].size <= largest]
+    alone = [copy for copy in copies if copy[1].size > largest]
+    tasks: list[Task] = [functools.partial(job.copy, action, entry) for action, entry in alone]
+    size = max(1, min(dst.bulk_batch_files, math.ceil(len(small) / job.jobs)))
+    for start in range(0, len(small), size):
+        tasks.append(functools.partial(job.copy_batch, small[start : start + size]))
+    return tasks
 
 
 def store(dst: StorageBackend, file_obj: IO[bytes], key: str, mtime: arrow.Arrow | None) -> None:
@@ -560,10 +626,14 @@ def sync(
     job.files_total = len(plan.copies) + len(plan.checks) + len(plan.deletes)
     job.bytes_total = sum(action.size for action in result.actions)
 
-    copies = [functools.partial(job.copy, action, entry) for action, entry in plan.copies]
+    copies = copy_tasks(job, plan.copies)
     checks = [functools.partial(job.check, action, entry) for action, entry in plan.checks]
+    tasks: list[Task] = [*copies, *checks]
+    if tasks and not dry_run:
+        for backend in {id(src): src, id(dst): dst}.values():
+            backend._reserve_sessions(min(jobs, len(tasks)))
     with concurrent.futures.ThreadPoolExecutor(jobs, "keg-storage-sync") as pool:
-        _run(job, copies + checks, progress, pool)
+        _run(job, tasks, progress, pool)
         result.actions.extend(plan.deletes)
         _run(job, delete_files(job, plan.deletes), progress, pool)
     result.actions.sort(key=lambda action: (action.kind != "copy", action.name))

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from keg_storage import LocalFSStorage, MemoryStorage, StorageBackend, sync
+from keg_storage import (
+    FileNotFoundInStorageError,
+    LocalFSStorage,
+    MemoryStorage,
+    StorageBackend,
+    sync,
+)
+from keg_storage.backends.sftp import SFTPStorage
 from keg_storage.errors import InvalidPathError
 from keg_storage.sync import SyncAction, SyncProgress, merge_listings
 
@@ -229,6 +236,71 @@ def test_sftp_keeps_the_time_of_a_streamed_file_and_of_a_rewritten_one(
     assert (published.read_bytes(), published.stat().st_mtime) == (b"changed", 1_100_000_000)
     assert temp_leftovers(sftp) == []
     assert sync(LocalFSStorage(root), sftp).copied == 0
+
+
+def dated_tree(root: Path, files: dict[str, bytes]) -> dict[str, int]:
+    """Write ``files`` under ``root``, each with its own modification time; the times."""
+    times = {}
+    for number, (name, data) in enumerate(sorted(files.items())):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+        times[name] = 1_000_000_000 + number
+        os.utime(root / name, (times[name], times[name]))
+    return times
+
+
+def test_a_sync_into_sftp_copies_over_the_connection_its_listing_opened(
+    backend_sftp: SFTPStorage, tmp_path: Path
+) -> None:
+    """The copies' sessions are opened ahead, as channels of the one SSH connection the
+    destination's listing opened, not a connection per copying thread; the small files go in
+    pipelined batches: every file is published whole, with its source's time."""
+    files = {f"big/{n}.bin": os.urandom(2 * MiB + n) for n in range(4)}
+    files.update({f"small/{n:03d}.txt": os.urandom(n) for n in range(150)})
+    times = dated_tree(tmp_path / "source", files)
+
+    result = sync(LocalFSStorage(tmp_path / "source"), backend_sftp, jobs=4)
+
+    assert result.ok and result.copied == len(files)
+    assert backend_sftp.pool_stats().connections_opened == 1
+    assert contents(backend_sftp) == files
+    base = Path(backend_sftp.base_path)
+    assert {name: (base / name).stat().st_mtime for name in files} == times
+    assert temp_leftovers(backend_sftp) == []
+    assert sync(LocalFSStorage(tmp_path / "source"), backend_sftp).copied == 0
+
+
+class VanishingSource(LocalFSStorage):
+    """A LocalFS source whose file ``gone`` is deleted after the listing, as it is read."""
+
+    gone = "small/007.txt"
+
+    def download(self, path: Any, file_obj: Any, **kwargs: Any) -> None:
+        if path == self.gone:
+            (self.root / path).unlink()
+        super().download(path, file_obj, **kwargs)
+
+
+def test_a_small_file_that_fails_in_a_batch_fails_alone(
+    backend_sftp: SFTPStorage, tmp_path: Path
+) -> None:
+    """A batched file the source lost after its listing fails with its error; the other
+    files of its batch are published, whole and with their times, and nothing is left over."""
+    files = {f"small/{n:03d}.txt": os.urandom(n + 1) for n in range(40)}
+    times = dated_tree(tmp_path / "source", files)
+
+    result = sync(VanishingSource(tmp_path / "source"), backend_sftp, jobs=2)
+
+    assert [(f.action, f.name) for f in result.failures] == [("copy", VanishingSource.gone)]
+    assert isinstance(result.failures[0].error, FileNotFoundInStorageError)
+    assert result.copied == len(files) - 1
+    del files[VanishingSource.gone]
+    assert contents(backend_sftp) == files
+    base = Path(backend_sftp.base_path)
+    assert {name: (base / name).stat().st_mtime for name in files} == {
+        name: times[name] for name in files
+    }
+    assert temp_leftovers(backend_sftp) == []
 
 
 def test_one_failing_file_never_stops_the_others(

@@ -753,11 +753,18 @@ class StorageBackend:
         with atomic_replace(dest) as local:
             self._download(key, local, count_bytes)
 
+    def _reserve_sessions(self, count: int) -> None:
+        """Get ready for ``count`` transfers at once (``sync`` calls it before copying) where
+        that is cheaper ahead of them than in each: SFTP opens the sessions as channels of its
+        open connection. Nothing by default; a failure is left to the transfers to meet."""
+
     def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
-        """Store each small local file at its key, overwriting, as :meth:`_put` would, for
-        :meth:`upload_many` (only called where :attr:`bulk_batch_files` is above 1). Reports each
-        file's bytes as ``report(item.index, amount)``; returns the error of each file that
-        failed, keyed by its index: one file's failure never stops the others."""
+        """Store each small local file (or the bytes given in ``item.data``, with the time
+        ``item.mtime`` where given) at its key, overwriting, as :meth:`_put` (or
+        :meth:`upload_keeping_mtime`) would, for :meth:`upload_many` and ``sync`` (only called
+        where :attr:`bulk_batch_files` is above 1). Reports each file's bytes as
+        ``report(item.index, amount)``; returns the error of each file that failed, keyed by its
+        index: one file's failure never stops the others."""
         raise NotImplementedError
 
     def _get_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:

@@ -89,6 +89,12 @@ class BatchItem:
     local: str
     """The local file: the source of an upload, the destination of a download."""
     key: str
+    data: bytes | None = None
+    """An upload's bytes, held in memory, in place of reading ``local`` (``sync``: a small
+    file read from its source store)."""
+    mtime: int | None = None
+    """An upload's modification time (seconds), set on the file before it is published, as
+    :meth:`~.StorageBackend.upload_keeping_mtime` does; None: the time of the write."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -244,11 +244,13 @@ class _BatchPut(_Attempt):
             remove_many(self.sftp, orphans)
 
     def _read_local(self) -> None:
-        """Each local file's bytes (small, see ``bulk_put_small``); a file that cannot be read
-        fails with the OS's error, naming it, as ``put`` does."""
+        """Each file's bytes: given with the item, else read from its local file (small, see
+        ``bulk_put_small``); a file that cannot be read fails with the OS's error, naming it,
+        as ``put`` does."""
         for file in self._going():
             try:
-                file.data = Path(file.item.local).read_bytes()
+                data = file.item.data
+                file.data = Path(file.item.local).read_bytes() if data is None else data
             except OSError as exc:
                 file.error = exc
 
@@ -308,7 +310,9 @@ class _BatchPut(_Attempt):
         return missing
 
     def _write(self) -> None:
-        """WRITE each file's bytes and CLOSE its handle, all in one stream; then report them."""
+        """WRITE each file's bytes, FSETSTAT its time where the item gives one, and CLOSE its
+        handle, all in one stream (the server takes a session's requests in order: the time
+        is set after the writes); then report them."""
         pipeline, size = self.pipeline, self.session.write_size
         files = [file for file in self._going() if file.handle is not None]
         sent: list[tuple[_File, list[int]]] = []
@@ -321,6 +325,8 @@ class _BatchPut(_Attempt):
                     pipeline.send_write(handle, offset, view[offset : offset + size])
                     for offset in range(0, len(view), size)
                 ]
+                if file.item.mtime is not None:
+                    nums.append(pipeline.send_set_times(handle, file.item.mtime))
                 sent.append((file, [*nums, pipeline.send_close(handle)]))
         for file, nums in sent:
             for num in nums:

@@ -174,10 +174,8 @@ class Pool:
                     self._pending += 1
                     target = None
                     break
-                busy = [c for c in self._connections if c.alive()]
-                target = min(busy, key=lambda c: c.sessions, default=None)
-                if target is not None and target.sessions < self.sessions_per_connection:
-                    target.sessions += 1
+                target = self._slot()
+                if target is not None:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._cond.wait(remaining):
@@ -200,6 +198,20 @@ class Pool:
                 self._connections.append(target)
                 self.connections_opened += 1
                 self._cond.notify_all()  # its other session slots are free for waiters
+        return self._session_on(target)
+
+    def _slot(self) -> Connection | None:
+        """The least busy open connection with room for another session, that session
+        counted on it; None when none has room (called holding the lock)."""
+        alive = [c for c in self._connections if c.alive()]
+        target = min(alive, key=lambda c: c.sessions, default=None)
+        if target is None or target.sessions >= self.sessions_per_connection:
+            return None
+        target.sessions += 1
+        return target
+
+    def _session_on(self, target: Connection) -> Session:
+        """A new session on ``target``, whose slot is counted already."""
         try:
             return self._open_session(target)
         except BaseException as exc:
@@ -214,6 +226,24 @@ class Pool:
             if suspect:
                 target.close()
             raise
+
+    def reserve(self, count: int) -> None:
+        """Have ``count`` idle sessions ready, opening the missing ones as channels of the
+        connections already open while they have room (never a new connection), ahead of
+        ``count`` operations at once (``sync``): they then find a session each instead of
+        opening a connection each. A channel costs a few round trips; a connection a TCP
+        and SSH handshake and an authentication, 40-300 ms here when three open at once."""
+        opened: list[Session] = []
+        try:
+            while True:
+                with self._cond:
+                    target = None if len(self._idle) + len(opened) >= count else self._slot()
+                if target is None:
+                    return
+                opened.append(self._session_on(target))
+        finally:
+            for session in opened:
+                self.release(session)
 
     def _open_session(self, conn: Connection) -> Session:
         """A new SFTP session; every wait on it (here and later) ends after ``timeout``."""
@@ -680,6 +710,14 @@ class SFTPTransport:
             if is_connection_failure(exc):
                 raise self.error(exc, key, dropped=True) from exc
             raise
+
+    def reserve(self, count: int) -> None:
+        """:meth:`Pool.reserve`; a failure is only logged: the operations that need a session
+        open their own and meet it there, each with its error."""
+        try:
+            self.pool.reserve(count)
+        except Exception as exc:
+            log.debug("opening %d SFTP sessions ahead failed: %s", count, exc)
 
     def release(self, session: Session, *, broken: bool = False) -> None:
         """Return a leased session; a ``broken`` one is closed with its connection."""

@@ -13,6 +13,8 @@ import pytest
 from keg_storage import FileNotFoundInStorageError, StorageConnectionError, StorageError
 from keg_storage.backends.sftp import PoolStats, SFTPStorage
 from keg_storage.backends.sftp_transport import QuickAckSocket
+from tests.fixtures.backend_sftp import make_storage
+from tests.servers.sshd import SSHServer
 
 
 def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> None:
@@ -26,6 +28,27 @@ def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> 
     assert backend_sftp.pool_stats() == PoolStats(2, 2, sessions_in_use=0, idle=2)
     backend_sftp.close()
     assert backend_sftp.pool_stats() == PoolStats(2, 0, sessions_in_use=0, idle=0)
+
+
+def test_sessions_reserved_ahead_are_channels_of_the_open_connection(
+    sftp_server: SSHServer, sftp_base_path: str
+) -> None:
+    """What ``sync`` asks for before copying: idle sessions on the connection already open,
+    at most ``sessions_per_connection`` of them, never a connection of their own; the
+    operations then take them without connecting."""
+    with make_storage(
+        sftp_server, sftp_base_path, pool_size=2, sessions_per_connection=3
+    ) as storage:
+        storage._reserve_sessions(4)
+        assert storage.pool_stats() == PoolStats(0, 0, sessions_in_use=0, idle=0)
+        storage.upload(io.BytesIO(b"x"), "a.txt")
+        storage._reserve_sessions(4)
+        assert storage.pool_stats() == PoolStats(1, 1, sessions_in_use=0, idle=3)
+        with storage.open("a.txt") as first, storage.open("a.txt") as second:
+            assert first.read() + second.read() == b"xx"
+            assert storage.pool_stats() == PoolStats(1, 1, sessions_in_use=2, idle=1)
+        storage._reserve_sessions(2)  # enough are idle already
+        assert storage.pool_stats() == PoolStats(1, 1, sessions_in_use=0, idle=3)
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="Linux's TCP_QUICKACK")
