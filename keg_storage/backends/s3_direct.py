@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
@@ -77,7 +78,7 @@ def clients_with_direct_put(
     to ``bucket`` (with the credentials of ``session``, the boto3 session behind them), unless
     ``bucket`` is None."""
     client, single_try = make_clients()
-    direct = DirectRequests.for_client(client, session, bucket) if bucket is not None else None
+    direct = DirectRequests(client, session, bucket) if bucket is not None else None
     return S3Clients(client, single_try, direct)
 
 
@@ -85,41 +86,69 @@ RANGE_NOT_SATISFIABLE = 416
 """S3's answer to a range of an empty object."""
 
 
+class Route(NamedTuple):
+    """Where a bucket's direct requests go and how they are signed."""
+
+    bucket_url: str
+    """The URL of the bucket's keys, ending in ``/``."""
+    region: str
+    """The region of the signing scope."""
+    credentials: Any
+    """botocore's credentials, which refresh themselves."""
+
+
 class DirectRequests:
     """Sends small ``put_object`` requests, first ranged GETs and HEADs to one bucket of one
-    client (see the module)."""
+    client (see the module).
 
-    def __init__(
-        self, bucket_url: str, region: str, credentials: Any, http_session: Any, config: Any
-    ) -> None:
-        self.bucket_url = bucket_url
-        self.region = region
-        self.credentials = credentials
-        self.http_session = http_session
-        self.config = config
-        self.checksum = config.request_checksum_calculation == "when_supported"
+    The route is learnt from the client on first use, so making a storage sends nothing and
+    needs no credentials yet. It is given up for good (every request then goes through the
+    client) when the client cannot give one (no SigV4, no credentials) or when S3 answers a
+    direct request with a redirect or a ``400``: a bucket in another region than the client's,
+    which the client follows and remembers."""
 
-    @classmethod
-    def for_client(cls, client: S3Client, session: Any, bucket: str) -> DirectRequests | None:
-        """The direct sender of ``client``'s requests to ``bucket``, with the credentials of
-        ``session`` (the boto3 session that made ``client``); None where the client does not
-        sign with SigV4 (then every upload goes through the client). The connection pool is the
-        client's, which botocore does not expose otherwise than as ``_endpoint.http_session``."""
-        http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-        credentials = session.get_credentials()
-        if http_session is None or credentials is None or bucket.endswith("--x-s3"):
-            return None  # no pool or keys to use, or an S3 Express directory bucket
-        url = urllib.parse.urlsplit(
-            client.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}
-            )
+    def __init__(self, client: S3Client, session: Any, bucket: str) -> None:
+        self.client = client
+        self.session = session
+        self.bucket = bucket
+        self.config: Any = client.meta.config
+        self.checksum = (
+            getattr(self.config, "request_checksum_calculation", None) == "when_supported"
         )
+        # The client's connection pool, which botocore exposes only as _endpoint.http_session.
+        self.http_session: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        # An S3 Express directory bucket signs with session tokens of its own.
+        self.usable = self.http_session is not None and not bucket.endswith("--x-s3")
+        self._route: Route | None = None
+        self._lock = threading.Lock()
+
+    def route(self) -> Route | None:
+        """The bucket's route, learnt once; None while direct requests are not usable."""
+        if self._route is None and self.usable:
+            with self._lock:
+                if self._route is None and self.usable:
+                    self._route = self._learn_route()
+                    self.usable = self._route is not None
+        return self._route if self.usable else None
+
+    def _learn_route(self) -> Route | None:
+        """The address and signing scope the client would use, read from a URL it presigns."""
+        try:
+            credentials = self.session.get_credentials()
+            if credentials is None:
+                return None
+            presigned = self.client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": _PROBE_KEY}
+            )
+        except botocore.exceptions.BotoCoreError:
+            return None  # the client's own requests will say what is wrong
+        url = urllib.parse.urlsplit(presigned)
         query = urllib.parse.parse_qs(url.query)
         scope = query.get("X-Amz-Credential", [""])[0].split("/")
         if len(scope) != 5 or scope[3] != "s3" or not url.path.endswith("/" + _PROBE_KEY):
-            return None
+            return None  # not SigV4 (an UNSIGNED or legacy signature_version)
         bucket_url = f"{url.scheme}://{url.netloc}{url.path[: -len(_PROBE_KEY)]}"
-        return cls(bucket_url, scope[2], credentials, http_session, client.meta.config)
+        return Route(bucket_url, scope[2], credentials)
 
     def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> bool:
         """Store ``body`` at ``key`` (the bucket's own key); True when S3 answered ``200``,
@@ -127,7 +156,7 @@ class DirectRequests:
         headers = self.headers(body, options)
         if headers is None:
             return False
-        response = self.send(AWSRequest("PUT", self.url_of(key), headers, body))
+        response = self.send("PUT", key, headers, body)
         return response is not None and response.status_code == 200
 
     def get_range(self, key: str, first: int, last: int) -> dict[str, Any] | int | None:
@@ -135,9 +164,7 @@ class DirectRequests:
         (``ETag``, ``ContentType``, ``ContentRange``, ``ContentLength`` and the ``Body``,
         unread), :data:`RANGE_NOT_SATISFIABLE` for a range of an empty object, or None when the
         caller must ask through the client."""
-        request = AWSRequest("GET", self.url_of(key), {"Range": f"bytes={first}-{last}"})
-        request.stream_output = True
-        response = self.send(request)
+        response = self.send("GET", key, {"Range": f"bytes={first}-{last}"}, stream=True)
         if response is None:
             return None
         headers = response.headers
@@ -160,23 +187,37 @@ class DirectRequests:
     def head_status(self, key: str) -> int | None:
         """The status of a HEAD of ``key`` (``200``: there, ``404``: missing), None when the
         caller must ask through the client."""
-        response = self.send(AWSRequest("HEAD", self.url_of(key)))
+        response = self.send("HEAD", key, {})
         return None if response is None else int(response.status_code)
 
-    def url_of(self, key: str) -> str:
-        """The URL of ``key`` (the bucket's own key), quoted as botocore quotes it."""
-        return self.bucket_url + urllib.parse.quote(key, safe="/~")
-
-    def send(self, request: AWSRequest) -> Any:
-        """Sign ``request`` and send it on the client's pool: its response, None if it could
-        not be sent or answered."""
+    def send(
+        self,
+        method: str,
+        key: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        *,
+        stream: bool = False,
+    ) -> Any:
+        """Sign a request for ``key`` (the bucket's own key, quoted as botocore quotes it) and
+        send it on the client's pool: its response, None if there is no route or it could not
+        be sent or answered. A redirect or a ``400`` gives the route up (see the class)."""
+        route = self.route()
+        if route is None:
+            return None
+        url = route.bucket_url + urllib.parse.quote(key, safe="/~")
+        request = AWSRequest(method, url, headers, body or None)
+        request.stream_output = stream
         request.context["client_config"] = self.config
         try:
-            frozen = self.credentials.get_frozen_credentials()
-            S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
-            return self.http_session.send(request.prepare())
+            frozen = route.credentials.get_frozen_credentials()
+            S3SigV4Auth(frozen, "s3", route.region).add_auth(request)
+            response = self.http_session.send(request.prepare())
         except botocore.exceptions.BotoCoreError:
             return None
+        if 300 <= response.status_code < 400 or response.status_code == 400:
+            self.usable = False
+        return response
 
     def headers(self, body: bytes, options: Mapping[str, Any]) -> dict[str, str] | None:
         """The request's headers, None when ``body`` or ``options`` need the client."""

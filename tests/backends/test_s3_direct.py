@@ -5,8 +5,10 @@ direct request cannot do goes through the client with its usual errors."""
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import random
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -311,3 +313,65 @@ def test_a_direct_download_cut_midway_is_asked_again_through_the_client(
     storage.download("doc.bin", target)
     assert not proxy.armed
     assert target.getvalue() == body
+
+
+class Refusing(http.server.BaseHTTPRequestHandler):
+    """Answers every request ``400 Bad Request`` with an S3 error body, and counts them."""
+
+    seen: list[str] = []
+
+    def _refuse(self) -> None:
+        type(self).seen.append(self.command)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<Error><Code>AuthorizationHeaderMalformed</Code><Message>region</Message></Error>"
+        self.send_response(400)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_GET = do_HEAD = _refuse
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_400_or_a_redirect_gives_the_direct_route_up() -> None:
+    """What a bucket in another region than the client's gets: the client, which follows
+    redirects and learns regions, takes every later request (a stand-in HTTP server, since
+    SeaweedFS has one region)."""
+    Refusing.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        storage = S3Storage(
+            "bucket",
+            "us-east-1",
+            "key-id",
+            "secret",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            max_attempts=1,
+        )
+        for attempt in range(2):
+            with pytest.raises(StorageError, match="AuthorizationHeaderMalformed"):
+                storage.upload(io.BytesIO(b"small"), f"a{attempt}.txt")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Refusing.seen == ["PUT", "PUT", "PUT"]  # direct then client, then the client alone
+
+
+def test_a_storage_without_credentials_is_made_and_fails_through_the_client(
+    seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The route is learnt on first use: making the storage needs no credentials; the upload
+    then fails with the client's own error."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    storage = S3Storage(s3_bucket, seaweedfs.region, endpoint_url=seaweedfs.endpoint_url)
+    with storage, pytest.raises(StorageError, match="credentials") as raised:
+        storage.upload(io.BytesIO(b"x"), "anonymous.txt")
+    assert raised.value.path == "anonymous.txt"
