@@ -290,37 +290,16 @@ def test_azure_links_cannot_be_create_only(
     assert list(azure_container.list_blobs()) == []
 
 
-@pytest.fixture
-def s3_through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, Any]]:
-    """An S3Storage that reaches SeaweedFS through a fault-injecting proxy."""
-    from tests.faults.proxy import FaultProxy
-
-    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
-        storage = S3Storage(
-            s3_bucket,
-            seaweedfs.region,
-            seaweedfs.access_key,
-            seaweedfs.secret_key,
-            endpoint_url=f"http://127.0.0.1:{proxy.port}",
-            chunk_size=5 * MiB,
-            max_attempts=3,
-            connect_timeout=2,
-            read_timeout=5,
-        )
-        with storage:
-            yield storage, proxy
-
-
 @pytest.mark.parametrize("size", [1000, SIZES["multipart"]], ids=["small", "multipart"])
 @pytest.mark.parametrize("way", ["overwrite", "if_match", "plain"])
 def test_s3_publish_whose_answer_is_lost(
-    s3_through_proxy: tuple[S3Storage, Any], size: int, way: str, request: pytest.FixtureRequest
+    s3_proxied: tuple[S3Storage, Any], size: int, way: str, request: pytest.FixtureRequest
 ) -> None:
     """The connection breaks after the service published but before its answer arrived:
     botocore sends the request again, which the service refuses (412; a resent complete may
     also find its upload gone). The stored object has this write's ETag, so the write went
     through and ``close()`` says so."""
-    storage, proxy = s3_through_proxy
+    storage, proxy = s3_proxied
     storage.upload(io.BytesIO(b"old"), "lost.bin")
     condition = {
         "overwrite": {"overwrite": False, "path": "new.bin"},
@@ -347,10 +326,10 @@ def test_s3_publish_whose_answer_is_lost(
 
 
 def test_s3_rival_after_a_lost_answer_still_wins(
-    s3_through_proxy: tuple[S3Storage, Any], s3_client: S3Client
+    s3_proxied: tuple[S3Storage, Any], s3_client: S3Client
 ) -> None:
     """A resend refused because another writer's bytes are there is still a refusal."""
-    storage, proxy = s3_through_proxy
+    storage, proxy = s3_proxied
     sent: list[str] = []
 
     def rival_then_cut(**_: Any) -> None:

@@ -619,31 +619,12 @@ class TestConfiguration:
         assert parsed.path == f"/{backend_s3.bucket}/a.txt"
 
 
-@pytest.fixture
-def through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, FaultProxy]]:
-    """An S3Storage that reaches the server through a fault-injecting proxy."""
-    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
-        storage = S3Storage(
-            s3_bucket,
-            seaweedfs.region,
-            seaweedfs.access_key,
-            seaweedfs.secret_key,
-            endpoint_url=f"http://127.0.0.1:{proxy.port}",
-            chunk_size=5 * MiB,
-            max_attempts=3,
-            connect_timeout=2,
-            read_timeout=5,
-        )
-        with storage:
-            yield storage, proxy
-
-
 class TestFaults:
     @pytest.mark.parametrize("cut", [1000, 3 * MiB, 7 * MiB])
     def test_streaming_read_survives_a_cut_body(
-        self, through_proxy: tuple[S3Storage, FaultProxy], cut: int
+        self, s3_proxied: tuple[S3Storage, FaultProxy], cut: int
     ) -> None:
-        storage, proxy = through_proxy
+        storage, proxy = s3_proxied
         data = data_of(12 * MiB, seed=cut)
         storage.upload(io.BytesIO(data), "doc.bin")
         with storage.open("doc.bin") as file:
@@ -652,9 +633,9 @@ class TestFaults:
         assert not proxy.armed
 
     def test_download_survives_a_cut_body(
-        self, through_proxy: tuple[S3Storage, FaultProxy], caplog: pytest.LogCaptureFixture
+        self, s3_proxied: tuple[S3Storage, FaultProxy], caplog: pytest.LogCaptureFixture
     ) -> None:
-        storage, proxy = through_proxy
+        storage, proxy = s3_proxied
         data = data_of(12 * MiB, seed=7)
         storage.upload(io.BytesIO(data), "doc.bin")
         proxy.cut_after(6 * MiB, "downstream")
@@ -674,9 +655,9 @@ class TestFaults:
 
     @pytest.mark.parametrize("cut", [200, 2 * MiB, 6 * MiB])
     def test_cut_write_publishes_whole_or_nothing(
-        self, through_proxy: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
+        self, s3_proxied: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
     ) -> None:
-        storage, proxy = through_proxy
+        storage, proxy = s3_proxied
         new = data_of(11 * MiB, seed=cut)
         s3_client.put_object(Bucket=storage.bucket, Key="doc.bin", Body=b"old")
         proxy.cut_after(cut, "upstream")
@@ -693,9 +674,9 @@ class TestFaults:
         assert pending_uploads(s3_client, storage.bucket) == []
 
     def test_refused_connections_are_a_connection_error(
-        self, through_proxy: tuple[S3Storage, FaultProxy]
+        self, s3_proxied: tuple[S3Storage, FaultProxy]
     ) -> None:
-        storage, proxy = through_proxy
+        storage, proxy = s3_proxied
         proxy.reset_all()
         proxy.refuse_new = True
         with pytest.raises(StorageConnectionError) as info:

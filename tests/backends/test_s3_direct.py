@@ -247,24 +247,8 @@ def test_the_direct_request_carries_the_crc32_that_when_supported_asks_for(
     assert head.get("ChecksumCRC32") == expected
 
 
-@pytest.fixture
-def through_proxy(seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[tuple[S3Storage, FaultProxy]]:
-    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
-        storage = S3Storage(
-            s3_bucket,
-            seaweedfs.region,
-            seaweedfs.access_key,
-            seaweedfs.secret_key,
-            endpoint_url=f"http://127.0.0.1:{proxy.port}",
-            max_attempts=3,
-            read_timeout=5,
-        )
-        with storage:
-            yield storage, proxy
-
-
-def test_a_direct_upload_is_one_request(through_proxy: tuple[S3Storage, FaultProxy]) -> None:
-    storage, proxy = through_proxy
+def test_a_direct_upload_is_one_request(s3_proxied: tuple[S3Storage, FaultProxy]) -> None:
+    storage, proxy = s3_proxied
     storage.upload(io.BytesIO(b"z" * 4000), "one.bin")
     assert proxy.stats.connections == 1
     assert 4000 < proxy.stats.upstream_bytes < 4000 + 1500  # one request's headers, one body
@@ -284,11 +268,11 @@ def test_a_direct_upload_is_one_request(through_proxy: tuple[S3Storage, FaultPro
 
 @pytest.mark.parametrize("cut", [100, 1200])
 def test_a_direct_upload_cut_midway_is_sent_again_through_the_client(
-    through_proxy: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
+    s3_proxied: tuple[S3Storage, FaultProxy], s3_client: S3Client, cut: int
 ) -> None:
     """The connection breaks in the direct request's headers or body: the client sends the
     upload again, and the object is stored whole."""
-    storage, proxy = through_proxy
+    storage, proxy = s3_proxied
     s3_client.put_object(Bucket=storage.bucket, Key="doc.bin", Body=b"old")
     calls = PutObjects(storage.client)
     body = bytes(range(256)) * 8
@@ -301,11 +285,11 @@ def test_a_direct_upload_cut_midway_is_sent_again_through_the_client(
 
 @pytest.mark.parametrize("cut", [100, 3000])
 def test_a_direct_download_cut_midway_is_asked_again_through_the_client(
-    through_proxy: tuple[S3Storage, FaultProxy], cut: int
+    s3_proxied: tuple[S3Storage, FaultProxy], cut: int
 ) -> None:
     """Cut in the direct answer's headers (sent again by the client) or in its body (the range
     read again, as for any broken body): the download is whole."""
-    storage, proxy = through_proxy
+    storage, proxy = s3_proxied
     body = bytes(range(256)) * 32
     storage.upload(io.BytesIO(body), "doc.bin")
     proxy.cut_after(cut, "downstream")
