@@ -21,8 +21,11 @@ error parsing and typed errors apply unchanged.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import threading
+import time
 import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
@@ -32,8 +35,7 @@ from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
     import botocore.exceptions
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
+    from botocore.awsrequest import AWSPreparedRequest
     from botocore.response import StreamingBody
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
@@ -95,6 +97,10 @@ class Route(NamedTuple):
     """The region of the signing scope."""
     credentials: Any
     """botocore's credentials, which refresh themselves."""
+    host: str
+    """The ``Host`` header signed (no default port), as botocore's signer writes it."""
+    bucket_path: str
+    """The path of :attr:`bucket_url` (``/bucket/``, or ``/`` with virtual-host addressing)."""
 
 
 class DirectRequests:
@@ -121,6 +127,7 @@ class DirectRequests:
         self.usable = self.http_session is not None and not bucket.endswith("--x-s3")
         self._route: Route | None = None
         self._lock = threading.Lock()
+        self.signer = Signer()
 
     def route(self) -> Route | None:
         """The bucket's route, learnt once; None while direct requests are not usable."""
@@ -148,7 +155,8 @@ class DirectRequests:
         if len(scope) != 5 or scope[3] != "s3" or not url.path.endswith("/" + _PROBE_KEY):
             return None  # not SigV4 (an UNSIGNED or legacy signature_version)
         bucket_url = f"{url.scheme}://{url.netloc}{url.path[: -len(_PROBE_KEY)]}"
-        return Route(bucket_url, scope[2], credentials)
+        bucket_path = url.path[: -len(_PROBE_KEY)]
+        return Route(bucket_url, scope[2], credentials, _host_of(url), bucket_path)
 
     def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> bool:
         """Store ``body`` at ``key`` (the bucket's own key); True when S3 answered ``200``,
@@ -205,14 +213,15 @@ class DirectRequests:
         route = self.route()
         if route is None:
             return None
-        url = route.bucket_url + urllib.parse.quote(key, safe="/~")
-        request = AWSRequest(method, url, headers, body or None)
-        request.stream_output = stream
-        request.context["client_config"] = self.config
+        path = urllib.parse.quote(key, safe="/~")
         try:
-            frozen = route.credentials.get_frozen_credentials()
-            S3SigV4Auth(frozen, "s3", route.region).add_auth(request)
-            response = self.http_session.send(request.prepare())
+            signed = self.signer.sign(method, route, path, headers, body)
+            # The pool passes the headers on to urllib3, which takes any mapping.
+            headers_sent: Any = signed
+            request = AWSPreparedRequest(
+                method, route.bucket_url + path, headers_sent, body or None, stream
+            )
+            response = self.http_session.send(request)
         except botocore.exceptions.BotoCoreError:
             return None
         if 300 <= response.status_code < 400 or response.status_code == 400:
@@ -247,3 +256,84 @@ def _plain(name: str, value: Any) -> bool:
         and value.isascii()
         and value.isprintable()
     )
+
+
+def _host_of(url: urllib.parse.SplitResult) -> str:
+    """The ``Host`` header of ``url`` as botocore signs it: lower case, an IPv6 address in
+    brackets, the port only if it is not the scheme's default."""
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if url.port is not None and url.port != {"http": 80, "https": 443}.get(url.scheme):
+        host = f"{host}:{url.port}"
+    return host
+
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class Signer:
+    """Signature Version 4 of a direct request (AWS's "Authenticating Requests" for S3, header
+    form, the payload signed), on plain strings.
+
+    Written here rather than taken from botocore's ``S3SigV4Auth``, which costs about 0.2 ms of
+    CPU a request, a third of a small upload's, building its canonical request through
+    ``email``-based header objects and deriving the signing key each time. This one keeps the
+    day's signing key and writes the same headers and signature: tests/backends/test_s3_direct.py
+    checks it against botocore's signer, and every test against SeaweedFS against a server
+    that checks signatures."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, str, bytes] | None = None  # day, region, secret, key
+
+    def sign(
+        self, method: str, route: Route, path: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, str]:
+        """``headers`` with ``Host``, ``X-Amz-Date``, ``X-Amz-Content-SHA256``, the session
+        token if any and ``Authorization``, for ``method`` on the key ``path`` (quoted) of
+        ``route``."""
+        credentials = route.credentials.get_frozen_credentials()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        signed = {
+            **headers,
+            "Host": route.host,
+            "X-Amz-Date": stamp,
+            "X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
+        }
+        if credentials.token:
+            signed["X-Amz-Security-Token"] = credentials.token
+        canonical = sorted(
+            (name.lower(), " ".join(value.split())) for name, value in signed.items()
+        )
+        names = ";".join(name for name, _ in canonical)
+        request = "\n".join(
+            (
+                method,
+                route.bucket_path + path,
+                "",
+                "".join(f"{name}:{value}\n" for name, value in canonical),
+                names,
+                signed["X-Amz-Content-SHA256"],
+            )
+        )
+        scope = f"{stamp[:8]}/{route.region}/s3/aws4_request"
+        digest = hashlib.sha256(request.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
+        key = self.signing_key(stamp[:8], route.region, credentials.secret_key)
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signed["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+            f"SignedHeaders={names}, Signature={signature}"
+        )
+        return signed
+
+    def signing_key(self, day: str, region: str, secret: str) -> bytes:
+        """The key of ``day`` and ``region`` (four HMACs), kept until either changes."""
+        cached = self._key
+        if cached is not None and cached[:3] == (day, region, secret):
+            return cached[3]
+        key = ("AWS4" + secret).encode()
+        for part in (day, region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._key = (day, region, secret, key)
+        return key

@@ -5,18 +5,25 @@ direct request cannot do goes through the client with its usual errors."""
 from __future__ import annotations
 
 import base64
+import datetime
 import http.server
 import io
 import random
 import threading
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import botocore.auth
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from keg_storage import FileNotFoundInStorageError, StorageError, StoragePermissionError
+from keg_storage.backends import s3_direct
 from keg_storage.backends.s3 import S3Storage
 from keg_storage.backends.s3_direct import DIRECT_LIMIT
 from tests.faults.proxy import FaultProxy
@@ -359,3 +366,59 @@ def test_a_storage_without_credentials_is_made_and_fails_through_the_client(
     with storage, pytest.raises(StorageError, match="credentials") as raised:
         storage.upload(io.BytesIO(b"x"), "anonymous.txt")
     assert raised.value.path == "anonymous.txt"
+
+
+SIGNED_CASES = [
+    ("PUT", "http://127.0.0.1:8333/bucket/", None, {"Content-Length": "5"}, b"hello"),
+    (
+        "GET",
+        "https://bucket.s3.eu-west-1.amazonaws.com/",
+        "token/with+slash=",
+        {"Range": "bytes=0-9"},
+        b"",
+    ),
+    ("HEAD", "http://[::1]:9000/b/", None, {}, b""),
+    (
+        "PUT",
+        "https://s3.example.com:443/b/",
+        "t",
+        {
+            "Content-Length": "3",
+            "Content-Type": "text/csv;  charset=utf-8",
+            "Cache-Control": " max-age=60,   private ",
+            "x-amz-meta-owner": "ops",
+            "x-amz-checksum-crc32": "NhCmhg==",
+        },
+        b"a,b",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "bucket_url", "token", "headers", "body"), SIGNED_CASES)
+@pytest.mark.parametrize("key", KEYS)
+def test_the_signature_is_botocores(
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    bucket_url: str,
+    token: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    key: str,
+) -> None:
+    """The direct requests' own signer writes what botocore's ``S3SigV4Auth`` writes for the
+    same request at the same second: the same headers and the same signature."""
+    moment = datetime.datetime(2026, 12, 5, 7, 30, 15, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: moment.replace(tzinfo=None))
+    monkeypatch.setattr(s3_direct.time, "gmtime", lambda: moment.timetuple())
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    url = urllib.parse.urlsplit(bucket_url)
+    route = s3_direct.Route(bucket_url, "eu-west-1", credentials, s3_direct._host_of(url), url.path)
+    path = urllib.parse.quote(key, safe="/~")
+    ours = s3_direct.Signer().sign(method, route, path, dict(headers), body)
+
+    theirs = AWSRequest(method, bucket_url + path, dict(headers), body or None)
+    S3SigV4Auth(credentials, "s3", "eu-west-1").add_auth(theirs)
+    assert {k.lower(): v for k, v in ours.items() if k != "Host"} == {
+        k.lower(): v for k, v in theirs.headers.items()
+    }
+    assert ours["Host"] == botocore.auth._host_from_url(bucket_url)
