@@ -1,21 +1,20 @@
-"""Small uploads and the first GET of a download, signed and sent without the client's request
-pipeline.
+"""Small uploads, the first GET of a download and the HEAD of ``exists``, signed and sent
+without the client's request pipeline.
 
 A ``put_object`` of a 4 KiB body costs about 0.9 ms of CPU in boto3, and half of it is the
 pipeline around the request (parameter validation and serialisation, a dozen event hooks,
-endpoint resolution, parsing the answer) rather than signing and sending it; a ``get_object``
-the same. Moving many small files from several threads is bound by that CPU, which the GIL
-serialises.
+endpoint resolution, parsing the answer); a third of the rest is botocore's signer. Moving many
+small files from several threads is bound by that CPU, which the GIL serialises.
 
-:class:`DirectRequests` keeps the two parts that matter from botocore: its SigV4 signer (with
-the client's own credentials, refreshed as the client refreshes them) and the client's own
-connection pool (its TLS, proxy and timeout settings). The requests' address and signing scope
-come from the client itself, through a presigned URL, so virtual-host or path addressing,
-regional and custom endpoints are the ones the client would use. Only a body below
-:data:`DIRECT_LIMIT` with options that are plain headers, and the first range of a download, go
-this way, as does the HEAD of ``exists``. Any answer but the one expected and any failure to
-send hands the request back to the caller, which sends it through the client, whose retries,
-error parsing and typed errors apply unchanged.
+:class:`DirectRequests` keeps from the client its credentials (refreshed as the client
+refreshes them) and its connection pool (its TLS, proxy and timeout settings), and signs with
+:class:`Signer`, checked against botocore's. The requests' address and signing scope come from
+the client itself, through a presigned URL, so virtual-host or path addressing, regional and
+custom endpoints are the ones the client would use. Only a body below :data:`DIRECT_LIMIT` with
+options that are plain headers, the first range of a download and the HEAD of ``exists`` go
+this way. Any answer but the one expected and any failure to send hands the request back to the
+caller, which sends it through the client, whose retries, error parsing and typed errors apply
+unchanged.
 """
 
 from __future__ import annotations
