@@ -116,10 +116,8 @@ class DirectRequests:
         self.client = client
         self.session = session
         self.bucket = bucket
-        self.config: Any = client.meta.config
-        self.checksum = (
-            getattr(self.config, "request_checksum_calculation", None) == "when_supported"
-        )
+        config: Any = client.meta.config
+        self.checksum = config.request_checksum_calculation == "when_supported"
         # The client's connection pool, which botocore exposes only as _endpoint.http_session.
         self.http_session: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
         # An S3 Express directory bucket signs with session tokens of its own.
