@@ -459,14 +459,10 @@ def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
     streams from ``open(key, 'rb')``, so memory stays within ``jobs`` small files or parts."""
     src_key, dst_key = job.src_prefix + name, job.dst_prefix + name
     if entry.size <= SMALL_FILE:
-        job.check_running()
-        buffer = io.BytesIO()
-        job.src.download(src_key, buffer)
-        copied = buffer.tell()
-        buffer.seek(0)
-        store(job.dst, buffer, dst_key, entry.last_modified)  # boto3 closes the buffer
-        job.count_bytes(copied)
-        return copied
+        data = read_whole(job, src_key)
+        store(job.dst, io.BytesIO(data), dst_key, entry.last_modified)
+        job.count_bytes(len(data))
+        return len(data)
     with job.src.open(src_key, "rb") as source:
         reader = _CountingReader(cast(IO[bytes], source), job)
         store(job.dst, cast(IO[bytes], reader), dst_key, entry.last_modified)
@@ -476,12 +472,19 @@ def copy_file(job: _Job, name: str, entry: ListEntry) -> int:
 def read_for_batch(job: _Job, index: int, name: str, entry: ListEntry) -> BatchItem:
     """A small file of a batch (see :func:`copy_tasks`): its destination key checked and its
     content read whole from the source."""
-    job.check_running()
     key = job.dst._file_key(job.dst_prefix + name)
-    buffer = io.BytesIO()
-    job.src.download(job.src_prefix + name, buffer)
+    data = read_whole(job, job.src_prefix + name)
     mtime = None if entry.last_modified is None else int(entry.last_modified.timestamp())
-    return BatchItem(index, "", key, data=buffer.getvalue(), mtime=mtime)
+    return BatchItem(index, "", key, data=data, mtime=mtime)
+
+
+def read_whole(job: _Job, src_key: str) -> bytes:
+    """A small file of the source, read whole with ``download`` (one request where the store
+    can), unless the sync was stopped."""
+    job.check_running()
+    buffer = io.BytesIO()
+    job.src.download(src_key, buffer)
+    return buffer.getvalue()
 
 
 def copy_tasks(job: _Job, copies: Sequence[tuple[SyncAction, ListEntry]]) -> list[Task]:

@@ -45,7 +45,7 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import s3_listing
 from .prefixes import KeyPrefix, user_path
-from .s3_direct import S3Clients, clients_with_direct_put
+from .s3_direct import S3Clients, clients_with_direct_requests
 from .s3_errors import (
     condition_parameters,
     deciding,
@@ -241,8 +241,8 @@ class S3Storage(StorageBackend):
         direct_bucket: str | None,
     ) -> Callable[[], S3Clients]:
         """What makes this storage's two clients (:func:`.s3_settings.make_clients`), from the
-        boto3 session of the credentials, and the direct sender of small uploads to
-        ``direct_bucket`` (:mod:`.s3_direct`); it holds the settings, not the storage."""
+        boto3 session of the credentials, and the sender of direct requests to ``direct_bucket``
+        (:mod:`.s3_direct`); it holds the settings, not the storage."""
         sdk_session = botocore.session.get_session()
         use_fast_timestamps(sdk_session)
         session = boto3.session.Session(
@@ -267,7 +267,7 @@ class S3Storage(StorageBackend):
             config = config.merge(client_config)
         reporter = RetryReporter(self.retry_label, self.connect_timeout, self.read_timeout)
         make = functools.partial(make_clients, session, self.endpoint_url, config, reporter)
-        return functools.partial(clients_with_direct_put, make, session, direct_bucket)
+        return functools.partial(clients_with_direct_requests, make, session, direct_bucket)
 
     @property
     def retry_label(self) -> str:
@@ -370,12 +370,12 @@ class S3Storage(StorageBackend):
     def _probe(self, key: str) -> None:
         """The HEAD that :meth:`_stat` sends, its answer not made into a stat (sent directly
         where it can be: :mod:`.s3_direct`)."""
-        direct = self._clients.get().direct
-        status = direct.head_status(self._prefix.service(key)) if direct else None
+        direct, service_key = self._clients.get().direct, self._prefix.service(key)
+        status = direct.head_status(service_key) if direct else None
         if status == 404:
             raise FileNotFoundInStorageError(self, key)
         if status != 200:
-            self.client.head_object(Bucket=self.bucket, Key=self._prefix.service(key))
+            self.client.head_object(Bucket=self.bucket, Key=service_key)
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._prefix.service(key))

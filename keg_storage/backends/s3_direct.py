@@ -72,7 +72,7 @@ class S3Clients(NamedTuple):
     """The sender of requests without the client's pipeline, if the storage uses one."""
 
 
-def clients_with_direct_put(
+def clients_with_direct_requests(
     make_clients: Callable[[], tuple[S3Client, S3Client]], session: Any, bucket: str | None
 ) -> S3Clients:
     """The two clients ``make_clients`` makes, and a direct sender of the first one's requests
@@ -151,8 +151,8 @@ class DirectRequests:
         scope = query.get("X-Amz-Credential", [""])[0].split("/")
         if len(scope) != 5 or scope[3] != "s3" or not url.path.endswith("/" + _PROBE_KEY):
             return None  # not SigV4 (an UNSIGNED or legacy signature_version)
-        bucket_url = f"{url.scheme}://{url.netloc}{url.path[: -len(_PROBE_KEY)]}"
         bucket_path = url.path[: -len(_PROBE_KEY)]
+        bucket_url = f"{url.scheme}://{url.netloc}{bucket_path}"
         return Route(bucket_url, scope[2], credentials, _host_of(url), bucket_path)
 
     def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> bool:

@@ -438,11 +438,11 @@ class TestTransferRequests:
         assert list(tmp_path.iterdir()) == [local]
 
     def test_small_upload_and_put_are_one_put_object(
-        self, seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Any
+        self, small_parts_through_client: S3Storage, tmp_path: Any
     ) -> None:
         """Through the client (``direct_requests=False``; tests/backends/test_s3_direct.py
         has the direct requests)."""
-        small_parts = make_storage(seaweedfs, s3_bucket, direct_requests=False)
+        small_parts = small_parts_through_client
         local = tmp_path / "local.csv"
         local.write_bytes(b"a,b\n")
         counter = CountRequests(small_parts.client)
