@@ -754,9 +754,10 @@ class StorageBackend:
             self._download(key, local, count_bytes)
 
     def _reserve_sessions(self, count: int) -> None:
-        """Get ready for ``count`` transfers at once (``sync`` calls it before copying) where
-        that is cheaper ahead of them than in each: SFTP opens the sessions as channels of its
-        open connection. Nothing by default; a failure is left to the transfers to meet."""
+        """Get ready for ``count`` transfers at once (``sync``, and ``upload_many`` and
+        ``download_many`` on more than one thread, call it before they start) where that is
+        cheaper ahead of them than in each: SFTP opens the sessions as channels of one
+        connection. Nothing by default; a failure is left to the transfers to meet."""
 
     def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
         """Store each small local file (or the bytes given in ``item.data``, with the time

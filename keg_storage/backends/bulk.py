@@ -174,7 +174,7 @@ def upload_many(
     if overwrite and _batching(backend, max_concurrency, len(items)):
         small, jobs = _planned(backend, [(local, path) for local, path in items], jobs, True)
         jobs += _batches(small, backend.bulk_batch_files, backend._put_batch)
-    return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
+    return _run(items, jobs, max_concurrency, progress, backend)
 
 
 def _batching(backend: StorageBackend, max_concurrency: int, count: int) -> bool:
@@ -243,7 +243,7 @@ def download_many(
     if _batching(backend, max_concurrency, len(items)):
         small, jobs = _planned(backend, [(local, path) for path, local in items], jobs, False)
         jobs += _batches(small, backend.bulk_batch_files, backend._get_batch)
-    return _run(items, jobs, max_concurrency, progress, backend.bulk_max_workers)
+    return _run(items, jobs, max_concurrency, progress, backend)
 
 
 def batch_failed(
@@ -327,16 +327,18 @@ def _run(
     jobs: Sequence[Batch],
     max_concurrency: int,
     progress: ProgressCallback | None,
-    max_workers: int | None = None,
+    backend: StorageBackend,
 ) -> list[TransferResult]:
-    """Run ``jobs`` in a pool of ``max_concurrency`` threads (at most ``max_workers``, the
-    backend's :attr:`~.StorageBackend.bulk_max_workers`); with one, on the calling thread,
+    """Run ``jobs`` in a pool of ``max_concurrency`` threads (at most the ``backend``'s
+    :attr:`~.StorageBackend.bulk_max_workers`), the ``backend`` asked first to get ready for
+    that many (:meth:`~.StorageBackend._reserve_sessions`); with one, on the calling thread,
     where a pool would only add hand-offs. A result per item."""
-    workers = min(_workers(max_concurrency, len(jobs)), max_workers or len(jobs))
+    workers = _workers(max_concurrency, len(jobs), backend)
     run = _Transfers(len(items))
     if workers == 1:
         run.run_here(jobs, progress)
     elif jobs:
+        backend._reserve_sessions(workers)
         executor = ThreadPoolExecutor(workers, "keg-storage-bulk")
         try:
             for indices, transfer in jobs:

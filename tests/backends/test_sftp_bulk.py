@@ -22,6 +22,7 @@ from keg_storage import (
 from keg_storage.backends.bulk import TransferResult
 from keg_storage.backends.sftp import SFTPStorage
 from tests.faults.proxy import FaultProxy
+from tests.fixtures.backend_sftp import make_storage
 from tests.servers.sshd import SSHServer
 
 
@@ -142,6 +143,28 @@ def test_a_batch_cut_off_goes_again_on_a_new_connection(
     retries = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
     assert len(retries) == 1 and "upload_many" in retries[0], retries
     assert temp_files(sftp_base_path) == []
+
+
+def test_bulk_transfers_of_a_new_storage_share_one_connection(
+    sftp_server: SSHServer, sftp_base_path: str, tmp_path: Path
+) -> None:
+    """With 8 jobs and nothing open yet, ``upload_many`` and ``download_many`` run over one
+    SSH connection (its sessions opened ahead as channels), not a connection per thread."""
+    files = local_files(tmp_path, 200)
+    pairs = [(local, f"one/{local.name}") for local, _ in files]
+    with make_storage(sftp_server, sftp_base_path) as storage:
+        results = storage.upload_many(pairs, max_concurrency=8)
+        assert [r.error for r in results] == [None] * len(pairs)
+        assert storage.pool_stats().connections_opened == 1
+    for local, data in files:
+        assert Path(sftp_base_path, "one", local.name).read_bytes() == data
+    back = tmp_path / "back"
+    back.mkdir()
+    with make_storage(sftp_server, sftp_base_path) as storage:
+        results = storage.download_many([(k, back / l.name) for l, k in pairs], max_concurrency=8)
+        assert [r.error for r in results] == [None] * len(pairs)
+        assert storage.pool_stats().connections_opened == 1
+    assert {p.name: p.read_bytes() for p in back.iterdir()} == {l.name: d for l, d in files}
 
 
 def test_an_unreachable_server_gives_each_file_its_error(

@@ -33,14 +33,15 @@ def test_pool_stats_tell_connections_and_sessions(backend_sftp: SFTPStorage) -> 
 def test_sessions_reserved_ahead_are_channels_of_the_open_connection(
     sftp_server: SSHServer, sftp_base_path: str
 ) -> None:
-    """What ``sync`` asks for before copying: idle sessions on the connection already open,
-    at most ``sessions_per_connection`` of them, never a connection of their own; the
-    operations then take them without connecting."""
+    """What ``sync`` and the bulk transfers ask for before they start: idle sessions on the
+    connection already open (on one new connection when none is), at most
+    ``sessions_per_connection`` of them, never a connection of their own; the operations then
+    take them without connecting."""
     with make_storage(
         sftp_server, sftp_base_path, pool_size=2, sessions_per_connection=3
     ) as storage:
         storage._reserve_sessions(4)
-        assert storage.pool_stats() == PoolStats(0, 0, sessions_in_use=0, idle=0)
+        assert storage.pool_stats() == PoolStats(1, 1, sessions_in_use=0, idle=3)
         storage.upload(io.BytesIO(b"x"), "a.txt")
         storage._reserve_sessions(4)
         assert storage.pool_stats() == PoolStats(1, 1, sessions_in_use=0, idle=3)
