@@ -286,11 +286,13 @@ class S3Storage(StorageBackend):
         return self._clients.get().single_try
 
     def close(self) -> None:
-        """Close the clients' connection pools (they reopen connections on next use); a forked
-        child never closes its parent's."""
+        """Close the clients' connection pools and the direct requests' connections (they
+        reopen connections on next use); a forked child never closes its parent's."""
         if clients := self._clients.current():
             clients.client.close()
             clients.single_try.close()
+            if clients.direct is not None:
+                clients.direct.close()
 
     def _translate_error(self, error: Exception, path: str | None) -> StorageError | None:
         return translate_s3_error(self, error, user_path(path))

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .s3_connections import KeepAliveConnections, connections_like_the_clients
 from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
@@ -117,12 +118,16 @@ class DirectRequests:
         self.session = session
         self.bucket = bucket
         config: Any = client.meta.config
-        self.checksum = config.request_checksum_calculation == "when_supported"
+        self.config = config
+        self.checksum = self.config.request_checksum_calculation == "when_supported"
         # The client's connection pool, which botocore exposes only as _endpoint.http_session.
         self.http_session: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
         # An S3 Express directory bucket signs with session tokens of its own.
         self.usable = self.http_session is not None and not bucket.endswith("--x-s3")
         self._route: Route | None = None
+        self.connections: KeepAliveConnections | None = None
+        """Where PUTs and HEADs go (:mod:`.s3_connections`), set with the route; None: the
+        client's pool."""
         self._lock = threading.Lock()
         self.signer = Signer()
 
@@ -133,6 +138,10 @@ class DirectRequests:
                 if self._route is None and self.usable:
                     self._route = self._learn_route()
                     self.usable = self._route is not None
+                    if self._route is not None:
+                        self.connections = connections_like_the_clients(
+                            self.http_session, self.config, self._route.bucket_url
+                        )
         return self._route if self.usable else None
 
     def _learn_route(self) -> Route | None:
@@ -159,10 +168,7 @@ class DirectRequests:
         """Store ``body`` at ``key`` (the bucket's own key); True when S3 answered ``200``,
         False when the caller must send it through the client instead."""
         headers = self.headers(body, options)
-        if headers is None:
-            return False
-        response = self.send("PUT", key, headers, body)
-        return response is not None and response.status_code == 200
+        return headers is not None and self.status("PUT", key, headers, body) == 200
 
     def get_range(self, key: str, first: int, last: int) -> dict[str, Any] | int | None:
         """GET bytes ``first`` to ``last`` of ``key``: the answer as ``get_object`` gives it
@@ -192,8 +198,26 @@ class DirectRequests:
     def head_status(self, key: str) -> int | None:
         """The status of a HEAD of ``key`` (``200``: there, ``404``: missing), None when the
         caller must ask through the client."""
-        response = self.send("HEAD", key, {})
-        return None if response is None else int(response.status_code)
+        return self.status("HEAD", key, {})
+
+    def status(
+        self, method: str, key: str, headers: dict[str, str], body: bytes = b""
+    ) -> int | None:
+        """Send a request whose answer's body is not needed (on :attr:`connections` where the
+        route has them): the answer's status, None as for :meth:`send`."""
+        route = self.route()
+        connections = self.connections
+        if route is None or connections is None:
+            response = self.send(method, key, headers, body)
+            return None if response is None else int(response.status_code)
+        path = route.bucket_path + urllib.parse.quote(key, safe="/~")
+        try:
+            signed = self.signer.sign(method, route, path, headers, body)
+        except botocore.exceptions.BotoCoreError:
+            return None
+        status = connections.status(method, path, signed.items(), body)
+        self._check_route(status)
+        return status
 
     def send(
         self,
@@ -212,7 +236,7 @@ class DirectRequests:
             return None
         path = urllib.parse.quote(key, safe="/~")
         try:
-            signed = self.signer.sign(method, route, path, headers, body)
+            signed = self.signer.sign(method, route, route.bucket_path + path, headers, body)
             # The pool passes the headers on to urllib3, which takes any mapping.
             headers_sent: Any = signed
             request = AWSPreparedRequest(
@@ -221,9 +245,18 @@ class DirectRequests:
             response = self.http_session.send(request)
         except botocore.exceptions.BotoCoreError:
             return None
-        if 300 <= response.status_code < 400 or response.status_code == 400:
-            self.usable = False
+        self._check_route(response.status_code)
         return response
+
+    def _check_route(self, status: int | None) -> None:
+        """Give the route up on a redirect or a ``400`` (see the class)."""
+        if status is not None and (300 <= status < 400 or status == 400):
+            self.usable = False
+
+    def close(self) -> None:
+        """Close the idle connections of :attr:`connections`."""
+        if self.connections is not None:
+            self.connections.close()
 
     def headers(self, body: bytes, options: Mapping[str, Any]) -> dict[str, str] | None:
         """The request's headers, None when ``body`` or ``options`` need the client."""
@@ -287,8 +320,8 @@ class Signer:
         self, method: str, route: Route, path: str, headers: dict[str, str], body: bytes
     ) -> dict[str, str]:
         """``headers`` with ``Host``, ``X-Amz-Date``, ``X-Amz-Content-SHA256``, the session
-        token if any and ``Authorization``, for ``method`` on the key ``path`` (quoted) of
-        ``route``."""
+        token if any and ``Authorization``, for ``method`` on ``path`` (the bucket's path and a
+        key, quoted) of ``route``."""
         credentials = route.credentials.get_frozen_credentials()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         signed = {
@@ -306,7 +339,7 @@ class Signer:
         request = "\n".join(
             (
                 method,
-                route.bucket_path + path,
+                path,
                 "",
                 "".join(f"{name}:{value}\n" for name, value in canonical),
                 names,

@@ -161,10 +161,10 @@ def test_bulk_transfers_of_a_new_storage_share_one_connection(
     back = tmp_path / "back"
     back.mkdir()
     with make_storage(sftp_server, sftp_base_path) as storage:
-        results = storage.download_many([(k, back / l.name) for l, k in pairs], max_concurrency=8)
+        results = storage.download_many([(k, back / p.name) for p, k in pairs], max_concurrency=8)
         assert [r.error for r in results] == [None] * len(pairs)
         assert storage.pool_stats().connections_opened == 1
-    assert {p.name: p.read_bytes() for p in back.iterdir()} == {l.name: d for l, d in files}
+    assert {p.name: p.read_bytes() for p in back.iterdir()} == {p.name: d for p, d in files}
 
 
 def test_an_unreachable_server_gives_each_file_its_error(
