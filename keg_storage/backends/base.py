@@ -176,6 +176,9 @@ class StorageBackend:
     """How many small files :meth:`upload_many` hands to :meth:`_put_batch` (when it
     overwrites), and :meth:`download_many` to :meth:`_get_batch`, at once, when they run more
     than one thread; 1: each file is its own ``_put`` or ``_get``."""
+    bulk_download_batch_files: int | None = None
+    """:attr:`bulk_batch_files` for :meth:`download_many` alone, where it differs (S3: 1, it
+    batches uploads only); None: the same."""
     bulk_small_file_bytes = 64 * 1024
     """The largest local file (bytes) :meth:`upload_many` puts in a batch."""
     ordered_listing = False
@@ -759,13 +762,17 @@ class StorageBackend:
         cheaper ahead of them than in each: SFTP opens the sessions as channels of one
         connection. Nothing by default; a failure is left to the transfers to meet."""
 
-    def _put_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:
+    def _put_batch(
+        self, items: builtins.list[BatchItem], report: Report, concurrency: int = 1
+    ) -> dict[int, Exception]:
         """Store each small local file (or the bytes given in ``item.data``, with the time
         ``item.mtime`` where given) at its key, overwriting, as :meth:`_put` (or
         :meth:`upload_keeping_mtime`) would, for :meth:`upload_many` and ``sync`` (only called
-        where :attr:`bulk_batch_files` is above 1). Reports each file's bytes as
-        ``report(item.index, amount)``; returns the error of each file that failed, keyed by its
-        index: one file's failure never stops the others."""
+        where :attr:`bulk_batch_files` is above 1), with up to ``concurrency`` requests at once
+        where the service takes them from one thread (S3; SFTP pipelines its requests on one
+        session whatever it is). Reports each file's bytes as ``report(item.index, amount)``;
+        returns the error of each file that failed, keyed by its index: one file's failure never
+        stops the others."""
         raise NotImplementedError
 
     def _get_batch(self, items: builtins.list[BatchItem], report: Report) -> dict[int, Exception]:

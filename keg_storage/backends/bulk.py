@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import math
 import os
 import queue
 import stat
@@ -92,9 +93,10 @@ class BatchItem:
     data: bytes | None = None
     """An upload's bytes, held in memory, in place of reading ``local`` (``sync``: a small
     file read from its source store)."""
-    mtime: int | None = None
-    """An upload's modification time (seconds), set on the file before it is published, as
-    :meth:`~.StorageBackend.upload_keeping_mtime` does; None: the time of the write."""
+    mtime: float | None = None
+    """An upload's modification time (seconds since the epoch), kept as
+    :meth:`~.StorageBackend.upload_keeping_mtime` keeps it (SFTP: in whole seconds, set on the
+    file before it is published; S3: as metadata); None: the time of the write."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,17 +173,24 @@ def upload_many(
 
     items = _pairs(pairs)
     jobs = [_one(index, job(local, path)) for index, (local, path) in enumerate(items)]
-    if overwrite and _batching(backend, max_concurrency, len(items)):
+    size = backend.bulk_batch_files
+    if overwrite and _batching(size, backend, max_concurrency, len(items)):
         small, jobs = _planned(backend, [(local, path) for local, path in items], jobs, True)
-        jobs += _batches(small, backend.bulk_batch_files, backend._put_batch)
+        # Each batch may have its share of the requests at once (S3 sends them from one thread).
+        share = _workers(max_concurrency, len(items), backend) // max(
+            1, math.ceil(len(small) / size)
+        )
+        jobs += _batches(
+            small, size, functools.partial(backend._put_batch, concurrency=max(1, share))
+        )
     return _run(items, jobs, max_concurrency, progress, backend)
 
 
-def _batching(backend: StorageBackend, max_concurrency: int, count: int) -> bool:
-    """Whether the backend takes batches (:attr:`~.StorageBackend.bulk_batch_files`) and
-    the transfers run on more than one thread (one after the other, each file ends before the
-    next starts, as the caller may rely on)."""
-    return backend.bulk_batch_files > 1 and _workers(max_concurrency, count, backend) > 1
+def _batching(size: int, backend: StorageBackend, max_concurrency: int, count: int) -> bool:
+    """Whether the backend takes batches (of ``size`` files: its
+    :attr:`~.StorageBackend.bulk_batch_files`) and the transfers run on more than one thread
+    (one after the other, each file ends before the next starts, as the caller may rely on)."""
+    return size > 1 and _workers(max_concurrency, count, backend) > 1
 
 
 def _planned(
@@ -240,10 +249,21 @@ def download_many(
 
     items = _pairs(pairs)
     jobs = [_one(index, job(path, local)) for index, (path, local) in enumerate(items)]
-    if _batching(backend, max_concurrency, len(items)):
+    size = backend.bulk_download_batch_files or backend.bulk_batch_files
+    if _batching(size, backend, max_concurrency, len(items)):
         small, jobs = _planned(backend, [(local, path) for path, local in items], jobs, False)
-        jobs += _batches(small, backend.bulk_batch_files, backend._get_batch)
+        jobs += _batches(small, size, backend._get_batch)
     return _run(items, jobs, max_concurrency, progress, backend)
+
+
+def batch_body(item: BatchItem, limit: int) -> bytes | None:
+    """An upload's bytes: ``item.data``, or its local file read whole; None when the file has
+    ``limit`` bytes or more (it grew since it was planned: it goes alone, streamed)."""
+    if item.data is not None:
+        return item.data
+    with open(item.local, "rb") as local:
+        body = local.read(limit)
+    return body if len(body) < limit else None
 
 
 def batch_failed(

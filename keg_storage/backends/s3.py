@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -40,12 +40,12 @@ from .base import (
     StorageBackend,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
-from .bulk import batch_failed, delete_in_batches
+from .bulk import BatchItem, Report, batch_body, batch_failed, delete_in_batches
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import s3_listing
 from .prefixes import KeyPrefix, user_path
-from .s3_direct import S3Clients, clients_with_direct_requests
+from .s3_direct import DIRECT_LIMIT, S3Clients, Upload, clients_with_direct_requests
 from .s3_errors import (
     condition_parameters,
     deciding,
@@ -159,6 +159,10 @@ class S3Storage(StorageBackend):
     max_key_bytes = 1024
     ordered_listing = True
     etag_is_md5 = True  # of single-part uploads; a multipart one's ends in -N
+    bulk_batch_files = 10_000
+    """upload_many sends its small files in one batch (up to this many), ``max_concurrency``
+    at once from one thread (:meth:`_put_batch`); download_many gives each file a thread."""
+    bulk_download_batch_files = 1
 
     def __init__(
         self,
@@ -491,12 +495,8 @@ class S3Storage(StorageBackend):
         if body is not None:
             direct = self._clients.get().direct
             service_key = self._prefix.service(key)
-            if direct is not None and direct.put(service_key, body, extra_args):
-                count_bytes(len(body))
-                return
-            # What the transfer manager would send too, without its threads and their handoff.
-            with self.translating(key):
-                self.client.put_object(Bucket=self.bucket, Key=service_key, Body=body, **extra_args)
+            if direct is None or not direct.put(service_key, body, extra_args):
+                self._put_object(key, body, extra_args)
             count_bytes(len(body))
             return
         with self.translating(key):
@@ -508,6 +508,69 @@ class S3Storage(StorageBackend):
                 Callback=ForwardProgress(count_bytes).advance,
                 Config=self.transfer_config,
             )
+
+    def _put_batch(
+        self, items: list[BatchItem], report: Report, concurrency: int = 1
+    ) -> dict[int, Exception]:
+        """Small files sent directly, ``concurrency`` at once on connections of their own, from
+        this thread (:meth:`.DirectRequests.put_many`: from 8 threads, each request would cost
+        about 0.3 ms of CPU more in hand-offs of the GIL); each one it cannot send goes through
+        the client after, one after the other, with the client's retries and its error."""
+        direct = self._clients.get().direct
+        sizes: dict[int, int] = {}
+
+        def upload(number: int) -> Upload | None:
+            item = items[number]
+            try:
+                body = batch_body(item, DIRECT_LIMIT)
+            except OSError:
+                return None  # met again, and told, through the client
+            if body is None:
+                return None
+            sizes[number] = len(body)
+            return Upload(self._prefix.service(item.key), body, self._batch_options(item))
+
+        def stored(number: int) -> None:
+            report(items[number].index, sizes[number])
+
+        left: Sequence[int] = range(len(items))
+        if direct is not None:
+            left = direct.put_many(len(items), upload, stored, concurrency)
+        failed: dict[int, Exception] = {}
+        for number in left:
+            item = items[number]
+            try:
+                size = self._put_alone(item)
+            except Exception as error:
+                failed[item.index] = error
+                continue
+            report(item.index, size)
+        return failed
+
+    def _put_alone(self, item: BatchItem) -> int:
+        """Upload one file of a batch through the client; its size. A local file that grew
+        since it was planned goes as any upload (multipart above ``multipart_threshold``)."""
+        body = batch_body(item, DIRECT_LIMIT)
+        if body is not None:
+            self._put_object(item.key, body, self._batch_options(item))
+            return len(body)
+        counted: list[int] = []
+        with open(item.local, "rb") as source:
+            self._upload(source, item.key, self._batch_options(item), counted.append)
+        return sum(counted)
+
+    def _put_object(self, key: str, body: bytes, extra_args: dict[str, Any]) -> None:
+        """One ``put_object`` through the client: what the transfer manager would send for a
+        small body too, without its threads and their hand-off."""
+        with self.translating(key):
+            service_key = self._prefix.service(key)
+            self.client.put_object(Bucket=self.bucket, Key=service_key, Body=body, **extra_args)
+
+    def _batch_options(self, item: BatchItem) -> dict[str, Any]:
+        """An item's ``put_object`` options: its time kept as ``upload_keeping_mtime`` keeps it."""
+        if item.mtime is None:
+            return {}
+        return {"Metadata": {"mtime": self._mtime_metadata(arrow.get(item.mtime))}}
 
     def _mtime_metadata(self, mtime: arrow.Arrow) -> str:
         """Seconds as a decimal (``1700000000.250000``): the form rclone writes on S3."""

@@ -18,14 +18,15 @@ closed goes once more on a new one, as urllib3 does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 try:
     import h11
@@ -44,43 +45,68 @@ class NoAnswer(Exception):
     """The request got no whole answer on its connection."""
 
 
-class Connection:
-    """One keep-alive socket and its h11 state."""
+class Request(NamedTuple):
+    """One request, signed."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    method: str
+    target: str
+    """The path and query."""
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+Answered = Callable[[int, "int | None"], None]
+"""Told each request's number and the status of its answer (None: no whole answer came)."""
+
+_FAILURES = (OSError, NoAnswer, asyncio.TimeoutError)
+
+
+class Framing:
+    """One connection's HTTP/1.1 state (h11): the bytes of each request, and its answer read
+    from the bytes that come, whatever carries them (a blocking socket or an asyncio stream)."""
+
+    def __init__(self) -> None:
         self.http = h11.Connection(h11.CLIENT)
         self.answered = False
-        """Whether any byte of the current exchange's answer came (a kept connection that fails
+        """Whether any byte of the current request's answer came (a kept connection that fails
         before any did was closed by the server while it was idle)."""
+        self._status = 0
+        self._length = 0
 
-    def status(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
-    ) -> int:
-        """Send the request; the status of its answer, whose body is read and dropped. Raises
-        :class:`NoAnswer` or ``OSError`` when no whole answer came."""
+    def request(self, request: Request) -> bytes:
+        """The bytes to send for ``request``."""
+        self.answered, self._status, self._length = False, 0, 0
         http = self.http
-        data = http.send(h11.Request(method=method, target=target, headers=list(headers)))
-        if body:
-            data += http.send(h11.Data(data=body))
-        self.sock.sendall(data + http.send(h11.EndOfMessage()))
-        status, length = 0, 0
-        while True:
-            event = http.next_event()
-            if event is h11.NEED_DATA:
-                received = self.sock.recv(_RECEIVE_SIZE)
-                http.receive_data(received)
-                self.answered = self.answered or bool(received)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                length += len(event.data)
-                if length > MAX_ANSWER_BODY:
-                    raise NoAnswer(f"an answer's body above {MAX_ANSWER_BODY} bytes")
-            elif isinstance(event, h11.EndOfMessage):
-                return status
-            elif isinstance(event, h11.ConnectionClosed):
-                raise NoAnswer("the server closed the connection")
+        data = http.send(
+            h11.Request(method=request.method, target=request.target, headers=request.headers)
+        )
+        if request.body:
+            data += http.send(h11.Data(data=request.body))
+        return data + http.send(h11.EndOfMessage())
+
+    def receive(self, data: bytes) -> int | None:
+        """Take the bytes received (``b""``: the end of the stream): the answer's status once
+        it is whole (its body dropped), None while more bytes are needed. Raises
+        :class:`NoAnswer` when it cannot be whole."""
+        try:
+            self.http.receive_data(data)
+            self.answered = self.answered or bool(data)
+            while True:
+                event = self.http.next_event()
+                if event is h11.NEED_DATA:
+                    return None
+                if isinstance(event, h11.Response):
+                    self._status = event.status_code
+                elif isinstance(event, h11.Data):
+                    self._length += len(event.data)
+                    if self._length > MAX_ANSWER_BODY:
+                        raise NoAnswer(f"an answer's body above {MAX_ANSWER_BODY} bytes")
+                elif isinstance(event, h11.EndOfMessage):
+                    return self._status
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise NoAnswer("the server closed the connection")
+        except h11.ProtocolError as error:
+            raise NoAnswer(f"an answer h11 cannot frame: {error}") from error
 
     def reusable(self) -> bool:
         """Whether the exchange ended with the connection kept open, ready for the next."""
@@ -89,13 +115,52 @@ class Connection:
             return True
         return False
 
+
+class Connection:
+    """One blocking keep-alive socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.framing = Framing()
+
+    def status(self, request: Request) -> int:
+        """Send the request; the status of its answer. Raises :class:`NoAnswer` or
+        ``OSError`` when no whole answer came."""
+        self.sock.sendall(self.framing.request(request))
+        status = None
+        while status is None:
+            status = self.framing.receive(self.sock.recv(_RECEIVE_SIZE))
+        return status
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
 
 
+class Streams:
+    """One keep-alive connection as asyncio streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.framing = Framing()
+
+    async def status(self, request: Request, read_timeout: float) -> int:
+        """As :meth:`Connection.status`, each read waited for at most ``read_timeout``."""
+        self.writer.write(self.framing.request(request))
+        await self.writer.drain()
+        status = None
+        while status is None:
+            received = await asyncio.wait_for(self.reader.read(_RECEIVE_SIZE), read_timeout)
+            status = self.framing.receive(received)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class KeepAliveConnections:
-    """The idle connections to one endpoint, shared by the threads of one process."""
+    """The idle connections to one endpoint, shared by the threads of one process; and the
+    connections of requests sent many at once from one thread."""
 
     def __init__(
         self,
@@ -106,7 +171,8 @@ class KeepAliveConnections:
         max_idle: int,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
-        self.address = (parts.hostname or "", parts.port or (443 if context else 80))
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if context else 80)
         self.context = context
         self.socket_options = socket_options
         self.connect_timeout, self.read_timeout = timeouts
@@ -114,51 +180,126 @@ class KeepAliveConnections:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
-    def status(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
-    ) -> int | None:
+    def status(self, request: Request) -> int | None:
         """Send the request on an idle connection (or a new one): the status of its answer,
         None when it got no whole answer (see the module)."""
-        headers = list(headers)
         kept = self._take()
         if kept is not None:
             try:
-                return self._exchange(kept, method, target, headers, body)
-            except (OSError, NoAnswer, h11.ProtocolError):
-                if kept.answered:  # a cut answer; else closed by the server while idle
+                return self._exchange(kept, request)
+            except _FAILURES:
+                if kept.framing.answered:  # a cut answer; else closed by the server while idle
                     return None
         try:
-            return self._exchange(self._connect(), method, target, headers, body)
-        except (OSError, NoAnswer, h11.ProtocolError):
+            return self._exchange(self._connect(), request)
+        except _FAILURES:
             return None
 
-    def _exchange(
+    def statuses(
         self,
-        conn: Connection,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-    ) -> int:
-        conn.answered = False
+        count: int,
+        request: Callable[[int], Request | None],
+        answered: Answered,
+        concurrency: int,
+    ) -> None:
+        """Send requests ``0`` to ``count - 1`` (``request(number)`` makes each just before it
+        goes; None: it is not sent) and tell ``answered`` of each as its answer comes (its
+        exception stops them all and is raised). With ``concurrency`` above 1, from this thread
+        on that many connections of their own at once (asyncio: no thread hand-off per
+        request); else, or where this thread runs an event loop already, one after the other
+        as :meth:`status`."""
+        if concurrency > 1 and count > 1 and not _loop_running():
+            asyncio.run(self._concurrently(count, request, answered, min(concurrency, count)))
+            return
+        for number in range(count):
+            made = request(number)
+            answered(number, None if made is None else self.status(made))
+
+    async def _concurrently(
+        self,
+        count: int,
+        request: Callable[[int], Request | None],
+        answered: Answered,
+        concurrency: int,
+    ) -> None:
+        numbers = iter(range(count))
+        await asyncio.gather(
+            *(self._send_in_turn(numbers, request, answered) for _ in range(concurrency))
+        )
+
+    async def _send_in_turn(
+        self, numbers: Iterator[int], request: Callable[[int], Request | None], answered: Answered
+    ) -> None:
+        """Send the next request of ``numbers`` whenever the last one was answered, on one
+        connection kept from one to the next (replaced when it cannot be kept)."""
+        streams: Streams | None = None
         try:
-            status = conn.status(method, target, headers, body)
+            for number in numbers:
+                made = request(number)
+                status = None
+                if made is not None:
+                    status, streams = await self._exchange_async(streams, made)
+                answered(number, status)
+        finally:
+            if streams is not None:
+                streams.close()
+
+    async def _exchange_async(
+        self, streams: Streams | None, request: Request
+    ) -> tuple[int | None, Streams | None]:
+        """The request's status and the connection for the next one (None: open a new one);
+        a kept connection that fails before any answer is replaced once, as in :meth:`status`."""
+        for kept in (streams is not None, False):
+            try:
+                if streams is None:
+                    streams = await self._open_streams()
+                status = await streams.status(request, self.read_timeout)
+            except _FAILURES:
+                answered = streams is not None and streams.framing.answered
+                if streams is not None:
+                    streams.close()
+                streams = None
+                if kept and not answered:
+                    continue
+                return None, None
+            if streams.framing.reusable():
+                return status, streams
+            streams.close()
+            return status, None
+        return None, None
+
+    async def _open_streams(self) -> Streams:
+        opening = asyncio.open_connection(
+            self.host,
+            self.port,
+            ssl=self.context,
+            server_hostname=self.host if self.context is not None else None,
+        )
+        reader, writer = await asyncio.wait_for(opening, self.connect_timeout)
+        sock = writer.get_extra_info("socket")
+        for level, option, value in self.socket_options:
+            sock.setsockopt(level, option, value)
+        return Streams(reader, writer)
+
+    def _exchange(self, conn: Connection, request: Request) -> int:
+        try:
+            status = conn.status(request)
         except BaseException:
             conn.close()
             raise
-        if conn.reusable():
+        if conn.framing.reusable():
             self._keep(conn)
         else:
             conn.close()
         return status
 
     def _connect(self) -> Connection:
-        sock = socket.create_connection(self.address, timeout=self.connect_timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         try:
             for level, option, value in self.socket_options:
                 sock.setsockopt(level, option, value)
             if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_hostname=self.address[0])
+                sock = self.context.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self.read_timeout)
         except BaseException:
             sock.close()
@@ -182,6 +323,15 @@ class KeepAliveConnections:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _loop_running() -> bool:
+    """Whether this thread runs an asyncio event loop (asyncio.run cannot start another)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def connections_like_the_clients(

@@ -27,10 +27,10 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .s3_connections import KeepAliveConnections, connections_like_the_clients
+from .s3_connections import KeepAliveConnections, Request, connections_like_the_clients
 from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
@@ -82,6 +82,16 @@ def clients_with_direct_requests(
     client, single_try = make_clients()
     direct = DirectRequests(client, session, bucket) if bucket is not None else None
     return S3Clients(client, single_try, direct)
+
+
+class Upload(NamedTuple):
+    """One small upload of :meth:`DirectRequests.put_many`."""
+
+    key: str
+    """The bucket's own key."""
+    body: bytes
+    options: Mapping[str, Any]
+    """``put_object`` options (see :meth:`DirectRequests.headers`)."""
 
 
 RANGE_NOT_SATISFIABLE = 416
@@ -210,14 +220,56 @@ class DirectRequests:
         if route is None or connections is None:
             response = self.send(method, key, headers, body)
             return None if response is None else int(response.status_code)
+        request = self._request(route, method, key, headers, body)
+        status = None if request is None else connections.status(request)
+        self._check_route(status)
+        return status
+
+    def put_many(
+        self,
+        count: int,
+        upload: Callable[[int], Upload | None],
+        stored: Callable[[int], None],
+        concurrency: int,
+    ) -> Sequence[int]:
+        """Store uploads ``0`` to ``count - 1`` (``upload(number)`` reads each just before it
+        goes; None: not sent here), ``concurrency`` at once from this thread where the route has
+        :attr:`connections` (:meth:`.KeepAliveConnections.statuses`), telling ``stored`` of each
+        stored as it is (its exception stops them all); the numbers of the others, which the
+        caller must send through the client."""
+        route = self.route()
+        connections = self.connections
+        if route is None or connections is None:
+            return range(count)
+        left: list[int] = []
+
+        def request(number: int) -> Request | None:
+            made = upload(number)
+            headers = None if made is None else self.headers(made.body, made.options)
+            if made is None or headers is None:
+                return None
+            return self._request(route, "PUT", made.key, headers, made.body)
+
+        def answered(number: int, status: int | None) -> None:
+            self._check_route(status)
+            if status == 200:
+                stored(number)
+            else:
+                left.append(number)
+
+        connections.statuses(count, request, answered, concurrency)
+        return sorted(left)
+
+    def _request(
+        self, route: Route, method: str, key: str, headers: dict[str, str], body: bytes
+    ) -> Request | None:
+        """The request signed; None when the credentials cannot be had."""
         path = route.bucket_path + urllib.parse.quote(key, safe="/~")
         try:
             signed = self.signer.sign(method, route, path, headers, body)
         except botocore.exceptions.BotoCoreError:
             return None
-        status = connections.status(method, path, signed.items(), body)
-        self._check_route(status)
-        return status
+        return Request(method, path, list(signed.items()), body)
 
     def send(
         self,

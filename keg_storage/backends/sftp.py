@@ -572,8 +572,11 @@ class SFTPStorage(InternalLinksStorageBackend):
         first; ``upload_many`` of 500 x 4 KiB with 8 jobs took 0.09 s instead of 0.14 s."""
         self.transport.reserve(count)
 
-    def _put_batch(self, items: list[BatchItem], report: Report) -> dict[int, Exception]:
-        """:func:`.sftp_bulk.put_batch`: the files' requests pipelined, stage by stage."""
+    def _put_batch(
+        self, items: list[BatchItem], report: Report, concurrency: int = 1
+    ) -> dict[int, Exception]:
+        """:func:`.sftp_bulk.put_batch`: the files' requests pipelined, stage by stage, on one
+        session (whatever the ``concurrency``)."""
         return put_batch(self, items, report)
 
     def _get_batch(self, items: list[BatchItem], report: Report) -> dict[int, Exception]:

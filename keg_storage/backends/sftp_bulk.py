@@ -326,7 +326,7 @@ class _BatchPut(_Attempt):
                     for offset in range(0, len(view), size)
                 ]
                 if file.item.mtime is not None:
-                    nums.append(pipeline.send_set_times(handle, file.item.mtime))
+                    nums.append(pipeline.send_set_times(handle, int(file.item.mtime)))
                 sent.append((file, [*nums, pipeline.send_close(handle)]))
         for file, nums in sent:
             for num in nums:
