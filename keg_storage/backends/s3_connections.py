@@ -25,7 +25,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, NamedTuple
 
 try:
@@ -209,23 +209,13 @@ class KeepAliveConnections:
         request); else, or where this thread runs an event loop already, one after the other
         as :meth:`status`."""
         if concurrency > 1 and count > 1 and not _loop_running():
-            asyncio.run(self._concurrently(count, request, answered, min(concurrency, count)))
+            numbers = iter(range(count))
+            turns = min(concurrency, count)
+            asyncio.run(_all(self._send_in_turn(numbers, request, answered) for _ in range(turns)))
             return
         for number in range(count):
             made = request(number)
             answered(number, None if made is None else self.status(made))
-
-    async def _concurrently(
-        self,
-        count: int,
-        request: Callable[[int], Request | None],
-        answered: Answered,
-        concurrency: int,
-    ) -> None:
-        numbers = iter(range(count))
-        await asyncio.gather(
-            *(self._send_in_turn(numbers, request, answered) for _ in range(concurrency))
-        )
 
     async def _send_in_turn(
         self, numbers: Iterator[int], request: Callable[[int], Request | None], answered: Answered
@@ -323,6 +313,11 @@ class KeepAliveConnections:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+async def _all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines at once until all ended; the first exception stops the others."""
+    await asyncio.gather(*coroutines)
 
 
 def _loop_running() -> bool:

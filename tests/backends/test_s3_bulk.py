@@ -113,14 +113,7 @@ def test_a_refused_batch_gives_each_file_the_clients_error(
     seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Path
 ) -> None:
     files = local_files(tmp_path, 12)
-    with S3Storage(
-        s3_bucket,
-        seaweedfs.region,
-        seaweedfs.access_key,
-        "not-the-secret",
-        endpoint_url=seaweedfs.endpoint_url,
-        max_attempts=1,
-    ) as storage:
+    with make_storage(seaweedfs, s3_bucket, "not-the-secret", max_attempts=1) as storage:
         pairs = [(local, f"refused/{local.name}") for local in files]
         results = storage.upload_many(pairs, max_concurrency=8)
     for result, (_, key) in zip(results, pairs, strict=True):

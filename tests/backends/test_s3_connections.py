@@ -199,6 +199,16 @@ def tls_front(
     front.close()
 
 
+def local_files(directory: Path, count: int) -> list[tuple[Path, str]]:
+    """``count`` small local files and their keys ``many/<n>.txt``."""
+    pairs = []
+    for number in range(count):
+        local = directory / f"{number}.txt"
+        local.write_bytes(b"file %d" % number)
+        pairs.append((local, f"many/{number}.txt"))
+    return pairs
+
+
 def tls_storage(seaweedfs: SeaweedFS, bucket: str, port: int) -> S3Storage:
     return S3Storage(
         bucket,
@@ -218,9 +228,10 @@ def test_direct_requests_over_tls_trust_the_clients_ca_bundle(
     s3_client: S3Client,
     tls_front: tuple[TLSFront, Authority],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The client trusts the CA bundle of ``AWS_CA_BUNDLE``: so do the direct requests, on one
-    kept TLS connection."""
+    kept TLS connection, and a batch of ``upload_many`` on its 4 connections."""
     front, authority = tls_front
     monkeypatch.setenv("AWS_CA_BUNDLE", str(authority.ca_file))
     with tls_storage(seaweedfs, s3_bucket, front.port) as storage:
@@ -229,9 +240,15 @@ def test_direct_requests_over_tls_trust_the_clients_ca_bundle(
         for number in range(5):
             storage.upload(io.BytesIO(b"tls %d" % number), f"tls/{number}.txt")
             assert storage.exists(f"tls/{number}.txt")
-        assert puts.keys == heads.keys == []
         assert front.handshakes - before == 1
+        results = storage.upload_many(local_files(tmp_path, 20), max_concurrency=4)
+        assert [result.error for result in results] == [None] * 20
+        assert front.handshakes - before == 1 + 4
+        assert puts.keys == heads.keys == []
     assert s3_client.get_object(Bucket=s3_bucket, Key="tls/4.txt")["Body"].read() == b"tls 4"
+    for number in range(20):
+        body = s3_client.get_object(Bucket=s3_bucket, Key=f"many/{number}.txt")["Body"]
+        assert body.read() == b"file %d" % number
 
 
 def test_direct_requests_over_tls_refuse_a_server_the_client_does_not_trust(
@@ -240,6 +257,7 @@ def test_direct_requests_over_tls_refuse_a_server_the_client_does_not_trust(
     s3_client: S3Client,
     tls_front: tuple[TLSFront, Authority],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """Without the test's CA, the server's certificate is refused by the direct request as by
     the client: the upload fails with the client's error, nothing is stored."""
@@ -250,4 +268,7 @@ def test_direct_requests_over_tls_refuse_a_server_the_client_does_not_trust(
             storage.upload(io.BytesIO(b"secret"), "untrusted.txt")
         assert error.value.path == "untrusted.txt"
         assert "certificate verify failed" in str(error.value)
+        for result in storage.upload_many(local_files(tmp_path, 3), max_concurrency=4):
+            assert isinstance(result.error, StorageError)
+            assert "certificate verify failed" in str(result.error)
     assert "Contents" not in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="untrusted")

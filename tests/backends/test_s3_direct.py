@@ -218,14 +218,7 @@ def test_a_refused_direct_request_raises_the_clients_typed_error(
     """Wrong keys: SeaweedFS answers 403 to the direct request; the upload is then sent through
     ``put_object`` (and ``exists`` asks ``head_object``), whose refusal is the usual typed error
     naming the path and the backend, without the secret."""
-    with S3Storage(
-        s3_bucket,
-        seaweedfs.region,
-        seaweedfs.access_key,
-        "not-the-secret",
-        endpoint_url=seaweedfs.endpoint_url,
-        max_attempts=1,
-    ) as storage:
+    with make_storage(seaweedfs, s3_bucket, "not-the-secret", max_attempts=1) as storage:
         calls = PutObjects(storage.client)
         with pytest.raises(StoragePermissionError) as raised:
             storage.upload(io.BytesIO(b"nope"), "refused.txt")

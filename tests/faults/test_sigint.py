@@ -36,6 +36,19 @@ def temp_files(directory: str) -> list[str]:
     return [name for _, _, files in os.walk(directory) for name in files if name.startswith(".keg")]
 
 
+def interrupted(process: subprocess.Popen[bytes], delay: float, run: int) -> tuple[bytes, bytes]:
+    """Send SIGINT to ``process`` after ``delay`` seconds; what it wrote, once it exited, which
+    must be within 5 s."""
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"seed {SEED} run {run}: still running 5 s after SIGINT at {delay:.2f} s")
+
+
 @pytest.fixture
 def big_file(tmp_path: Path) -> Path:
     """200 MiB: a random MiB repeated (incompressible per packet, cheap to make)."""
@@ -69,14 +82,7 @@ def test_sigint_during_put_exits_within_5_s_and_leaves_no_temp_file(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        try:
-            _, stderr = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            pytest.fail(f"seed {SEED} run {run}: still running 5 s after SIGINT at {delay:.2f} s")
+        _, stderr = interrupted(process, delay, run)
         assert temp_files(sftp_base_path) == [], f"seed {SEED} run {run} (SIGINT at {delay:.2f} s)"
         published = Path(sftp_base_path, f"run{run}", "big.bin")
         if published.exists():  # the upload finished before the signal: whole, then
@@ -121,14 +127,7 @@ def test_sigint_during_an_s3_batch_of_small_files_stops_it_within_5_s(
         assert process.stdout is not None
         assert process.stdout.readline() == b"ready\n", process.stderr.read()
         delay = rng.uniform(0.05, 0.8)  # the upload takes about 1.5 s
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        try:
-            out, err = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            pytest.fail(f"seed {SEED} run {run}: still running 5 s after SIGINT at {delay:.2f} s")
+        out, err = interrupted(process, delay, run)
         assert out == b"done\n" or b"KeyboardInterrupt" in err, err.decode()
         listed = s3_client.get_paginator("list_objects_v2").paginate(
             Bucket=s3_bucket, Prefix="sig/"
