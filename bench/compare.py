@@ -8,12 +8,13 @@ Run from the repository root::
     .venv/bin/python bench/compare.py --json results.json  # also every run, machine-readable
 
 It starts the servers it needs (SeaweedFS, Azurite, sshd: the test harness in tests/servers),
-writes the local data once, then runs each case ``--runs`` times, keg_storage and the raw side
-alternating run by run (keg first on even runs, raw first on odd ones) so that load from
-elsewhere on the machine touches both alike. Every run is a fresh child process, so its peak RSS
-(VmHWM, bench/rss.py) is its own. The ratio is the raw side's median time over keg_storage's:
-above 1.0x keg_storage is faster. Its spread is the lowest and highest ratio of the runs paired
-by number. Nothing is asserted: this is a measurement, not a test.
+writes the local data once, then runs each case ``--warmup`` times untimed (1 by default: the
+first run of new data pays the servers' set-up) and ``--runs`` times timed, keg_storage and the
+raw side alternating run by run (keg first on odd runs, raw first on even ones) so that load
+from elsewhere on the machine touches both alike. Every run is a fresh child process, so its
+peak RSS (VmHWM, bench/rss.py) is its own. The ratio is the raw side's median time over
+keg_storage's: above 1.0x keg_storage is faster. Its spread is the lowest and highest ratio of
+the runs paired by number. Nothing is asserted: this is a measurement, not a test.
 
 Page cache: the local files are written before the first run and stay in the page cache (this
 script drops no cache: that needs root and would slow every other process on the machine);
@@ -131,22 +132,31 @@ def child_main(payload: str) -> None:
 
 
 def measure(
-    cases: list[Case], ctx: dict[str, Any], runs: int, checkpoint: Callable[[], None]
+    cases: list[Case],
+    ctx: dict[str, Any],
+    runs: int,
+    warmup: int,
+    checkpoint: Callable[[], None],
 ) -> None:
-    """Run every case ``runs`` times, keg and raw alternating which goes first; call
-    ``checkpoint`` after each case, so that a run cut short keeps what it measured."""
+    """Run every case ``warmup`` times untimed, then ``runs`` times, keg and raw alternating
+    which goes first; call ``checkpoint`` after each case, so that a run cut short keeps what
+    it measured. The first run of a case pays what the servers and the machine do once for new
+    data (SeaweedFS allocates volumes, the page cache fills): whichever side went first lost
+    a second to it in runs of 4 x 64 MiB, so it is not timed."""
     for case in cases:
         sides = [] if case.skipped else ["keg"]
         if case.raw and not case.raw.startswith("rclone not"):
             sides.append("raw")
-        for number in range(runs):
+        for number in range(-warmup, runs):
             for side in sides if number % 2 == 0 else sides[::-1]:
                 job = Job(case.backend, case.workload, side, number, **case.fields)
                 result = run_child(job, ctx)
-                case.runs[side].append(result)
                 seconds = sum(result["parts"].values())
+                label = f"run {number + 1}" if number >= 0 else "warm-up"
+                if number >= 0:
+                    case.runs[side].append(result)
                 print(
-                    f"  {case.workload} {case.backend} {case.variant} run {number + 1} {side}: "
+                    f"  {case.workload} {case.backend} {case.variant} {label} {side}: "
                     f"{seconds:.3f} s",
                     file=sys.stderr,
                 )
@@ -174,7 +184,7 @@ def main() -> None:
                 if args.json:
                     write_json(Path(args.json), cases, conditions(args, started, load_before))
 
-            measure(cases, ctx, args.runs, save)
+            measure(cases, ctx, args.runs, args.warmup, save)
     print_report(cases, conditions(args, started, load_before), args.format)
     save()
 
@@ -214,6 +224,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workloads", nargs="+", default=names, choices=names)
     parser.add_argument("--sizes", nargs="+", type=int, default=[64, 256], help="MiB")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed runs of each side before the timed ones"
+    )
     parser.add_argument("--json", help="also write every run to this file")
     parser.add_argument("--format", choices=("rst", "markdown"), default="rst")
     parser.add_argument("--quick", action="store_true", help="1 MiB, 20 small files, 1 run")
@@ -221,7 +234,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.runs = 1
+        args.runs, args.warmup = 1, 0
     return args
 
 
