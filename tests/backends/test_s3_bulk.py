@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from keg_storage import LocalFSStorage, StoragePermissionError, sync
+from keg_storage import LocalFSStorage, StorageConnectionError, StoragePermissionError, sync
 from keg_storage.backends.bulk import TransferResult
 from keg_storage.backends.s3 import S3Storage
 from tests.backends.test_s3_direct import PutObjects
@@ -187,3 +188,35 @@ def test_a_sync_into_s3_keeps_times_as_a_single_upload_does(
             "mtime": "1700000000.250000"
         }
         assert sync(LocalFSStorage(source), storage).copied == 0
+
+
+def test_a_stalled_answer_in_a_batch_times_out_and_goes_through_the_client(
+    s3_proxied: tuple[S3Storage, FaultProxy], s3_client: S3Client, tmp_path: Path
+) -> None:
+    """The server holds one answer longer than ``read_timeout`` (5 s): that request is given
+    up after the timeout and sent through the client; the others go on meanwhile."""
+    storage, proxy = s3_proxied
+    files = local_files(tmp_path, 40)
+    puts = PutObjects(storage.client)
+    proxy.stall_after(1, 8, "downstream")
+    pairs = [(local, f"stall/{local.name}") for local in files]
+    started = time.monotonic()
+    results = storage.upload_many(pairs, max_concurrency=4)
+    assert 5 <= time.monotonic() - started < 12
+    assert [result.error for result in results] == [None] * len(pairs)
+    assert len(puts.keys) == 1
+    for local, key in pairs:
+        assert stored(s3_client, storage.bucket, key) == files[local]
+
+
+def test_a_server_that_refuses_connections_gives_each_file_its_error(
+    s3_proxied: tuple[S3Storage, FaultProxy], tmp_path: Path
+) -> None:
+    storage, proxy = s3_proxied
+    proxy.refuse_new = True
+    files = local_files(tmp_path, 6)
+    pairs = [(local, f"dead/{local.name}") for local in files]
+    results = storage.upload_many(pairs, max_concurrency=4)
+    for result, (_, key) in zip(results, pairs, strict=True):
+        assert isinstance(result.error, StorageConnectionError)
+        assert result.error.path == key and result.bytes == 0
