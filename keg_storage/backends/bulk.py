@@ -177,12 +177,9 @@ def upload_many(
     if overwrite and _batching(size, backend, max_concurrency, len(items)):
         small, jobs = _planned(backend, [(local, path) for local, path in items], jobs, True)
         # Each batch may have its share of the requests at once (S3 sends them from one thread).
-        share = _workers(max_concurrency, len(items), backend) // max(
-            1, math.ceil(len(small) / size)
-        )
-        jobs += _batches(
-            small, size, functools.partial(backend._put_batch, concurrency=max(1, share))
-        )
+        share = _workers(max_concurrency, len(items), backend) // max(1, _count(small, size))
+        put = functools.partial(backend._put_batch, concurrency=max(1, share))
+        jobs += _batches(small, size, put)
     return _run(items, jobs, max_concurrency, progress, backend)
 
 
@@ -222,14 +219,23 @@ def _batches(
     size: int,
     transfer: Callable[[list[BatchItem], Report], dict[int, Exception]],
 ) -> list[Batch]:
-    """``items`` cut into jobs of at most ``size``, each passed whole to ``transfer``."""
+    """``items`` cut into as few jobs of at most ``size`` as hold them, of even sizes (65 files
+    in batches of 64 go as 33 and 32, not 64 and 1), each passed whole to ``transfer``."""
+    if not items:
+        return []
+    even = math.ceil(len(items) / _count(items, size))
     return [
         (
-            [item.index for item in items[start : start + size]],
-            functools.partial(transfer, items[start : start + size]),
+            [item.index for item in items[start : start + even]],
+            functools.partial(transfer, items[start : start + even]),
         )
-        for start in range(0, len(items), size)
+        for start in range(0, len(items), even)
     ]
+
+
+def _count(items: Sequence[Any], size: int) -> int:
+    """How many batches of at most ``size`` hold ``items``."""
+    return math.ceil(len(items) / size)
 
 
 def download_many(
