@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import http.server
 import io
 import ipaddress
 import socket
@@ -26,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from keg_storage import StorageConnectionError, StorageError
 from keg_storage.backends.s3 import S3Storage
+from keg_storage.backends.s3_connections import MAX_ANSWER_BODY, KeepAliveConnections, Request
 from tests.backends.test_s3_direct import HeadObjects, PutObjects
 from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_s3 import make_storage
@@ -272,3 +274,66 @@ def test_direct_requests_over_tls_refuse_a_server_the_client_does_not_trust(
             assert isinstance(result.error, StorageError)
             assert "certificate verify failed" in str(result.error)
     assert "Contents" not in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="untrusted")
+
+
+# -- framings SeaweedFS does not send ----------------------------------------------------------
+class Framings(http.server.BaseHTTPRequestHandler):
+    """Answers by path: ``/close`` 200 closing the connection, ``/chunked`` 200 with a chunked
+    body, ``/big`` 500 with a body larger than an answer kept; records each request's
+    connection (its client port)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[tuple[str, int]] = []
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.ports.append((self.path, self.client_address[1]))
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"3\r\nabc\r\n0\r\n\r\n")
+            return
+        body = b"x" * (MAX_ANSWER_BODY + 1) if self.path == "/big" else b""
+        self.send_response(500 if body else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def framings() -> Iterator[KeepAliveConnections]:
+    Framings.ports = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Framings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield KeepAliveConnections(f"http://127.0.0.1:{server.server_port}", None, [], (2, 2), 4)
+    server.shutdown()
+    server.server_close()
+
+
+def put(connections: KeepAliveConnections, path: str) -> int | None:
+    host = f"{connections.host}:{connections.port}"
+    return connections.status(Request("PUT", path, [("Host", host), ("Content-Length", "1")], b"x"))
+
+
+def test_an_answer_that_closes_its_connection_is_kept_by_nobody(
+    framings: KeepAliveConnections,
+) -> None:
+    assert put(framings, "/close") == 200
+    assert put(framings, "/close") == 200
+    assert put(framings, "/chunked") == 200
+    assert put(framings, "/chunked") == 200
+    ports = [port for _, port in Framings.ports]
+    assert ports[0] != ports[1] != ports[2] == ports[3]  # the chunked answer's kept
+
+
+def test_an_answer_too_large_to_keep_is_no_answer(framings: KeepAliveConnections) -> None:
+    """The caller then sends the request through the client, which reads the error."""
+    assert put(framings, "/big") is None
+    assert put(framings, "/chunked") == 200
+    assert Framings.ports[0][1] != Framings.ports[1][1]
