@@ -729,10 +729,15 @@ class StorageBackend:
         """Upload with the metadata ``mtime`` where the backend keeps metadata, through the
         public :meth:`upload` (which a keg-storage 0.5 style backend may override). A backend
         that keeps files' times overrides this to set the time before it publishes."""
-        extra_args = None
-        if self.capabilities.metadata:
-            extra_args = {"Metadata": {"mtime": self._mtime_metadata(mtime)}}
+        extra_args = self._mtime_extra_args(mtime.timestamp()) or None
         self.upload(file_obj, key, extra_args=extra_args)
+
+    def _mtime_extra_args(self, mtime: float | None) -> dict[str, Any]:
+        """The upload options that keep the modification time ``mtime`` (seconds) as the
+        metadata ``mtime`` where the backend keeps metadata; none for None or elsewhere."""
+        if mtime is None or not self.capabilities.metadata:
+            return {}
+        return {"Metadata": {"mtime": self._mtime_metadata(arrow.get(mtime))}}
 
     def _mtime_metadata(self, mtime: arrow.Arrow) -> str:
         """The metadata value of a modification time, in the form rclone writes and reads for

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -40,12 +40,20 @@ from .base import (
     StorageBackend,
 )
 from .base import expire_time_to_seconds as expire_time_to_seconds  # 0.5's name, re-exported
-from .bulk import BatchItem, Report, batch_body, batch_failed, delete_in_batches
+from .bulk import (
+    DIRECT_BODY_LIMIT,
+    BatchItem,
+    Report,
+    batch_body,
+    batch_failed,
+    delete_in_batches,
+    put_batch_directly,
+)
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import s3_listing
 from .prefixes import KeyPrefix, user_path
-from .s3_direct import DIRECT_LIMIT, S3Clients, Upload, clients_with_direct_requests
+from .s3_direct import S3Clients, Upload, clients_with_direct_requests
 from .s3_errors import (
     condition_parameters,
     deciding,
@@ -513,50 +521,25 @@ class S3Storage(StorageBackend):
         self, items: list[BatchItem], report: Report, concurrency: int = 1
     ) -> dict[int, Exception]:
         """Small files sent directly, ``concurrency`` at once on connections of their own, from
-        this thread (:meth:`.DirectRequests.put_many`: from 8 threads, each request would cost
-        about 0.3 ms of CPU more in hand-offs of the GIL); each one it cannot send goes through
-        the client after, one after the other, with the client's retries and its error."""
+        this thread (:func:`.bulk.put_batch_directly`, :meth:`.DirectRequests.put_many`)."""
         direct = self._clients.get().direct
-        sizes: dict[int, int] = {}
 
-        def upload(number: int) -> Upload | None:
-            item = items[number]
-            try:
-                body = batch_body(item, DIRECT_LIMIT)
-            except OSError:
-                return None  # met again, and told, through the client
-            if body is None:
-                return None
-            sizes[number] = len(body)
-            return Upload(self._prefix.service(item.key), body, self._batch_options(item))
+        def upload(item: BatchItem, body: bytes) -> Upload:
+            return Upload(self._prefix.service(item.key), body, self._mtime_extra_args(item.mtime))
 
-        def stored(number: int) -> None:
-            report(items[number].index, sizes[number])
-
-        left: Sequence[int] = range(len(items))
-        if direct is not None:
-            left = direct.put_many(len(items), upload, stored, concurrency)
-        failed: dict[int, Exception] = {}
-        for number in left:
-            item = items[number]
-            try:
-                size = self._put_alone(item)
-            except Exception as error:
-                failed[item.index] = error
-                continue
-            report(item.index, size)
-        return failed
+        put_many = direct.put_many if direct is not None else None
+        return put_batch_directly(items, report, concurrency, put_many, upload, self._put_alone)
 
     def _put_alone(self, item: BatchItem) -> int:
         """Upload one file of a batch through the client; its size. A local file that grew
         since it was planned goes as any upload (multipart above ``multipart_threshold``)."""
-        body = batch_body(item, DIRECT_LIMIT)
+        body = batch_body(item, DIRECT_BODY_LIMIT)
         if body is not None:
-            self._put_object(item.key, body, self._batch_options(item))
+            self._put_object(item.key, body, self._mtime_extra_args(item.mtime))
             return len(body)
         counted: list[int] = []
         with open(item.local, "rb") as source:
-            self._upload(source, item.key, self._batch_options(item), counted.append)
+            self._upload(source, item.key, self._mtime_extra_args(item.mtime), counted.append)
         return sum(counted)
 
     def _put_object(self, key: str, body: bytes, extra_args: dict[str, Any]) -> None:
@@ -565,12 +548,6 @@ class S3Storage(StorageBackend):
         with self.translating(key):
             service_key = self._prefix.service(key)
             self.client.put_object(Bucket=self.bucket, Key=service_key, Body=body, **extra_args)
-
-    def _batch_options(self, item: BatchItem) -> dict[str, Any]:
-        """An item's ``put_object`` options: its time kept as ``upload_keeping_mtime`` keeps it."""
-        if item.mtime is None:
-            return {}
-        return {"Metadata": {"mtime": self._mtime_metadata(arrow.get(item.mtime))}}
 
     def _mtime_metadata(self, mtime: arrow.Arrow) -> str:
         """Seconds as a decimal (``1700000000.250000``): the form rclone writes on S3."""

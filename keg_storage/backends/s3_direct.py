@@ -30,12 +30,13 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .s3_connections import KeepAliveConnections, Request, connections_like_the_clients
+from .keep_alive import KeepAliveConnections, Request, available, tls_context
 from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
     import botocore.exceptions
     from botocore.awsrequest import AWSPreparedRequest
+    from botocore.httpsession import create_urllib3_context, get_cert_path
     from botocore.response import StreamingBody
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
@@ -136,7 +137,7 @@ class DirectRequests:
         self.usable = self.http_session is not None and not bucket.endswith("--x-s3")
         self._route: Route | None = None
         self.connections: KeepAliveConnections | None = None
-        """Where PUTs and HEADs go (:mod:`.s3_connections`), set with the route; None: the
+        """Where PUTs and HEADs go (:mod:`.keep_alive`), set with the route; None: the
         client's pool."""
         self._lock = threading.Lock()
         self.signer = Signer()
@@ -328,6 +329,35 @@ class DirectRequests:
             crc = zlib.crc32(body).to_bytes(4, "big")
             headers["x-amz-checksum-crc32"] = base64.b64encode(crc).decode()
         return headers
+
+
+def connections_like_the_clients(
+    http_session: Any, config: Any, url: str
+) -> KeepAliveConnections | None:
+    """Connections to ``url``'s endpoint (:mod:`.keep_alive`) set up as the client's
+    (``http_session``, its botocore ``URLLib3Session``, and ``config``, its ``Config``): its
+    CA bundle, or no check with ``verify=False``, its client certificate, socket options and
+    timeouts. None when the client reaches it through a proxy, its session is not one this
+    function knows how to read, or h11 is not installed."""
+    if not available():
+        return None
+    try:
+        if http_session._proxy_config.proxy_url_for(url):
+            return None
+        verify, cert_file, key_file = (
+            http_session._verify,
+            http_session._cert_file,
+            http_session._key_file,
+        )
+        socket_options = list(http_session._socket_options)
+    except AttributeError:
+        return None
+    context = None
+    if url.lower().startswith("https:"):
+        ca_bundle = get_cert_path(verify) if verify else False
+        context = tls_context(create_urllib3_context(), ca_bundle, cert_file, key_file)
+    timeouts = (config.connect_timeout, config.read_timeout)
+    return KeepAliveConnections(url, context, socket_options, timeouts, config.max_pool_connections)
 
 
 def _plain(name: str, value: Any) -> bool:

@@ -1,5 +1,5 @@
 """S3 ``upload_many`` of small files and ``sync`` into S3, sent as one batch of direct requests
-(S3Storage._put_batch, keg_storage.backends.s3_connections), against the SeaweedFS test server
+(S3Storage._put_batch, keg_storage.backends.keep_alive), against the SeaweedFS test server
 and through the fault proxy: each file is stored whole or gets its own error, the client takes
 what the batch cannot send, and the files' times are kept as a single upload keeps them."""
 

@@ -1,4 +1,4 @@
-"""The kept connections of S3's small direct requests (keg_storage.backends.s3_connections),
+"""The kept connections of S3's small direct requests (keg_storage.backends.keep_alive),
 against the SeaweedFS test server, through the fault proxy, and over TLS (a TLS front of the
 test's own, with a certificate authority of its own, before SeaweedFS): they are reused, a
 kept connection the server closed is replaced without the client, TLS is checked as the client
@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from keg_storage import StorageConnectionError, StorageError
+from keg_storage.backends.keep_alive import MAX_ANSWER_BODY, KeepAliveConnections, Request
 from keg_storage.backends.s3 import S3Storage
-from keg_storage.backends.s3_connections import MAX_ANSWER_BODY, KeepAliveConnections, Request
 from tests.backends.test_s3_direct import HeadObjects, PutObjects
 from tests.faults.proxy import FaultProxy
 from tests.fixtures.backend_s3 import make_storage

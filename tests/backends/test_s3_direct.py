@@ -249,7 +249,7 @@ def test_the_direct_request_carries_the_crc32_that_when_supported_asks_for(
 
 def test_a_direct_upload_is_one_request(s3_proxied: tuple[S3Storage, FaultProxy]) -> None:
     """One request each; the PUTs and HEADs on a kept connection of their own
-    (keg_storage.backends.s3_connections), the GET on the client's pool."""
+    (keg_storage.backends.keep_alive), the GET on the client's pool."""
     storage, proxy = s3_proxied
     storage.upload(io.BytesIO(b"z" * 4000), "one.bin")
     assert proxy.stats.connections == 1

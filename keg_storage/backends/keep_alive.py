@@ -1,19 +1,18 @@
-"""The connections of S3's small direct requests (:mod:`.s3_direct`): keep-alive sockets of
-this module's own, each exchange framed by h11.
+"""Small HTTP requests on keep-alive connections of keg_storage's own, each exchange framed by
+h11: the direct requests of S3 (:mod:`.s3_direct`) and Azure (:mod:`.azure_direct`).
 
-Why not the client's urllib3 pool, which the direct GETs use: for a 4 KiB PUT, botocore's HTTP
-session, urllib3 and http.client cost about 0.35 ms of CPU (the pool's bookkeeping, header
-objects, the ``email``-based parsing of the answer), most of a direct request's; an exchange
-here costs about 0.05 ms. From 8 threads, that decides how many small files a second this
-process can send.
+Why not the SDKs' pools (urllib3 under botocore, requests under azure-core): for a 4 KiB PUT,
+an HTTP session, urllib3 and http.client cost about 0.35 ms of CPU (the pool's bookkeeping,
+header objects, the ``email``-based parsing of the answer), most of a direct request's; an
+exchange here costs about 0.05 ms. From 8 threads, that decides how many small files a second
+this process can send; :meth:`KeepAliveConnections.statuses` sends many from one thread.
 
-Only an endpoint the client reaches without a proxy (from its config or the environment) gets
-these; the connections are set up as the client sets up its own: its TLS verification (its CA
-bundle, or none with ``verify=False``), its client certificate, its socket options, its connect
-and read timeouts, at most ``max_pool_connections`` kept idle. A request that gets no whole
-answer here (a refused or cut connection, a timeout, an answer h11 cannot frame) is left to the
-caller, which sends it through the client; one that meets a kept connection the server had
-closed goes once more on a new one, as urllib3 does.
+Each backend sets the connections up as its SDK sets up its own (TLS verification and CA
+bundle, client certificate, socket options, connect and read timeouts) and only where the SDK
+uses no proxy. A request that gets no whole answer here (a refused or cut connection, a
+timeout, an answer h11 cannot frame) is left to the caller, which sends it through the SDK;
+one that meets a kept connection the server had closed goes once more on a new one, as urllib3
+does.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ from typing import Any, NamedTuple
 
 try:
     import h11
-    from botocore.httpsession import create_urllib3_context, get_cert_path
-except ImportError:  # pragma: no cover - the s3 extra brings both; without h11, the client's pool
+except ImportError:  # pragma: no cover - the s3 and azure extras bring it; without, the SDKs' pools
     h11 = None  # type: ignore[assignment]
 
 MAX_ANSWER_BODY = 64 * 1024
@@ -329,50 +327,32 @@ def _loop_running() -> bool:
     return True
 
 
-def connections_like_the_clients(
-    http_session: Any, config: Any, url: str
-) -> KeepAliveConnections | None:
-    """Connections to ``url``'s endpoint set up as the client's (``http_session``, its
-    botocore ``URLLib3Session``, and ``config``, its ``Config``); None when the client reaches
-    it through a proxy, its session is not one this module knows how to read, or h11 is not
-    installed."""
-    if h11 is None:
-        return None
-    try:
-        if http_session._proxy_config.proxy_url_for(url):
-            return None
-        verify, cert_file, key_file = (
-            http_session._verify,
-            http_session._cert_file,
-            http_session._key_file,
-        )
-        socket_options = list(http_session._socket_options)
-    except AttributeError:
-        return None
-    https = url.lower().startswith("https:")
-    context = tls_context(verify, cert_file, key_file) if https else None
-    timeouts = (config.connect_timeout, config.read_timeout)
-    return KeepAliveConnections(url, context, socket_options, timeouts, config.max_pool_connections)
+def available() -> bool:
+    """Whether h11 is installed (the ``s3`` and ``azure`` extras bring it)."""
+    return h11 is not None
 
 
-def tls_context(verify: Any, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
-    """The TLS settings botocore gives urllib3: its context, the server's certificate checked
-    against the CA bundle ``verify`` names (botocore's own bundle for True) with its host name,
-    or not at all for ``verify=False``; the client certificate if any."""
-    context = create_urllib3_context()
-    if verify:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.check_hostname = True
-        path = get_cert_path(verify)
-        if not path:
-            context.load_default_certs()
-        elif os.path.isdir(path):
-            context.load_verify_locations(capath=path)
-        else:
-            context.load_verify_locations(cafile=path)
-    else:
+def tls_context(
+    context: ssl.SSLContext,
+    ca_bundle: str | bool | None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+) -> ssl.SSLContext:
+    """``context`` checking the server's certificate against ``ca_bundle`` (a file or a
+    directory; None: the system's) with its host name, or not at all when ``ca_bundle`` is
+    ``False``; with the client certificate if any."""
+    if ca_bundle is False:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    else:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+        if not isinstance(ca_bundle, str):
+            context.load_default_certs()
+        elif os.path.isdir(ca_bundle):
+            context.load_verify_locations(capath=ca_bundle)
+        else:
+            context.load_verify_locations(cafile=ca_bundle)
     if cert_file:
         context.load_cert_chain(cert_file, key_file)
     return context

@@ -1,0 +1,165 @@
+"""Small Azure uploads sent without the SDK's pipeline, for batches of small files
+(:meth:`.AzureStorage._put_batch`: ``upload_many`` and ``sync``).
+
+``upload_blob`` of a 4 KiB body costs about 1 ms of CPU in the SDK (its policies, the
+request's serialisation, the SharedKey signature, requests and urllib3): on two CPUs shared
+with the server, that bounds how many small files a second go. A Put Blob here is a PUT with a
+container SAS on a kept connection (:mod:`.keep_alive`), 0.17 ms: the SAS is the storage's own
+(``sas_container_url``) or, with an account key, one this module makes with the SDK's
+``generate_container_sas`` (create and write, valid for an hour, made again ten minutes before
+it ends), so no request is signed here. Any answer but ``201 Created`` and any failure to send
+hands the file back to the caller, which uploads it through the SDK with its retries and its
+typed errors.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..secrets import Secret
+from .keep_alive import KeepAliveConnections, Request, available, tls_context
+
+try:
+    import certifi
+    import requests.utils
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+except ImportError:  # pragma: no cover - exercised by the package tests without the extra
+    pass
+
+SAS_LIFETIME = datetime.timedelta(hours=1)
+SAS_RENEWAL = datetime.timedelta(minutes=10)
+"""A SAS this module made is made again when less than this is left of it."""
+
+Upload = tuple[str, bytes, Mapping[str, str]]
+"""A blob's name (the container's own), its bytes and its metadata."""
+
+
+class DirectPuts:
+    """Put Blob requests to one container (see the module).
+
+    ``container``: the SDK's container client, whose URL, API version and account name the
+    requests use; ``account_key``: the key to make SAS tokens with, or None with ``sas``, the
+    query of the storage's own container SAS URL (both held as :class:`.Secret`);
+    ``timeouts``: connect and read seconds."""
+
+    def __init__(
+        self,
+        container: Any,
+        account_key: Secret[str] | None,
+        sas: Secret[str] | None,
+        timeouts: tuple[float, float],
+        max_idle: int,
+    ) -> None:
+        self.container_url = container.url.split("?", 1)[0]
+        url = urllib.parse.urlsplit(self.container_url)
+        self.container_path = url.path
+        self.host = url.netloc
+        self.api_version = container.api_version
+        self.account_name = container.account_name
+        self.container_name = container.container_name
+        self._key = account_key
+        self._sas = sas
+        self._sas_ends: datetime.datetime | None = None
+        self._lock = threading.Lock()
+        context = None
+        if url.scheme == "https":
+            # What the SDK's requests session trusts (AzureStorage sets it up from these).
+            ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            context = tls_context(ssl.create_default_context(), ca_bundle or certifi.where())
+        self.connections = KeepAliveConnections(self.container_url, context, [], timeouts, max_idle)
+
+    @classmethod
+    def for_container(
+        cls,
+        container: Any,
+        account_key: Secret[str] | None,
+        sas: Secret[str] | None,
+        timeouts: tuple[float, float],
+        max_idle: int,
+    ) -> DirectPuts | None:
+        """The sender for ``container``, or None where the SDK's requests go through a proxy
+        (from the environment, as keg_storage's session reads it) or h11 is not installed."""
+        if not available() or not (account_key or sas):
+            return None
+        if requests.utils.get_environ_proxies(container.url):
+            return None
+        return cls(container, account_key, sas, timeouts, max_idle)
+
+    def put_many(
+        self,
+        count: int,
+        upload: Callable[[int], Upload | None],
+        stored: Callable[[int], None],
+        concurrency: int,
+    ) -> Sequence[int]:
+        """Store uploads ``0`` to ``count - 1`` (``upload(number)`` reads each just before it
+        goes; None: not sent here), ``concurrency`` at once from this thread
+        (:meth:`.KeepAliveConnections.statuses`), telling ``stored`` of each stored as it is
+        (its exception stops them all); the numbers of the others, which the caller must send
+        through the SDK."""
+        left: list[int] = []
+
+        def request(number: int) -> Request | None:
+            made = upload(number)
+            return None if made is None else self.request(*made)
+
+        def answered(number: int, status: int | None) -> None:
+            if status == 201:
+                stored(number)
+            else:
+                left.append(number)
+
+        self.connections.statuses(count, request, answered, concurrency)
+        return sorted(left)
+
+    def request(self, name: str, body: bytes, metadata: Mapping[str, str]) -> Request | None:
+        """The Put Blob of ``body`` at ``name``; None when its metadata needs the SDK (names
+        and values it would check or encode)."""
+        headers = [
+            ("Host", self.host),
+            ("x-ms-version", self.api_version),
+            ("x-ms-blob-type", "BlockBlob"),
+            ("Content-Length", str(len(body))),
+        ]
+        for key, value in metadata.items():
+            if not (key.isidentifier() and key.isascii() and _plain(value)):
+                return None
+            headers.append((f"x-ms-meta-{key}", value))
+        path = f"{self.container_path}/{urllib.parse.quote(name, safe='~/')}?{self.sas()}"
+        return Request("PUT", path, headers, body)
+
+    def sas(self) -> str:
+        """The container SAS the requests carry."""
+        if self._key is None:
+            assert self._sas is not None
+            return self._sas.reveal()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        with self._lock:
+            sas = self._sas
+            if sas is None or self._sas_ends is None or self._sas_ends - now < SAS_RENEWAL:
+                self._sas_ends = now + SAS_LIFETIME
+                sas = self._sas = Secret(
+                    generate_container_sas(
+                        self.account_name,
+                        self.container_name,
+                        account_key=self._key.reveal(),
+                        permission=ContainerSasPermissions(write=True, create=True),
+                        expiry=self._sas_ends,
+                    )
+                )
+            return sas.reveal()
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        self.connections.close()
+
+
+def _plain(value: Any) -> bool:
+    """Whether a header value can go as it is: printable ASCII."""
+    return isinstance(value, str) and value.isascii() and value.isprintable()
