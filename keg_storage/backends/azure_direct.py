@@ -103,20 +103,12 @@ class DirectPuts:
         (:meth:`.KeepAliveConnections.statuses`), telling ``stored`` of each stored as it is
         (its exception stops them all); the numbers of the others, which the caller must send
         through the SDK."""
-        left: list[int] = []
 
         def request(number: int) -> Request | None:
             made = upload(number)
             return None if made is None else self.request(*made)
 
-        def answered(number: int, status: int | None) -> None:
-            if status == 201:
-                stored(number)
-            else:
-                left.append(number)
-
-        self.connections.statuses(count, request, answered, concurrency)
-        return sorted(left)
+        return self.connections.succeeded(count, request, 201, stored, concurrency)
 
     def request(self, name: str, body: bytes, metadata: Mapping[str, str]) -> Request | None:
         """The Put Blob of ``body`` at ``name``; None when its metadata needs the SDK (names

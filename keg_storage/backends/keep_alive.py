@@ -215,6 +215,30 @@ class KeepAliveConnections:
             made = request(number)
             answered(number, None if made is None else self.status(made))
 
+    def succeeded(
+        self,
+        count: int,
+        request: Callable[[int], Request | None],
+        success: int,
+        done: Callable[[int], None],
+        concurrency: int,
+        seen: Callable[[int | None], None] | None = None,
+    ) -> list[int]:
+        """:meth:`statuses`, telling ``done`` of each request answered ``success`` as it is
+        (and ``seen`` of every status); the numbers of the others, in order."""
+        failed: list[int] = []
+
+        def answered(number: int, status: int | None) -> None:
+            if seen is not None:
+                seen(status)
+            if status == success:
+                done(number)
+            else:
+                failed.append(number)
+
+        self.statuses(count, request, answered, concurrency)
+        return sorted(failed)
+
     async def _send_in_turn(
         self, numbers: Iterator[int], request: Callable[[int], Request | None], answered: Answered
     ) -> None:

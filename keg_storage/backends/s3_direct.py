@@ -242,7 +242,6 @@ class DirectRequests:
         connections = self.connections
         if route is None or connections is None:
             return range(count)
-        left: list[int] = []
 
         def request(number: int) -> Request | None:
             made = upload(number)
@@ -251,15 +250,7 @@ class DirectRequests:
                 return None
             return self._request(route, "PUT", made.key, headers, made.body)
 
-        def answered(number: int, status: int | None) -> None:
-            self._check_route(status)
-            if status == 200:
-                stored(number)
-            else:
-                left.append(number)
-
-        connections.statuses(count, request, answered, concurrency)
-        return sorted(left)
+        return connections.succeeded(count, request, 200, stored, concurrency, self._check_route)
 
     def _request(
         self, route: Route, method: str, key: str, headers: dict[str, str], body: bytes
