@@ -220,3 +220,53 @@ def test_a_server_that_refuses_connections_gives_each_file_its_error(
     for result, (_, key) in zip(results, pairs, strict=True):
         assert isinstance(result.error, StorageConnectionError)
         assert result.error.path == key and result.bytes == 0
+
+
+def test_without_direct_requests_a_batch_still_runs_max_concurrency_at_once(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client, tmp_path: Path
+) -> None:
+    """``direct_requests=False`` (or a proxy): the batch's files go through the client, 8 at
+    once on 8 threads, as before batches, not one after the other."""
+    files = local_files(tmp_path, 64)
+    with FaultProxy("127.0.0.1", seaweedfs.ports["s3.port"]) as proxy:
+        proxy.latency = 0.005  # each request long enough for the threads to overlap
+        with S3Storage(
+            s3_bucket,
+            seaweedfs.region,
+            seaweedfs.access_key,
+            seaweedfs.secret_key,
+            endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            direct_requests=False,
+        ) as storage:
+            puts = PutObjects(storage.client)
+            progress: list[int] = []
+            pairs = [(local, f"threads/{local.name}") for local in files]
+            results = storage.upload_many(pairs, max_concurrency=8, progress=progress.append)
+        assert proxy.stats.connections == 8
+    assert [result.error for result in results] == [None] * len(pairs)
+    assert len(puts.keys) == len(pairs)
+    assert progress == sorted(progress) and progress[-1] == sum(map(len, files.values()))
+    for local, key in pairs:
+        assert stored(s3_client, s3_bucket, key) == files[local]
+
+
+def test_a_progress_callback_that_raises_stops_the_threads_of_a_batch(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client, tmp_path: Path
+) -> None:
+    files = local_files(tmp_path, 200)
+
+    def stop(total: int) -> None:
+        if total > 10_000:
+            raise Stop
+
+    pairs = [(local, f"stop/{local.name}") for local in files]
+    with (
+        make_storage(seaweedfs, s3_bucket, direct_requests=False) as storage,
+        pytest.raises(Stop),
+    ):
+        storage.upload_many(pairs, max_concurrency=8, progress=stop)
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="stop/")
+    kept = [entry["Key"] for entry in listed.get("Contents", [])]
+    assert 10 <= len(kept) < 40  # those stored or running when it raised, never the rest
+    for key in kept:
+        assert stored(s3_client, s3_bucket, key) == files[tmp_path / key[5:]]
