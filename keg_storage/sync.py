@@ -23,11 +23,11 @@ Azure, SFTP, a backend of your own), following rclone's ``sync`` where it fits:
   read whole into memory (``download``), a larger one streams from ``src.open(key, 'rb')``,
   into ``dst.upload``, which publishes it atomically, so a partial file is never visible at the
   destination, and an interrupted sync leaves nothing behind but whole files. Into a store
-  that takes batches of small files (``bulk_batch_files``: SFTP, S3), the files up to its
-  ``bulk_small_file_bytes`` go in batches instead (:func:`copy_tasks`): each file read whole,
-  then the batch published with one ``_put_batch`` (SFTP: requests pipelined on one session;
-  S3: one request after the other on a kept connection; each file still its own atomic
-  publish with its time). Before copying, each store is asked to
+  that takes batches of small files (``bulk_batch_files``: SFTP, S3, Azure), the files up to
+  its ``bulk_small_file_bytes`` go in batches instead (:func:`copy_tasks`): each file read
+  whole, then the batch published with one ``_put_batch`` (SFTP: requests pipelined on one
+  session; S3 and Azure: one request after the other on a kept connection; each file still its
+  own atomic publish with its time). Before copying, each store is asked to
   open what ``jobs`` transfers need (``_reserve_sessions``: SFTP sessions as channels of the
   connection the listing opened, not a connection per thread). Source times are
   kept as rclone keeps them, by the destination's ``upload_keeping_mtime``: set on SFTP files in
@@ -386,8 +386,8 @@ class _Job:
 
     def copy_batch(self, batch: Sequence[tuple[SyncAction, ListEntry]]) -> None:
         """Copy small files with one ``_put_batch`` of the destination (SFTP: its requests
-        pipelined, stage by stage, on one session; S3: sent one after the other on a kept
-        connection, without the client's pipeline): each read whole from the source first,
+        pipelined, stage by stage, on one session; S3 and Azure: sent one after the other on a
+        kept connection, without the SDK's pipeline): each read whole from the source first,
         then each published atomically with its modification time. A file that fails fails
         alone."""
         items: list[BatchItem] = []
@@ -491,7 +491,7 @@ def read_whole(job: _Job, src_key: str) -> bytes:
 
 def copy_tasks(job: _Job, copies: Sequence[tuple[SyncAction, ListEntry]]) -> list[Task]:
     """A task per file to copy, but where the destination takes batches of small files
-    (:attr:`~.StorageBackend.bulk_batch_files`: SFTP, S3), those up to its
+    (:attr:`~.StorageBackend.bulk_batch_files`: SFTP, S3, Azure), those up to its
     :attr:`~.StorageBackend.bulk_small_file_bytes` go in batches, a task each
     (:meth:`_Job.copy_batch`): a small file copied alone costs the destination a few round
     trips and, from ``jobs`` threads at once, more CPU than the whole batch's stream does per

@@ -320,6 +320,12 @@ class AzureStorage(StorageBackend):
 
     # -- connection --------------------------------------------------------------------------
 
+    @property
+    def _pool_size(self) -> int:
+        """The most connections kept open to the service: the SDK's default pool keeps 10, and
+        parallel transfers of several files would open and drop extra ones."""
+        return max(16, 4 * self.max_concurrency)
+
     def _client_options(self, url: str) -> dict[str, Any]:
         """The SDK clients' options for the service at ``url``: our transport and retries."""
         connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
@@ -330,10 +336,9 @@ class AzureStorage(StorageBackend):
         session.trust_env = False
         session.proxies = requests.utils.get_environ_proxies(url)
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        # The SDK's default pool keeps 10 connections: parallel transfers of several files would
-        # open and drop extra ones. urllib3 must not retry: azure-core's policy does.
+        # urllib3 must not retry: azure-core's policy does.
         adapter = HTTPAdapter(
-            pool_maxsize=max(16, 4 * self.max_concurrency),
+            pool_maxsize=self._pool_size,
             max_retries=Retry(total=False, redirect=False, raise_on_status=False),
         )
         session.mount("https://", adapter)
@@ -382,12 +387,18 @@ class AzureStorage(StorageBackend):
                     **options,
                 )
                 container = service.get_container_client(bucket)
-                clients = AzureClients(container, None, self._direct_puts(container, key, None))
+                direct = DirectPuts.for_container(
+                    container, key, None, options["transport"], self._pool_size
+                )
+                clients = AzureClients(container, None, direct)
             elif self._sas_container_url:
                 container_url = self._sas_container_url.reveal()
                 container = ContainerClient.from_container_url(container_url, **options)
                 sas = hold(urlsplit(container_url).query or None)
-                clients = AzureClients(container, None, self._direct_puts(container, None, sas))
+                direct = DirectPuts.for_container(
+                    container, None, sas, options["transport"], self._pool_size
+                )
+                clients = AzureClients(container, None, direct)
             else:
                 assert self._sas_blob_url
                 clients = AzureClients(
@@ -404,16 +415,6 @@ class AzureStorage(StorageBackend):
                 self.timeout,
             )
         return clients
-
-    def _direct_puts(
-        self, container: ContainerClient, key: Secret[str] | None, sas: Secret[str] | None
-    ) -> DirectPuts | None:
-        """The sender of the batches' small uploads (:mod:`.azure_direct`), with this storage's
-        timeouts."""
-        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
-        return DirectPuts.for_container(
-            container, key, sas, (connect, read), max(16, 4 * self.max_concurrency)
-        )
 
     @property
     def retry_label(self) -> str:

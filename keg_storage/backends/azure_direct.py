@@ -15,7 +15,6 @@ typed errors.
 from __future__ import annotations
 
 import datetime
-import os
 import ssl
 import threading
 import urllib.parse
@@ -27,7 +26,6 @@ from .keep_alive import KeepAliveConnections, Request, available, tls_context
 
 try:
     import certifi
-    import requests.utils
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 except ImportError:  # pragma: no cover - exercised by the package tests without the extra
     pass
@@ -46,14 +44,15 @@ class DirectPuts:
     ``container``: the SDK's container client, whose URL, API version and account name the
     requests use; ``account_key``: the key to make SAS tokens with, or None with ``sas``, the
     query of the storage's own container SAS URL (both held as :class:`.Secret`);
-    ``timeouts``: connect and read seconds."""
+    ``transport``: the SDK's ``RequestsTransport`` the storage made, whose CA bundle and
+    timeouts the connections take; ``max_idle``: the most kept open, as its pool keeps."""
 
     def __init__(
         self,
         container: Any,
         account_key: Secret[str] | None,
         sas: Secret[str] | None,
-        timeouts: tuple[float, float],
+        transport: Any,
         max_idle: int,
     ) -> None:
         self.container_url = container.url.split("?", 1)[0]
@@ -67,11 +66,12 @@ class DirectPuts:
         self._sas = sas
         self._sas_ends: datetime.datetime | None = None
         self._lock = threading.Lock()
+        config = transport.connection_config
         context = None
-        if url.scheme == "https":
-            # What the SDK's requests session trusts (AzureStorage sets it up from these).
-            ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            context = tls_context(ssl.create_default_context(), ca_bundle or certifi.where())
+        if url.scheme == "https":  # requests' own default bundle for verify=True
+            ca_bundle = config.verify if config.verify is not True else certifi.where()
+            context = tls_context(ssl.create_default_context(), ca_bundle)
+        timeouts = (config.timeout, config.read_timeout)
         self.connections = KeepAliveConnections(self.container_url, context, [], timeouts, max_idle)
 
     @classmethod
@@ -80,16 +80,14 @@ class DirectPuts:
         container: Any,
         account_key: Secret[str] | None,
         sas: Secret[str] | None,
-        timeouts: tuple[float, float],
+        transport: Any,
         max_idle: int,
     ) -> DirectPuts | None:
         """The sender for ``container``, or None where the SDK's requests go through a proxy
-        (from the environment, as keg_storage's session reads it) or h11 is not installed."""
-        if not available() or not (account_key or sas):
+        (``transport``'s session has one) or h11 is not installed."""
+        if not available() or not (account_key or sas) or transport.session.proxies:
             return None
-        if requests.utils.get_environ_proxies(container.url):
-            return None
-        return cls(container, account_key, sas, timeouts, max_idle)
+        return cls(container, account_key, sas, transport, max_idle)
 
     def put_many(
         self,
@@ -100,7 +98,7 @@ class DirectPuts:
     ) -> Sequence[int]:
         """Store uploads ``0`` to ``count - 1`` (``upload(number)`` reads each just before it
         goes; None: not sent here), ``concurrency`` at once from this thread
-        (:meth:`.KeepAliveConnections.statuses`), telling ``stored`` of each stored as it is
+        (:meth:`.KeepAliveConnections.succeeded`), telling ``stored`` of each stored as it is
         (its exception stops them all); the numbers of the others, which the caller must send
         through the SDK."""
 

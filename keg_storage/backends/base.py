@@ -774,7 +774,7 @@ class StorageBackend:
         ``item.mtime`` where given) at its key, overwriting, as :meth:`_put` (or
         :meth:`upload_keeping_mtime`) would, for :meth:`upload_many` and ``sync`` (only called
         where :attr:`bulk_batch_files` is above 1), with up to ``concurrency`` requests at once
-        where the service takes them from one thread (S3; SFTP pipelines its requests on one
+        where the service takes them from one thread (S3, Azure; SFTP pipelines its requests on one
         session whatever it is). Reports each file's bytes as ``report(item.index, amount)``;
         returns the error of each file that failed, keyed by its index: one file's failure never
         stops the others."""

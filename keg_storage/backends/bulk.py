@@ -96,7 +96,7 @@ class BatchItem:
     mtime: float | None = None
     """An upload's modification time (seconds since the epoch), kept as
     :meth:`~.StorageBackend.upload_keeping_mtime` keeps it (SFTP: in whole seconds, set on the
-    file before it is published; S3: as metadata); None: the time of the write."""
+    file before it is published; S3, Azure: as metadata); None: the time of the write."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,29 +312,33 @@ def _put_each(
     False``), reported from this thread as each ends; the errors by index. A ``report`` that
     raises stops the rest."""
     failed: dict[int, Exception] = {}
+
+    def settle(item: BatchItem, outcome: int | Exception) -> None:
+        if isinstance(outcome, Exception):
+            failed[item.index] = outcome
+        else:
+            report(item.index, outcome)
+
     if concurrency < 2 or len(items) < 2:
         for item in items:
-            try:
-                size = put(item)
-            except Exception as error:
-                failed[item.index] = error
-                continue
-            report(item.index, size)
+            settle(item, _outcome(put, item))
         return failed
     pool = ThreadPoolExecutor(min(concurrency, len(items)), "keg-storage-bulk")
     try:
-        futures = {pool.submit(put, item): item for item in items}
+        futures = {pool.submit(_outcome, put, item): item for item in items}
         for future in as_completed(futures):
-            item = futures[future]
-            try:
-                size = future.result()
-            except Exception as error:
-                failed[item.index] = error
-                continue
-            report(item.index, size)
+            settle(futures[future], future.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return failed
+
+
+def _outcome(put: Callable[[BatchItem], int], item: BatchItem) -> int | Exception:
+    """What ``put`` returned for ``item``, or the error it raised."""
+    try:
+        return put(item)
+    except Exception as error:
+        return error
 
 
 DIRECT_BODY_LIMIT = 1024 * 1024

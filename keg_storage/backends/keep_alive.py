@@ -5,7 +5,7 @@ Why not the SDKs' pools (urllib3 under botocore, requests under azure-core): for
 an HTTP session, urllib3 and http.client cost about 0.35 ms of CPU (the pool's bookkeeping,
 header objects, the ``email``-based parsing of the answer), most of a direct request's; an
 exchange here costs about 0.05 ms. From 8 threads, that decides how many small files a second
-this process can send; :meth:`KeepAliveConnections.statuses` sends many from one thread.
+this process can send; :meth:`KeepAliveConnections.succeeded` sends many from one thread.
 
 Each backend sets the connections up as its SDK sets up its own (TLS verification and CA
 bundle, client certificate, socket options, connect and read timeouts) and only where the SDK
@@ -193,7 +193,7 @@ class KeepAliveConnections:
         except _FAILURES:
             return None
 
-    def statuses(
+    def _send_all(
         self,
         count: int,
         request: Callable[[int], Request | None],
@@ -224,7 +224,7 @@ class KeepAliveConnections:
         concurrency: int,
         seen: Callable[[int | None], None] | None = None,
     ) -> list[int]:
-        """:meth:`statuses`, telling ``done`` of each request answered ``success`` as it is
+        """:meth:`_send_all`, telling ``done`` of each request answered ``success`` as it is
         (and ``seen`` of every status); the numbers of the others, in order."""
         failed: list[int] = []
 
@@ -236,7 +236,7 @@ class KeepAliveConnections:
             else:
                 failed.append(number)
 
-        self.statuses(count, request, answered, concurrency)
+        self._send_all(count, request, answered, concurrency)
         return sorted(failed)
 
     async def _send_in_turn(
@@ -261,24 +261,30 @@ class KeepAliveConnections:
     ) -> tuple[int | None, Streams | None]:
         """The request's status and the connection for the next one (None: open a new one);
         a kept connection that fails before any answer is replaced once, as in :meth:`status`."""
-        for kept in (streams is not None, False):
+        if streams is not None:
             try:
-                if streams is None:
-                    streams = await self._open_streams()
-                status = await streams.status(request, self.read_timeout)
+                return await self._exchange_streams(streams, request)
             except _FAILURES:
-                answered = streams is not None and streams.framing.answered
-                if streams is not None:
-                    streams.close()
-                streams = None
-                if kept and not answered:
-                    continue
-                return None, None
-            if streams.framing.reusable():
-                return status, streams
+                if streams.framing.answered:  # a cut answer; else closed by the server while idle
+                    return None, None
+        try:
+            return await self._exchange_streams(await self._open_streams(), request)
+        except _FAILURES:
+            return None, None
+
+    async def _exchange_streams(
+        self, streams: Streams, request: Request
+    ) -> tuple[int, Streams | None]:
+        """As :meth:`_exchange`, on asyncio streams: the connection for the next request."""
+        try:
+            status = await streams.status(request, self.read_timeout)
+        except BaseException:
             streams.close()
-            return status, None
-        return None, None
+            raise
+        if streams.framing.reusable():
+            return status, streams
+        streams.close()
+        return status, None
 
     async def _open_streams(self) -> Streams:
         opening = asyncio.open_connection(

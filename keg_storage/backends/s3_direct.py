@@ -235,7 +235,7 @@ class DirectRequests:
     ) -> Sequence[int]:
         """Store uploads ``0`` to ``count - 1`` (``upload(number)`` reads each just before it
         goes; None: not sent here), ``concurrency`` at once from this thread where the route has
-        :attr:`connections` (:meth:`.KeepAliveConnections.statuses`), telling ``stored`` of each
+        :attr:`connections` (:meth:`.KeepAliveConnections.succeeded`), telling ``stored`` of each
         stored as it is (its exception stops them all); the numbers of the others, which the
         caller must send through the client."""
         route = self.route()
