@@ -17,6 +17,7 @@ from azure.storage.blob import ContainerClient, ContainerSasPermissions, generat
 from keg_storage import LocalFSStorage, StoragePermissionError, sync
 from keg_storage.backends.azure import AzureStorage
 from keg_storage.backends.bulk import BatchItem, TransferResult
+from tests.backends.test_azure_faults import through_proxy
 from tests.faults.proxy import FaultProxy
 from tests.servers.azurite import Azurite
 
@@ -165,12 +166,7 @@ def test_a_connection_cut_in_a_batch_loses_no_file(
     files = local_files(tmp_path, [f"cut/{n}.bin" for n in range(40)])
     with (
         FaultProxy("127.0.0.1", azurite.port) as proxy,
-        AzureStorage(
-            azurite.account,
-            azurite.key,
-            azure_container.container_name,
-            account_url=f"http://127.0.0.1:{proxy.port}/{azurite.account}",
-        ) as storage,
+        through_proxy(proxy, azurite, azure_container) as storage,
     ):
         proxy.cut_after(cut, direction)  # type: ignore[arg-type]
         results = storage.upload_many(pairs(files), max_concurrency=4)
