@@ -157,6 +157,11 @@ def seed_source(target: Target, job: Job) -> None:
             storage.upload(f, key)
 
 
+def prepare_upload(target: Target, job: Job) -> None:
+    """The folder of the uploaded keys, which plain ``open`` needs to exist (LocalFS, SFTP)."""
+    target.make_dir(job.key("upload.bin").rpartition("/")[0])
+
+
 def keg_upload(target: Target, job: Job) -> Parts:
     storage = target.keg()
 
@@ -366,11 +371,11 @@ def check_synced(target: Target, job: Job) -> None:
 
 
 WORKLOADS: list[Workload] = [
-    Workload("upload", keg_upload, raw_upload, sized_variants),
+    Workload("upload", keg_upload, raw_upload, sized_variants, prepare=prepare_upload),
     Workload(
         "download", keg_download, raw_download, sized_variants, "download", prepare=seed_source
     ),
-    Workload("stream write", keg_stream_write, raw_upload, sized_variants),
+    Workload("stream write", keg_stream_write, raw_upload, sized_variants, prepare=prepare_upload),
     Workload(
         "stream read",
         keg_stream_read,

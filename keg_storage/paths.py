@@ -93,6 +93,11 @@ def _check_length(segments: list[str], backend: Any, path: str) -> None:
     max_key = getattr(backend, "max_key_bytes", None)
     if max_segment is None and max_key is None:
         return
+    # No segment, and no key of these segments, is longer than an ASCII path itself.
+    if path.isascii() and len(path) <= min(
+        limit for limit in (max_segment, max_key) if limit is not None
+    ):
+        return
     # An ASCII path has as many bytes of UTF-8 as characters: no encoding to count them.
     sizes = (
         [len(segment) for segment in segments]

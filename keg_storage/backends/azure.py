@@ -41,7 +41,7 @@ from ..errors import (
 from ..http import content_disposition
 from ..progress import ByteCounter
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
-from .azure_direct import DirectPuts
+from .azure_direct import DirectRequests
 from .azure_errors import (
     azure_error,
     condition_arguments,
@@ -184,7 +184,7 @@ class AzureClients:
 
     container: ContainerClient | None
     blob: BlobClient | None
-    direct: DirectPuts | None = None
+    direct: DirectRequests | None = None
     """The sender of small uploads without the SDK's pipeline (:mod:`.azure_direct`), with a
     container client."""
 
@@ -209,7 +209,15 @@ class AzureStorage(StorageBackend):
     ``retry`` (None for the SDK's exponential retry policy: 3 retries after about 18, 24 and
     42 s; an int for that many retries after about 2, 4, 8... s; or a retry policy object of
     your own). The retries of the first two are logged on ``keg_storage.retry``; a request fails
-    after at most ``retry + 1`` tries of ``timeout`` each plus those waits.
+    after at most ``retry + 1`` tries of ``timeout`` each plus those waits (one more for a
+    request first sent directly, below).
+
+    ``direct_requests`` (default True): the small uploads of ``upload_many`` and ``sync``, the
+    properties request of ``exists`` and ``open('rb')`` and the first GET of a download (up to
+    1 MiB of it) go with a container SAS on keep-alive connections of keg_storage's own,
+    without the SDK's pipeline (:mod:`.azure_direct`; its policies do not see them); any
+    failure or unexpected answer sends the request again through the SDK, with its retries
+    and typed errors. False sends every request through the SDK.
 
     ``prefix`` (account and container SAS modes): every key lives under it (``prefix='app'``:
     the file ``a.txt`` is the blob ``app/a.txt``), as under LocalFS's root; listings, copies,
@@ -256,6 +264,7 @@ class AzureStorage(StorageBackend):
         timeout: float | tuple[float, float] = (20.0, 60.0),
         retry: int | Any | None = None,
         prefix: str = "",
+        direct_requests: bool = True,
     ) -> None:
         # Held before anything can raise, so that no frame of ours shows them in plain form.
         self._key = hold(key)
@@ -286,6 +295,7 @@ class AzureStorage(StorageBackend):
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.retry = retry
+        self.direct_requests = direct_requests
         self.account_url: str | None = None
         self.endpoint = "its account URL"
         """The account URL (``https://<account>.blob.core.windows.net``), as errors name it."""
@@ -387,17 +397,13 @@ class AzureStorage(StorageBackend):
                     **options,
                 )
                 container = service.get_container_client(bucket)
-                direct = DirectPuts.for_container(
-                    container, key, None, options["transport"], self._pool_size
-                )
+                direct = self._direct_requests(container, key, None, options["transport"])
                 clients = AzureClients(container, None, direct)
             elif self._sas_container_url:
                 container_url = self._sas_container_url.reveal()
                 container = ContainerClient.from_container_url(container_url, **options)
                 sas = hold(urlsplit(container_url).query or None)
-                direct = DirectPuts.for_container(
-                    container, None, sas, options["transport"], self._pool_size
-                )
+                direct = self._direct_requests(container, None, sas, options["transport"])
                 clients = AzureClients(container, None, direct)
             else:
                 assert self._sas_blob_url
@@ -415,6 +421,18 @@ class AzureStorage(StorageBackend):
                 self.timeout,
             )
         return clients
+
+    def _direct_requests(
+        self,
+        container: ContainerClient,
+        key: Secret[str] | None,
+        sas: Secret[str] | None,
+        transport: RequestsTransport,
+    ) -> DirectRequests | None:
+        """The sender of direct requests (:mod:`.azure_direct`), unless they are off."""
+        if not self.direct_requests:
+            return None
+        return DirectRequests.for_container(container, key, sas, transport, self._pool_size)
 
     @property
     def retry_label(self) -> str:
@@ -486,6 +504,7 @@ class AzureStorage(StorageBackend):
             storage=self,
             path=key,
             first_range=first_range,
+            direct=self.clients().direct,
         )
 
     def _download(self, key: str, file_obj: IO[bytes], count_bytes: ByteCounter) -> None:
@@ -579,8 +598,16 @@ class AzureStorage(StorageBackend):
 
     def _probe(self, key: str) -> None:
         """The properties request that :meth:`_stat` sends, its answer not made into the SDK's
-        ``BlobProperties`` nor a stat (a tenth of a small request's CPU)."""
-        self._blob(key).get_blob_properties(cls=_unread)
+        ``BlobProperties`` nor a stat (a tenth of a small request's CPU); sent directly where it
+        can be (:mod:`.azure_direct`). A ``404`` but for a missing blob (a missing container)
+        is left to the SDK, which raises what it means."""
+        blob, direct = self._blob(key), self.clients().direct
+        answer = direct.properties(blob.blob_name) if direct is not None else None
+        if answer is not None and answer.status == 200:
+            return
+        if answer is not None and answer.header("x-ms-error-code") == "BlobNotFound":
+            raise self._not_found(key)
+        blob.get_blob_properties(cls=_unread)
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import FileExistsInStorageError, PreconditionFailedError, StorageError, log_retry
 from ..progress import ByteCounter
+from .azure_direct import DirectRequests
 from .azure_errors import condition_arguments, deciding, translate_azure_error
 from .base import FileMode, RemoteFile, file_errors
 from .conditions import ALWAYS, WriteCondition
@@ -62,7 +63,9 @@ class AzureReader(AzureFile, RangeReader):
 
     With ``first_range=True`` construction downloads the first chunk instead of reading the
     blob's properties (the response's ``Content-Range`` gives the size), so a transfer that
-    reads from the start saves a request and a blob of at most ``chunk_size`` is one GET."""
+    reads from the start saves a request and a blob of at most ``chunk_size`` is one GET.
+    With ``direct`` (the storage's :class:`.azure_direct.DirectRequests`) the properties
+    request, or the first megabyte of that GET, goes without the SDK's pipeline where it can."""
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class AzureReader(AzureFile, RangeReader):
         storage: Any = None,
         path: str | None = None,
         first_range: bool = False,
+        direct: DirectRequests | None = None,
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.read:
             raise ValueError("AzureReader reads only: open it with mode 'rb'")
@@ -81,8 +85,9 @@ class AzureReader(AzureFile, RangeReader):
         self.path = path if path is not None else blob_client.blob_name
         self.storage = storage
         self._first_data: bytes | None = None
+        self._direct = direct
         with self._translation():
-            size = self._download_first(chunk_size) if first_range else None
+            size = self._download_first(chunk_size) if first_range else self._direct_properties()
             if size is None:
                 properties = blob_client.get_blob_properties()
                 self.etag, size = properties.etag, properties.size
@@ -90,9 +95,28 @@ class AzureReader(AzureFile, RangeReader):
             self, size=size, chunk_size=chunk_size, max_concurrency=max_concurrency
         )
 
+    def _direct_properties(self) -> int | None:
+        """The blob's size (its ETag kept) from a properties request sent directly; None where
+        the SDK must ask."""
+        answer = self._direct.properties(self.blob_client.blob_name) if self._direct else None
+        etag = answer.header("etag") if answer is not None and answer.status == 200 else None
+        length = answer.header("content-length") if answer is not None else None
+        if etag is None or length is None or not length.isdigit():
+            return None
+        self.etag = etag
+        return int(length)
+
     def _download_first(self, chunk_size: int) -> int | None:
-        """Download the first ``chunk_size`` bytes, kept for the first read; the blob's size, or
-        None for an empty blob (the service refuses a range of it: 416)."""
+        """Download the first ``chunk_size`` bytes (directly, at most a megabyte of them,
+        where it can), kept for the first read; the blob's size, or None for an empty blob (the
+        service refuses a range of it: 416)."""
+        name = self.blob_client.blob_name
+        answer = self._direct.first_range(name, chunk_size) if self._direct else None
+        if answer is not None and answer.status == 206:
+            etag, size = answer.header("etag"), answer.header("content-range")
+            if etag is not None and size is not None and size.rpartition("/")[2].isdigit():
+                self.etag, self._first_data = etag, answer.body
+                return int(size.rpartition("/")[2])
         try:
             stream = self._download(0, chunk_size)
         except HttpResponseError as exc:
@@ -118,7 +142,8 @@ class AzureReader(AzureFile, RangeReader):
         calling thread reads the first chunk: see :class:`RangeReader`)."""
         if start == 0 and self._first_data is not None:
             data, self._first_data = self._first_data, None
-            return data
+            # A first GET sent directly may have taken less than the chunk: the SDK reads on.
+            return data if len(data) >= end else data + self._read_range(len(data), end)
         stream = self._download(
             start, end - start, etag=self.etag, match_condition=MatchConditions.IfNotModified
         )

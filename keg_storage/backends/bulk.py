@@ -264,7 +264,7 @@ def download_many(
 
 DirectPutMany = Callable[[int, Callable[[int], Any], Callable[[int], None], int], Sequence[int]]
 """A backend's sender of many small uploads at once (S3's ``DirectRequests.put_many``, Azure's
-``DirectPuts.put_many``): the count, the maker of each upload by number (None: not sent
+``DirectRequests.put_many``): the count, the maker of each upload by number (None: not sent
 there), what to tell of each stored, the concurrency; it returns the numbers not stored."""
 
 

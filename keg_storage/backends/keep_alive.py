@@ -33,8 +33,8 @@ except ImportError:  # pragma: no cover - the s3 and azure extras bring it; with
     h11 = None  # type: ignore[assignment]
 
 MAX_ANSWER_BODY = 64 * 1024
-"""The most bytes of an answer's body read to keep its connection (an error's XML); a larger
-body closes the connection instead."""
+"""The most bytes of an answer's body read by default (an error's XML); a larger body closes
+the connection instead and the request has no answer."""
 
 _RECEIVE_SIZE = 64 * 1024
 
@@ -51,6 +51,25 @@ class Request(NamedTuple):
     """The path and query."""
     headers: list[tuple[str, str]]
     body: bytes
+    answer_limit: int = MAX_ANSWER_BODY
+    """The most bytes of the answer's body taken (a larger one: no answer)."""
+
+
+class Answer(NamedTuple):
+    """A whole answer."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    """As h11 gives them: names in lower case."""
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The value of the header ``name`` (in lower case), None without it."""
+        wanted = name.encode("ascii")
+        for key, value in self.headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
 
 
 Answered = Callable[[int, "int | None"], None]
@@ -68,12 +87,15 @@ class Framing:
         self.answered = False
         """Whether any byte of the current request's answer came (a kept connection that fails
         before any did was closed by the server while it was idle)."""
-        self._status = 0
+        self._response: Any = None
+        self._body: list[bytes] = []
         self._length = 0
+        self._limit = MAX_ANSWER_BODY
 
     def request(self, request: Request) -> bytes:
         """The bytes to send for ``request``."""
-        self.answered, self._status, self._length = False, 0, 0
+        self.answered, self._response, self._body, self._length = False, None, [], 0
+        self._limit = request.answer_limit
         http = self.http
         data = http.send(
             h11.Request(method=request.method, target=request.target, headers=request.headers)
@@ -82,10 +104,10 @@ class Framing:
             data += http.send(h11.Data(data=request.body))
         return data + http.send(h11.EndOfMessage())
 
-    def receive(self, data: bytes) -> int | None:
-        """Take the bytes received (``b""``: the end of the stream): the answer's status once
-        it is whole (its body dropped), None while more bytes are needed. Raises
-        :class:`NoAnswer` when it cannot be whole."""
+    def receive(self, data: bytes) -> Answer | None:
+        """Take the bytes received (``b""``: the end of the stream): the answer once it is
+        whole, None while more bytes are needed. Raises :class:`NoAnswer` when it cannot be
+        whole or its body is above the request's ``answer_limit``."""
         try:
             self.http.receive_data(data)
             self.answered = self.answered or bool(data)
@@ -94,13 +116,15 @@ class Framing:
                 if event is h11.NEED_DATA:
                     return None
                 if isinstance(event, h11.Response):
-                    self._status = event.status_code
+                    self._response = event
                 elif isinstance(event, h11.Data):
                     self._length += len(event.data)
-                    if self._length > MAX_ANSWER_BODY:
-                        raise NoAnswer(f"an answer's body above {MAX_ANSWER_BODY} bytes")
+                    if self._length > self._limit:
+                        raise NoAnswer(f"an answer's body above {self._limit} bytes")
+                    self._body.append(event.data)
                 elif isinstance(event, h11.EndOfMessage):
-                    return self._status
+                    response = self._response
+                    return Answer(response.status_code, response.headers, b"".join(self._body))
                 elif isinstance(event, h11.ConnectionClosed):
                     raise NoAnswer("the server closed the connection")
         except h11.ProtocolError as error:
@@ -121,14 +145,14 @@ class Connection:
         self.sock = sock
         self.framing = Framing()
 
-    def status(self, request: Request) -> int:
-        """Send the request; the status of its answer. Raises :class:`NoAnswer` or
-        ``OSError`` when no whole answer came."""
+    def answer(self, request: Request) -> Answer:
+        """Send the request; its answer. Raises :class:`NoAnswer` or ``OSError`` when no whole
+        answer came."""
         self.sock.sendall(self.framing.request(request))
-        status = None
-        while status is None:
-            status = self.framing.receive(self.sock.recv(_RECEIVE_SIZE))
-        return status
+        answer = None
+        while answer is None:
+            answer = self.framing.receive(self.sock.recv(_RECEIVE_SIZE))
+        return answer
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -142,15 +166,15 @@ class Streams:
         self.reader, self.writer = reader, writer
         self.framing = Framing()
 
-    async def status(self, request: Request, read_timeout: float) -> int:
-        """As :meth:`Connection.status`, each read waited for at most ``read_timeout``."""
+    async def answer(self, request: Request, read_timeout: float) -> Answer:
+        """As :meth:`Connection.answer`, each read waited for at most ``read_timeout``."""
         self.writer.write(self.framing.request(request))
         await self.writer.drain()
-        status = None
-        while status is None:
+        answer = None
+        while answer is None:
             received = await asyncio.wait_for(self.reader.read(_RECEIVE_SIZE), read_timeout)
-            status = self.framing.receive(received)
-        return status
+            answer = self.framing.receive(received)
+        return answer
 
     def close(self) -> None:
         self.writer.close()
@@ -178,9 +202,9 @@ class KeepAliveConnections:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
-    def status(self, request: Request) -> int | None:
-        """Send the request on an idle connection (or a new one): the status of its answer,
-        None when it got no whole answer (see the module)."""
+    def answer(self, request: Request) -> Answer | None:
+        """Send the request on an idle connection (or a new one): its answer, None when it got
+        no whole answer (see the module)."""
         kept = self._take()
         if kept is not None:
             try:
@@ -205,7 +229,7 @@ class KeepAliveConnections:
         exception stops them all and is raised). With ``concurrency`` above 1, from this thread
         on that many connections of their own at once (asyncio: no thread hand-off per
         request); else, or where this thread runs an event loop already, one after the other
-        as :meth:`status`."""
+        as :meth:`answer`."""
         if concurrency > 1 and count > 1 and not _loop_running():
             numbers = iter(range(count))
             turns = min(concurrency, count)
@@ -213,7 +237,8 @@ class KeepAliveConnections:
             return
         for number in range(count):
             made = request(number)
-            answered(number, None if made is None else self.status(made))
+            answer = None if made is None else self.answer(made)
+            answered(number, None if answer is None else answer.status)
 
     def succeeded(
         self,
@@ -248,19 +273,19 @@ class KeepAliveConnections:
         try:
             for number in numbers:
                 made = request(number)
-                status = None
+                answer = None
                 if made is not None:
-                    status, streams = await self._exchange_async(streams, made)
-                answered(number, status)
+                    answer, streams = await self._exchange_async(streams, made)
+                answered(number, None if answer is None else answer.status)
         finally:
             if streams is not None:
                 streams.close()
 
     async def _exchange_async(
         self, streams: Streams | None, request: Request
-    ) -> tuple[int | None, Streams | None]:
-        """The request's status and the connection for the next one (None: open a new one);
-        a kept connection that fails before any answer is replaced once, as in :meth:`status`."""
+    ) -> tuple[Answer | None, Streams | None]:
+        """The request's answer and the connection for the next one (None: open a new one);
+        a kept connection that fails before any answer is replaced once, as in :meth:`answer`."""
         if streams is not None:
             try:
                 return await self._exchange_streams(streams, request)
@@ -274,17 +299,17 @@ class KeepAliveConnections:
 
     async def _exchange_streams(
         self, streams: Streams, request: Request
-    ) -> tuple[int, Streams | None]:
+    ) -> tuple[Answer, Streams | None]:
         """As :meth:`_exchange`, on asyncio streams: the connection for the next request."""
         try:
-            status = await streams.status(request, self.read_timeout)
+            answer = await streams.answer(request, self.read_timeout)
         except BaseException:
             streams.close()
             raise
         if streams.framing.reusable():
-            return status, streams
+            return answer, streams
         streams.close()
-        return status, None
+        return answer, None
 
     async def _open_streams(self) -> Streams:
         opening = asyncio.open_connection(
@@ -299,9 +324,9 @@ class KeepAliveConnections:
             sock.setsockopt(level, option, value)
         return Streams(reader, writer)
 
-    def _exchange(self, conn: Connection, request: Request) -> int:
+    def _exchange(self, conn: Connection, request: Request) -> Answer:
         try:
-            status = conn.status(request)
+            answer = conn.answer(request)
         except BaseException:
             conn.close()
             raise
@@ -309,7 +334,7 @@ class KeepAliveConnections:
             self._keep(conn)
         else:
             conn.close()
-        return status
+        return answer
 
     def _connect(self) -> Connection:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)

@@ -222,7 +222,8 @@ class DirectRequests:
             response = self.send(method, key, headers, body)
             return None if response is None else int(response.status_code)
         request = self._request(route, method, key, headers, body)
-        status = None if request is None else connections.status(request)
+        answer = None if request is None else connections.answer(request)
+        status = None if answer is None else answer.status
         self._check_route(status)
         return status
 

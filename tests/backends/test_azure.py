@@ -23,6 +23,7 @@ from azure.storage.blob import ContainerClient, ContainerSasPermissions, generat
 from keg_storage import FileMode, ShareLinkOperation
 from keg_storage.backends import azure_files
 from keg_storage.backends.azure import AzureReader, AzureStorage, AzureWriter
+from keg_storage.backends.keep_alive import Answer, Request
 from keg_storage.errors import (
     FileNotFoundInStorageError,
     InvalidPathError,
@@ -630,9 +631,9 @@ def test_missing_sdk_names_the_extra() -> None:
     assert 'pip install "keg-storage[azure]"' in out
 
 
-def sent_requests(storage: AzureStorage) -> list[str]:
-    """``METHOD path`` of every request the storage's HTTP session sends from now on (a
-    requests response hook on the SDK's transport, no mock)."""
+def sdk_requests(storage: AzureStorage) -> list[str]:
+    """``METHOD path`` of every request the storage sends through the SDK from now on (a
+    requests response hook on its transport, no mock)."""
     transport: Any = storage.clients().container._pipeline._transport  # type: ignore[union-attr]
     while not hasattr(transport, "session"):  # the SDK wraps the transport it shares
         transport = transport._transport
@@ -645,6 +646,84 @@ def sent_requests(storage: AzureStorage) -> list[str]:
     return sent
 
 
+def sent_requests(storage: AzureStorage) -> list[str]:
+    """``METHOD path`` of every request the storage sends from now on, through the SDK or
+    directly (:mod:`.azure_direct`: each request its connections answered, recorded on the way
+    back, no mock)."""
+    sent = sdk_requests(storage)
+    direct = storage.clients().direct
+    assert direct is not None
+    send = direct.connections.answer
+
+    def answer(request: Request) -> Answer | None:
+        answered = send(request)
+        sent.append(f"{request.method} {urlsplit(request.target).path}")
+        return answered
+
+    direct.connections.answer = answer  # type: ignore[method-assign]
+    return sent
+
+
+def test_small_blobs_are_read_without_the_sdk(small_blocks: AzureStorage) -> None:
+    """``exists`` and a download of a small blob send their requests directly."""
+    small_blocks.upload(io.BytesIO(b"small body"), "small.txt")
+    through_sdk, sent = sdk_requests(small_blocks), sent_requests(small_blocks)
+    assert small_blocks.exists("small.txt")
+    assert not small_blocks.exists("missing.txt")
+    target = io.BytesIO()
+    small_blocks.download("small.txt", target)
+    assert target.getvalue() == b"small body"
+    assert [request.split()[0] for request in sent] == ["HEAD", "HEAD", "GET"]
+    assert through_sdk == []
+
+
+def test_a_first_range_above_a_megabyte_is_read_on_by_the_sdk(
+    azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    """The direct GET takes the first megabyte of a 2 MiB chunk; the SDK reads the rest."""
+    data = bytes(range(256)) * (3 * MiB // 256) + b"end"
+    azure_container.upload_blob("big.bin", data)
+    with AzureStorage(
+        azurite.account,
+        azurite.key,
+        azure_container.container_name,
+        chunk_size=2 * MiB,
+        account_url=azurite.account_url,
+    ) as storage:
+        through_sdk, sent = sdk_requests(storage), sent_requests(storage)
+        target = io.BytesIO()
+        storage.download("big.bin", target)
+        assert target.getvalue() == data
+    assert [request.split()[0] for request in sent] == ["GET"] * 3
+    assert len(through_sdk) == 2
+
+
+def test_a_sas_without_read_permission_reads_through_the_sdk(
+    azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    """A container SAS that may write and list only: the first direct read is refused, and
+    from then on the SDK reads (and says what the service refuses)."""
+    azure_container.upload_blob("there.txt", b"body")
+    sas = generate_container_sas(
+        azurite.account,
+        azure_container.container_name,
+        account_key=azurite.key,
+        permission=ContainerSasPermissions(write=True, create=True, list=True),
+        expiry=datetime.now(timezone.utc) + FIVE_MINUTES,
+    )
+    with AzureStorage(sas_container_url=f"{azure_container.url}?{sas}") as writer:
+        sent = sent_requests(writer)
+        with pytest.raises(StoragePermissionError) as raised:
+            writer.exists("there.txt")
+        assert raised.value.path == "there.txt"
+        with pytest.raises(StoragePermissionError):
+            writer.download("there.txt", io.BytesIO())
+        writer.upload(io.BytesIO(b"new"), "new.txt")
+        assert [item.name for item in writer.list()] == ["new.txt", "there.txt"]
+    assert [request.split()[0] for request in sent] == ["HEAD", "HEAD", "GET", "PUT", "GET"]
+    assert azure_container.download_blob("new.txt").readall() == b"new"
+
+
 def test_download_of_a_small_blob_is_one_get(small_blocks: AzureStorage, tmp_path: Path) -> None:
     """Issue 18: the first ranged GET tells the size, so no properties request precedes it."""
     small_blocks.upload(io.BytesIO(b"small body"), "small.txt")
@@ -655,6 +734,23 @@ def test_download_of_a_small_blob_is_one_get(small_blocks: AzureStorage, tmp_pat
     assert target.getvalue() == b"small body"
     assert (tmp_path / "small.txt").read_bytes() == b"small body"
     assert [request.split()[0] for request in sent] == ["GET", "GET"]
+
+
+def test_a_small_blob_is_read_without_the_sdk(small_blocks: AzureStorage) -> None:
+    """Its properties request and its first GET go directly (:mod:`.azure_direct`)."""
+    small_blocks.upload(io.BytesIO(b"small body"), "small.txt")
+    sdk_sent = sent_requests(small_blocks)
+    direct = small_blocks.clients().direct
+    assert direct is not None
+    sent_directly = direct.connections.answer
+    assert small_blocks.exists("small.txt")
+    assert not small_blocks.exists("missing.txt")
+    target = io.BytesIO()
+    small_blocks.download("small.txt", target)
+    assert target.getvalue() == b"small body"
+    assert small_blocks.clients().direct is direct
+    assert direct.connections.answer is sent_directly
+    assert [request.split()[0] for request in sdk_sent] == ["HEAD", "HEAD", "GET"]
 
 
 def test_download_of_a_larger_blob_is_only_ranged_gets(small_blocks: AzureStorage) -> None:

@@ -87,12 +87,33 @@ def test_a_stalled_response_times_out(
     proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
 ) -> None:
     azure_container.upload_blob("data.bin", DATA)
-    with through_proxy(proxy, azurite, azure_container, retry=0, timeout=(2, 0.5)) as storage:
+    with through_proxy(
+        proxy, azurite, azure_container, retry=0, timeout=(2, 0.5), direct_requests=False
+    ) as storage:
         proxy.stall_after(1, 3.0, "downstream")
         start = time.monotonic()
         with pytest.raises(StorageConnectionError, match=r"data\.bin"):
             storage.open("data.bin")
     assert time.monotonic() - start < 2.5
+
+
+def test_a_stalled_direct_request_is_sent_again_through_the_sdk(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    """The properties request of ``open`` goes directly, stalls, is given up after the read
+    timeout and sent through the SDK (one try more than ``retry``, as documented)."""
+    azure_container.upload_blob("data.bin", DATA)
+    with through_proxy(proxy, azurite, azure_container, retry=0, timeout=(2, 0.5)) as storage:
+        proxy.stall_after(1, 3.0, "downstream")
+        start = time.monotonic()
+        with storage.open("data.bin") as file:
+            assert file.read() == DATA
+        assert 0.5 <= time.monotonic() - start < 2.5
+        assert not proxy.armed
+        proxy.refuse_new = True
+        storage.close()
+        with pytest.raises(StorageConnectionError, match=r"data\.bin"):
+            storage.exists("data.bin")
 
 
 def test_retries_are_the_sdk_policy_s_and_no_more(
@@ -103,7 +124,8 @@ def test_retries_are_the_sdk_policy_s_and_no_more(
         with pytest.raises(StorageConnectionError) as raised:
             storage.exists("data.bin")
     assert raised.value.__cause__ is not None
-    assert proxy.stats.refused == 3  # the first attempt and two retries
+    # The direct try (azure_direct), then the SDK's first attempt and two retries.
+    assert proxy.stats.refused == 4
 
 
 def test_retries_of_a_count_are_logged_and_quick(

@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from keg_storage import StorageConnectionError, StorageError
-from keg_storage.backends.keep_alive import MAX_ANSWER_BODY, KeepAliveConnections, Request
+from keg_storage.backends.keep_alive import (
+    MAX_ANSWER_BODY,
+    Answer,
+    KeepAliveConnections,
+    Request,
+)
 from keg_storage.backends.s3 import S3Storage
 from tests.backends.test_s3_direct import HeadObjects, PutObjects
 from tests.faults.proxy import FaultProxy
@@ -316,24 +321,47 @@ def framings() -> Iterator[KeepAliveConnections]:
     server.server_close()
 
 
-def put(connections: KeepAliveConnections, path: str) -> int | None:
+def put(
+    connections: KeepAliveConnections, path: str, limit: int = MAX_ANSWER_BODY
+) -> Answer | None:
     host = f"{connections.host}:{connections.port}"
-    return connections.status(Request("PUT", path, [("Host", host), ("Content-Length", "1")], b"x"))
+    headers = [("Host", host), ("Content-Length", "1")]
+    return connections.answer(Request("PUT", path, headers, b"x", limit))
+
+
+def status(connections: KeepAliveConnections, path: str) -> int | None:
+    answer = put(connections, path)
+    return None if answer is None else answer.status
 
 
 def test_an_answer_that_closes_its_connection_is_kept_by_nobody(
     framings: KeepAliveConnections,
 ) -> None:
-    assert put(framings, "/close") == 200
-    assert put(framings, "/close") == 200
-    assert put(framings, "/chunked") == 200
-    assert put(framings, "/chunked") == 200
+    assert status(framings, "/close") == 200
+    assert status(framings, "/close") == 200
+    assert status(framings, "/chunked") == 200
+    assert status(framings, "/chunked") == 200
     ports = [port for _, port in Framings.ports]
     assert ports[0] != ports[1] != ports[2] == ports[3]  # the chunked answer's kept
 
 
+def test_an_answer_comes_whole_with_its_headers_and_body(
+    framings: KeepAliveConnections,
+) -> None:
+    answer = put(framings, "/chunked")
+    assert answer is not None
+    assert (answer.status, answer.body) == (200, b"abc")
+    assert answer.header("transfer-encoding") == "chunked"
+    assert answer.header("etag") is None
+
+
+def test_a_body_above_the_requests_limit_is_no_answer(framings: KeepAliveConnections) -> None:
+    assert put(framings, "/chunked", limit=2) is None
+    assert status(framings, "/chunked") == 200
+
+
 def test_an_answer_too_large_to_keep_is_no_answer(framings: KeepAliveConnections) -> None:
     """The caller then sends the request through the client, which reads the error."""
-    assert put(framings, "/big") is None
-    assert put(framings, "/chunked") == 200
+    assert status(framings, "/big") is None
+    assert status(framings, "/chunked") == 200
     assert Framings.ports[0][1] != Framings.ports[1][1]
