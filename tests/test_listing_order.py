@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from keg_storage.backends.files import ListEntry
 from keg_storage.backends.listing import reordered
 
-SEGMENT = st.text(alphabet="-./0aA é\uff21\U0001f600~", min_size=1, max_size=3).filter(
+# A key's segments hold no "/" (keys are normalised: no empty segment, none ending in "/").
+SEGMENT = st.text(alphabet="-.0aA é\uff21\U0001f600~", min_size=1, max_size=3).filter(
     lambda segment: segment not in (".", "..")
 )
 KEYS = st.lists(st.lists(SEGMENT, min_size=1, max_size=3).map("/".join), unique=True, max_size=30)

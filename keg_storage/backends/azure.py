@@ -185,8 +185,8 @@ class AzureClients:
     container: ContainerClient | None
     blob: BlobClient | None
     direct: DirectRequests | None = None
-    """The sender of small uploads without the SDK's pipeline (:mod:`.azure_direct`), with a
-    container client."""
+    """The sender of requests without the SDK's pipeline (:mod:`.azure_direct`), with a
+    container client and ``direct_requests``."""
 
     def close(self) -> None:
         for client in (self.container, self.blob):
