@@ -41,7 +41,7 @@ from ..errors import (
 from ..http import content_disposition
 from ..progress import ByteCounter
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
-from .azure_direct import DirectRequests
+from .azure_direct import DirectRequests, Upload
 from .azure_errors import (
     azure_error,
     condition_arguments,
@@ -80,7 +80,7 @@ from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
 from .object_listing import azure_listing
 from .prefixes import KeyPrefix, user_path
-from .streams import local_file_extent
+from .streams import local_file_extent, small_body
 
 try:
     import requests
@@ -525,9 +525,20 @@ class AzureStorage(StorageBackend):
         count_bytes: ByteCounter,
         condition: WriteCondition = ALWAYS,
     ) -> None:
-        """A local file larger than one chunk is staged in blocks streamed from the file (see
-        :data:`STREAMED_BLOCK_SIZE`); anything else goes through the writer. Either way the
-        file object ends at its end, as if it had been read."""
+        """A body of at most ``chunk_size`` and 1 MiB, unconditional, is one Put Blob sent
+        directly where it can be (:mod:`.azure_direct`); a local file larger than one chunk is
+        staged in blocks streamed from the file (see :data:`STREAMED_BLOCK_SIZE`); anything
+        else goes through the writer. Either way the file object ends at its end, as if it had
+        been read."""
+        direct = self.clients().direct if condition.unconditional else None
+        limit = min(self.chunk_size, DIRECT_BODY_LIMIT) + 1
+        body = small_body(file_obj, limit) if direct is not None else None
+        if direct is not None and body is not None:
+            if direct.put(self._prefix.service(key), body, extra_args):
+                count_bytes(len(body))
+            else:
+                super()._upload(io.BytesIO(body), key, extra_args, count_bytes)
+            return
         extent = local_file_extent(file_obj)
         if extent is None or extent[2] <= self.chunk_size:
             super()._upload(file_obj, key, extra_args, count_bytes, condition=condition)
@@ -565,9 +576,8 @@ class AzureStorage(StorageBackend):
         :mod:`.azure_direct`); the others through the SDK after."""
         direct = self.clients().direct
 
-        def upload(item: BatchItem, body: bytes) -> tuple[str, bytes, dict[str, str]]:
-            options = self._mtime_extra_args(item.mtime)
-            return self._prefix.service(item.key), body, options.get("Metadata", {})
+        def upload(item: BatchItem, body: bytes) -> Upload:
+            return self._prefix.service(item.key), body, self._mtime_extra_args(item.mtime)
 
         put_many = direct.put_many if direct is not None else None
         return put_batch_directly(items, report, concurrency, put_many, upload, self._put_alone)

@@ -1,6 +1,6 @@
-"""Small Azure requests sent without the SDK's pipeline: the uploads of batches of small
-files (:meth:`.AzureStorage._put_batch`: ``upload_many`` and ``sync``), the properties request
-of ``exists`` and ``open('rb')``, and the first GET of a download (up to 1 MiB of it).
+"""Small Azure requests sent without the SDK's pipeline: small uploads (alone, and in the
+batches of :meth:`.AzureStorage._put_batch`: ``upload_many`` and ``sync``), the properties
+request of ``exists`` and ``open('rb')``, and the first GET of a download (up to 1 MiB of it).
 
 ``upload_blob`` of a 4 KiB body costs about 1 ms of CPU in the SDK (its policies, the
 request's serialisation, the SharedKey signature, requests and urllib3): on two CPUs shared
@@ -39,8 +39,18 @@ SAS_RENEWAL = datetime.timedelta(minutes=10)
 FIRST_RANGE_LIMIT = 1024 * 1024
 """The most bytes the first GET of a download takes here (the SDK reads the rest)."""
 
-Upload = tuple[str, bytes, Mapping[str, str]]
-"""A blob's name (the container's own), its bytes and its metadata."""
+Upload = tuple[str, bytes, Mapping[str, Any]]
+"""A blob's name (the container's own), its bytes and its upload options (``extra_args``:
+content settings and ``Metadata``)."""
+
+SETTING_HEADERS = {
+    "ContentType": "x-ms-blob-content-type",
+    "ContentEncoding": "x-ms-blob-content-encoding",
+    "ContentDisposition": "x-ms-blob-content-disposition",
+    "ContentLanguage": "x-ms-blob-content-language",
+    "CacheControl": "x-ms-blob-cache-control",
+}
+"""The Put Blob header of each content setting an upload takes."""
 
 
 class DirectRequests:
@@ -115,19 +125,34 @@ class DirectRequests:
 
         return self.connections.succeeded(count, request, 201, stored, concurrency)
 
-    def request(self, name: str, body: bytes, metadata: Mapping[str, str]) -> Request | None:
-        """The Put Blob of ``body`` at ``name``; None when its metadata needs the SDK (names
-        and values it would check or encode)."""
+    def put(self, name: str, body: bytes, options: Mapping[str, Any]) -> bool:
+        """Store ``body`` at ``name``: True when the service answered ``201``, False when the
+        caller must send it through the SDK."""
+        request = self.request(name, body, options)
+        answer = None if request is None else self.connections.answer(request)
+        return answer is not None and answer.status == 201
+
+    def request(self, name: str, body: bytes, options: Mapping[str, Any]) -> Request | None:
+        """The Put Blob of ``body`` at ``name`` with ``options`` (see :data:`Upload`); None
+        when an option needs the SDK (one it would check or encode)."""
         headers = [
             ("Host", self.host),
             ("x-ms-version", self.api_version),
             ("x-ms-blob-type", "BlockBlob"),
             ("Content-Length", str(len(body))),
         ]
-        for key, value in metadata.items():
-            if not (key.isidentifier() and key.isascii() and _plain(value)):
+        for option, value in options.items():
+            if option == "Metadata" and isinstance(value, Mapping):
+                for key, item in value.items():
+                    if not (isinstance(key, str) and key.isidentifier() and key.isascii()):
+                        return None
+                    if not _plain(item):
+                        return None
+                    headers.append((f"x-ms-meta-{key}", item))
+            elif option in SETTING_HEADERS and _plain(value):
+                headers.append((SETTING_HEADERS[option], value))
+            else:
                 return None
-            headers.append((f"x-ms-meta-{key}", value))
         return Request("PUT", self._target(name), headers, body)
 
     def properties(self, name: str) -> Answer | None:

@@ -18,7 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import (
+    ContainerClient,
+    ContainerSasPermissions,
+    ContentSettings,
+    generate_container_sas,
+)
 
 from keg_storage import FileMode, ShareLinkOperation
 from keg_storage.backends import azure_files
@@ -675,6 +680,67 @@ def test_small_blobs_are_read_without_the_sdk(small_blocks: AzureStorage) -> Non
     assert target.getvalue() == b"small body"
     assert [request.split()[0] for request in sent] == ["HEAD", "HEAD", "GET"]
     assert through_sdk == []
+
+
+SETTINGS = {
+    "ContentType": "text/csv; charset=utf-8",
+    "ContentEncoding": "gzip",
+    "ContentDisposition": 'attachment; filename="r.csv"',
+    "ContentLanguage": "fr",
+    "CacheControl": "max-age=60",
+    "Metadata": {"owner": "ops", "mtime": "2024-01-01T00:00:00Z"},
+}
+
+
+def test_a_small_upload_goes_directly_and_stores_what_the_sdk_stores(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    """One Put Blob without the SDK, with every content setting and metadata as headers."""
+    sdk_sent, sent = sdk_requests(small_blocks), sent_requests(small_blocks)
+    progress: list[int] = []
+    small_blocks.upload(
+        io.BytesIO(b"a,b\n"), "direct.csv", extra_args=SETTINGS, progress_callback=progress.append
+    )
+    assert [request.split()[0] for request in sent] == ["PUT"] and sdk_sent == []
+    assert progress == [4]
+    azure_container.upload_blob(
+        "sdk.csv",
+        b"a,b\n",
+        content_settings=ContentSettings(
+            content_type="text/csv; charset=utf-8",
+            content_encoding="gzip",
+            content_disposition='attachment; filename="r.csv"',
+            content_language="fr",
+            cache_control="max-age=60",
+        ),
+        metadata={"owner": "ops", "mtime": "2024-01-01T00:00:00Z"},
+    )
+    stored, by_sdk = (
+        azure_container.get_blob_client(name).get_blob_properties()
+        for name in ("direct.csv", "sdk.csv")
+    )
+    assert stored.content_settings == by_sdk.content_settings
+    assert stored.metadata == by_sdk.metadata == SETTINGS["Metadata"]
+    assert stored.blob_type == by_sdk.blob_type
+    assert azure_container.download_blob("direct.csv", decompress=False).readall() == b"a,b\n"
+
+
+def test_an_upload_the_direct_request_cannot_carry_goes_through_the_sdk(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    """Metadata the SDK would check or encode, a conditional upload and a body above a chunk
+    go through the SDK."""
+    direct = small_blocks.clients().direct
+    assert direct is not None
+    for metadata in ({"a-b": "1"}, {"a": "é"}, {"a": "line\nbreak"}, {"a": 1}):
+        assert direct.request("x.txt", b"x", {"Metadata": metadata}) is None
+    assert direct.request("x.txt", b"x", {"ContentType": None}) is None
+    sdk_sent = sdk_requests(small_blocks)
+    small_blocks.upload(io.BytesIO(b"x"), "new.txt", overwrite=False)
+    small_blocks.upload(io.BytesIO(b"y" * (BLOCK + 1)), "blocks.bin")
+    assert [request.split()[0] for request in sdk_sent] == ["PUT", "PUT", "PUT", "PUT"]
+    assert azure_container.download_blob("new.txt").readall() == b"x"
+    assert azure_container.download_blob("blocks.bin").readall() == b"y" * (BLOCK + 1)
 
 
 def test_a_first_range_above_a_megabyte_is_read_on_by_the_sdk(

@@ -77,7 +77,7 @@ def test_small_files_go_as_one_batch_without_the_sdk(
     assert progress == sorted(progress) and progress[-1] == sum(len(d) for _, _, d in files)
     for _, name, data in files:
         assert blob(azure_container, name) == data
-    backend_azure.upload(io.BytesIO(b"by the sdk"), "sdk.txt")
+    azure_container.upload_blob("sdk.txt", b"by the sdk")
     by_sdk = azure_container.get_blob_client("sdk.txt").get_blob_properties()
     direct = azure_container.get_blob_client(NAMES[0]).get_blob_properties()
     assert direct.content_settings.content_type == by_sdk.content_settings.content_type
