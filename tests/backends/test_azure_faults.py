@@ -39,13 +39,13 @@ def proxy(azurite: Azurite) -> Iterator[FaultProxy]:
 def through_proxy(
     proxy: FaultProxy, azurite: Azurite, container: ContainerClient, **options: object
 ) -> AzureStorage:
+    settings: dict[str, object] = {"chunk_size": BLOCK, **options}
     return AzureStorage(
         azurite.account,
         azurite.key,
         container.container_name,
-        chunk_size=BLOCK,
         account_url=f"http://127.0.0.1:{proxy.port}/{azurite.account}",
-        **options,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
@@ -59,6 +59,26 @@ def test_download_survives_a_reset_connection(
         storage.download("data.bin", out)
     assert out.getvalue() == DATA
     assert proxy.stats.resets == 1
+
+
+@pytest.mark.parametrize("chunk_size", [BLOCK, 4 * len(DATA)], ids=["blocks", "one GET"])
+def test_a_direct_first_get_cut_midway_is_read_again_through_the_sdk(
+    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient, chunk_size: int
+) -> None:
+    """The first GET (directly, :mod:`.azure_direct`) loses its connection in its body: the
+    SDK reads that range again, and the download is whole, never a mix or a short file."""
+    azure_container.upload_blob("data.bin", DATA)
+    with through_proxy(proxy, azurite, azure_container, chunk_size=chunk_size) as storage:
+        assert storage.exists("data.bin")  # the direct connection is open and kept
+        proxy.cut_after(min(chunk_size, len(DATA)) // 2, "downstream")
+        out = io.BytesIO()
+        storage.download("data.bin", out)
+        assert out.getvalue() == DATA
+        assert proxy.stats.resets == 1
+        proxy.cut_after(100, "downstream")
+        with storage.open("data.bin") as file:
+            assert file.read() == DATA
+    assert proxy.stats.resets == 2
 
 
 @pytest.mark.parametrize("source", ["memory", "local file"])
