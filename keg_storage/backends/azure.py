@@ -212,12 +212,13 @@ class AzureStorage(StorageBackend):
     after at most ``retry + 1`` tries of ``timeout`` each plus those waits (one more for a
     request first sent directly, below).
 
-    ``direct_requests`` (default True): the small uploads of ``upload_many`` and ``sync``, the
-    properties request of ``exists`` and ``open('rb')`` and the first GET of a download (up to
-    1 MiB of it) go with a container SAS on keep-alive connections of keg_storage's own,
-    without the SDK's pipeline (:mod:`.azure_direct`; its policies do not see them); any
-    failure or unexpected answer sends the request again through the SDK, with its retries
-    and typed errors. False sends every request through the SDK.
+    ``direct_requests`` (default True): small unconditional uploads (alone, and in the batches
+    of ``upload_many`` and ``sync``), the properties request of ``exists`` and ``open('rb')``
+    and the first GET of a download (of a ``chunk_size`` up to 16 MiB) go with a container SAS
+    on keep-alive connections of keg_storage's own, without the SDK's pipeline
+    (:mod:`.azure_direct`; its policies do not see them); any failure or unexpected answer
+    sends the request again through the SDK, with its retries and typed errors. False sends
+    every request through the SDK.
 
     ``prefix`` (account and container SAS modes): every key lives under it (``prefix='app'``:
     the file ``a.txt`` is the blob ``app/a.txt``), as under LocalFS's root; listings, copies,

@@ -1,6 +1,6 @@
 """Small Azure requests sent without the SDK's pipeline: small uploads (alone, and in the
 batches of :meth:`.AzureStorage._put_batch`: ``upload_many`` and ``sync``), the properties
-request of ``exists`` and ``open('rb')``, and the first GET of a download (up to 1 MiB of it).
+request of ``exists`` and ``open('rb')``, and the first GET of a download.
 
 ``upload_blob`` of a 4 KiB body costs about 1 ms of CPU in the SDK (its policies, the
 request's serialisation, the SharedKey signature, requests and urllib3): on two CPUs shared
@@ -36,8 +36,9 @@ SAS_LIFETIME = datetime.timedelta(hours=1)
 SAS_RENEWAL = datetime.timedelta(minutes=10)
 """A SAS this module made is made again when less than this is left of it."""
 
-FIRST_RANGE_LIMIT = 1024 * 1024
-"""The most bytes the first GET of a download takes here (the SDK reads the rest)."""
+FIRST_RANGE_LIMIT = 16 * 1024 * 1024
+"""The largest first range of a download sent here (its body is held whole, as the SDK holds
+a chunk): a larger ``chunk_size``'s goes through the SDK."""
 
 Upload = tuple[str, bytes, Mapping[str, Any]]
 """A blob's name (the container's own), its bytes and its upload options (``extra_args``:
@@ -161,9 +162,10 @@ class DirectRequests:
         return self._read(Request("HEAD", self._target(name), self._read_headers(), b""))
 
     def first_range(self, name: str, length: int) -> Answer | None:
-        """The answer to a GET of the first ``length`` bytes of ``name`` (at most
-        :data:`FIRST_RANGE_LIMIT`); None where the caller must ask through the SDK."""
-        length = min(length, FIRST_RANGE_LIMIT)
+        """The answer to a GET of the first ``length`` bytes of ``name``; None where the
+        caller must ask through the SDK (``length`` above :data:`FIRST_RANGE_LIMIT` too)."""
+        if length > FIRST_RANGE_LIMIT:
+            return None
         headers = [*self._read_headers(), ("x-ms-range", f"bytes=0-{length - 1}")]
         return self._read(Request("GET", self._target(name), headers, b"", length))
 

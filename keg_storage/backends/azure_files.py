@@ -65,7 +65,7 @@ class AzureReader(AzureFile, RangeReader):
     blob's properties (the response's ``Content-Range`` gives the size), so a transfer that
     reads from the start saves a request and a blob of at most ``chunk_size`` is one GET.
     With ``direct`` (the storage's :class:`.azure_direct.DirectRequests`) the properties
-    request, or the first megabyte of that GET, goes without the SDK's pipeline where it can."""
+    request, or that GET, goes without the SDK's pipeline where it can."""
 
     def __init__(
         self,
@@ -107,9 +107,9 @@ class AzureReader(AzureFile, RangeReader):
         return int(length)
 
     def _download_first(self, chunk_size: int) -> int | None:
-        """Download the first ``chunk_size`` bytes (directly, at most a megabyte of them,
-        where it can), kept for the first read; the blob's size, or None for an empty blob (the
-        service refuses a range of it: 416)."""
+        """Download the first ``chunk_size`` bytes (directly where it can), kept for the first
+        read; the blob's size, or None for an empty blob (the service refuses a range of it:
+        416)."""
         name = self.blob_client.blob_name
         answer = self._direct.first_range(name, chunk_size) if self._direct else None
         if answer is not None and answer.status == 206:
@@ -142,7 +142,7 @@ class AzureReader(AzureFile, RangeReader):
         calling thread reads the first chunk: see :class:`RangeReader`)."""
         if start == 0 and self._first_data is not None:
             data, self._first_data = self._first_data, None
-            # A first GET sent directly may have taken less than the chunk: the SDK reads on.
+            # A server may answer a shorter range than asked for: the SDK reads on.
             return data if len(data) >= end else data + self._read_range(len(data), end)
         stream = self._download(
             start, end - start, etag=self.etag, match_condition=MatchConditions.IfNotModified
