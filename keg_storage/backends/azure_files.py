@@ -112,11 +112,14 @@ class AzureReader(AzureFile, RangeReader):
         416)."""
         name = self.blob_client.blob_name
         answer = self._direct.first_range(name, chunk_size) if self._direct else None
+        if answer is not None and answer.status == 416:
+            return None
         if answer is not None and answer.status == 206:
             etag, size = answer.header("etag"), answer.header("content-range")
-            if etag is not None and size is not None and size.rpartition("/")[2].isdigit():
+            total = "" if size is None else size.rpartition("/")[2]
+            if etag is not None and total.isdigit():
                 self.etag, self._first_data = etag, answer.body
-                return int(size.rpartition("/")[2])
+                return int(total)
         try:
             stream = self._download(0, chunk_size)
         except HttpResponseError as exc:

@@ -692,6 +692,20 @@ SETTINGS = {
 }
 
 
+def test_an_empty_blob_downloads_with_a_direct_get_and_its_properties(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    """The service refuses a range of an empty blob (416): its properties give the size."""
+    azure_container.upload_blob("empty.txt", b"")
+    through_sdk, sent = sdk_requests(small_blocks), sent_requests(small_blocks)
+    target = io.BytesIO(b"old")
+    target.seek(0, io.SEEK_END)
+    small_blocks.download("empty.txt", target)
+    assert target.getvalue() == b"old"
+    assert [request.split()[0] for request in sent] == ["GET", "HEAD"]
+    assert [request.split()[0] for request in through_sdk] == ["HEAD"]
+
+
 def test_a_small_upload_goes_directly_and_stores_what_the_sdk_stores(
     small_blocks: AzureStorage, azure_container: ContainerClient
 ) -> None:
