@@ -706,6 +706,26 @@ def test_an_empty_blob_downloads_with_a_direct_get_and_its_properties(
     assert [request.split()[0] for request in through_sdk] == ["HEAD"]
 
 
+def test_without_direct_requests_every_request_goes_through_the_sdk(
+    azurite: Azurite, azure_container: ContainerClient
+) -> None:
+    with AzureStorage(
+        azurite.account,
+        azurite.key,
+        azure_container.container_name,
+        account_url=azurite.account_url,
+        direct_requests=False,
+    ) as storage:
+        assert storage.clients().direct is None
+        through_sdk = sdk_requests(storage)
+        storage.upload(io.BytesIO(b"body"), "a.txt")
+        assert storage.exists("a.txt")
+        target = io.BytesIO()
+        storage.download("a.txt", target)
+        assert target.getvalue() == b"body"
+    assert [request.split()[0] for request in through_sdk] == ["PUT", "HEAD", "GET"]
+
+
 def test_a_small_upload_goes_directly_and_stores_what_the_sdk_stores(
     small_blocks: AzureStorage, azure_container: ContainerClient
 ) -> None:
