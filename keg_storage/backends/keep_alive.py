@@ -1,5 +1,7 @@
-"""Small HTTP requests on keep-alive connections of keg_storage's own, each exchange framed by
-h11: the direct requests of S3 (:mod:`.s3_direct`) and Azure (:mod:`.azure_direct`).
+"""HTTP requests on keep-alive connections of keg_storage's own, each exchange framed by h11:
+the direct requests of S3 (:mod:`.s3_direct`) and Azure (:mod:`.azure_direct`), whose answers'
+bodies are small or, for Azure's first GET of a download, a chunk held whole as the SDK holds
+it (:attr:`Request.answer_limit`).
 
 Why not the SDKs' pools (urllib3 under botocore, requests under azure-core): for a 4 KiB PUT,
 an HTTP session, urllib3 and http.client cost about 0.35 ms of CPU (the pool's bookkeeping,
