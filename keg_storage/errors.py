@@ -193,6 +193,21 @@ def log_retry(
     )
 
 
+def log_resend(backend: Any, action: str, cause: str, endpoint: str) -> None:
+    """Log on ``keg_storage.retry`` a request sent without the SDK's pipeline that got no
+    answer and goes again through the SDK (with its own retries, logged as they come):
+    ``azure 'files': GET a.txt failed (Connection reset by peer) at http://127.0.0.1:10000/acct;
+    sending it again through the SDK``."""
+    label = getattr(backend, "retry_label", backend)
+    retry_log.warning(
+        "%s: %s failed (%s) at %s; sending it again through the SDK",
+        label,
+        action,
+        cause,
+        endpoint,
+    )
+
+
 class MissingDependencyError(StorageError, ImportError):
     """An optional SDK is not installed; the message names the extra to install."""
 

@@ -36,12 +36,13 @@ from ..errors import (
     StoragePermissionError,
     UnsupportedOperationError,
     failure_cause,
+    log_resend,
     log_retry,
 )
 from ..http import content_disposition
 from ..progress import ByteCounter
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
-from .azure_direct import DirectRequests, Upload
+from .azure_direct import DirectRequests, Resent, Upload
 from .azure_errors import (
     azure_error,
     condition_arguments,
@@ -165,6 +166,18 @@ def _logged_retry_class() -> Any:
             )
 
     return _LoggedRetry
+
+
+def _resend_logger(label: str, endpoint: str, timeout: float | tuple[float, float]) -> Resent:
+    """What logs a direct request that got no answer, which goes again through the SDK
+    (:func:`.log_resend`); it holds the storage's label and settings, not the storage."""
+    connect, read = split_timeouts(timeout)
+
+    def resent(method: str, name: str, error: BaseException) -> None:
+        cause = failure_cause(error, connect_timeout=connect, read_timeout=read)
+        log_resend(label, f"{method} {name}", cause, endpoint)
+
+    return resent
 
 
 def _unread(*_: Any) -> SimpleNamespace:
@@ -433,7 +446,9 @@ class AzureStorage(StorageBackend):
         """The sender of direct requests (:mod:`.azure_direct`), unless they are off."""
         if not self.direct_requests:
             return None
-        return DirectRequests.for_container(container, key, sas, transport, self._pool_size)
+        endpoint = f"{container.scheme}://{container.primary_hostname}"
+        resent = _resend_logger(self.retry_label, endpoint, self.timeout)
+        return DirectRequests.for_container(container, key, sas, transport, self._pool_size, resent)
 
     @property
     def retry_label(self) -> str:

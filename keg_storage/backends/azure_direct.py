@@ -44,6 +44,9 @@ Upload = tuple[str, bytes, Mapping[str, Any]]
 """A blob's name (the container's own), its bytes and its upload options (``extra_args``:
 content settings and ``Metadata``)."""
 
+Resent = Callable[[str, str, BaseException], None]
+"""Told of a request that got no answer: its method, the blob's name and the failure."""
+
 SETTING_HEADERS = {
     "ContentType": "x-ms-blob-content-type",
     "ContentEncoding": "x-ms-blob-content-encoding",
@@ -61,7 +64,9 @@ class DirectRequests:
     requests use; ``account_key``: the key to make SAS tokens with, or None with ``sas``, the
     query of the storage's own container SAS URL (both held as :class:`.Secret`);
     ``transport``: the SDK's ``RequestsTransport`` the storage made, whose CA bundle and
-    timeouts the connections take; ``max_idle``: the most kept open, as its pool keeps."""
+    timeouts the connections take; ``max_idle``: the most kept open, as its pool keeps;
+    ``resent``: told of each request sent alone that got no answer, which the caller sends
+    again through the SDK (its method, the blob's name and the failure)."""
 
     def __init__(
         self,
@@ -70,6 +75,7 @@ class DirectRequests:
         sas: Secret[str] | None,
         transport: Any,
         max_idle: int,
+        resent: Resent | None = None,
     ) -> None:
         self.container_url = container.url.split("?", 1)[0]
         url = urllib.parse.urlsplit(self.container_url)
@@ -82,6 +88,7 @@ class DirectRequests:
         self._sas = sas
         self._sas_ends: datetime.datetime | None = None
         self._lock = threading.Lock()
+        self._resent = resent
         self.reads = True
         """False once a read was refused (``403``): the SAS does not allow reads."""
         config = transport.connection_config
@@ -100,12 +107,13 @@ class DirectRequests:
         sas: Secret[str] | None,
         transport: Any,
         max_idle: int,
+        resent: Resent | None = None,
     ) -> DirectRequests | None:
         """The sender for ``container``, or None where the SDK's requests go through a proxy
         (``transport``'s session has one) or h11 is not installed."""
         if not available() or not (account_key or sas) or transport.session.proxies:
             return None
-        return cls(container, account_key, sas, transport, max_idle)
+        return cls(container, account_key, sas, transport, max_idle, resent)
 
     def put_many(
         self,
@@ -130,7 +138,7 @@ class DirectRequests:
         """Store ``body`` at ``name``: True when the service answered ``201``, False when the
         caller must send it through the SDK."""
         request = self.request(name, body, options)
-        answer = None if request is None else self.connections.answer(request)
+        answer = None if request is None else self._send(request, name)
         return answer is not None and answer.status == 201
 
     def request(self, name: str, body: bytes, options: Mapping[str, Any]) -> Request | None:
@@ -159,7 +167,7 @@ class DirectRequests:
     def properties(self, name: str) -> Answer | None:
         """The answer to a Get Blob Properties (``HEAD``) of ``name``; None where the caller
         must ask through the SDK."""
-        return self._read(Request("HEAD", self._target(name), self._read_headers(), b""))
+        return self._read(Request("HEAD", self._target(name), self._read_headers(), b""), name)
 
     def first_range(self, name: str, length: int) -> Answer | None:
         """The answer to a GET of the first ``length`` bytes of ``name``; None where the
@@ -167,16 +175,23 @@ class DirectRequests:
         if length > FIRST_RANGE_LIMIT:
             return None
         headers = [*self._read_headers(), ("x-ms-range", f"bytes=0-{length - 1}")]
-        return self._read(Request("GET", self._target(name), headers, b"", length))
+        return self._read(Request("GET", self._target(name), headers, b"", length), name)
 
-    def _read(self, request: Request) -> Answer | None:
+    def _read(self, request: Request, name: str) -> Answer | None:
         if not self.reads:
             return None
-        answer = self.connections.answer(request)
+        answer = self._send(request, name)
         if answer is not None and answer.status == 403:
             self.reads = False
             return None
         return answer
+
+    def _send(self, request: Request, name: str) -> Answer | None:
+        """The request sent alone: its answer, or None with ``resent`` told why."""
+        resent = self._resent
+        if resent is None:
+            return self.connections.answer(request)
+        return self.connections.answer(request, lambda error: resent(request.method, name, error))
 
     def _read_headers(self) -> list[tuple[str, str]]:
         return [("Host", self.host), ("x-ms-version", self.api_version)]

@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, NamedTuple
@@ -39,6 +40,13 @@ MAX_ANSWER_BODY = 64 * 1024
 the connection instead and the request has no answer."""
 
 _RECEIVE_SIZE = 64 * 1024
+
+REST_AFTER_FAILURE = 30.0
+"""Seconds no request is sent on these connections after a connection could not be opened
+(refused, unreachable, no connection in time) or an answer did not come in time: the callers
+send their requests through their SDKs meanwhile, with its retries, so that a dead or silent
+server costs one try more than the SDK's, not one more per request. A connection cut or
+closed (which costs no wait) rests nothing."""
 
 
 class NoAnswer(Exception):
@@ -111,26 +119,33 @@ class Framing:
         whole, None while more bytes are needed. Raises :class:`NoAnswer` when it cannot be
         whole or its body is above the request's ``answer_limit``."""
         try:
-            self.http.receive_data(data)
-            self.answered = self.answered or bool(data)
-            while True:
-                event = self.http.next_event()
-                if event is h11.NEED_DATA:
-                    return None
-                if isinstance(event, h11.Response):
-                    self._response = event
-                elif isinstance(event, h11.Data):
-                    self._length += len(event.data)
-                    if self._length > self._limit:
-                        raise NoAnswer(f"an answer's body above {self._limit} bytes")
-                    self._body.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    response = self._response
-                    return Answer(response.status_code, response.headers, b"".join(self._body))
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise NoAnswer("the server closed the connection")
+            return self._answer_of(data)
         except h11.ProtocolError as error:
-            raise NoAnswer(f"an answer h11 cannot frame: {error}") from error
+            unframed = error
+        if not data:  # the stream ended in the middle of an answer, or before it
+            raise NoAnswer("the server closed the connection")
+        raise NoAnswer(f"an answer h11 cannot frame: {unframed}") from unframed
+
+    def _answer_of(self, data: bytes) -> Answer | None:
+        """:meth:`receive`, h11's refusals raised as they come."""
+        self.http.receive_data(data)
+        self.answered = self.answered or bool(data)
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.Response):
+                self._response = event
+            elif isinstance(event, h11.Data):
+                self._length += len(event.data)
+                if self._length > self._limit:
+                    raise NoAnswer(f"an answer's body above {self._limit} bytes")
+                self._body.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                response = self._response
+                return Answer(response.status_code, response.headers, b"".join(self._body))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise NoAnswer("the server closed the connection")
 
     def reusable(self) -> bool:
         """Whether the exchange ended with the connection kept open, ready for the next."""
@@ -203,21 +218,52 @@ class KeepAliveConnections:
         self.max_idle = max_idle
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
+        self._resting_until = 0.0
 
-    def answer(self, request: Request) -> Answer | None:
+    def answer(
+        self, request: Request, failed: Callable[[BaseException], None] | None = None
+    ) -> Answer | None:
         """Send the request on an idle connection (or a new one): its answer, None when it got
-        no whole answer (see the module)."""
+        no whole answer (see the module), ``failed`` told why; None without sending it while
+        these connections rest (:data:`REST_AFTER_FAILURE`)."""
+        if self.resting():
+            return None
         kept = self._take()
         if kept is not None:
             try:
                 return self._exchange(kept, request)
-            except _FAILURES:
+            except _FAILURES as error:
                 if kept.framing.answered:  # a cut answer; else closed by the server while idle
+                    self._failed(error, failed)
                     return None
         try:
-            return self._exchange(self._connect(), request)
-        except _FAILURES:
+            conn = self._connect()
+        except _FAILURES as error:
+            self._failed(error, failed, unreachable=True)
             return None
+        try:
+            return self._exchange(conn, request)
+        except _FAILURES as error:
+            self._failed(error, failed)
+            return None
+
+    def resting(self) -> bool:
+        """Whether these connections rest (see :data:`REST_AFTER_FAILURE`)."""
+        return time.monotonic() < self._resting_until
+
+    def _failed(
+        self,
+        error: BaseException,
+        failed: Callable[[BaseException], None] | None = None,
+        *,
+        unreachable: bool = False,
+    ) -> None:
+        """A request got no answer: rest after a wait (:data:`REST_AFTER_FAILURE`), and tell
+        ``failed`` why."""
+        if unreachable or isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+            self._resting_until = time.monotonic() + REST_AFTER_FAILURE
+        if failed is not None:
+            failed(error)
 
     def _send_all(
         self,
@@ -274,7 +320,7 @@ class KeepAliveConnections:
         streams: Streams | None = None
         try:
             for number in numbers:
-                made = request(number)
+                made = None if self.resting() else request(number)
                 answer = None
                 if made is not None:
                     answer, streams = await self._exchange_async(streams, made)
@@ -291,12 +337,19 @@ class KeepAliveConnections:
         if streams is not None:
             try:
                 return await self._exchange_streams(streams, request)
-            except _FAILURES:
+            except _FAILURES as error:
                 if streams.framing.answered:  # a cut answer; else closed by the server while idle
+                    self._failed(error)
                     return None, None
         try:
-            return await self._exchange_streams(await self._open_streams(), request)
-        except _FAILURES:
+            opened = await self._open_streams()
+        except _FAILURES as error:
+            self._failed(error, unreachable=True)
+            return None, None
+        try:
+            return await self._exchange_streams(opened, request)
+        except _FAILURES as error:
+            self._failed(error)
             return None, None
 
     async def _exchange_streams(

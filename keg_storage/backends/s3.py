@@ -281,7 +281,9 @@ class S3Storage(StorageBackend):
             config = config.merge(client_config)
         reporter = RetryReporter(self.retry_label, self.connect_timeout, self.read_timeout)
         make = functools.partial(make_clients, session, self.endpoint_url, config, reporter)
-        return functools.partial(clients_with_direct_requests, make, session, direct_bucket)
+        return functools.partial(
+            clients_with_direct_requests, make, session, direct_bucket, reporter.resent
+        )
 
     @property
     def retry_label(self) -> str:

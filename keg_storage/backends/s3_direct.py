@@ -63,6 +63,11 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """A header name (RFC 9110's token)."""
 
 
+Resent = Callable[[str, str, BaseException], None]
+"""Told of a request sent alone that got no answer, which the caller sends again through the
+client: its method, the bucket's key and the failure."""
+
+
 class S3Clients(NamedTuple):
     """What an S3Storage sends its requests with, in one process."""
 
@@ -75,13 +80,16 @@ class S3Clients(NamedTuple):
 
 
 def clients_with_direct_requests(
-    make_clients: Callable[[], tuple[S3Client, S3Client]], session: Any, bucket: str | None
+    make_clients: Callable[[], tuple[S3Client, S3Client]],
+    session: Any,
+    bucket: str | None,
+    resent: Resent | None = None,
 ) -> S3Clients:
     """The two clients ``make_clients`` makes, and a direct sender of the first one's requests
-    to ``bucket`` (with the credentials of ``session``, the boto3 session behind them), unless
-    ``bucket`` is None."""
+    to ``bucket`` (with the credentials of ``session``, the boto3 session behind them, telling
+    ``resent`` of each that got no answer), unless ``bucket`` is None."""
     client, single_try = make_clients()
-    direct = DirectRequests(client, session, bucket) if bucket is not None else None
+    direct = DirectRequests(client, session, bucket, resent) if bucket is not None else None
     return S3Clients(client, single_try, direct)
 
 
@@ -124,8 +132,11 @@ class DirectRequests:
     direct request with a redirect or a ``400``: a bucket in another region than the client's,
     which the client follows and remembers."""
 
-    def __init__(self, client: S3Client, session: Any, bucket: str) -> None:
+    def __init__(
+        self, client: S3Client, session: Any, bucket: str, resent: Resent | None = None
+    ) -> None:
         self.client = client
+        self._resent = resent
         self.session = session
         self.bucket = bucket
         config: Any = client.meta.config
@@ -222,7 +233,7 @@ class DirectRequests:
             response = self.send(method, key, headers, body)
             return None if response is None else int(response.status_code)
         request = self._request(route, method, key, headers, body)
-        answer = None if request is None else connections.answer(request)
+        answer = None if request is None else connections.answer(request, self._failed(method, key))
         status = None if answer is None else answer.status
         self._check_route(status)
         return status
@@ -282,16 +293,28 @@ class DirectRequests:
         path = urllib.parse.quote(key, safe="/~")
         try:
             signed = self.signer.sign(method, route, route.bucket_path + path, headers, body)
-            # The pool passes the headers on to urllib3, which takes any mapping.
-            headers_sent: Any = signed
-            request = AWSPreparedRequest(
-                method, route.bucket_url + path, headers_sent, body or None, stream
-            )
-            response = self.http_session.send(request)
         except botocore.exceptions.BotoCoreError:
+            return None  # the client's own request will say what is wrong
+        # The pool passes the headers on to urllib3, which takes any mapping.
+        headers_sent: Any = signed
+        request = AWSPreparedRequest(
+            method, route.bucket_url + path, headers_sent, body or None, stream
+        )
+        try:
+            response = self.http_session.send(request)
+        except botocore.exceptions.BotoCoreError as error:
+            if (failed := self._failed(method, key)) is not None:
+                failed(error)
             return None
         self._check_route(response.status_code)
         return response
+
+    def _failed(self, method: str, key: str) -> Callable[[BaseException], None] | None:
+        """What tells ``resent`` that the request of ``method`` for ``key`` got no answer."""
+        resent = self._resent
+        if resent is None:
+            return None
+        return lambda error: resent(method, key, error)
 
     def _check_route(self, status: int | None) -> None:
         """Give the route up on a redirect or a ``400`` (see the class)."""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingDependencyError, display_url, failure_cause, log_retry
+from ..errors import MissingDependencyError, display_url, failure_cause, log_resend, log_retry
 
 try:
     import botocore.exceptions
@@ -57,6 +57,14 @@ class RetryReporter:
         events.register("before-parameter-build.s3", self.note_key)
         events.register_last("needs-retry.s3", self.note_failure)
         events.register("before-send.s3", self.report)
+
+    def resent(self, method: str, key: str, error: BaseException) -> None:
+        """Log a direct request (:mod:`.s3_direct`) that got no answer, which goes again
+        through the client."""
+        cause = failure_cause(
+            error, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+        )
+        log_resend(self.label, f"{method} {key}", cause, self.endpoint)
 
     def note_key(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context[KEY_NOTE] = params.get("Key", params.get("Prefix"))

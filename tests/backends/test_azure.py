@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -660,8 +660,10 @@ def sent_requests(storage: AzureStorage) -> list[str]:
     assert direct is not None
     send = direct.connections.answer
 
-    def answer(request: Request) -> Answer | None:
-        answered = send(request)
+    def answer(
+        request: Request, failed: Callable[[BaseException], None] | None = None
+    ) -> Answer | None:
+        answered = send(request, failed)
         sent.append(f"{request.method} {urlsplit(request.target).path}")
         return answered
 

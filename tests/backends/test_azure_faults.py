@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from azure.storage.blob import ContainerClient, LinearRetry
 
 from keg_storage.backends.azure import AzureStorage
 from keg_storage.errors import StorageConnectionError
-from tests.faults.proxy import FaultProxy
+from tests.faults.proxy import CUT_CAUSE, FaultProxy
 from tests.servers.azurite import Azurite
 
 BLOCK = 64 * 1024
@@ -63,11 +64,17 @@ def test_download_survives_a_reset_connection(
 
 @pytest.mark.parametrize("chunk_size", [BLOCK, 4 * len(DATA)], ids=["blocks", "one GET"])
 def test_a_direct_first_get_cut_midway_is_read_again_through_the_sdk(
-    proxy: FaultProxy, azurite: Azurite, azure_container: ContainerClient, chunk_size: int
+    proxy: FaultProxy,
+    azurite: Azurite,
+    azure_container: ContainerClient,
+    chunk_size: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The first GET (directly, :mod:`.azure_direct`) loses its connection in its body: the
-    SDK reads that range again, and the download is whole, never a mix or a short file."""
+    SDK reads that range again, and the download is whole, never a mix or a short file; the
+    retry log says so."""
     azure_container.upload_blob("data.bin", DATA)
+    caplog.set_level(logging.WARNING, "keg_storage.retry")
     with through_proxy(proxy, azurite, azure_container, chunk_size=chunk_size) as storage:
         assert storage.exists("data.bin")  # the direct connection is open and kept
         proxy.cut_after(min(chunk_size, len(DATA)) // 2, "downstream")
@@ -75,6 +82,13 @@ def test_a_direct_first_get_cut_midway_is_read_again_through_the_sdk(
         storage.download("data.bin", out)
         assert out.getvalue() == DATA
         assert proxy.stats.resets == 1
+        [line] = [r.getMessage() for r in caplog.records]
+        assert re.fullmatch(
+            rf"azure 'azure': GET data\.bin failed \({CUT_CAUSE}\) at "
+            rf"http://127\.0\.0\.1:{proxy.port}/{azurite.account}; "
+            "sending it again through the SDK",
+            line,
+        ), line
         proxy.cut_after(100, "downstream")
         with storage.open("data.bin") as file:
             assert file.read() == DATA
@@ -143,9 +157,13 @@ def test_retries_are_the_sdk_policy_s_and_no_more(
         proxy.refuse_new = True
         with pytest.raises(StorageConnectionError) as raised:
             storage.exists("data.bin")
+        # The direct try (azure_direct), then the SDK's first attempt and two retries.
+        assert proxy.stats.refused == 4
+        with pytest.raises(StorageConnectionError):
+            storage.exists("data.bin")
+        # The direct connections rest after a refusal: the SDK's three tries only.
+        assert proxy.stats.refused == 7
     assert raised.value.__cause__ is not None
-    # The direct try (azure_direct), then the SDK's first attempt and two retries.
-    assert proxy.stats.refused == 4
 
 
 def test_retries_of_a_count_are_logged_and_quick(

@@ -11,6 +11,8 @@ import datetime
 import http.server
 import io
 import ipaddress
+import logging
+import re
 import socket
 import ssl
 import threading
@@ -34,7 +36,7 @@ from keg_storage.backends.keep_alive import (
 )
 from keg_storage.backends.s3 import S3Storage
 from tests.backends.test_s3_direct import HeadObjects, PutObjects
-from tests.faults.proxy import FaultProxy
+from tests.faults.proxy import CUT_CAUSE, FaultProxy
 from tests.fixtures.backend_s3 import make_storage
 from tests.servers.seaweedfs import SeaweedFS
 
@@ -73,17 +75,27 @@ def test_a_kept_connection_the_server_closed_is_replaced(
 
 
 def test_an_answer_cut_after_it_began_goes_through_the_client(
-    s3_proxied: tuple[S3Storage, FaultProxy], s3_client: S3Client
+    s3_proxied: tuple[S3Storage, FaultProxy],
+    s3_client: S3Client,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A part of the answer came and the connection broke: the upload is not sent again on a
-    new connection of its own but through the client, whose retries apply."""
+    new connection of its own but through the client, whose retries apply; the retry log
+    says so."""
     storage, proxy = s3_proxied
     puts = PutObjects(storage.client)
     storage.upload(io.BytesIO(b"first"), "a.txt")
+    caplog.set_level(logging.WARNING, "keg_storage.retry")
     proxy.cut_after(20, "downstream")
     storage.upload(io.BytesIO(b"second"), "a.txt")
     assert not proxy.armed
     assert puts.keys == ["a.txt"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "keg_storage.retry"]
+    assert re.fullmatch(
+        rf"s3 's3': PUT a\.txt failed \({CUT_CAUSE}\) at http://127\.0\.0\.1:{proxy.port}; "
+        "sending it again through the SDK",
+        line,
+    ), line
     assert s3_client.get_object(Bucket=storage.bucket, Key="a.txt")["Body"].read() == b"second"
 
 
@@ -343,6 +355,22 @@ def test_an_answer_that_closes_its_connection_is_kept_by_nobody(
     assert status(framings, "/chunked") == 200
     ports = [port for _, port in Framings.ports]
     assert ports[0] != ports[1] != ports[2] == ports[3]  # the chunked answer's kept
+
+
+def test_connections_that_cannot_open_rest_and_say_why() -> None:
+    """A refused connection: the caller is told why, and for REST_AFTER_FAILURE seconds no
+    request is sent (the callers' SDKs take them, with their retries)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    connections = KeepAliveConnections(f"http://127.0.0.1:{port}", None, [], (2, 2), 4)
+    request = Request("HEAD", "/k", [("Host", f"127.0.0.1:{port}")], b"")
+    failures: list[BaseException] = []
+    assert connections.answer(request, failures.append) is None
+    assert [type(failure) for failure in failures] == [ConnectionRefusedError]
+    assert connections.resting()
+    assert connections.answer(request, failures.append) is None
+    assert len(failures) == 1
 
 
 def test_an_answer_comes_whole_with_its_headers_and_body(

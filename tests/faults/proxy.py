@@ -21,6 +21,9 @@ Direction = Literal["upstream", "downstream"]
 """``upstream``: client → server; ``downstream``: server → client."""
 
 _CHUNK = 64 * 1024
+CUT_CAUSE = "(?:Connection reset by peer|the server closed the connection)"
+"""How a retry log line names a connection this proxy cut (a pattern): its reset, or the end
+of the stream a client read before it."""
 
 
 @dataclass
