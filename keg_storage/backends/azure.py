@@ -168,6 +168,13 @@ def _logged_retry_class() -> Any:
     return _LoggedRetry
 
 
+def _check_transfer_settings(chunk_size: int, max_concurrency: int) -> None:
+    if not 0 < chunk_size <= MAX_BLOCK_SIZE:
+        raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCK_SIZE} bytes")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+
+
 def _resend_logger(label: str, endpoint: str, timeout: float | tuple[float, float]) -> Resent:
     """What logs a direct request that got no answer, which goes again through the SDK
     (:func:`.log_resend`); it holds the storage's label and settings, not the storage."""
@@ -290,10 +297,7 @@ class AzureStorage(StorageBackend):
             raise MissingDependencyError(
                 "AzureStorage", "azure", "azure-storage-blob"
             ) from _IMPORT_ERROR
-        if not 0 < chunk_size <= MAX_BLOCK_SIZE:
-            raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCK_SIZE} bytes")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        _check_transfer_settings(chunk_size, max_concurrency)
         self.account = account
         self.bucket = bucket
         self._prefix = KeyPrefix.of(prefix, self)
