@@ -42,7 +42,7 @@ from ..errors import (
 from ..http import content_disposition
 from ..progress import ByteCounter
 from ..secrets import Secret, hold, reveal, scrub, scrubbed
-from .azure_direct import DirectRequests, Resent, Upload
+from .azure_direct import DirectRequests, Upload
 from .azure_errors import (
     azure_error,
     condition_arguments,
@@ -79,6 +79,7 @@ from .bulk import (
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
 from .forks import PerProcess
+from .keep_alive import Resent
 from .object_listing import azure_listing
 from .prefixes import KeyPrefix, user_path
 from .streams import local_file_extent, small_body
@@ -631,13 +632,13 @@ class AzureStorage(StorageBackend):
         ``BlobProperties`` nor a stat (a tenth of a small request's CPU); sent directly where it
         can be (:mod:`.azure_direct`). A ``404`` but for a missing blob (a missing container)
         is left to the SDK, which raises what it means."""
-        blob, direct = self._blob(key), self.clients().direct
-        answer = direct.properties(blob.blob_name) if direct is not None else None
+        direct = self.clients().direct  # with a container only: no blob client needed
+        answer = direct.properties(self._prefix.service(key)) if direct is not None else None
         if answer is not None and answer.status == 200:
             return
         if answer is not None and answer.header("x-ms-error-code") == "BlobNotFound":
             raise self._not_found(key)
-        blob.get_blob_properties(cls=_unread)
+        self._blob(key).get_blob_properties(cls=_unread)
 
     def _delete(self, key: str) -> None:
         blob = self._blob(key)

@@ -24,7 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..secrets import Secret
-from .keep_alive import Answer, KeepAliveConnections, Request, available, tls_context
+from .keep_alive import (
+    Answer,
+    KeepAliveConnections,
+    Request,
+    Resent,
+    available,
+    tls_context,
+)
 
 try:
     import certifi
@@ -43,9 +50,6 @@ a chunk): a larger ``chunk_size``'s goes through the SDK."""
 Upload = tuple[str, bytes, Mapping[str, Any]]
 """A blob's name (the container's own), its bytes and its upload options (``extra_args``:
 content settings and ``Metadata``)."""
-
-Resent = Callable[[str, str, BaseException], None]
-"""Told of a request that got no answer: its method, the blob's name and the failure."""
 
 SETTING_HEADERS = {
     "ContentType": "x-ms-blob-content-type",

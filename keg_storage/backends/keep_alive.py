@@ -85,6 +85,10 @@ class Answer(NamedTuple):
 Answered = Callable[[int, "int | None"], None]
 """Told each request's number and the status of its answer (None: no whole answer came)."""
 
+Resent = Callable[[str, str, BaseException], None]
+"""Told of a request sent alone that got no answer, which the caller sends again through its
+SDK: the request's method, the key (the service's own) and the failure."""
+
 _FAILURES = (OSError, NoAnswer, asyncio.TimeoutError)
 
 

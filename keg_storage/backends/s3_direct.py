@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .keep_alive import KeepAliveConnections, Request, available, tls_context
+from .keep_alive import KeepAliveConnections, Request, Resent, available, tls_context
 from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
@@ -61,11 +61,6 @@ goes as ``x-amz-meta-*`` headers. An upload with any other option goes through t
 _PROBE_KEY = "k"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """A header name (RFC 9110's token)."""
-
-
-Resent = Callable[[str, str, BaseException], None]
-"""Told of a request sent alone that got no answer, which the caller sends again through the
-client: its method, the bucket's key and the failure."""
 
 
 class S3Clients(NamedTuple):

@@ -144,15 +144,17 @@ class Stop(Exception):
     """What the progress callback raises."""
 
 
+def stop(total: int) -> None:
+    """A progress callback that raises once more than 10,000 bytes went."""
+    if total > 10_000:
+        raise Stop
+
+
 def test_a_progress_callback_that_raises_stops_the_batch(
     backend_s3: S3Storage, s3_client: S3Client, tmp_path: Path
 ) -> None:
     """Its exception propagates once the batch stopped; the files stored are whole."""
     files = local_files(tmp_path, 100)
-
-    def stop(total: int) -> None:
-        if total > 10_000:
-            raise Stop
 
     pairs = [(local, f"stop/{local.name}") for local in files]
     with pytest.raises(Stop):
@@ -254,10 +256,6 @@ def test_a_progress_callback_that_raises_stops_the_threads_of_a_batch(
     seaweedfs: SeaweedFS, s3_bucket: str, s3_client: S3Client, tmp_path: Path
 ) -> None:
     files = local_files(tmp_path, 200)
-
-    def stop(total: int) -> None:
-        if total > 10_000:
-            raise Stop
 
     pairs = [(local, f"stop/{local.name}") for local in files]
     with (
