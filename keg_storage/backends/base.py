@@ -50,8 +50,6 @@ from .legacy import LEGACY_PRIMITIVES, legacy_stat, with_recursive
 from .publish import TEMP_PREFIX as TEMP_PREFIX
 from .publish import TEMP_SUFFIX as TEMP_SUFFIX
 from .publish import atomic_replace
-from .publish import current_umask as current_umask
-from .publish import publish_temp_file as publish_temp_file
 
 __all__ = [
     "DeleteResult",

@@ -57,10 +57,9 @@ from .links import InternalLinksStorageBackend, SecretKey
 from .listing import is_directory, sorted_entries
 from .local_copy import download_file_object, kernel_copy, upload_file_object
 from .publish import (
+    TempFile,
     atomic_replace,
-    current_umask,
     is_temp_name,
-    new_temp_name,
     prune_empty_parents,
 )
 from .streams import WrappedFile
@@ -70,7 +69,6 @@ PATH_MAX_BYTES = 4095
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
 _BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
 """The buffer of files opened here, given so that opening one skips the ``isatty`` check
@@ -262,22 +260,8 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
     return fd, info
 
 
-def _create_temp(dir_fd: int) -> tuple[str, IO[bytes]]:
-    """A new temp file (:func:`~.publish.new_temp_name`, mode 0600) in the directory
-    ``dir_fd``: bytes of a write that is never published are readable by no one else."""
-    while True:
-        name = new_temp_name()
-        try:
-            fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
-        except FileExistsError:
-            continue
-        return name, os.fdopen(fd, "wb", _BUFFER_SIZE)
-
-
 def _publish_temp(
-    temp: IO[bytes],
-    dir_fd: int,
-    temp_name: str,
+    temp: TempFile,
     name: str,
     *,
     fsync: bool,
@@ -286,21 +270,12 @@ def _publish_temp(
     key: str = "",
     mtime_ns: int | None = None,
 ) -> None:
-    """Give a written temp file the permissions a new file gets (umask), flush it, give it the
-    modification time ``mtime_ns`` if given (kept as it is by :func:`place`), close it and
-    rename it to ``name`` in the same directory as ``condition`` allows (:func:`place`, under
-    the directory's lock); if it does not, the temp file stays for the caller to remove. The
-    temp file is written and flushed through the descriptor that created it: reopening it with
-    ``O_TRUNC`` would make ext4 flush it on close (its replace-by-truncate heuristic), which
-    halves the speed of a large copy."""
-    temp.flush()
-    os.fchmod(temp.fileno(), 0o666 & ~current_umask())
-    if mtime_ns is not None:
-        os.utime(temp.fileno(), ns=(mtime_ns, mtime_ns))
-    if fsync:
-        os.fsync(temp.fileno())
-    temp.close()
-    with directories_locked(dir_fd) as locked:
+    """Make a written temp file ready (:meth:`~.publish.TempFile.ready`: the permissions a new
+    file gets, the modification time ``mtime_ns`` if given, kept as it is by :func:`place`) and
+    rename it to ``name`` in its directory as ``condition`` allows (:func:`place`, under the
+    directory's lock); if it does not, the temp file stays for the caller to remove."""
+    temp_name = temp.ready(fsync=fsync, mtime_ns=mtime_ns)
+    with directories_locked(temp.dir_fd) as locked:
         if condition.if_match is not None and not locked:
             raise UnsupportedOperationError(
                 "compare-and-swap writes (if_match) need flock, which this file system lacks",
@@ -308,23 +283,15 @@ def _publish_temp(
                 path=key,
             )
         place(
-            (dir_fd, temp_name),
-            (dir_fd, name),
+            (temp.dir_fd, temp_name),
+            (temp.dir_fd, name),
             condition,
             backend=backend,
             key=key,
             new_version=mtime_ns is None,
         )
     if fsync:
-        os.fsync(dir_fd)
-
-
-def _remove_temp(temp: IO[bytes], dir_fd: int, temp_name: str) -> None:
-    """Close and remove an unpublished temp file."""
-    with contextlib.suppress(OSError):
-        temp.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp_name, dir_fd=dir_fd)
+        os.fsync(temp.dir_fd)
 
 
 @contextlib.contextmanager
@@ -334,21 +301,12 @@ def _atomic_file(
     """Yield a new temp file in the directory ``dir_fd``; on success it is published as
     ``name`` there (as ``condition`` allows), on failure it is removed and ``name`` is
     untouched."""
-    temp_name, temp = _create_temp(dir_fd)
+    temp = TempFile(dir_fd, _BUFFER_SIZE)
     try:
-        yield temp
-        _publish_temp(
-            temp,
-            dir_fd,
-            temp_name,
-            name,
-            fsync=fsync,
-            condition=condition,
-            backend=backend,
-            key=key,
-        )
+        yield temp.file
+        _publish_temp(temp, name, fsync=fsync, condition=condition, backend=backend, key=key)
     except BaseException:
-        _remove_temp(temp, dir_fd, temp_name)
+        temp.remove()
         raise
 
 
@@ -449,7 +407,7 @@ class LocalFSFile(WrappedFile):
         self.storage = storage
         self.key = key if key is not None else self.path
         self._dir_fd: int | None = dir_fd
-        self._temp_name: str | None = None
+        self._temp: TempFile | None = None
         self._name = name = os.path.basename(self.path)
         try:
             with self._translation():
@@ -457,7 +415,8 @@ class LocalFSFile(WrappedFile):
                     directory = os.path.dirname(self.path) or "."
                     self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 if self.mode == FileMode.write:
-                    self._temp_name, self.fp = _create_temp(self._dir_fd)
+                    self._temp = TempFile(self._dir_fd, _BUFFER_SIZE)
+                    self.fp = self._temp.file
                     return
                 if self.mode == FileMode.read:
                     fd, _ = _open_regular(self._dir_fd, name, os.O_RDONLY)
@@ -488,28 +447,25 @@ class LocalFSFile(WrappedFile):
             self._dir_fd = None
 
     def _finish(self) -> None:
-        if self._temp_name is None:
+        if self._temp is None:
             self.fp.close()
         else:
-            assert self._dir_fd is not None
             _publish_temp(
-                self.fp,
-                self._dir_fd,
-                self._temp_name,
+                self._temp,
                 self._name,
                 fsync=self.fsync,
                 condition=self.condition,
                 backend=self._backend(),
                 key=self.key,
             )
-            self._temp_name = None
+            self._temp = None
         self._close_dir()
 
     def _discard(self) -> None:
         fp = getattr(self, "fp", None)  # None when opening failed
-        if fp is not None and self._temp_name is not None and self._dir_fd is not None:
-            _remove_temp(fp, self._dir_fd, self._temp_name)
-            self._temp_name = None
+        if self._temp is not None:
+            self._temp.remove()
+            self._temp = None
         elif fp is not None:
             with contextlib.suppress(OSError):
                 fp.close()
@@ -820,14 +776,14 @@ class LocalFSStorage(InternalLinksStorageBackend):
         try:
             with self.translating(key):
                 self._check_target(dir_fd, name, key, condition)
-                temp_name, temp = _create_temp(dir_fd)
+                temp = TempFile(dir_fd, _BUFFER_SIZE)
             try:
-                upload_file_object(file_obj, temp, count_bytes, self.transfer_chunk_size, key, self)
+                upload_file_object(
+                    file_obj, temp.file, count_bytes, self.transfer_chunk_size, key, self
+                )
                 with self.translating(key):
                     _publish_temp(
                         temp,
-                        dir_fd,
-                        temp_name,
                         name,
                         fsync=self.fsync,
                         condition=condition,
@@ -836,7 +792,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
                         mtime_ns=mtime_ns,
                     )
             except BaseException:
-                _remove_temp(temp, dir_fd, temp_name)
+                temp.remove()
                 raise
         finally:
             os.close(dir_fd)

@@ -6,6 +6,8 @@ import contextlib
 import io
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ from keg_storage import (
     StorageError,
     StoragePermissionError,
 )
+from keg_storage.backends import publish
 
 
 @pytest.fixture
@@ -104,14 +107,51 @@ def test_exception_in_with_leaves_no_temp_file(layout: tuple[LocalFSStorage, Pat
     assert (storage.root / "doc.txt").read_bytes() == b"old"
 
 
-def test_temp_file_of_open_writer_is_not_listed(layout: tuple[LocalFSStorage, Path]) -> None:
+@pytest.fixture(params=["unnamed", "named"])
+def temp_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How LocalFS makes its temp files: unnamed (``O_TMPFILE``, which ext4 and tmpfs have), or
+    named, as on a file system without unnamed files (NFS), which no local disk of this machine
+    is: that one is chosen by turning the unnamed kind off."""
+    if request.param == "named":
+        monkeypatch.setattr(publish, "_UNNAMED", 0)
+    return str(request.param)
+
+
+def test_temp_file_of_open_writer_is_not_listed(
+    layout: tuple[LocalFSStorage, Path], temp_kind: str
+) -> None:
+    """An unnamed temp file is nowhere in the directory; a named one is, and lists hide it."""
     storage, _ = layout
     file = storage.open("pending.txt", "wb")
     file.write(b"x")
-    assert len(list(storage.root.iterdir())) == 1
+    assert len(list(storage.root.iterdir())) == (0 if temp_kind == "unnamed" else 1)
     assert storage.list() == []
     file.close()
     assert [e.name for e in storage.list()] == ["pending.txt"]
+    assert [p.name for p in storage.root.iterdir()] == ["pending.txt"]
+
+
+def test_a_crashed_writer_leaves_no_file_where_it_has_unnamed_ones(
+    layout: tuple[LocalFSStorage, Path], temp_kind: str
+) -> None:
+    """A process that dies mid-write (no cleanup runs) leaves nothing in the directory of an
+    unnamed temp file; a named one stays, hidden from lists, for ``cleanup_temp_files``."""
+    storage, _ = layout
+    script = (
+        "import os, sys\n"
+        "from keg_storage import LocalFSStorage\n"
+        "from keg_storage.backends import publish\n"
+        "publish._UNNAMED = publish._UNNAMED if sys.argv[2] == 'unnamed' else 0\n"
+        "file = LocalFSStorage(sys.argv[1]).open('dir/cut.bin', 'wb')\n"
+        "file.write(b'x' * 100_000)\n"
+        "file.flush()\n"
+        "os._exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(storage.root), temp_kind])
+    assert done.returncode == 3
+    left = [p.name for p in (storage.root / "dir").iterdir()]
+    assert len(left) == (0 if temp_kind == "unnamed" else 1)
+    assert storage.list("dir/") == []
 
 
 def test_written_files_get_umask_permissions(layout: tuple[LocalFSStorage, Path]) -> None:
@@ -127,18 +167,26 @@ def test_written_files_get_umask_permissions(layout: tuple[LocalFSStorage, Path]
         assert stat.S_IMODE((storage.root / name).stat().st_mode) == 0o644
 
 
-def test_temp_file_of_open_writer_is_private(layout: tuple[LocalFSStorage, Path]) -> None:
-    """Bytes of a write that may never be published are readable by its owner only."""
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_temp_file_of_open_writer_is_private(
+    layout: tuple[LocalFSStorage, Path], temp_kind: str, umask: int
+) -> None:
+    """Bytes of a write that may never be published are readable by no one else: they have no
+    name, or a name of mode 0600; the published file has the mode a new file gets."""
     storage, _ = layout
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         with storage.open("secret.txt", "wb") as file:
             file.write(b"x")
-            (temp,) = storage.root.iterdir()
-            assert stat.S_IMODE(temp.stat().st_mode) == 0o600
+            modes = [stat.S_IMODE(temp.stat().st_mode) for temp in storage.root.iterdir()]
+            assert modes == ([] if temp_kind == "unnamed" else [0o600])
+        storage.upload(io.BytesIO(b"y"), "uploaded.txt")
+        storage.get("secret.txt", str(storage.root.parent / "got.txt"))
     finally:
         os.umask(old)
-    assert stat.S_IMODE((storage.root / "secret.txt").stat().st_mode) == 0o644
+    for written in (storage.root / "secret.txt", storage.root / "uploaded.txt"):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((storage.root.parent / "got.txt").stat().st_mode) == 0o666 & ~umask
 
 
 def test_delete_prunes_empty_directories(layout: tuple[LocalFSStorage, Path]) -> None:
