@@ -163,28 +163,30 @@ def check_profile_options(
         if parameter.default is inspect.Parameter.empty and parameter.name not in options:
             raise ProfileError(f"{where}: missing required option {parameter.name!r}")
     hints = _type_hints(factory)
-    checked = dict(options)
-    for option, value in options.items():
-        hint = hints.get(option)
-        if hint is None:
-            continue
-        number = _from_string(value, hint) if not _names_text(hint) else None
-        if number is not None:
-            checked[option] = number
-            continue
-        if _matches(value, hint):
-            continue
-        if isinstance(value, list) and _matches(tuple(value), hint):
-            checked[option] = tuple(value)
-            continue
-        converted = _from_string(value, hint)
-        if converted is not None:
-            checked[option] = converted
-            continue
-        raise ProfileError(
-            f"{where}: option {option!r} must be {_describe(hint)}, not {type(value).__name__}"
-        )
-    return checked
+    return {
+        option: _checked_value(where, option, value, hints.get(option))
+        for option, value in options.items()
+    }
+
+
+def _checked_value(where: str, option: str, value: Any, hint: Any) -> Any:
+    """``value`` as the option typed ``hint`` takes it: as it is, or converted from a str or a
+    list (:func:`check_profile_options`); a :class:`ProfileError` where it cannot be."""
+    if hint is None:
+        return value
+    number = _from_string(value, hint) if not _names_text(hint) else None
+    if number is not None:
+        return number
+    if _matches(value, hint):
+        return value
+    if isinstance(value, list) and _matches(tuple(value), hint):
+        return tuple(value)
+    converted = _from_string(value, hint)
+    if converted is not None:
+        return converted
+    raise ProfileError(
+        f"{where}: option {option!r} must be {_describe(hint)}, not {type(value).__name__}"
+    )
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:

@@ -214,23 +214,12 @@ class S3Storage(StorageBackend):
         self.prefix = self._prefix.name
         """Where every key lives in the bucket (``''``: the whole bucket)."""
         self.max_key_bytes = self._prefix.key_bytes(type(self).max_key_bytes or 1024)
-        self.chunk_size = chunk_size
-        # download/get then read whole ranges from the reader (parallel ranged GETs, written in
-        # order, so any writable file object works and memory stays bounded).
-        self.transfer_chunk_size = chunk_size
-        self.max_concurrency = max_concurrency
-        self.multipart_threshold = multipart_threshold
+        self._set_transfer_settings(chunk_size, max_concurrency, multipart_threshold)
         self.max_attempts = max_attempts
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.copy_threshold = MAX_COPY_OBJECT_SIZE
-        compatible = endpoint_url is not None  # an S3-compatible store rather than AWS
-        self.check_directories = compatible if check_directories is None else check_directories
-        if unsupported_path_characters is None:
-            unsupported_path_characters = "\\" if endpoint_url else ""
-        self.unsupported_path_characters = unsupported_path_characters
-        # Stores built on a file system (SeaweedFS, MinIO) keep names of at most 255 bytes.
-        self.max_segment_bytes = 255 if endpoint_url else None
+        self._set_store_limits(endpoint_url, check_directories, unsupported_path_characters)
         checksums = (request_checksum_calculation, response_checksum_validation)
         with self.translating(None):
             credentials = (aws_access_key_id, aws_profile, aws_region)
@@ -242,7 +231,35 @@ class S3Storage(StorageBackend):
         self.endpoint = display_url(self.client.meta.endpoint_url)
         """Where requests go (``http://127.0.0.1:8333``, ``https://s3.eu-west-1.amazonaws.com``),
         as errors and retry logs name it."""
+
+    def _set_transfer_settings(
+        self, chunk_size: int, max_concurrency: int, multipart_threshold: int
+    ) -> None:
+        """The sizes and parallelism of transfers, and boto3's TransferConfig made of them."""
+        self.chunk_size = chunk_size
+        # download/get then read whole ranges from the reader (parallel ranged GETs, written in
+        # order, so any writable file object works and memory stays bounded).
+        self.transfer_chunk_size = chunk_size
+        self.max_concurrency = max_concurrency
+        self.multipart_threshold = multipart_threshold
         self.transfer_config = transfer_settings(multipart_threshold, chunk_size, max_concurrency)
+
+    def _set_store_limits(
+        self,
+        endpoint_url: str | None,
+        check_directories: bool | None,
+        unsupported_path_characters: str | None,
+    ) -> None:
+        """Where an S3-compatible store (an ``endpoint_url``) differs from AWS, unless given:
+        its one-level listings confirm each directory, ``\\`` is refused in keys, and (built on
+        a file system, as SeaweedFS and MinIO are) a segment holds at most 255 bytes."""
+        self.check_directories = (
+            endpoint_url is not None if check_directories is None else check_directories
+        )
+        if unsupported_path_characters is None:
+            unsupported_path_characters = "\\" if endpoint_url else ""
+        self.unsupported_path_characters = unsupported_path_characters
+        self.max_segment_bytes = 255 if endpoint_url else None
 
     def _client_factory(
         self,
