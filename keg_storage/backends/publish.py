@@ -52,8 +52,25 @@ def prune_empty_parents(key: str, remove_directory: Callable[[str], bool]) -> No
         parent = posixpath.dirname(parent)
 
 
-_UNNAMED = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
-"""``O_TMPFILE`` where the kernel has it and /proc lets an unnamed file be linked; else 0."""
+def _unnamed_flag() -> int:
+    """``O_TMPFILE`` where the kernel has it and ``/proc/self/fd/N`` is this process's
+    descriptor N (an unnamed file is linked through it; /proc may be missing, or mounted for
+    another PID namespace); else 0."""
+    flag: int = getattr(os, "O_TMPFILE", 0)
+    try:
+        fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        linked = os.path.samestat(os.stat(f"/proc/self/fd/{fd}"), os.fstat(fd))
+    except OSError:
+        linked = False
+    finally:
+        os.close(fd)
+    return flag if linked else 0
+
+
+_UNNAMED = _unnamed_flag()
 _NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 """What ``open(O_TMPFILE)`` fails with where the file system or the kernel has no unnamed files."""
 _NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
