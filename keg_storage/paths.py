@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import unicodedata
 from pathlib import PureWindowsPath
 from typing import Any
@@ -63,7 +64,9 @@ def _check_characters(path: str, backend: Any) -> None:
     refused = getattr(backend, "unsupported_path_characters", "")
     # The common case, a clean path, in one regex search (a loop over the characters costs
     # 2-3 us a path, which counts in a delete_many of thousands); the loop names the first.
-    if not CONTROL_CHARACTER.search(path) and not any(char in path for char in refused):
+    if not CONTROL_CHARACTER.search(path) and not (
+        refused and any(char in path for char in refused)
+    ):
         return
     for char in path:
         if unicodedata.category(char) == "Cc":
@@ -80,8 +83,10 @@ def _check_characters(path: str, backend: Any) -> None:
 
 def _segments(path: str, backend: Any) -> list[str]:
     _check_characters(path, backend)
-    segments = [segment for segment in path.split("/") if segment]
-    if any(segment in (".", "..") for segment in segments):
+    segments = path.split("/")
+    if "" in segments:  # a leading, trailing or doubled "/"
+        segments = [segment for segment in segments if segment]
+    if "." in segments or ".." in segments:
         raise InvalidPathError("'.' and '..' are not allowed in paths", backend=backend, path=path)
     _check_length(segments, backend, path)
     return segments
@@ -94,9 +99,11 @@ def _check_length(segments: list[str], backend: Any, path: str) -> None:
     if max_segment is None and max_key is None:
         return
     # No segment, and no key of these segments, is longer than an ASCII path itself.
-    if path.isascii() and len(path) <= min(
-        limit for limit in (max_segment, max_key) if limit is not None
-    ):
+    shortest = min(
+        sys.maxsize if max_segment is None else max_segment,
+        sys.maxsize if max_key is None else max_key,
+    )
+    if path.isascii() and len(path) <= shortest:
         return
     # An ASCII path has as many bytes of UTF-8 as characters: no encoding to count them.
     sizes = (
