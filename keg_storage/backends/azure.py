@@ -502,11 +502,17 @@ class AzureStorage(StorageBackend):
     ) -> RemoteFile:
         if mode == FileMode.read:
             return self._reader(key)
-        blob = self._blob(key)
+        return self._writer(key, extra_args, condition, direct=True)
+
+    def _writer(
+        self, key: str, extra_args: dict[str, Any], condition: WriteCondition, *, direct: bool
+    ) -> AzureWriter:
+        """A writer of ``key``; with ``direct``, an unconditional one puts a small whole file
+        with :meth:`_put_directly` first."""
         settings = {_EXTRA_ARG_SETTINGS[k]: v for k, v in extra_args.items() if k != "Metadata"}
         return AzureWriter(
-            mode,
-            blob,
+            FileMode.write,
+            self._blob(key),
             self.chunk_size,
             max_concurrency=self.max_concurrency,
             content_settings=ContentSettings(**settings) if settings else None,
@@ -514,7 +520,22 @@ class AzureStorage(StorageBackend):
             storage=self,
             path=key,
             condition=condition,
+            put_directly=(
+                functools.partial(self._put_directly, key, dict(extra_args))
+                if direct and condition.unconditional
+                else None
+            ),
         )
+
+    def _put_directly(self, key: str, options: dict[str, Any], body: bytes) -> bool:
+        """Store the whole ``body`` at ``key`` in one Put Blob sent without the SDK's pipeline
+        (:mod:`.azure_direct`), if it is at most ``chunk_size`` and 1 MiB; True when it was
+        stored, False when it must go through the SDK (larger, direct requests off, an option
+        the SDK must encode, no answer)."""
+        direct = self.clients().direct
+        if direct is None or len(body) > min(self.chunk_size, DIRECT_BODY_LIMIT):
+            return False
+        return direct.put(self._prefix.service(key), body, options)
 
     def _reader(self, key: str, *, first_range: bool = False) -> AzureReader:
         return AzureReader(
@@ -551,14 +572,16 @@ class AzureStorage(StorageBackend):
         staged in blocks streamed from the file (see :data:`STREAMED_BLOCK_SIZE`); anything
         else goes through the writer. Either way the file object ends at its end, as if it had
         been read."""
-        direct = self.clients().direct if condition.unconditional else None
+        direct = condition.unconditional and self.clients().direct is not None
         limit = min(self.chunk_size, DIRECT_BODY_LIMIT) + 1
-        body = small_body(file_obj, limit) if direct is not None else None
-        if direct is not None and body is not None:
-            if direct.put(self._prefix.service(key), body, extra_args):
-                count_bytes(len(body))
-            else:
-                super()._upload(io.BytesIO(body), key, extra_args, count_bytes)
+        body = small_body(file_obj, limit) if direct else None
+        if body is not None:
+            if not self._put_directly(key, extra_args, body):
+                with self.translating(key):
+                    writer = self._writer(key, extra_args, condition, direct=False)
+                with writer:
+                    writer.write(body)
+            count_bytes(len(body))
             return
         extent = local_file_extent(file_obj)
         if extent is None or extent[2] <= self.chunk_size:

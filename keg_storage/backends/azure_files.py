@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import FileExistsInStorageError, PreconditionFailedError, StorageError, log_retry
@@ -198,6 +198,9 @@ class AzureWriter(AzureFile, PartUploadWriter):
     the commit or the single-shot upload, so the service decides it there; when it does not
     hold, ``close()`` raises :class:`FileExistsInStorageError` or
     :class:`PreconditionFailedError` and the blob stays as it was.
+
+    ``put_directly``, given by :class:`~.azure.AzureStorage`, puts a small whole file without
+    the SDK's pipeline and says whether it did; the SDK's upload follows where it did not.
     """
 
     max_block_size = MAX_BLOCK_SIZE
@@ -215,6 +218,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
         storage: Any = None,
         path: str | None = None,
         condition: WriteCondition = ALWAYS,
+        put_directly: Callable[[bytes], bool] | None = None,
     ) -> None:
         if FileMode.as_mode(mode) != FileMode.write:
             raise ValueError("AzureWriter writes only: open it with mode 'wb'")
@@ -226,6 +230,7 @@ class AzureWriter(AzureFile, PartUploadWriter):
         self.content_settings = content_settings
         self.metadata = dict(metadata) if metadata else None
         self.condition = condition
+        self._put_directly = put_directly
         # Every block id of one blob must have the same length; a random prefix keeps the blocks
         # of concurrent or earlier, aborted writers apart.
         self._block_prefix = uuid.uuid4().hex
@@ -278,6 +283,10 @@ class AzureWriter(AzureFile, PartUploadWriter):
                 raise
 
     def _put_whole(self, data: bytes) -> None:
+        """One Put Blob: first through ``put_directly`` where the storage gave it (it says
+        whether that stored the blob), else through the SDK."""
+        if self._put_directly is not None and self._put_directly(data):
+            return
         with deciding(self.condition, self.storage, self.path):
             self.blob_client.upload_blob(
                 data,

@@ -779,6 +779,40 @@ def test_an_upload_the_direct_request_cannot_carry_goes_through_the_sdk(
     assert azure_container.download_blob("blocks.bin").readall() == b"y" * (BLOCK + 1)
 
 
+def test_a_small_file_written_with_open_goes_directly(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    """``open('wb')`` of a file smaller than a block is one Put Blob without the SDK, its
+    settings as headers; a conditional writer and a larger file go through the SDK."""
+    sdk_sent, sent = sdk_requests(small_blocks), sent_requests(small_blocks)
+    with small_blocks.open("written.csv", "wb", extra_args=SETTINGS) as file:
+        file.write(b"a,")
+        file.write(b"b\n")
+    assert [request.split()[0] for request in sent] == ["PUT"] and sdk_sent == []
+    properties = azure_container.get_blob_client("written.csv").get_blob_properties()
+    assert properties.content_settings.content_type == SETTINGS["ContentType"]
+    assert properties.metadata == SETTINGS["Metadata"]
+    assert azure_container.download_blob("written.csv", decompress=False).readall() == b"a,b\n"
+    sent.clear()
+    with small_blocks.open("created.csv", "wb", overwrite=False) as file:
+        file.write(b"x")
+    with small_blocks.open("large.bin", "wb") as file:
+        file.write(b"y" * (BLOCK + 1))
+    assert [request.split()[0] for request in sdk_sent] == ["PUT", "PUT", "PUT", "PUT"]
+    assert sent == sdk_sent
+
+
+def test_an_upload_whose_direct_put_is_refused_goes_once_through_the_sdk(
+    small_blocks: AzureStorage, azure_container: ContainerClient
+) -> None:
+    """Metadata the direct request cannot carry: one Put Blob, through the SDK only."""
+    sdk_sent, sent = sdk_requests(small_blocks), sent_requests(small_blocks)
+    small_blocks.upload(io.BytesIO(b"x"), "meta.txt", extra_args={"Metadata": {"a": "é"}})
+    assert sent == sdk_sent and [request.split()[0] for request in sent] == ["PUT"]
+    properties = azure_container.get_blob_client("meta.txt").get_blob_properties()
+    assert properties.metadata == {"a": "é"}
+
+
 @pytest.mark.parametrize(
     ("chunk_size", "directly"), [(2 * MiB, ["GET"]), (32 * MiB, [])], ids=["2 MiB", "32 MiB"]
 )
