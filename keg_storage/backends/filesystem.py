@@ -7,11 +7,13 @@ full path after a check. A symlink is never followed, only regular files are ope
 (``O_NOFOLLOW|O_NONBLOCK`` then ``fstat``: a FIFO, device or socket is refused and never blocks),
 and ``r+`` refuses a file with more than one hard link.
 
-Writes go to a temp file in the target directory and are renamed over the target on ``close()``,
-so readers never see a partial file. Every rename that publishes (and every delete) happens under
-the directory's publish lock (:func:`directories_locked`), where the write's condition is decided
-(:func:`place`): ``overwrite=False`` by ``renameat2(RENAME_NOREPLACE)`` (or ``link``), which the
-kernel refuses atomically when the name exists; ``if_match`` by comparing the target's ETag.
+Writes go to a temp file in the target directory (:class:`~.publish.TempFile`, unnamed where the
+file system allows) published on ``close()``, so readers never see a partial file. Every publish
+(and every delete) happens under the directory's publish lock (:func:`directories_locked`), where
+the write's condition is decided: an unnamed file is linked at a name nothing has yet (which the
+kernel refuses atomically when the name exists), anything else is renamed by :func:`place`,
+``overwrite=False`` with ``renameat2(RENAME_NOREPLACE)`` (or ``link``), ``if_match`` after
+comparing the target's ETag.
 
 Whole-file operations (``get``, ``put``, ``copy``) copy inside the kernel (``copy_file_range``,
 as ``cp`` does) instead of a Python read loop.
@@ -188,7 +190,8 @@ def place(
     new_version: bool = True,
 ) -> None:
     """Rename the file ``source`` (a directory descriptor and a name) to ``target`` if
-    ``condition`` allows, the one place where LocalFS publishes; the caller holds the target
+    ``condition`` allows, where LocalFS publishes anything but a new file written unnamed
+    (:func:`_publish_temp` links that one); the caller holds the target
     directory's lock (:func:`directories_locked`).
 
     A create-only write renames with :func:`rename_noreplace`, so it is decided by the kernel
@@ -272,9 +275,11 @@ def _publish_temp(
 ) -> None:
     """Make a written temp file ready (:meth:`~.publish.TempFile.ready`: the permissions a new
     file gets, the modification time ``mtime_ns`` if given, kept as it is by :func:`place`) and
-    rename it to ``name`` in its directory as ``condition`` allows (:func:`place`, under the
-    directory's lock); if it does not, the temp file stays for the caller to remove."""
-    temp_name = temp.ready(fsync=fsync, mtime_ns=mtime_ns)
+    publish it as ``name`` in its directory as ``condition`` allows, under the directory's lock:
+    an unnamed file where nothing has that name and no ``if_match`` is asked is linked there
+    (:meth:`~.publish.TempFile.link_as`, which never replaces anything), else it is renamed
+    (:func:`place`); if ``condition`` refuses, the temp file stays for the caller to remove."""
+    temp.ready(fsync=fsync, mtime_ns=mtime_ns)
     with directories_locked(temp.dir_fd) as locked:
         if condition.if_match is not None and not locked:
             raise UnsupportedOperationError(
@@ -282,14 +287,16 @@ def _publish_temp(
                 backend=backend,
                 path=key,
             )
-        place(
-            (temp.dir_fd, temp_name),
-            (temp.dir_fd, name),
-            condition,
-            backend=backend,
-            key=key,
-            new_version=mtime_ns is None,
-        )
+        if condition.if_match is not None or not temp.link_as(name):
+            place(
+                (temp.dir_fd, temp.temp_name()),
+                (temp.dir_fd, name),
+                condition,
+                backend=backend,
+                key=key,
+                new_version=mtime_ns is None,
+            )
+    temp.file.close()
     if fsync:
         os.fsync(temp.dir_fd)
 

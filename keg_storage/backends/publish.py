@@ -83,7 +83,8 @@ class TempFile:
     Where the kernel and the file system allow, it is created without a name (``O_TMPFILE``),
     with the mode any new file gets there (0666 less the umask, or the directory's default ACL):
     its bytes have no name, so no one can read them, until :meth:`ready` links it under a temp
-    name just before the rename, and a crash leaves nothing behind. Elsewhere it is created
+    name just before the rename (or, where the target does not exist, links it as the target:
+    :meth:`link_as`), and a crash leaves nothing behind. Elsewhere it is created
     under a temp name with mode 0600 and given the new file's mode (0666 less the umask) when
     complete. The unnamed file costs two system calls less a file than a named one given its
     mode, which matters for many small files.
@@ -111,10 +112,10 @@ class TempFile:
                 return None
             raise
 
-    def ready(self, *, fsync: bool, mtime_ns: int | None = None) -> str:
-        """Flush and close the file, given the mode a new file gets, the modification time
-        ``mtime_ns`` if given, and flushed to the disk if ``fsync``; its temp name in
-        ``dir_fd``, linked now if it had none, for the caller to rename."""
+    def ready(self, *, fsync: bool, mtime_ns: int | None = None) -> None:
+        """Flush the complete file, give it the mode a new file gets (a named one; an unnamed
+        one has it), the modification time ``mtime_ns`` if given, and flush it to the disk if
+        ``fsync``."""
         self.file.flush()
         fd = self.file.fileno()
         if self.name is not None:
@@ -123,12 +124,27 @@ class TempFile:
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         if fsync:
             os.fsync(fd)
+
+    def link_as(self, name: str) -> bool:
+        """Publish an unnamed file as ``name`` in its directory where nothing has that name: a
+        link, atomic and never replacing anything, where a temp name and a rename would take
+        two calls more. False where something has the name, or the file has a temp name."""
+        if self.name is not None:
+            return False
+        try:
+            os.link(f"/proc/self/fd/{self.file.fileno()}", name, dst_dir_fd=self.dir_fd)
+        except FileExistsError:
+            return False
+        return True
+
+    def temp_name(self) -> str:
+        """The file's temp name in its directory, linked now if it has none, for the caller to
+        rename over the target."""
         while self.name is None:
             name = new_temp_name()
             with contextlib.suppress(FileExistsError):
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self.dir_fd)
+                os.link(f"/proc/self/fd/{self.file.fileno()}", name, dst_dir_fd=self.dir_fd)
                 self.name = name
-        self.file.close()
         return self.name
 
     def remove(self) -> None:
@@ -157,8 +173,10 @@ def atomic_replace(target: str, *, fsync: bool = False) -> Iterator[IO[bytes]]:
         temp = TempFile(dir_fd)
         try:
             yield temp.file
-            temp_name = temp.ready(fsync=fsync)
-            os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            temp.ready(fsync=fsync)
+            if not temp.link_as(name):
+                os.replace(temp.temp_name(), name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            temp.file.close()
         except BaseException:
             temp.remove()
             raise

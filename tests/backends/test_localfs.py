@@ -167,6 +167,19 @@ def test_written_files_get_umask_permissions(layout: tuple[LocalFSStorage, Path]
         assert stat.S_IMODE((storage.root / name).stat().st_mode) == 0o644
 
 
+def test_a_writer_replaces_a_file_created_while_it_writes(
+    layout: tuple[LocalFSStorage, Path], temp_kind: str
+) -> None:
+    """The name was free when the writer opened; a file made there meanwhile (by another
+    program) is replaced whole at ``close()``, not kept beside a temp file."""
+    storage, _ = layout
+    with storage.open("late.txt", "wb") as file:
+        file.write(b"ours")
+        (storage.root / "late.txt").write_bytes(b"theirs")
+    assert (storage.root / "late.txt").read_bytes() == b"ours"
+    assert [p.name for p in storage.root.iterdir()] == ["late.txt"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_temp_file_of_open_writer_is_private(
     layout: tuple[LocalFSStorage, Path], temp_kind: str, umask: int
