@@ -22,39 +22,44 @@ as ``cp`` does) instead of a Python read loop.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
+import functools
 import io
 import os
 import posixpath
 import stat as stat_module
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import arrow
 
 from ..errors import (
-    FileExistsInStorageError,
     FileNotFoundInStorageError,
     InvalidPathError,
-    PreconditionFailedError,
     StorageError,
     StoragePermissionError,
-    UnsupportedOperationError,
 )
 from ..progress import ByteCounter, ignore_bytes
 from ..secrets import Secret, hold
 from .base import (
-    FILE_EXISTS,
-    PRECONDITION_FAILED,
     FileMode,
     FileStat,
     ListEntry,
     file_errors,
 )
 from .conditions import ALWAYS, Capabilities, WriteCondition
+from .filesystem_publish import (
+    BUFFER_SIZE,
+    atomic_file,
+    check_condition,
+    directories_locked,
+    entry_status,
+    etag_of,
+    place,
+    publish_temp,
+)
 from .links import InternalLinksStorageBackend, SecretKey
 from .listing import is_directory, sorted_entries
 from .local_copy import download_file_object, kernel_copy, upload_file_object
@@ -71,150 +76,6 @@ PATH_MAX_BYTES = 4095
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_RENAME_NOREPLACE = 1
-_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
-"""The buffer of files opened here, given so that opening one skips the ``isatty`` check
-(an ``ioctl``) with which :func:`open` picks a size."""
-_NO_LOCKS = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
-"""``flock`` errors of file systems without it (NFS refuses it on a read-only descriptor)."""
-
-
-def _load_renameat2() -> Any:
-    """libc's ``renameat2`` (glibc 2.28+), or None: Python's ``os`` has no binding for it, and
-    ``RENAME_NOREPLACE`` is the one call that publishes a finished file under its name only if
-    the name is free, without a moment where the file has two names."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    int_, name = ctypes.c_int, ctypes.c_char_p
-    function.argtypes = [int_, name, int_, name, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-_renameat2 = _load_renameat2()
-
-
-def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> None:
-    """Rename ``src`` (in ``src_dir_fd``) to ``dst`` (in ``dst_dir_fd``) only if ``dst`` does
-    not exist, decided atomically by the kernel: else FileExistsError. ``renameat2`` with
-    ``RENAME_NOREPLACE``; where the kernel or the file system lacks it, a hard link (which
-    fails with EEXIST just as atomically) then the removal of ``src``."""
-    if _renameat2 is not None:
-        names = os.fsencode(src), os.fsencode(dst)
-        if _renameat2(src_dir_fd, names[0], dst_dir_fd, names[1], _RENAME_NOREPLACE) == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), dst)
-    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
-    os.unlink(src, dir_fd=src_dir_fd)
-
-
-def etag_of(info: os.stat_result) -> str:
-    """The ETag of a file (``stat().etag``): its modification time in nanoseconds and its size,
-    quoted. :func:`place` keeps it from repeating among the versions of a path."""
-    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
-
-
-@contextlib.contextmanager
-def directories_locked(*dir_fds: int) -> Iterator[bool]:
-    """Hold the publish lock of each directory (an exclusive ``flock`` of the directory
-    itself), which every keg_storage writer of it takes around its publish or delete.
-
-    Each lock is taken on the descriptor given, which must be the caller's own, opened for this
-    operation (every LocalFS operation opens its directories afresh): ``flock`` locks belong to
-    an open file description, so two threads of one process exclude each other because their
-    descriptors are distinct descriptions. Two descriptors of one directory (a move within it)
-    are locked once, and locks are taken in the order of the directories' identities, so that
-    two moves never deadlock. Yields whether they are held: where the file system has no
-    ``flock`` (NFS), writes go on unlocked. The locks are released on exit.
-    """
-    if len(dir_fds) == 1:
-        ordered = list(dir_fds)
-    else:
-        held: dict[tuple[int, int], int] = {}
-        for dir_fd in dir_fds:
-            info = os.fstat(dir_fd)
-            held.setdefault((info.st_dev, info.st_ino), dir_fd)
-        ordered = [dir_fd for _, dir_fd in sorted(held.items())]
-    locked: list[int] = []
-    try:
-        try:
-            for dir_fd in ordered:
-                fcntl.flock(dir_fd, fcntl.LOCK_EX)
-                locked.append(dir_fd)
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKS:
-                raise
-            yield False
-        else:
-            yield True
-    finally:
-        for dir_fd in reversed(locked):
-            fcntl.flock(dir_fd, fcntl.LOCK_UN)
-
-
-def _status(dir_fd: int, name: str) -> os.stat_result | None:
-    """The status of the entry ``name`` of ``dir_fd`` (a symlink's own), or None."""
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def check_condition(
-    current: os.stat_result | None, condition: WriteCondition, backend: Any, key: str
-) -> None:
-    """Raise what ``condition`` makes of the entry ``current`` at ``key`` (None: nothing):
-    FileExistsInStorageError for a create-only write onto anything, PreconditionFailedError
-    for a compare-and-swap write onto no file or another version."""
-    if current is not None and not condition.overwrite:
-        raise FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key)
-    if condition.if_match is not None and (
-        current is None
-        or not stat_module.S_ISREG(current.st_mode)
-        or etag_of(current) != condition.if_match
-    ):
-        raise PreconditionFailedError(PRECONDITION_FAILED, backend=backend, path=key)
-
-
-def place(
-    source: tuple[int, str],
-    target: tuple[int, str],
-    condition: WriteCondition,
-    *,
-    backend: Any,
-    key: str,
-    new_version: bool = True,
-) -> None:
-    """Rename the file ``source`` (a directory descriptor and a name) to ``target`` if
-    ``condition`` allows, where LocalFS publishes anything but a new file written unnamed
-    (:func:`_publish_temp` links that one); the caller holds the target
-    directory's lock (:func:`directories_locked`).
-
-    A create-only write renames with :func:`rename_noreplace`, so it is decided by the kernel
-    even against a writer that bypasses keg_storage. A ``new_version`` (written content, not a
-    moved file) that replaces a file gets a modification time later than that file's (one
-    nanosecond later, where the clock's tick has not moved on): the ETag of a path then never
-    repeats, and an ``if_match`` of an older version never matches a newer one.
-    """
-    (src_dir_fd, src), (dst_dir_fd, dst) = source, target
-    current = _status(dst_dir_fd, dst)
-    check_condition(current, condition, backend, key)
-    if not condition.overwrite:
-        try:
-            rename_noreplace(src_dir_fd, src, dst_dir_fd, dst)
-        except FileExistsError:
-            raise FileExistsInStorageError(FILE_EXISTS, backend=backend, path=key) from None
-        return
-    if new_version and current is not None:
-        written = os.stat(src, dir_fd=src_dir_fd, follow_symlinks=False)
-        if written.st_mtime_ns <= current.st_mtime_ns:
-            times = (written.st_atime_ns, current.st_mtime_ns + 1)
-            os.utime(src, ns=times, dir_fd=src_dir_fd, follow_symlinks=False)
-    os.replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
 
 def translate_os_error(backend: Any, error: Exception, key: str | None) -> StorageError | None:
@@ -261,60 +122,6 @@ def _open_regular(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_resu
         os.close(fd)
         raise
     return fd, info
-
-
-def _publish_temp(
-    temp: TempFile,
-    name: str,
-    *,
-    fsync: bool,
-    condition: WriteCondition = ALWAYS,
-    backend: Any = "LocalFSStorage",
-    key: str = "",
-    mtime_ns: int | None = None,
-) -> None:
-    """Make a written temp file ready (:meth:`~.publish.TempFile.ready`: the permissions a new
-    file gets, the modification time ``mtime_ns`` if given, kept as it is by :func:`place`) and
-    publish it as ``name`` in its directory as ``condition`` allows, under the directory's lock:
-    an unnamed file where nothing has that name and no ``if_match`` is asked is linked there
-    (:meth:`~.publish.TempFile.link_as`, which never replaces anything), else it is renamed
-    (:func:`place`); if ``condition`` refuses, the temp file stays for the caller to remove."""
-    temp.ready(fsync=fsync, mtime_ns=mtime_ns)
-    with directories_locked(temp.dir_fd) as locked:
-        if condition.if_match is not None and not locked:
-            raise UnsupportedOperationError(
-                "compare-and-swap writes (if_match) need flock, which this file system lacks",
-                backend=backend,
-                path=key,
-            )
-        if condition.if_match is not None or not temp.link_as(name):
-            place(
-                (temp.dir_fd, temp.temp_name()),
-                (temp.dir_fd, name),
-                condition,
-                backend=backend,
-                key=key,
-                new_version=mtime_ns is None,
-            )
-    temp.file.close()
-    if fsync:
-        os.fsync(temp.dir_fd)
-
-
-@contextlib.contextmanager
-def _atomic_file(
-    dir_fd: int, name: str, *, fsync: bool, condition: WriteCondition, backend: Any, key: str
-) -> Iterator[IO[bytes]]:
-    """Yield a new temp file in the directory ``dir_fd``; on success it is published as
-    ``name`` there (as ``condition`` allows), on failure it is removed and ``name`` is
-    untouched."""
-    temp = TempFile(dir_fd, _BUFFER_SIZE)
-    try:
-        yield temp.file
-        _publish_temp(temp, name, fsync=fsync, condition=condition, backend=backend, key=key)
-    except BaseException:
-        temp.remove()
-        raise
 
 
 def _scan(dir_fd: int, base: str) -> list[ListEntry]:
@@ -422,15 +229,15 @@ class LocalFSFile(WrappedFile):
                     directory = os.path.dirname(self.path) or "."
                     self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 if self.mode == FileMode.write:
-                    self._temp = TempFile(self._dir_fd, _BUFFER_SIZE)
+                    self._temp = TempFile(self._dir_fd, BUFFER_SIZE)
                     self.fp = self._temp.file
                     return
                 if self.mode == FileMode.read:
                     fd, _ = _open_regular(self._dir_fd, name, os.O_RDONLY)
-                    self.fp = os.fdopen(fd, "rb", _BUFFER_SIZE)
+                    self.fp = os.fdopen(fd, "rb", BUFFER_SIZE)
                 else:
                     fd, info = _open_regular(self._dir_fd, name, os.O_RDWR)
-                    self.fp = os.fdopen(fd, "r+b", _BUFFER_SIZE)
+                    self.fp = os.fdopen(fd, "r+b", BUFFER_SIZE)
                     if info.st_nlink > 1:
                         raise StoragePermissionError(
                             "a file with more than one hard link is not changed in place",
@@ -457,16 +264,23 @@ class LocalFSFile(WrappedFile):
         if self._temp is None:
             self.fp.close()
         else:
-            _publish_temp(
+            publish_temp(
                 self._temp,
                 self._name,
                 fsync=self.fsync,
                 condition=self.condition,
                 backend=self._backend(),
                 key=self.key,
+                reopen=self._reopen_dir(),
             )
             self._temp = None
         self._close_dir()
+
+    def _reopen_dir(self) -> Callable[[], int] | None:
+        """How its storage opens the file's directory again, made anew (None without one)."""
+        if self.storage is None:
+            return None
+        return functools.partial(self.storage._reopen_parent, self.key)
 
     def _discard(self) -> None:
         fp = getattr(self, "fp", None)  # None when opening failed
@@ -589,6 +403,11 @@ class LocalFSStorage(InternalLinksStorageBackend):
         *names, name = key.split("/")
         return self._open_dir(names, key, create=create), name
 
+    def _reopen_parent(self, key: str) -> int:
+        """A new descriptor of the directory of ``key``, made again where it is missing (see
+        :func:`~.filesystem_publish.publish_temp`)."""
+        return self._open_parent(key, create=True)[0]
+
     def _lstat_file(self, dir_fd: int, name: str, key: str) -> os.stat_result:
         """The status of the regular file ``name`` in ``dir_fd`` (a symlink is an
         InvalidPathError, anything else not a file a FileNotFoundError)."""
@@ -605,7 +424,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
         """Refuse to write over a directory or a symlink, or where ``condition`` fails already
         (:func:`check_condition`; it is decided again when the write publishes), from one
         ``stat`` of the target."""
-        current = _status(dir_fd, name)
+        current = entry_status(dir_fd, name)
         if current is not None and stat_module.S_ISDIR(current.st_mode):
             raise InvalidPathError("a directory exists at this path", backend=self, path=key)
         if current is not None and stat_module.S_ISLNK(current.st_mode):
@@ -619,7 +438,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             fd, _ = _open_regular(dir_fd, name, os.O_RDONLY)
         finally:
             os.close(dir_fd)
-        return os.fdopen(fd, "rb", _BUFFER_SIZE)
+        return os.fdopen(fd, "rb", BUFFER_SIZE)
 
     def _prune_empty_parents(self, dir_fd: int, key: str) -> None:
         """Remove directories left empty by a delete or move of ``key``, from ``dir_fd`` (the
@@ -707,8 +526,14 @@ class LocalFSStorage(InternalLinksStorageBackend):
             dir_fd, name = self._open_parent(key, create=True)
             try:
                 self._check_target(dir_fd, name, key, condition)
-                with _atomic_file(
-                    dir_fd, name, fsync=self.fsync, condition=condition, backend=self, key=key
+                with atomic_file(
+                    dir_fd,
+                    name,
+                    fsync=self.fsync,
+                    condition=condition,
+                    backend=self,
+                    key=key,
+                    reopen=functools.partial(self._reopen_parent, key),
                 ) as temp_file:
                     return kernel_copy(source, temp_file)
             finally:
@@ -783,13 +608,13 @@ class LocalFSStorage(InternalLinksStorageBackend):
         try:
             with self.translating(key):
                 self._check_target(dir_fd, name, key, condition)
-                temp = TempFile(dir_fd, _BUFFER_SIZE)
+                temp = TempFile(dir_fd, BUFFER_SIZE)
             try:
                 upload_file_object(
                     file_obj, temp.file, count_bytes, self.transfer_chunk_size, key, self
                 )
                 with self.translating(key):
-                    _publish_temp(
+                    publish_temp(
                         temp,
                         name,
                         fsync=self.fsync,
@@ -797,6 +622,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
                         backend=self,
                         key=key,
                         mtime_ns=mtime_ns,
+                        reopen=functools.partial(self._reopen_parent, key),
                     )
             except BaseException:
                 temp.remove()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from keg_storage import LocalFSStorage
-from keg_storage.backends import filesystem
+from keg_storage.backends import filesystem_publish, publish
 from keg_storage.backends.base import FILE_EXISTS, PRECONDITION_FAILED
 from keg_storage.backends.conditions import Capabilities
 from keg_storage.backends.publish import TEMP_PREFIX
@@ -126,7 +126,8 @@ def test_create_only_writer_loses_to_a_file_created_while_it_writes(
 def test_create_only_through_link_where_renameat2_is_missing(
     storage: LocalFSStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filesystem, "_renameat2", None)
+    monkeypatch.setattr(filesystem_publish, "_renameat2", None)
+    monkeypatch.setattr(publish, "_UNNAMED", 0)  # a temp file with a name is renamed
     storage.upload(io.BytesIO(b"first"), "a.txt", overwrite=False)
     with pytest.raises(FileExistsInStorageError):
         storage.upload(io.BytesIO(b"second"), "a.txt", overwrite=False)
@@ -327,7 +328,7 @@ def test_without_flock_plain_writes_go_on_and_if_match_is_refused(
 
     storage.upload(io.BytesIO(b"v1"), "f.txt")
     etag = storage.stat("f.txt").etag
-    monkeypatch.setattr(filesystem.fcntl, "flock", no_flock)
+    monkeypatch.setattr(filesystem_publish.fcntl, "flock", no_flock)
     storage.upload(io.BytesIO(b"v2"), "f.txt")
     with pytest.raises(FileExistsInStorageError):
         storage.upload(io.BytesIO(b"v3"), "f.txt", overwrite=False)

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,6 +179,43 @@ def test_a_writer_replaces_a_file_created_while_it_writes(
         (storage.root / "late.txt").write_bytes(b"theirs")
     assert (storage.root / "late.txt").read_bytes() == b"ours"
     assert [p.name for p in storage.root.iterdir()] == ["late.txt"]
+
+
+@pytest.mark.parametrize("how", ["open", "upload"])
+def test_a_write_survives_the_pruning_of_its_directory(
+    layout: tuple[LocalFSStorage, Path], temp_kind: str, how: str
+) -> None:
+    """A delete of a directory's last file removes the directory while a new file is written
+    there (an unnamed temp file has no entry to keep it): the file is published in the
+    directory made again."""
+    storage, _ = layout
+    storage.upload(io.BytesIO(b"old"), "d/other.txt")
+
+    class DeletingReader(io.RawIOBase):
+        """A body whose reading deletes the directory's other file midway."""
+
+        sent = False
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            if self.sent:
+                storage.delete("d/other.txt")
+                return 0
+            self.sent = True
+            buffer[:3] = b"new"
+            return 3
+
+    if how == "open":
+        with storage.open("d/new.txt", "wb") as file:
+            file.write(b"new")
+            storage.delete("d/other.txt")
+    else:
+        storage.upload(DeletingReader(), "d/new.txt")
+    assert [entry.name for entry in storage.list("d/")] == ["d/new.txt"]
+    assert (storage.root / "d" / "new.txt").read_bytes() == b"new"
+    assert sorted(p.name for p in (storage.root / "d").iterdir()) == ["new.txt"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
