@@ -78,16 +78,17 @@ _NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEX
 
 class TempFile:
     """A file written in the directory ``dir_fd`` (a descriptor the caller keeps open) and
-    published by a rename when it is complete (CONTRACT §3).
+    published when it is complete (CONTRACT §3).
 
     Where the kernel and the file system allow, it is created without a name (``O_TMPFILE``),
     with the mode any new file gets there (0666 less the umask, or the directory's default ACL):
-    its bytes have no name, so no one can read them, until :meth:`ready` links it under a temp
-    name just before the rename (or, where the target does not exist, links it as the target:
-    :meth:`link_as`), and a crash leaves nothing behind. Elsewhere it is created
-    under a temp name with mode 0600 and given the new file's mode (0666 less the umask) when
-    complete. The unnamed file costs two system calls less a file than a named one given its
-    mode, which matters for many small files.
+    its bytes have no name, so no one can read them, and a crash leaves nothing behind. When it
+    is complete, :meth:`link_as` links it at the target's name where nothing has that name;
+    else :meth:`temp_name` links it under a temp name for the caller to rename over the target.
+    Elsewhere it is created under a temp name with mode 0600 and given the new file's mode
+    (0666 less the umask) by :meth:`ready`. An unnamed file published by a link costs four
+    system calls less than a named one given its mode and renamed, which matters for many small
+    files.
     """
 
     def __init__(self, dir_fd: int, buffer_size: int = -1) -> None:
