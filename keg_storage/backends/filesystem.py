@@ -287,6 +287,8 @@ class LocalFSFile(WrappedFile):
         if self._temp is not None:
             self._temp.remove()
             self._temp = None
+            if self.storage is not None and self._dir_fd is not None:
+                self.storage._prune_after_failure(self._dir_fd, self.key)
         elif fp is not None:
             with contextlib.suppress(OSError):
                 fp.close()
@@ -454,6 +456,13 @@ class LocalFSStorage(InternalLinksStorageBackend):
         finally:
             climb.close()
 
+    def _prune_after_failure(self, dir_fd: int, key: str) -> None:
+        """A write that published nothing (it failed, was aborted or refused) leaves no empty
+        directory behind, the ones it made included (:meth:`_prune_empty_parents`): an object
+        store has none to leave. Best effort: the write's own error is what the caller sees."""
+        with contextlib.suppress(OSError):
+            self._prune_empty_parents(dir_fd, key)
+
     def _list(self, prefix: str, recursive: bool) -> Iterator[ListEntry]:
         try:
             fd = self._open_dir(prefix.split("/")[:-1], prefix)
@@ -475,6 +484,7 @@ class LocalFSStorage(InternalLinksStorageBackend):
             if mode == FileMode.write:
                 self._check_target(dir_fd, name, key, condition)
         except BaseException:
+            self._prune_after_failure(dir_fd, key)
             os.close(dir_fd)
             raise
         return LocalFSFile(
@@ -536,6 +546,9 @@ class LocalFSStorage(InternalLinksStorageBackend):
                     reopen=functools.partial(self._reopen_parent, key),
                 ) as temp_file:
                     return kernel_copy(source, temp_file)
+            except BaseException:
+                self._prune_after_failure(dir_fd, key)
+                raise
             finally:
                 os.close(dir_fd)
 
@@ -627,6 +640,9 @@ class LocalFSStorage(InternalLinksStorageBackend):
             except BaseException:
                 temp.remove()
                 raise
+        except BaseException:
+            self._prune_after_failure(dir_fd, key)
+            raise
         finally:
             os.close(dir_fd)
 

@@ -524,8 +524,9 @@ class SFTPRemoteFile(RemoteFile):
 
     def _discard(self) -> None:
         """Drop what was written: wait for the writes in flight, close the handle and remove
-        the temp file, each bounded by the timeout; on a session that failed, wait for nothing
-        and remove the temp file through another session."""
+        the temp file, each bounded by the timeout, then the directories left empty (the ones
+        the write made included); on a session that failed, wait for nothing and remove the
+        temp file through another session."""
         if self._session is None:
             return
         self._buffer.clear()
@@ -541,6 +542,7 @@ class SFTPRemoteFile(RemoteFile):
                 if temp is not None:
                     remove_quietly(sftp, temp)
                     temp = None
+                    self._paths.prune(sftp, self.path)  # as a delete does: no empty directory
         except BaseException as exc:
             self._failure(exc)
             if not isinstance(exc, Exception) or not is_connection_failure(exc):

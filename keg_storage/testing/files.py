@@ -172,6 +172,22 @@ class FileCases(BackendCases):
         assert not storage.exists("aborted.bin")
         assert names(storage) == []
 
+    def test_a_write_that_publishes_nothing_leaves_no_directory(
+        self, storage: StorageBackend
+    ) -> None:
+        """An aborted write into new directories, and one that fails in its ``with`` block,
+        leave nothing a one-level listing shows, as on an object store, which has no
+        directories to leave; a directory that holds a file stays."""
+        write(storage, "kept/file.txt", b"kept")
+        file = storage.open("new/deep/aborted.bin", "wb")
+        file.write(b"x")
+        file.abort()
+        with pytest.raises(RuntimeError), storage.open("kept/sub/failed.bin", "wb") as failed:
+            failed.write(b"x")
+            raise RuntimeError("boom")
+        assert [entry.name for entry in storage.list("", recursive=False)] == ["kept/"]
+        assert [entry.name for entry in storage.list("kept/", recursive=False)] == ["kept/file.txt"]
+
     @pytest.mark.parametrize("size", [0, MiB, 12 * MiB], ids=["0B", "1MiB", "12MiB"])
     def test_unclosed_writer_is_discarded_with_a_warning(
         self, storage: StorageBackend, size: int

@@ -277,6 +277,24 @@ def test_if_match_on_a_missing_file_raises(storage: LocalFSStorage, tmp_path: Pa
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("how", ["open", "upload", "put"])
+def test_a_refused_write_into_new_directories_leaves_none(
+    storage: LocalFSStorage, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, how: str
+) -> None:
+    """The directories a write made for its file go when its condition refuses it (here at
+    once: ``if_match`` on a missing file), as on an object store."""
+    local = tmp_path_factory.mktemp("local") / "local.bin"
+    local.write_bytes(b"x")
+    with pytest.raises(PreconditionFailedError):
+        if how == "open":
+            storage.open("a/b/new.bin", "wb", if_match='"1-1"')
+        elif how == "upload":
+            storage.upload(io.BytesIO(b"x"), "a/b/new.bin", if_match='"1-1"')
+        else:
+            storage.put(str(local), "a/b/new.bin", if_match='"1-1"')
+    assert os.listdir(tmp_path) == []
+
+
 def test_16_threads_incrementing_with_if_match_lose_no_update(
     storage: LocalFSStorage, tmp_path: Path
 ) -> None:
