@@ -30,6 +30,7 @@ from .keep_alive import (
     Request,
     Resent,
     available,
+    telling,
     tls_context,
 )
 
@@ -192,10 +193,7 @@ class DirectRequests:
 
     def _send(self, request: Request, name: str) -> Answer | None:
         """The request sent alone: its answer, or None with ``resent`` told why."""
-        resent = self._resent
-        if resent is None:
-            return self.connections.answer(request)
-        return self.connections.answer(request, lambda error: resent(request.method, name, error))
+        return self.connections.answer(request, telling(self._resent, request.method, name))
 
     def _read_headers(self) -> list[tuple[str, str]]:
         return [("Host", self.host), ("x-ms-version", self.api_version)]

@@ -92,6 +92,14 @@ SDK: the request's method, the key (the service's own) and the failure."""
 _FAILURES = (OSError, NoAnswer, asyncio.TimeoutError)
 
 
+def telling(resent: Resent | None, method: str, key: str) -> Callable[[BaseException], None] | None:
+    """What tells ``resent`` (if any) that the request ``method`` of ``key`` got no answer:
+    the ``failed`` of :meth:`KeepAliveConnections.answer`."""
+    if resent is None:
+        return None
+    return lambda error: resent(method, key, error)
+
+
 class Framing:
     """One connection's HTTP/1.1 state (h11): the bytes of each request, and its answer read
     from the bytes that come, whatever carries them (a blocking socket or an asyncio stream)."""

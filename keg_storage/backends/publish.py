@@ -133,10 +133,14 @@ class TempFile:
         if self.name is not None:
             return False
         try:
-            os.link(f"/proc/self/fd/{self.file.fileno()}", name, dst_dir_fd=self.dir_fd)
+            os.link(self._by_descriptor(), name, dst_dir_fd=self.dir_fd)
         except FileExistsError:
             return False
         return True
+
+    def _by_descriptor(self) -> str:
+        """The file's path through its descriptor, which links an unnamed file."""
+        return f"/proc/self/fd/{self.file.fileno()}"
 
     def temp_name(self) -> str:
         """The file's temp name in its directory, linked now if it has none, for the caller to
@@ -144,7 +148,7 @@ class TempFile:
         while self.name is None:
             name = new_temp_name()
             with contextlib.suppress(FileExistsError):
-                os.link(f"/proc/self/fd/{self.file.fileno()}", name, dst_dir_fd=self.dir_fd)
+                os.link(self._by_descriptor(), name, dst_dir_fd=self.dir_fd)
                 self.name = name
         return self.name
 

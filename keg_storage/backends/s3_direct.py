@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .keep_alive import KeepAliveConnections, Request, Resent, available, tls_context
+from .keep_alive import KeepAliveConnections, Request, Resent, available, telling, tls_context
 from .s3_settings import EXPECT_CONTINUE_FROM
 
 try:
@@ -228,7 +228,8 @@ class DirectRequests:
             response = self.send(method, key, headers, body)
             return None if response is None else int(response.status_code)
         request = self._request(route, method, key, headers, body)
-        answer = None if request is None else connections.answer(request, self._failed(method, key))
+        failed = telling(self._resent, method, key)
+        answer = None if request is None else connections.answer(request, failed)
         status = None if answer is None else answer.status
         self._check_route(status)
         return status
@@ -298,18 +299,11 @@ class DirectRequests:
         try:
             response = self.http_session.send(request)
         except botocore.exceptions.BotoCoreError as error:
-            if (failed := self._failed(method, key)) is not None:
+            if (failed := telling(self._resent, method, key)) is not None:
                 failed(error)
             return None
         self._check_route(response.status_code)
         return response
-
-    def _failed(self, method: str, key: str) -> Callable[[BaseException], None] | None:
-        """What tells ``resent`` that the request of ``method`` for ``key`` got no answer."""
-        resent = self._resent
-        if resent is None:
-            return None
-        return lambda error: resent(method, key, error)
 
     def _check_route(self, status: int | None) -> None:
         """Give the route up on a redirect or a ``400`` (see the class)."""
